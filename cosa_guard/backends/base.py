@@ -1,0 +1,24 @@
+"""The Backend protocol: a chat model the guard can call. Two methods, nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Protocol, runtime_checkable
+
+from cosa_guard.types import Chunk, Completion, GenerationParams, Message
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A chat model. `name` identifies the model in audit records and cache keys.
+
+    Implementations raise `BackendError` (or `BackendTimeoutError`) on failure; the guard turns
+    that into a typed `failed` decision. Deadlines are enforced by the guard, so a backend need
+    not implement its own, but it must be cancellable.
+    """
+
+    name: str
+
+    async def generate(self, messages: Sequence[Message], params: GenerationParams) -> Completion: ...
+
+    def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[Chunk]: ...

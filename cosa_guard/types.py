@@ -1,0 +1,218 @@
+"""The vocabulary shared by every module: messages, completions, verdicts, decisions, guard results.
+
+All are frozen, slotted dataclasses: they are created on every call, so they stay cheap.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Role = Literal["system", "user", "assistant", "tool"]
+ROLES: frozenset[str] = frozenset({"system", "user", "assistant", "tool"})
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One chat turn, in OpenAI's shape."""
+
+    role: Role
+    content: str
+    name: str | None = None
+    tool_call_id: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Message:
+        role = data.get("role")
+        if role not in ROLES:
+            raise ValueError(f"message role must be one of {sorted(ROLES)}, got {role!r}")
+        content = data.get("content")
+        if content is None:
+            content = ""
+        elif isinstance(content, list):  # OpenAI content parts: keep the text parts
+            content = "".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping))
+        elif not isinstance(content, str):
+            raise ValueError(f"message content must be a string, got {type(content).__name__}")
+        return cls(role=role, content=content, name=data.get("name"), tool_call_id=data.get("tool_call_id"))
+
+    def to_dict(self) -> dict[str, str]:
+        out = {"role": self.role, "content": self.content}
+        if self.name is not None:
+            out["name"] = self.name
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        return out
+
+
+MessageLike = Message | Mapping[str, Any]
+
+
+def as_messages(messages: Any) -> tuple[Message, ...]:
+    """Accept Messages or OpenAI-style dicts; always return a tuple of Message."""
+    return tuple(m if isinstance(m, Message) else Message.from_dict(m) for m in messages)
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationParams:
+    """Sampling parameters passed to a backend. `extra` carries backend-specific options."""
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> GenerationParams:
+        known = {k: kwargs.pop(k) for k in ("max_tokens", "temperature", "top_p", "seed") if k in kwargs}
+        stop = kwargs.pop("stop", ())
+        if isinstance(stop, str):
+            stop = (stop,)
+        return cls(**known, stop=tuple(stop or ()), extra=kwargs)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """What a backend returns for one call."""
+
+    text: str
+    model: str
+    finish_reason: str = "stop"
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One streamed piece of a completion."""
+
+    text: str
+    finish_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A judge's opinion of one response under one config.
+
+    `categories` are the risk categories found in the response; `complies` is the subset rule
+    (categories ⊆ allowed, `other` never allowed); `score` is the probability that the response
+    violates the config; `scores` holds per-category probabilities where the judge has them.
+    """
+
+    categories: frozenset[str]
+    complies: bool
+    score: float
+    reason: str = ""
+    scores: Mapping[str, float] = field(default_factory=dict)
+    judge: str = ""
+
+
+class DecisionKind(str, enum.Enum):
+    ALLOWED = "allowed"
+    REFUSED = "refused"
+    FAILED = "failed"
+
+
+class RefusalReason(str, enum.Enum):
+    INPUT_INJECTION = "input_injection"
+    OUTPUT_VIOLATION = "output_violation"
+    FLOOR = "floor"
+    SYSTEM_MESSAGE = "system_message"
+
+
+class FailureKind(str, enum.Enum):
+    TIMEOUT = "timeout"
+    BACKEND = "backend"
+    JUDGE = "judge"
+    CONFIG = "config"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of one guarded call. A block (`refused`) is never confused with an outage (`failed`)."""
+
+    kind: DecisionKind
+    reason: RefusalReason | None = None
+    failure: FailureKind | None = None
+    detail: str = ""
+    fail_open: bool = False  # allowed only because the deployment explicitly fails open
+
+    @classmethod
+    def allowed(cls, detail: str = "", *, fail_open: bool = False) -> Decision:
+        return cls(DecisionKind.ALLOWED, detail=detail, fail_open=fail_open)
+
+    @classmethod
+    def refused(cls, reason: RefusalReason, detail: str = "") -> Decision:
+        return cls(DecisionKind.REFUSED, reason=reason, detail=detail)
+
+    @classmethod
+    def failed(cls, failure: FailureKind, detail: str = "") -> Decision:
+        return cls(DecisionKind.FAILED, failure=failure, detail=detail)
+
+    @property
+    def is_allowed(self) -> bool:
+        return self.kind is DecisionKind.ALLOWED
+
+    @property
+    def label(self) -> str:
+        """`allowed`, `refused:<reason>` or `failed:<kind>`: one token for logs and metrics."""
+        if self.reason is not None:
+            return f"{self.kind.value}:{self.reason.value}"
+        if self.failure is not None:
+            return f"{self.kind.value}:{self.failure.value}"
+        return self.kind.value
+
+
+class Route(str, enum.Enum):
+    COSALIGN = "cosalign"  # a config-following model answered with the config in its system prompt
+    CASCADE = "cascade"  # generate, judge, refuse on violation
+    NONE = "none"  # no model was called (blocked at input, unknown deployment, ...)
+
+
+@dataclass(frozen=True, slots=True)
+class GuardResponse:
+    """The result of `Guard.chat`: always a normal object, whatever happened."""
+
+    text: str
+    decision: Decision
+    route: Route
+    deployment_id: str
+    config_hash: str
+    model: str = ""
+    categories: frozenset[str] = frozenset()
+    verdict: Verdict | None = None
+    timings_ms: Mapping[str, float] = field(default_factory=dict)
+    request_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """Stream event: text released to the caller."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Retraction:
+    """Stream event (optimistic mode only): text already released violated the config; discard it."""
+
+    reason: str
+    replacement: str
+
+
+@dataclass(frozen=True, slots=True)
+class FinalEvent:
+    """Last stream event: the full decision for the call."""
+
+    response: GuardResponse
+
+
+StreamEvent = TextDelta | Retraction | FinalEvent
