@@ -115,14 +115,19 @@ class SafetyConfig(BaseModel):
 
 def format_validation_error(exc: ValidationError) -> str:
     """One line per field: `field: reason`."""
-    parts = []
+    return "; ".join(f"{field}: {msg}" for field, msg in validation_issues(exc))
+
+
+def validation_issues(exc: ValidationError) -> list[tuple[str, str]]:
+    """Each validation error as `(field, reason)`, the pieces `format_validation_error` joins."""
+    issues = []
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "(config)"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
-        parts.append(f"{field}: {msg}")
-    return "; ".join(parts)
+        issues.append((field, msg))
+    return issues
 
 
 def canonical_json(data: Any) -> bytes:

@@ -10,7 +10,8 @@
     │   ├── UnknownKeyError                    signed only by keys outside the trust set
     │   ├── InsufficientSignersError           fewer distinct trusted signers than required
     │   ├── ExpiredConfigError                 the config's `expires_at` has passed
-    │   └── PinMismatchError                   the config hash differs from the deployment's pin
+    │   ├── PinMismatchError                   the config hash differs from the deployment's pin
+    │   └── FloorViolationError                the config allows one of the deployment's floor categories
     ├── DeploymentError                        a deployments file or deployment is unusable
     │   └── UnknownDeploymentError             no such deployment id / API key
     ├── BackendError                           a model backend failed
@@ -77,6 +78,10 @@ class ExpiredConfigError(BundleError):
 
 
 class PinMismatchError(BundleError):
+    pass
+
+
+class FloorViolationError(BundleError):
     pass
 
 
