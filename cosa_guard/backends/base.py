@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from cosa_guard.types import Chunk, Completion, GenerationParams, Message
@@ -22,3 +22,17 @@ class Backend(Protocol):
     async def generate(self, messages: Sequence[Message], params: GenerationParams) -> Completion: ...
 
     def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[Chunk]: ...
+
+
+@runtime_checkable
+class LogprobBackend(Protocol):
+    """Optional capability: the log-probabilities of candidate first tokens, from one forward pass.
+
+    Judges check for it with `isinstance(backend, LogprobBackend)` and score from probabilities
+    when it is there, parsing generated text otherwise. Candidates the model gives no probability
+    are left out of the returned mapping.
+    """
+
+    async def next_token_logprobs(
+        self, messages: Sequence[Message], candidates: Sequence[str]
+    ) -> Mapping[str, float]: ...
