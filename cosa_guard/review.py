@@ -1,0 +1,201 @@
+"""Review of a safety config before it is signed: lint, and the review record a bundle carries.
+
+`lint` reads the YAML an author wrote (or an already parsed mapping) and reports every problem
+as `field: reason`, so a reviewer sees all of them at once instead of the first one:
+
+    report = lint(Path("game-studio.yaml").read_text(), floor=["sexual"], judge_kind="category")
+    for issue in report.issues:
+        print(issue)                      # "allow: 'sexual' is a floor category ..."
+    report.ok                             # False when any issue is an error
+
+Field rules (ids, version, size, known categories, `other`) come from `SafetyConfig` itself;
+lint adds what depends on the deployment (floor categories, the judge that will read the config)
+and what a validator cannot judge alone: policy text that looks like a prompt injection, which
+would reach the model's system prompt with the deployment's full authority.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cosa_guard.config import SafetyConfig, validation_issues
+
+Severity = Literal["error", "warning"]
+
+# Fields whose text reaches a model or a user; each is scanned for injection-like content.
+_SCANNED_FIELDS = ("text", "refusal", "description")
+
+# Each pattern names why the text would confuse a model reading it as its system prompt.
+_INJECTION_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (
+        "a chat-template token",
+        re.compile(
+            r"<\|[a-z_]{2,40}\|>|\[/?INST\]|<</?SYS>>|</?s>|<(?:start|end)_of_turn>",
+            re.IGNORECASE,
+        ),
+    ),
+    (
+        "a role marker at the start of a line",
+        re.compile(
+            r"^[ \t#>*]*(?:system|assistant|user|developer|tool)[ \t]*:", re.IGNORECASE | re.MULTILINE
+        ),
+    ),
+    (
+        "an instruction to ignore other instructions",
+        re.compile(
+            r"\b(?:ignore|disregard|forget|override)\b[^.\n]{0,40}?"
+            r"\b(?:previous|prior|above|earlier|preceding|all|any|other)\b[^.\n]{0,20}?"
+            r"\b(?:instructions?|rules|guidelines|polic(?:y|ies)|configs?|prompts?)\b",
+            re.IGNORECASE,
+        ),
+    ),
+    (
+        "a fake config block",
+        re.compile(
+            r"\b(?:new|updated|override|begin|end)[ \t]+"
+            r"(?:safety[ \t]+(?:config(?:uration)?|policy)|config(?:uration)?)\b"
+            r"|^[ \t]*(?:safety[ \t]+guideline|safety[ \t]+config(?:uration)?)[ \t]*:"
+            r"|^[ \t]*(?:allow|allowed_categories|expires_at)[ \t]*:"
+            r"|^[ \t]*```",
+            re.IGNORECASE | re.MULTILINE,
+        ),
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LintIssue:
+    field: str
+    message: str
+    severity: Severity = "error"
+
+    def __str__(self) -> str:
+        suffix = " (warning)" if self.severity == "warning" else ""
+        return f"{self.field}: {self.message}{suffix}"
+
+
+@dataclass(frozen=True, slots=True)
+class LintReport:
+    issues: tuple[LintIssue, ...] = ()
+    config: SafetyConfig | None = None  # None when the config did not validate
+
+    @property
+    def errors(self) -> tuple[LintIssue, ...]:
+        return tuple(i for i in self.issues if i.severity == "error")
+
+    @property
+    def warnings(self) -> tuple[LintIssue, ...]:
+        return tuple(i for i in self.issues if i.severity == "warning")
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def summary(self) -> dict[str, Any]:
+        """What the review record keeps: counts and the warnings the reviewer accepted."""
+        return {"errors": len(self.errors), "warnings": [str(i) for i in self.warnings]}
+
+
+class ReviewRecord(BaseModel):
+    """Who reviewed a config, when, what lint said and why they approved it. Signed with the config."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reviewer: str = Field(min_length=1, max_length=200)
+    reviewed_at: datetime
+    lint: dict[str, Any] = Field(default_factory=dict)
+    note: str = Field(default="", max_length=2_000)
+
+
+def lint(
+    source: str | Mapping[str, Any],
+    floor: Iterable[str] = (),
+    judge_kind: str | None = None,
+    now: datetime | None = None,
+) -> LintReport:
+    """Every problem with a config, as errors (it must not be signed) and warnings (a reviewer decides).
+
+    `source` is YAML text or a mapping. `floor` lists categories the target deployment never
+    unlocks; `judge_kind` is the deployment's judge (`category` reads only categories).
+    """
+    if isinstance(source, str):
+        try:
+            data = yaml.safe_load(source)
+        except yaml.YAMLError as exc:
+            return LintReport((LintIssue("(yaml)", f"bad YAML: {' '.join(str(exc).split())}"),))
+    else:
+        data = source
+    if not isinstance(data, Mapping):
+        return LintReport(
+            (LintIssue("(config)", "a config must be a mapping with id, version, text and allow"),)
+        )
+
+    issues: list[LintIssue] = []
+    config: SafetyConfig | None = None
+    try:
+        config = SafetyConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        issues.extend(LintIssue(field, reason) for field, reason in validation_issues(exc))
+
+    allow = data.get("allow") or ()
+    if isinstance(allow, (list, tuple)):
+        floor_set = set(floor)
+        for category in sorted({c for c in allow if isinstance(c, str)} & floor_set):
+            issues.append(
+                LintIssue(
+                    "allow",
+                    f"{category!r} is a floor category of this deployment, which no config may unlock",
+                )
+            )
+
+    for field in _SCANNED_FIELDS:
+        value = data.get(field)
+        if isinstance(value, str):
+            issues.extend(_injection_issues(field, value))
+
+    if config is not None:
+        if config.is_expired(now or datetime.now(timezone.utc)):
+            issues.append(
+                LintIssue(
+                    "expires_at",
+                    f"the config expired at {config.expires_at:%Y-%m-%dT%H:%M:%SZ}; set a later expiry",
+                )
+            )
+        if config.is_free_form and judge_kind == "category":
+            issues.append(
+                LintIssue(
+                    "allow",
+                    "free-form config (no allow list) with judge kind 'category', which reads only "
+                    "categories and ignores the policy text; use judge kind 'llm'",
+                    "warning",
+                )
+            )
+    return LintReport(tuple(issues), config)
+
+
+def _injection_issues(field: str, text: str) -> list[LintIssue]:
+    issues = []
+    for why, pattern in _INJECTION_PATTERNS:
+        match = pattern.search(text)
+        if match:
+            snippet = " ".join(match.group(0).split())[:40]
+            issues.append(
+                LintIssue(
+                    field, f"looks like a prompt injection ({why}: {snippet!r}); rephrase it as plain policy"
+                )
+            )
+    return issues
+
+
+def is_deployable(
+    source: str | Mapping[str, Any], floor: Iterable[str] = (), now: datetime | None = None
+) -> bool:
+    """True when lint finds no error: the config may be signed (warnings are the reviewer's call)."""
+    return lint(source, floor=floor, now=now).ok
