@@ -1,0 +1,308 @@
+"""Any OpenAI-compatible chat endpoint (`vllm serve`, llama.cpp server, OpenAI, ...) over httpx.
+
+One `httpx.AsyncClient` per backend keeps connections alive across calls. Retries happen only
+where the request cannot have been processed: the connection failed, or the server answered
+429 / 502 / 503 before sending any body. Once a response body has started, nothing is retried,
+because the model may already have produced (and the caller seen) part of an answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import random
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+
+from cosa_guard.errors import BackendError, BackendTimeoutError, DeploymentError
+from cosa_guard.types import Chunk, Completion, GenerationParams, Message, Usage
+
+__all__ = ["RETRY_STATUSES", "OpenAIBackend"]
+
+RETRY_STATUSES = frozenset({429, 502, 503})
+_TOP_LOGPROBS = 20  # the most OpenAI accepts; vLLM follows it
+_MAX_RETRY_AFTER_S = 5.0  # never sleep longer than this on a server's Retry-After
+
+
+class OpenAIBackend:
+    """A chat model behind `POST {base_url}/chat/completions`.
+
+    `timeout_s` bounds each network phase (connect, each read, write) and the whole non-streamed
+    call; a stream may run longer as long as bytes keep coming. `max_retries` counts extra
+    attempts on the safe failures above, with jittered exponential backoff from `backoff_s`.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str = "http://127.0.0.1:8000/v1",
+        api_key: str | None = None,
+        name: str | None = None,
+        timeout_s: float = 60.0,
+        max_retries: int = 2,
+        backoff_s: float = 0.25,
+        max_connections: int = 100,
+        headers: Mapping[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.model = model
+        self.name = name or f"openai:{model}"
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        all_headers = {"Accept": "application/json", **(headers or {})}
+        if api_key:
+            all_headers["Authorization"] = f"Bearer {api_key}"
+        self._url = base_url.rstrip("/") + "/chat/completions"
+        self._client = httpx.AsyncClient(
+            headers=all_headers,
+            timeout=httpx.Timeout(timeout_s),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            transport=transport,
+        )
+
+    @classmethod
+    def from_options(
+        cls,
+        model: str,
+        *,
+        base_url: str | None,
+        api_key_env: str | None,
+        timeout_s: float,
+        options: Mapping[str, Any],
+    ) -> OpenAIBackend:
+        """Build from a BackendSpec's fields; the key is read from the environment, never from the file."""
+        api_key = None
+        if api_key_env:
+            api_key = os.environ.get(api_key_env)
+            if not api_key:
+                raise DeploymentError(
+                    f"environment variable {api_key_env} (api_key_env of the openai backend for {model!r}) "
+                    "is not set; export the upstream API key in it"
+                )
+        kwargs: dict[str, Any] = dict(options)
+        if base_url:
+            kwargs["base_url"] = base_url
+        return cls(model, api_key=api_key, timeout_s=timeout_s, **kwargs)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def _body(self, messages: Sequence[Message], params: GenerationParams, **fixed: Any) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.model, "messages": [m.to_dict() for m in messages]}
+        for key in ("max_tokens", "temperature", "top_p", "seed"):
+            value = getattr(params, key)
+            if value is not None:
+                body[key] = value
+        if params.stop:
+            body["stop"] = list(params.stop)
+        body.update(params.extra)  # server-specific options, e.g. vLLM's top_k or repetition_penalty
+        body.update(fixed)
+        return body
+
+    @asynccontextmanager
+    async def _response(self, body: dict[str, Any], *, stream: bool) -> AsyncIterator[httpx.Response]:
+        """Open a response whose status is 2xx, retrying only the failures that are safe to retry."""
+        attempt = 0
+        while True:
+            retry_after: float | None = None
+            try:
+                request = self._client.build_request("POST", self._url, json=body)
+                response = await self._client.send(request, stream=True)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                if attempt >= self.max_retries:
+                    raise _translate(exc, self._url) from exc
+            except httpx.HTTPError as exc:
+                raise _translate(exc, self._url) from exc
+            else:
+                if response.status_code in RETRY_STATUSES and attempt < self.max_retries:
+                    retry_after = _retry_after(response)
+                    await response.aclose()  # nothing of this response was read: the retry is safe
+                else:
+                    try:
+                        if response.status_code >= 400:
+                            await response.aread()
+                            raise BackendError(_status_message(response))
+                        if not stream:
+                            await response.aread()
+                        yield response
+                        return
+                    except httpx.HTTPError as exc:
+                        raise _translate(exc, self._url) from exc
+                    finally:
+                        await response.aclose()
+            attempt += 1
+            delay = self.backoff_s * 2 ** (attempt - 1) * (0.5 + random.random())
+            await asyncio.sleep(retry_after if retry_after is not None else delay)
+
+    async def _post_json(self, body: dict[str, Any]) -> Any:
+        """One non-streamed call, bounded as a whole by `timeout_s` (retries included)."""
+
+        async def call() -> Any:
+            async with self._response(body, stream=False) as response:
+                return _json(response.content)
+
+        try:
+            return await asyncio.wait_for(call(), self.timeout_s)
+        except BackendError:
+            raise
+        except asyncio.TimeoutError as exc:
+            raise BackendTimeoutError(f"{self.name}: no answer within {self.timeout_s:g} s") from exc
+
+    async def generate(self, messages: Sequence[Message], params: GenerationParams) -> Completion:
+        data = await self._post_json(self._body(messages, params, stream=False))
+        return _completion(data, self.model)
+
+    async def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[Chunk]:
+        body = self._body(messages, params, stream=True)
+        async with self._response(body, stream=True) as response:
+            finished = False
+            try:
+                async for data in _sse_events(response.aiter_lines()):
+                    if data == "[DONE]":
+                        return
+                    for chunk in _chunks(_json(data)):
+                        finished = finished or chunk.finish_reason is not None
+                        yield chunk
+            except httpx.HTTPError as exc:
+                raise _translate(exc, self._url) from exc
+            if not finished:  # a cut stream is a failure, not a short answer
+                raise BackendError(f"{self.name}: the stream ended before [DONE] or a finish_reason")
+
+    async def next_token_logprobs(
+        self, messages: Sequence[Message], candidates: Sequence[str]
+    ) -> dict[str, float]:
+        """Natural-log probability of each candidate as the next token (greedy, one token).
+
+        Several tokens can spell one candidate (`"Yes"`, `" Yes"`): their probabilities are summed.
+        A candidate outside the server's top 20 gets `-inf`.
+        """
+        body = self._body(
+            messages,
+            GenerationParams(),
+            max_tokens=1,
+            temperature=0.0,
+            logprobs=True,
+            top_logprobs=_TOP_LOGPROBS,
+            stream=False,
+        )
+        data = await self._post_json(body)
+        try:
+            top = data["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
+            pairs = [(str(item["token"]), float(item["logprob"])) for item in top]
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise BackendError(
+                f"{self.name}: the server returned no top_logprobs (does it support them?)"
+            ) from exc
+        return match_candidates(pairs, candidates)
+
+
+def match_candidates(pairs: Sequence[tuple[str, float]], candidates: Sequence[str]) -> dict[str, float]:
+    """Fold (token text, logprob) pairs onto candidates by whitespace-stripped equality (log-sum-exp)."""
+    out: dict[str, float] = {}
+    for candidate in candidates:
+        logprobs = [lp for token, lp in pairs if token.strip() == candidate.strip()]
+        if not logprobs:
+            out[candidate] = -math.inf
+            continue
+        peak = max(logprobs)
+        out[candidate] = peak + math.log(sum(math.exp(lp - peak) for lp in logprobs))
+    return out
+
+
+async def _sse_events(lines: AsyncIterator[str]) -> AsyncIterator[str]:
+    """The `data` payload of each server-sent event; multi-line data joined with newlines."""
+    data: list[str] = []
+    async for line in lines:
+        if not line:
+            if data:
+                yield "\n".join(data)
+                data = []
+        elif line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+        # comments (":...") and event/id/retry fields carry nothing for chat completions
+    if data:
+        yield "\n".join(data)
+
+
+def _json(raw: bytes | str) -> Any:
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BackendError(f"the server sent malformed JSON: {_clip(raw)!r}") from exc
+
+
+def _completion(data: Any, model: str) -> Completion:
+    _raise_error_payload(data)
+    try:
+        choice = data["choices"][0]
+        text = choice["message"].get("content") or ""
+        finish = choice.get("finish_reason") or "stop"
+    except (KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise BackendError(f"unexpected chat completion shape: {_clip(json.dumps(data))!r}") from exc
+    usage = data.get("usage") or {}
+    return Completion(
+        text=str(text),
+        model=str(data.get("model") or model),
+        finish_reason=str(finish),
+        usage=Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
+        if usage
+        else None,
+    )
+
+
+def _chunks(data: Any) -> list[Chunk]:
+    _raise_error_payload(data)
+    try:
+        choices = data["choices"]
+        out = []
+        for choice in choices[:1]:  # one answer per call; n > 1 is not part of the protocol
+            text = (choice.get("delta") or {}).get("content") or ""
+            finish = choice.get("finish_reason")
+            if text or finish:
+                out.append(Chunk(str(text), finish_reason=str(finish) if finish else None))
+        return out
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise BackendError(f"unexpected stream chunk shape: {_clip(json.dumps(data))!r}") from exc
+
+
+def _raise_error_payload(data: Any) -> None:
+    # vLLM and OpenAI report mid-stream failures as a JSON object with an "error" member.
+    if isinstance(data, dict) and data.get("error"):
+        error = data["error"]
+        message = error.get("message", error) if isinstance(error, dict) else error
+        raise BackendError(f"the server reported an error: {message}")
+
+
+def _translate(exc: httpx.HTTPError, url: str) -> BackendError:
+    if isinstance(exc, httpx.TimeoutException):
+        return BackendTimeoutError(f"{type(exc).__name__} talking to {url}: {exc}")
+    return BackendError(f"{type(exc).__name__} talking to {url}: {exc}")
+
+
+def _status_message(response: httpx.Response) -> str:
+    detail = response.text
+    try:
+        error = response.json().get("error")
+        detail = error.get("message", detail) if isinstance(error, dict) else str(error or detail)
+    except (ValueError, AttributeError):
+        pass
+    return f"HTTP {response.status_code} from {response.request.url}: {_clip(detail)}"
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return min(max(float(response.headers["retry-after"]), 0.0), _MAX_RETRY_AFTER_S)
+    except (KeyError, ValueError):
+        return None  # absent, or an HTTP date: fall back to our own backoff
+
+
+def _clip(text: bytes | str, limit: int = 200) -> str:
+    s = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+    return s if len(s) <= limit else s[:limit] + "..."

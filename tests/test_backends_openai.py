@@ -1,0 +1,270 @@
+"""The OpenAI-compatible backend against httpx.MockTransport: no network, every failure path."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import AsyncIterator, Callable, Iterable
+
+import httpx
+import pytest
+
+from cosa_guard.backends.openai import OpenAIBackend, match_candidates
+from cosa_guard.errors import BackendError, BackendTimeoutError, DeploymentError
+from cosa_guard.types import Chunk, GenerationParams, Message
+
+MESSAGES = (Message("system", "Be brief."), Message("user", "Capital of France?"))
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def completion_json(text: str, finish: str = "stop") -> dict[str, object]:
+    return {
+        "id": "c1",
+        "model": "served-model",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 3},
+    }
+
+
+def sse(*events: object, done: bool = True) -> bytes:
+    lines = [f"data: {json.dumps(e)}\n\n" for e in events]
+    if done:
+        lines.append("data: [DONE]\n\n")
+    return "".join(lines).encode()
+
+
+def delta(text: str | None = None, finish: str | None = None) -> dict[str, object]:
+    d = {} if text is None else {"content": text}
+    return {"choices": [{"index": 0, "delta": d, "finish_reason": finish}]}
+
+
+def backend(handler: Handler, **kwargs: object) -> OpenAIBackend:
+    kwargs.setdefault("backoff_s", 0.0)
+    return OpenAIBackend("m", base_url="http://upstream/v1", transport=httpx.MockTransport(handler), **kwargs)  # type: ignore[arg-type]
+
+
+class Recorder:
+    """A handler that answers from a list of responses/exceptions and records the requests."""
+
+    def __init__(self, answers: Iterable[httpx.Response | Exception]) -> None:
+        self.answers = list(answers)
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        answer = self.answers[min(len(self.requests), len(self.answers)) - 1]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def body(self, i: int = -1) -> dict[str, object]:
+        return dict(json.loads(self.requests[i].content))
+
+
+async def collect(chunks: AsyncIterator[Chunk]) -> list[Chunk]:
+    return [c async for c in chunks]
+
+
+async def test_generate_sends_messages_and_params_and_parses_answer() -> None:
+    rec = Recorder([httpx.Response(200, json=completion_json("Paris."))])
+    b = backend(rec, api_key="sk-test")
+    out = await b.generate(
+        MESSAGES, GenerationParams(max_tokens=5, temperature=0.0, stop=("\n",), extra={"top_k": 3})
+    )
+    assert out.text == "Paris."
+    assert out.model == "served-model"
+    assert out.usage is not None and out.usage.completion_tokens == 3
+    body = rec.body()
+    assert body["model"] == "m"
+    assert body["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Capital of France?"},
+    ]
+    assert body["max_tokens"] == 5 and body["temperature"] == 0.0 and body["stop"] == ["\n"]
+    assert body["top_k"] == 3 and body["stream"] is False
+    assert "top_p" not in body  # unset params are not sent
+    assert rec.requests[0].url == "http://upstream/v1/chat/completions"
+    assert rec.requests[0].headers["authorization"] == "Bearer sk-test"
+    await b.aclose()
+
+
+async def test_client_is_reused_across_calls() -> None:
+    rec = Recorder([httpx.Response(200, json=completion_json("x"))])
+    b = backend(rec)
+    client = b._client
+    for _ in range(3):
+        await b.generate(MESSAGES, GenerationParams())
+    assert b._client is client and len(rec.requests) == 3
+    await b.aclose()
+    assert client.is_closed
+
+
+async def test_stream_yields_deltas_until_done() -> None:
+    body = sse(delta(""), delta("Par"), delta("is"), delta("."), delta(None, "stop"))
+    rec = Recorder([httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})])
+    chunks = await collect(backend(rec).stream(MESSAGES, GenerationParams()))
+    assert "".join(c.text for c in chunks) == "Paris."
+    assert chunks[-1].finish_reason == "stop"
+    assert rec.body()["stream"] is True
+
+
+async def test_stream_parses_multiline_data_comments_and_crlf() -> None:
+    payload = json.dumps(delta("hi", "stop"))
+    cut = payload.index(":")  # split between JSON tokens: the data lines rejoin with "\n", valid whitespace
+    raw = (
+        f": keep-alive\r\nevent: message\r\ndata: {payload[:cut]}\r\ndata:{payload[cut:]}\r\n\r\n"
+        "data: [DONE]\r\n\r\n"
+    )
+    rec = Recorder([httpx.Response(200, content=raw.encode())])
+    chunks = await collect(backend(rec).stream(MESSAGES, GenerationParams()))
+    assert [c.text for c in chunks] == ["hi"]
+
+
+async def test_stream_cut_before_done_is_an_error() -> None:
+    rec = Recorder([httpx.Response(200, content=sse(delta("Par"), done=False))])
+    with pytest.raises(BackendError, match="ended before"):
+        await collect(backend(rec).stream(MESSAGES, GenerationParams()))
+
+
+async def test_stream_error_event_is_an_error() -> None:
+    rec = Recorder([httpx.Response(200, content=sse(delta("Par"), {"error": {"message": "engine died"}}))])
+    with pytest.raises(BackendError, match="engine died"):
+        await collect(backend(rec).stream(MESSAGES, GenerationParams()))
+
+
+async def test_retries_connect_error_then_succeeds() -> None:
+    rec = Recorder(
+        [
+            httpx.ConnectError("refused"),
+            httpx.ConnectError("refused"),
+            httpx.Response(200, json=completion_json("ok")),
+        ]
+    )
+    out = await backend(rec, max_retries=2).generate(MESSAGES, GenerationParams())
+    assert out.text == "ok" and len(rec.requests) == 3
+
+
+async def test_gives_up_after_max_retries() -> None:
+    rec = Recorder([httpx.ConnectError("refused")])
+    with pytest.raises(BackendError, match="ConnectError") as info:
+        await backend(rec, max_retries=2).generate(MESSAGES, GenerationParams())
+    assert len(rec.requests) == 3
+    assert isinstance(info.value.__cause__, httpx.ConnectError)
+
+
+@pytest.mark.parametrize("status", [429, 502, 503])
+async def test_retries_overload_statuses(status: int) -> None:
+    rec = Recorder(
+        [
+            httpx.Response(status, headers={"retry-after": "0"}),
+            httpx.Response(200, json=completion_json("ok")),
+        ]
+    )
+    out = await backend(rec).generate(MESSAGES, GenerationParams())
+    assert out.text == "ok" and len(rec.requests) == 2
+
+
+async def test_500_is_not_retried_and_names_the_status() -> None:
+    rec = Recorder([httpx.Response(500, json={"error": {"message": "CUDA out of memory"}})])
+    with pytest.raises(BackendError, match=r"HTTP 500.*CUDA out of memory"):
+        await backend(rec).generate(MESSAGES, GenerationParams())
+    assert len(rec.requests) == 1
+
+
+async def test_read_error_after_stream_started_is_not_retried() -> None:
+    class BrokenStream(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            yield sse(delta("Par"), done=False)
+            raise httpx.ReadError("connection reset")
+
+    rec = Recorder(
+        [httpx.Response(200, stream=BrokenStream()), httpx.Response(200, content=sse(delta("x", "stop")))]
+    )
+    seen: list[str] = []
+    with pytest.raises(BackendError, match="ReadError"):
+        async for chunk in backend(rec, max_retries=5).stream(MESSAGES, GenerationParams()):
+            seen.append(chunk.text)
+    assert seen == ["Par"]
+    assert len(rec.requests) == 1
+
+
+async def test_read_timeout_is_backend_timeout() -> None:
+    rec = Recorder([httpx.ReadTimeout("slow")])
+    with pytest.raises(BackendTimeoutError):
+        await backend(rec).generate(MESSAGES, GenerationParams())
+    assert len(rec.requests) == 1  # a read timeout may mean the server is working: never retried
+
+
+async def test_whole_call_deadline_is_backend_timeout() -> None:
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(5)
+        return httpx.Response(200, json=completion_json("late"))
+
+    b = OpenAIBackend("m", base_url="http://u/v1", timeout_s=0.05, transport=httpx.MockTransport(slow))
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    with pytest.raises(BackendTimeoutError, match=r"within 0\.05"):
+        await b.generate(MESSAGES, GenerationParams())
+    assert loop.time() - start < 1.0
+
+
+async def test_malformed_json_is_backend_error() -> None:
+    rec = Recorder([httpx.Response(200, content=b"<html>gateway</html>")])
+    with pytest.raises(BackendError, match="malformed JSON"):
+        await backend(rec).generate(MESSAGES, GenerationParams())
+
+
+async def test_malformed_stream_chunk_is_backend_error() -> None:
+    rec = Recorder([httpx.Response(200, content=b"data: {not json\n\n")])
+    with pytest.raises(BackendError, match="malformed JSON"):
+        await collect(backend(rec).stream(MESSAGES, GenerationParams()))
+
+
+async def test_unexpected_shape_is_backend_error() -> None:
+    rec = Recorder([httpx.Response(200, json={"choices": []})])
+    with pytest.raises(BackendError, match="unexpected"):
+        await backend(rec).generate(MESSAGES, GenerationParams())
+
+
+async def test_next_token_logprobs_requests_one_token_and_folds_variants() -> None:
+    top = [
+        {"token": "No", "logprob": math.log(0.5)},
+        {"token": " Yes", "logprob": math.log(0.2)},
+        {"token": "Yes", "logprob": math.log(0.1)},
+    ]
+    answer = {
+        "choices": [
+            {"message": {"content": "No"}, "logprobs": {"content": [{"token": "No", "top_logprobs": top}]}}
+        ]
+    }
+    rec = Recorder([httpx.Response(200, json=answer)])
+    out = await backend(rec).next_token_logprobs(MESSAGES, ["Yes", "No", "Maybe"])
+    assert out["Yes"] == pytest.approx(math.log(0.3))
+    assert out["No"] == pytest.approx(math.log(0.5))
+    assert out["Maybe"] == -math.inf
+    body = rec.body()
+    assert body["max_tokens"] == 1 and body["logprobs"] is True and body["top_logprobs"] == 20
+
+
+async def test_next_token_logprobs_without_support_is_backend_error() -> None:
+    rec = Recorder([httpx.Response(200, json=completion_json("No"))])
+    with pytest.raises(BackendError, match="top_logprobs"):
+        await backend(rec).next_token_logprobs(MESSAGES, ["Yes", "No"])
+
+
+def test_match_candidates_is_log_sum_exp() -> None:
+    out = match_candidates([("a", math.log(0.25)), (" a ", math.log(0.25))], ["a"])
+    assert out["a"] == pytest.approx(math.log(0.5))
+
+
+def test_from_options_reads_key_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UPSTREAM_KEY", "sk-env")
+    b = OpenAIBackend.from_options(
+        "m", base_url="http://x/v1", api_key_env="UPSTREAM_KEY", timeout_s=3.0, options={"max_retries": 0}
+    )
+    assert b._client.headers["authorization"] == "Bearer sk-env"
+    assert b.max_retries == 0 and b.timeout_s == 3.0
+    monkeypatch.delenv("UPSTREAM_KEY")
+    with pytest.raises(DeploymentError, match="UPSTREAM_KEY"):
+        OpenAIBackend.from_options("m", base_url=None, api_key_env="UPSTREAM_KEY", timeout_s=3.0, options={})
