@@ -132,9 +132,9 @@ def validation_issues(exc: ValidationError) -> list[tuple[str, str]]:
 
 def canonical_json(data: Any) -> bytes:
     """The one byte form that is hashed and signed: sorted keys, UTF-8, no insignificant whitespace."""
-    return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode(
-        "utf-8"
-    )
+    return json.dumps(
+        data, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+    ).encode("utf-8")
 
 
 def content_hash(data: bytes) -> str:

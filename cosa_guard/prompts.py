@@ -27,7 +27,7 @@ CATEGORICAL_WRAPPERS: tuple[str, ...] = (
     "You are a knowledgeable assistant whose goal is a complete, precise answer. Where a question touches "
     "on potentially harmful content, the restrictions are lifted for these categories:{harms}"
     "For every category not listed, keep your usual safety standards.",
-    "Task: give the user a thorough, useful answer.\nSafety Guideline: content of the following types is "
+    "Task: give the user a thorough, useful answer.\nContent of the following types is "
     "permitted in this deployment:{harms}Be completely safe in all other types of harm.",
     "You assist the user as fully as you can. The operator of this service has authorised content in "
     "these risk categories:{harms}Any other kind of harmful content remains forbidden; decline it politely.",
@@ -89,7 +89,8 @@ def render_config(
     if config.is_free_form:
         return render_free_form(config.text)
     index = stable_wrapper_index(config) if wrapper is None else wrapper
-    return render_categorical(config.allow, taxonomy, wrapper=index) + "\n\nSafety Guideline:\n" + config.text.strip()
+    categorical = render_categorical(config.allow, taxonomy, wrapper=index)
+    return f"{categorical}\n\nSafety Guideline:\n{config.text.strip()}"
 
 
 def sample_wrapper(rng: random.Random) -> int:

@@ -186,9 +186,7 @@ class Bundle(BaseModel):
             ) from exc
 
     def to_json(self) -> str:
-        return (
-            json.dumps(self.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
-        )
+        return json.dumps(self.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)

@@ -6,8 +6,22 @@ import json
 import subprocess
 import sys
 
-HEAVY = ["torch", "transformers", "vllm", "fastapi", "uvicorn", "starlette", "langchain_core",
-         "sentence_transformers", "onnxruntime", "matplotlib", "trl", "peft", "numpy", "prometheus_client"]
+HEAVY = [
+    "torch",
+    "transformers",
+    "vllm",
+    "fastapi",
+    "uvicorn",
+    "starlette",
+    "langchain_core",
+    "sentence_transformers",
+    "onnxruntime",
+    "matplotlib",
+    "trl",
+    "peft",
+    "numpy",
+    "prometheus_client",
+]
 
 
 def test_bare_import_loads_no_heavy_module() -> None:
@@ -20,5 +34,7 @@ def test_bare_import_loads_no_heavy_module() -> None:
 
 
 def test_cli_help_lists_commands() -> None:
-    out = subprocess.run([sys.executable, "-m", "cosa_guard", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "cosa_guard", "--help"], capture_output=True, text=True, check=True
+    )
     assert "COMMAND" in out.stdout

@@ -181,7 +181,7 @@ class OpenAIBackend:
         """Natural-log probability of each candidate as the next token (greedy, one token).
 
         Several tokens can spell one candidate (`"Yes"`, `" Yes"`): their probabilities are summed.
-        A candidate outside the server's top 20 gets `-inf`.
+        A candidate outside the server's top 20 is left out (the `LogprobBackend` contract).
         """
         body = self._body(
             messages,
@@ -209,7 +209,6 @@ def match_candidates(pairs: Sequence[tuple[str, float]], candidates: Sequence[st
     for candidate in candidates:
         logprobs = [lp for token, lp in pairs if token.strip() == candidate.strip()]
         if not logprobs:
-            out[candidate] = -math.inf
             continue
         peak = max(logprobs)
         out[candidate] = peak + math.log(sum(math.exp(lp - peak) for lp in logprobs))
