@@ -30,6 +30,7 @@ import hashlib
 import hmac
 import logging
 import re
+import secrets
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -147,6 +148,11 @@ class DeploymentSpec(_Spec):
 class DeploymentsFile(_Spec):
     version: Literal[1] = 1
     deployments: dict[str, DeploymentSpec]
+
+
+def new_api_key() -> str:
+    """A fresh random API key (256 bits), the kind `cosa-guard keygen --api-key` prints."""
+    return "cg-" + secrets.token_urlsafe(32)
 
 
 def hash_api_key(key: str) -> str:
@@ -319,6 +325,23 @@ class DeploymentRegistry:
         if self._path is None:
             raise DeploymentError("this registry was built in memory and has no deployments file to read")
         return self._path
+
+
+def check_file(
+    path: str | Path, now: datetime | None = None
+) -> tuple[dict[str, LoadedDeployment], dict[str, str]]:
+    """Verify every deployment in a file without serving it: (loaded by id, why each other one failed).
+
+    DeploymentError when the file itself cannot be read or parsed. An API key listed for two
+    deployments shows up as a failure under `(api_keys)`.
+    """
+    parsed, _ = _read_file(Path(path))
+    loaded, failures = _load_all(parsed, now)
+    try:
+        _api_key_index(loaded)
+    except DeploymentError as exc:
+        failures["(api_keys)"] = str(exc)
+    return loaded, failures
 
 
 def _read_file(path: Path) -> tuple[_ParsedFile, tuple[tuple[str, int, int], ...]]:

@@ -189,8 +189,11 @@ class Bundle(BaseModel):
         return json.dumps(self.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
 
     def save(self, path: str | Path) -> Path:
+        """Write the bundle atomically: a server reloading meanwhile reads the old file or the new one."""
         path = Path(path)
-        path.write_text(self.to_json(), encoding="utf-8")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(self.to_json(), encoding="utf-8")
+        os.replace(tmp, path)
         return path
 
 
@@ -288,6 +291,11 @@ def verify_bundle(
     tampering, never as a config that happens to be invalid.
     """
     bundle = parse_bundle(bundle)
+    if not bundle.signatures:
+        raise InsufficientSignersError(
+            f"bundle is unsigned, {min_signers} trusted signature(s) required; sign it with "
+            "`cosa-guard sign BUNDLE.json --key KEYFILE --reviewer NAME`"
+        )
     message = bundle.payload_bytes()
     trusted: set[str] = set()
     for sig in bundle.signatures:
@@ -324,7 +332,8 @@ def verify_bundle(
     if unlocked_floor:
         raise FloorViolationError(
             f"config {config.id!r} allows floor categor{'y' if len(unlocked_floor) == 1 else 'ies'} "
-            f"{', '.join(unlocked_floor)}, which this deployment never unlocks; remove them and re-sign"
+            f"{', '.join(unlocked_floor)}, which this deployment never unlocks; remove "
+            f"{'it' if len(unlocked_floor) == 1 else 'them'} from allow and re-sign"
         )
     if pin is not None and config.hash != pin:
         raise PinMismatchError(

@@ -13,7 +13,6 @@ Routes default to a scripted cascade fallback; pass `routes=`, `judge=`, `floor=
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,17 +20,12 @@ from typing import Any
 import yaml
 
 from cosa_guard.config import SafetyConfig
-from cosa_guard.deployments import DeploymentSpec, hash_api_key
+from cosa_guard.deployments import DeploymentSpec, hash_api_key, new_api_key
 from cosa_guard.signing import generate_key, load_private_key, sign_config, write_keypair
 
 __all__ = ["new_api_key", "write_signed_deployment"]
 
 DEFAULT_ROUTES: dict[str, Any] = {"fallback": {"kind": "scripted"}}
-
-
-def new_api_key() -> str:
-    """A fresh random API key, the kind `cosa-guard keygen --api-key` prints."""
-    return "cg-" + secrets.token_urlsafe(32)
 
 
 def write_signed_deployment(
