@@ -1,0 +1,406 @@
+"""The OpenAI-compatible HTTP server: chat completions (plain and SSE), models, health and metrics.
+
+    app = create_app(Guard.from_file("deployments.yaml"))
+    uvicorn.run(app, host="127.0.0.1", port=8080)
+
+The bearer API key selects the deployment; nothing in a request body can choose or change a
+config (`model` may only name the key's own deployment). Every error has OpenAI's shape, so the
+`openai` SDK and LangChain's ChatOpenAI raise their usual exception classes. The deployments are
+reloaded through `guard.reload()` on SIGHUP and when a watched file changes; a config that fails
+to verify never replaces the last good one (the registry guarantees it, this module only asks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import threading
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, Protocol
+
+from cosa_guard._optional import require
+from cosa_guard.deployments import LoadedDeployment, ReloadReport
+from cosa_guard.errors import CosaGuardError, MissingExtraError, UnknownDeploymentError
+from cosa_guard.server.errors import ApiError, guard_failure, unauthorized
+from cosa_guard.server.wire import (
+    ChunkWriter,
+    completion_body,
+    decision_payload,
+    finish_reason,
+    parse_request,
+)
+from cosa_guard.types import (
+    DecisionKind,
+    FinalEvent,
+    GuardResponse,
+    Message,
+    Retraction,
+    StreamEvent,
+    TextDelta,
+)
+
+try:
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse, Response, StreamingResponse
+    from starlette.exceptions import HTTPException
+except ImportError as exc:  # pragma: no cover - depends on the install
+    raise MissingExtraError(exc.name or "fastapi", "server", "the OpenAI-compatible server") from exc
+
+logger = logging.getLogger("cosa_guard.server")
+
+DEFAULT_MAX_BODY_BYTES = 1 << 20
+_JSON_TYPES = ("application/json",)
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _no_decision() -> ApiError:
+    return ApiError(500, "the guard ended the stream without a decision", type="server_error")
+
+
+class _Registry(Protocol):
+    def ids(self) -> tuple[str, ...]: ...
+
+    def changed_on_disk(self) -> bool: ...
+
+
+class GuardLike(Protocol):
+    """What the server needs from `cosa_guard.guard.Guard`."""
+
+    @property
+    def registry(self) -> _Registry: ...
+
+    def by_api_key(self, api_key: str) -> LoadedDeployment: ...
+
+    async def chat(self, deployment_id: str, messages: Sequence[Message], **params: Any) -> GuardResponse: ...
+
+    def stream(
+        self, deployment_id: str, messages: Sequence[Message], **params: Any
+    ) -> AsyncIterator[StreamEvent]: ...
+
+    async def reload(self) -> ReloadReport: ...
+
+    async def aclose(self) -> None: ...
+
+
+def create_app(
+    guard: GuardLike,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    watch_interval_s: float | None = 2.0,
+    reload_on_sighup: bool = True,
+    close_guard: bool = False,
+) -> FastAPI:
+    """A FastAPI app serving `guard`.
+
+    `watch_interval_s`: poll the deployments file and its bundles and reload on change (None: off).
+    `reload_on_sighup`: reload on SIGHUP (only when the server runs in the main thread, as uvicorn does).
+    `close_guard`: `await guard.aclose()` at shutdown, for callers that hand the guard over.
+    """
+    reloader = _Reloader(guard)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        watcher = asyncio.create_task(reloader.watch(watch_interval_s)) if watch_interval_s else None
+        sighup = reload_on_sighup and _install_sighup(reloader)
+        try:
+            yield
+        finally:
+            if sighup:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+            if close_guard:
+                await guard.aclose()
+
+    app = FastAPI(
+        title="cosa-guard",
+        summary="OpenAI-compatible chat completions behind a signed, per-deployment safety config",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.guard = guard
+    app.state.reloader = reloader
+    _install_error_handlers(app)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        deployment = _authenticate(guard, request)
+        chat, messages = parse_request(await _read_json(request, max_body_bytes))
+        model = _check_model(chat.model, deployment)
+        params = chat.guard_params()
+        if chat.stream:
+            return await _stream(guard, deployment.id, messages, params, model)
+        response = await guard.chat(deployment.id, messages, **params)
+        if response.decision.kind is DecisionKind.FAILED:
+            raise guard_failure(response, decision_payload(response))
+        return JSONResponse(completion_body(response, model))
+
+    @app.get("/v1/models")
+    async def list_models(request: Request) -> Response:
+        deployment = _authenticate(guard, request)
+        return JSONResponse({"object": "list", "data": [_model_card(deployment)]})
+
+    @app.get("/v1/models/{model}")
+    async def get_model(model: str, request: Request) -> Response:
+        deployment = _authenticate(guard, request)
+        _check_model(model, deployment)
+        return JSONResponse(_model_card(deployment))
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        count = len(guard.registry.ids())
+        status = "ok" if count else "no deployments"
+        body = {"status": status, "deployments": count, "last_reload": reloader.last}
+        return JSONResponse(body, status_code=200 if count else 503)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        prom = require("prometheus_client", "server", "the /metrics endpoint")
+        return Response(prom.generate_latest(), media_type=prom.CONTENT_TYPE_LATEST)
+
+    return app
+
+
+# --- Requests --------------------------------------------------------------------------------------
+
+
+def _authenticate(guard: GuardLike, request: Request) -> LoadedDeployment:
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
+        raise unauthorized(
+            "no API key: send the deployment's key as 'Authorization: Bearer <key>' "
+            "(the openai SDK does this with api_key=...)"
+        )
+    try:
+        return guard.by_api_key(key)
+    except UnknownDeploymentError:
+        raise unauthorized("incorrect API key: it matches no deployment served here") from None
+
+
+async def _read_json(request: Request, limit: int) -> Any:
+    """The body as JSON, read at most `limit` bytes far: oversize bodies are refused before being buffered."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in _JSON_TYPES:
+        raise ApiError(
+            415,
+            f"unsupported content type {content_type or '(none)'!r}: send the request as application/json",
+            code="unsupported_media_type",
+        )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    body = bytearray()
+    async for part in request.stream():
+        body += part
+        if len(body) > limit:
+            raise _too_large(limit)
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(
+        413, f"the request body is larger than this server accepts ({limit} bytes)", code="too_large"
+    )
+
+
+def _check_model(model: str | None, deployment: LoadedDeployment) -> str:
+    """A request may name its key's deployment as `model`, or leave it empty; never anything else."""
+    if model and model != deployment.id:
+        raise ApiError(
+            404,
+            f"the model {model!r} does not exist or this API key cannot use it; "
+            f"this key serves {deployment.id!r}",
+            type="invalid_request_error",
+            param="model",
+            code="model_not_found",
+        )
+    return deployment.id
+
+
+def _model_card(deployment: LoadedDeployment) -> dict[str, Any]:
+    return {"id": deployment.id, "object": "model", "created": 0, "owned_by": "cosa-guard"}
+
+
+# --- Streaming -------------------------------------------------------------------------------------
+
+
+async def _stream(
+    guard: GuardLike, deployment_id: str, messages: Sequence[Message], params: Mapping[str, Any], model: str
+) -> Response:
+    """Wait for the first event before answering, so that a call failing at once gets a real error status."""
+    events = guard.stream(deployment_id, messages, **params)
+    try:
+        first = await anext(events)
+    except StopAsyncIteration:
+        raise _no_decision() from None
+    except BaseException:
+        await _aclose(events)
+        raise
+    if isinstance(first, FinalEvent) and first.response.decision.kind is DecisionKind.FAILED:
+        await _aclose(events)
+        raise guard_failure(first.response, decision_payload(first.response))
+    body = _sse(first, events, ChunkWriter(model))
+    return StreamingResponse(body, media_type="text/event-stream", headers=_SSE_HEADERS)
+
+
+async def _sse(
+    first: StreamEvent, events: AsyncIterator[StreamEvent], writer: ChunkWriter
+) -> AsyncIterator[bytes]:
+    """Guard events as `chat.completion.chunk` server-sent events, ending with `data: [DONE]`.
+
+    When the client goes away Starlette cancels this generator; closing `events` then cancels the
+    generation, and the guard writes its audit record on the way out.
+    """
+    try:
+        yield _event(writer.chunk({"role": "assistant", "content": ""}))
+        released = ""
+        retraction: Retraction | None = None
+        event: StreamEvent | None = first
+        while event is not None:
+            if isinstance(event, TextDelta):
+                if event.text:
+                    released += event.text
+                    yield _event(writer.chunk({"content": event.text}))
+            elif isinstance(event, Retraction):
+                retraction = event
+            else:
+                yield _event(_final_chunk(writer, event.response, released, retraction))
+                break
+            event = await anext(events, None)
+        else:
+            # A stream must end with a decision; without one the answer was never fully checked.
+            yield _event(_no_decision().body())
+    except Exception:  # the response has started: the SDKs raise on an `error` event
+        logger.exception("guard stream failed")
+        yield _event(ApiError(500, "the guarded stream failed", type="server_error").body())
+    finally:
+        await _aclose(events)
+    yield b"data: [DONE]\n\n"
+
+
+async def _aclose(events: AsyncIterator[StreamEvent]) -> None:
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+def _final_chunk(
+    writer: ChunkWriter, response: GuardResponse, released: str, retraction: Retraction | None
+) -> dict[str, Any]:
+    payload = decision_payload(response)
+    kind = response.decision.kind
+    if kind is DecisionKind.FAILED:
+        # Text already released stays released; the SDKs raise on an `error` event, so the caller knows.
+        error = guard_failure(response, payload)
+        return error.body()
+    delta: dict[str, str] = {}
+    if retraction is not None:
+        # Clients that know cosa_guard drop what they showed; others at least see the refusal and the reason.
+        payload["retracted"] = True
+        delta["content"] = retraction.replacement
+    elif kind is DecisionKind.REFUSED and not released:
+        delta["content"] = response.text
+    finish = "content_filter" if retraction is not None else finish_reason(response)
+    return writer.chunk(delta, finish=finish, extra={"cosa_guard": payload}, fingerprint=response.config_hash)
+
+
+def _event(body: Mapping[str, Any]) -> bytes:
+    return b"data: " + json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n\n"
+
+
+# --- Errors ----------------------------------------------------------------------------------------
+
+
+def _error_response(error: ApiError) -> Response:
+    return Response(
+        error.encode(), status_code=error.status, media_type="application/json", headers=error.headers
+    )
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_request: Request, exc: ApiError) -> Response:
+        return _error_response(exc)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+        return _error_response(ApiError(exc.status_code, str(exc.detail), code=code))
+
+    @app.exception_handler(CosaGuardError)
+    async def guard_error(_request: Request, exc: CosaGuardError) -> Response:
+        # The guard reports outcomes as decisions; an exception here is a bug or a config gone missing.
+        logger.error("guard raised instead of deciding: %s", exc, exc_info=exc)
+        return _error_response(
+            ApiError(503, f"the guard could not serve this request: {exc}", type="server_error")
+        )
+
+
+# --- Reload ----------------------------------------------------------------------------------------
+
+
+class _Reloader:
+    """Serialises reloads from SIGHUP and the file watcher; remembers how the last one went."""
+
+    def __init__(self, guard: GuardLike) -> None:
+        self._guard = guard
+        self._lock = asyncio.Lock()
+        self.last: dict[str, Any] | None = None
+
+    async def reload(self, why: str) -> ReloadReport:
+        async with self._lock:
+            report = await self._guard.reload()
+        self.last = {
+            "trigger": why,
+            "ok": report.ok,
+            "loaded": list(report.loaded),
+            "kept": dict(report.kept),
+        }
+        if report.ok:
+            logger.info("deployments reloaded (%s): %s", why, ", ".join(report.loaded) or "none")
+        else:
+            logger.warning(
+                "deployments reloaded (%s) with problems; last good configs kept: %s", why, report.kept
+            )
+        return report
+
+    async def watch(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                changed = await asyncio.to_thread(self._guard.registry.changed_on_disk)
+                if changed:
+                    await self.reload("file change")
+            except Exception:  # a watcher that dies would silently stop reloads
+                logger.exception("deployments watcher: reload failed; will retry on the next change")
+
+    def on_sighup(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.reload("SIGHUP"))
+        task.add_done_callback(_log_failure)
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("deployments reload failed", exc_info=task.exception())
+
+
+def _install_sighup(reloader: _Reloader) -> bool:
+    if not hasattr(signal, "SIGHUP") or threading.current_thread() is not threading.main_thread():
+        return False
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloader.on_sighup)
+    except (NotImplementedError, RuntimeError, ValueError):
+        return False
+    return True

@@ -1,0 +1,76 @@
+"""Errors in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`, plus the guard decision.
+
+OpenAI clients (the `openai` SDK, LangChain's ChatOpenAI, LiteLLM) map the HTTP status to an
+exception class and show `error.message`, so every failure the server reports goes through
+`ApiError` and keeps that shape. A guard failure adds the decision under `cosa_guard`, so a
+client can tell an outage (503/504, fail closed) from a block (200, `content_filter`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from cosa_guard.types import DecisionKind, FailureKind, GuardResponse
+
+# A timeout is the gateway's deadline passing; any other failure is the service being unavailable.
+FAILURE_STATUS: Mapping[FailureKind | None, int] = {FailureKind.TIMEOUT: 504}
+
+
+class ApiError(Exception):
+    """An error response. `extra` adds top-level fields next to `error` (the guard decision)."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.code = code
+        self.param = param
+        self.extra = dict(extra or {})
+        self.headers = dict(headers or {})
+
+    def body(self) -> dict[str, Any]:
+        error = {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
+        return {"error": error, **self.extra}
+
+    def encode(self) -> bytes:
+        return json.dumps(self.body(), ensure_ascii=False).encode("utf-8")
+
+
+def unauthorized(message: str) -> ApiError:
+    return ApiError(
+        401,
+        message,
+        type="invalid_request_error",
+        code="invalid_api_key",
+        headers={"WWW-Authenticate": 'Bearer realm="cosa-guard"'},
+    )
+
+
+def guard_failure(response: GuardResponse, payload: Mapping[str, Any]) -> ApiError:
+    """A failed decision as an error: the caller gets no model text, only why (fail closed)."""
+    decision = response.decision
+    if decision.kind is not DecisionKind.FAILED:
+        raise ValueError(f"not a failure: {decision.label}")
+    failure = decision.failure.value if decision.failure is not None else "unknown"
+    status = FAILURE_STATUS.get(decision.failure, 503)
+    detail = f": {decision.detail}" if decision.detail else ""
+    return ApiError(
+        status,
+        f"the guard could not produce a checked answer ({failure}{detail}); no unchecked text is returned",
+        type="server_error",
+        code=f"guard_{failure}",
+        extra={"cosa_guard": dict(payload)},
+    )
