@@ -1,0 +1,211 @@
+"""Any LangChain chat model (a langchain-core `BaseChatModel`, or a binding of one) as a backend.
+
+    from langchain_openai import ChatOpenAI
+    backend = LangChainBackend(ChatOpenAI(model="gpt-4o-mini"))
+    guard = Guard.single(deployment, fallback=backend)
+
+`GenerationParams` become call keyword arguments (`stop=`, then `max_tokens`, `temperature`,
+`top_p`, `seed` and `extra`), the same thing `model.bind(...)` would carry; only the values that
+are set are passed, so a model that ignores an option is not sent it. Tool calls the model makes
+are rendered into the completion text (`tool_call: name {json args}`) so the judge sees what the
+model wants to *do*, not only what it says. Any exception from the model becomes a `BackendError`
+and the guard fails closed on it.
+
+langchain-core is imported lazily (extra `langchain`); `import cosa_guard` never loads it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+from cosa_guard._optional import require
+from cosa_guard.errors import BackendError, CosaGuardError
+from cosa_guard.types import ROLES, Chunk, Completion, GenerationParams, Message, Usage
+
+if TYPE_CHECKING:
+    from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+    from langchain_core.runnables import Runnable, RunnableConfig
+
+__all__ = [
+    "LangChainBackend",
+    "call_kwargs",
+    "completion_of",
+    "from_langchain",
+    "message_text",
+    "to_langchain",
+]
+
+_EXTRA = "langchain"
+# LangChain message types onto cosa_guard roles; anything unknown counts as a user turn, so the
+# input guard scans it rather than trusting it.
+_ROLE_OF_TYPE = {
+    "system": "system",
+    "developer": "system",
+    "human": "user",
+    "ai": "assistant",
+    "tool": "tool",
+}
+
+
+def _messages_module() -> Any:
+    return require("langchain_core.messages", _EXTRA, "the LangChain backend")
+
+
+def to_langchain(messages: Sequence[Message]) -> list[BaseMessage]:
+    """cosa_guard messages as LangChain messages (system, human, AI, tool)."""
+    lc = _messages_module()
+    out: list[BaseMessage] = []
+    for m in messages:
+        if m.role == "system":
+            out.append(lc.SystemMessage(content=m.content))
+        elif m.role == "assistant":
+            out.append(lc.AIMessage(content=m.content, name=m.name))
+        elif m.role == "tool":
+            out.append(lc.ToolMessage(content=m.content, tool_call_id=m.tool_call_id or "", name=m.name))
+        else:
+            out.append(lc.HumanMessage(content=m.content, name=m.name))
+    return out
+
+
+def message_text(message: BaseMessage) -> str:
+    """The text a judge should read: the content's text parts, then one line per tool call."""
+    text = str(message.text)
+    calls = [
+        f"tool_call: {call['name']} {json.dumps(call.get('args', {}), ensure_ascii=False, sort_keys=True)}"
+        for call in getattr(message, "tool_calls", None) or ()
+    ]
+    return "\n".join([text, *calls] if text else calls)
+
+
+def from_langchain(messages: Sequence[BaseMessage]) -> tuple[Message, ...]:
+    """LangChain messages as cosa_guard messages; tool calls of AI turns kept as text (`message_text`)."""
+    out = []
+    for message in messages:
+        role = _ROLE_OF_TYPE.get(message.type)
+        if message.type == "chat":  # ChatMessage carries a free-form role
+            custom = str(getattr(message, "role", "user"))
+            role = "system" if custom == "developer" else custom if custom in ROLES else "user"
+        out.append(
+            Message(
+                role=role or "user",  # type: ignore[arg-type]
+                content=message_text(message),
+                name=message.name,
+                tool_call_id=getattr(message, "tool_call_id", None),
+            )
+        )
+    return tuple(out)
+
+
+def call_kwargs(params: GenerationParams) -> dict[str, Any]:
+    """Keyword arguments for `ainvoke`/`astream`: only the parameters that are set."""
+    kwargs: dict[str, Any] = {}
+    for key in ("max_tokens", "temperature", "top_p", "seed"):
+        value = getattr(params, key)
+        if value is not None:
+            kwargs[key] = value
+    if params.stop:
+        kwargs["stop"] = list(params.stop)
+    kwargs.update(params.extra)
+    return kwargs
+
+
+def completion_of(message: BaseMessage, default_model: str) -> Completion:
+    metadata: Mapping[str, Any] = message.response_metadata or {}
+    usage = getattr(message, "usage_metadata", None)
+    finish = metadata.get("finish_reason") or (
+        "tool_calls" if getattr(message, "tool_calls", None) else "stop"
+    )
+    return Completion(
+        text=message_text(message),
+        model=str(metadata.get("model_name") or default_model),
+        finish_reason=str(finish),
+        usage=Usage(int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))) if usage else None,
+    )
+
+
+def _default_name(model: Any) -> str:
+    while hasattr(model, "bound"):  # RunnableBinding (bind_tools, bind): name the model underneath
+        model = model.bound
+    for attr in ("model_name", "model", "model_id"):
+        value = getattr(model, attr, None)
+        if isinstance(value, str) and value:
+            return f"langchain:{value}"
+    llm_type = getattr(model, "_llm_type", None)
+    return f"langchain:{llm_type or type(model).__name__}"
+
+
+class LangChainBackend:
+    """A backend over a LangChain chat model's `ainvoke` / `astream`.
+
+    `config` is the RunnableConfig passed on every call (callbacks, tags, metadata).
+    """
+
+    def __init__(
+        self, chat_model: Runnable[Any, Any], *, name: str | None = None, config: RunnableConfig | None = None
+    ):
+        _messages_module()  # fail at construction, naming the extra, rather than on the first call
+        self.chat_model = chat_model
+        self.name = name or _default_name(chat_model)
+        self.config = config
+
+    async def invoke_messages(self, messages: list[BaseMessage], params: GenerationParams) -> AIMessage:
+        """One call with LangChain messages; subclasses redirect it (see cosa_guard_langchain)."""
+        result = await self.chat_model.ainvoke(messages, self.config, **call_kwargs(params))
+        return _as_ai_message(result, self.name)
+
+    def stream_messages(self, messages: list[BaseMessage], params: GenerationParams) -> AsyncIterator[Any]:
+        """A streamed call with LangChain messages: AIMessageChunks."""
+        return self.chat_model.astream(messages, self.config, **call_kwargs(params))
+
+    async def generate(self, messages: Sequence[Message], params: GenerationParams) -> Completion:
+        try:
+            message = await self.invoke_messages(to_langchain(messages), params)
+        except (CosaGuardError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            raise _backend_error(self.name, exc) from exc
+        return completion_of(message, self.name)
+
+    async def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[Chunk]:
+        total: AIMessageChunk | None = None
+        try:
+            async for piece in self.stream_messages(to_langchain(messages), params):
+                chunk = _as_chunk(piece, self.name)
+                total = chunk if total is None else total + chunk
+                if chunk.text:
+                    yield Chunk(str(chunk.text))
+        except (CosaGuardError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            raise _backend_error(self.name, exc) from exc
+        if total is None:
+            raise BackendError(f"{self.name}: the stream ended without a single chunk")
+        # Tool calls arrive as argument fragments; only the joined message parses them, so they are
+        # released (to the judge) as one last piece of text.
+        calls = message_text(total)[len(total.text) :]
+        if calls:
+            yield Chunk(calls)
+        yield Chunk("", finish_reason=completion_of(total, self.name).finish_reason)
+
+
+def _as_ai_message(result: Any, name: str) -> AIMessage:
+    lc = _messages_module()
+    if not isinstance(result, lc.AIMessage):
+        raise BackendError(f"{name}: expected an AIMessage from the chat model, got {type(result).__name__}")
+    return cast("AIMessage", result)
+
+
+def _as_chunk(piece: Any, name: str) -> AIMessageChunk:
+    lc = _messages_module()
+    if not isinstance(piece, lc.AIMessageChunk):
+        raise BackendError(
+            f"{name}: expected AIMessageChunks from the chat model, got {type(piece).__name__}"
+        )
+    return cast("AIMessageChunk", piece)
+
+
+def _backend_error(name: str, exc: Exception) -> BackendError:
+    return BackendError(f"{name}: {type(exc).__name__}: {exc}")

@@ -1,0 +1,159 @@
+"""LangChainBackend over langchain-core's fake chat models: conversion, params, tool calls, failures."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("langchain_core")
+
+from langchain_core.language_models.fake_chat_models import FakeListChatModel, GenericFakeChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+
+from cosa_guard.backends.base import Backend
+from cosa_guard.backends.langchain import LangChainBackend, from_langchain, message_text, to_langchain
+from cosa_guard.errors import BackendError, MissingExtraError
+from cosa_guard.types import Chunk, GenerationParams, Message
+
+MESSAGES = (
+    Message("system", "Be brief."),
+    Message("user", "Capital of France?", name="ann"),
+    Message("assistant", "Paris."),
+    Message("tool", "42", tool_call_id="call-1"),
+)
+
+
+class RecordingModel(GenericFakeChatModel):
+    """Records the messages and keyword arguments of every call."""
+
+    seen: list[tuple[list[BaseMessage], dict[str, Any]]] = []  # noqa: RUF012 - pydantic field, copied per instance
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        self.seen.append((messages, {"stop": stop, **kwargs}))
+        return super()._generate(messages, stop, run_manager, **kwargs)
+
+
+class BrokenModel(GenericFakeChatModel):
+    def _generate(self, *args: Any, **kwargs: Any) -> ChatResult:
+        raise RuntimeError("provider is down")
+
+    async def _astream(self, *args: Any, **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+        yield ChatGenerationChunk(message=AIMessageChunk(content="partial "))
+        raise RuntimeError("connection reset")
+
+
+class ToolStreamingModel(GenericFakeChatModel):
+    """Streams a tool call as two argument fragments, the way providers do."""
+
+    def _stream(self, *args: Any, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        first = {"name": "weather", "args": '{"city": ', "id": "t1", "index": 0}
+        rest = {"name": None, "args": '"Paris"}', "id": None, "index": 0}
+        for piece in (first, rest):
+            yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[piece]))
+
+
+def test_is_a_backend_and_named_after_the_model() -> None:
+    backend = LangChainBackend(FakeListChatModel(responses=["x"]))
+    assert isinstance(backend, Backend)
+    assert backend.name == "langchain:fake-list-chat-model"
+    assert LangChainBackend(FakeListChatModel(responses=["x"]), name="mine").name == "mine"
+
+
+async def test_generate_converts_messages_and_passes_only_set_params() -> None:
+    model = RecordingModel(messages=iter(["Paris."]), seen=[])
+    completion = await LangChainBackend(model).generate(
+        MESSAGES, GenerationParams(temperature=0.2, stop=("\n",), extra={"top_k": 5})
+    )
+    assert completion.text == "Paris."
+    assert completion.finish_reason == "stop"
+    [(sent, kwargs)] = model.seen
+    assert [m.type for m in sent] == ["system", "human", "ai", "tool"]
+    assert sent[1].name == "ann"
+    assert isinstance(sent[3], ToolMessage) and sent[3].tool_call_id == "call-1"
+    assert kwargs == {"stop": ["\n"], "temperature": 0.2, "top_k": 5}
+
+
+async def test_stream_yields_text_then_a_finish_chunk() -> None:
+    backend = LangChainBackend(GenericFakeChatModel(messages=iter(["one two three"])))
+    chunks = [c async for c in backend.stream(MESSAGES, GenerationParams())]
+    assert "".join(c.text for c in chunks) == "one two three"
+    assert len(chunks) > 2
+    assert chunks[-1] == Chunk("", finish_reason="stop")
+    assert all(type(c.text) is str for c in chunks)
+
+
+async def test_tool_calls_are_rendered_for_the_judge() -> None:
+    call = {"name": "transfer", "args": {"to": "mallory", "amount": 900}, "id": "c1"}
+    model = GenericFakeChatModel(messages=iter([AIMessage(content="Sending.", tool_calls=[call])]))
+    completion = await LangChainBackend(model).generate(MESSAGES, GenerationParams())
+    assert completion.text == 'Sending.\ntool_call: transfer {"amount": 900, "to": "mallory"}'
+    assert completion.finish_reason == "tool_calls"
+
+
+async def test_streamed_tool_call_fragments_are_joined_before_release() -> None:
+    backend = LangChainBackend(ToolStreamingModel(messages=iter([])))
+    chunks = [c async for c in backend.stream(MESSAGES, GenerationParams())]
+    assert [c.text for c in chunks] == ['tool_call: weather {"city": "Paris"}', ""]
+    assert chunks[-1].finish_reason == "tool_calls"
+
+
+async def test_model_failures_become_backend_errors() -> None:
+    backend = LangChainBackend(BrokenModel(messages=iter([])))
+    with pytest.raises(BackendError, match="provider is down"):
+        await backend.generate(MESSAGES, GenerationParams())
+    released = []
+    with pytest.raises(BackendError, match="connection reset"):
+        async for chunk in backend.stream(MESSAGES, GenerationParams()):
+            released.append(chunk.text)
+    assert released == ["partial "]
+
+
+async def test_a_model_that_returns_no_message_is_a_backend_error() -> None:
+    class TextModel(GenericFakeChatModel):
+        async def ainvoke(self, *args: Any, **kwargs: Any) -> Any:
+            return "not a message"
+
+    with pytest.raises(BackendError, match="expected an AIMessage"):
+        await LangChainBackend(TextModel(messages=iter([]))).generate(MESSAGES, GenerationParams())
+
+
+def test_round_trip_keeps_roles_names_and_tool_ids() -> None:
+    assert from_langchain(to_langchain(MESSAGES)) == MESSAGES
+
+
+def test_from_langchain_reads_content_parts_and_treats_unknown_roles_as_user() -> None:
+    from langchain_core.messages import ChatMessage
+
+    messages = [
+        HumanMessage(
+            content=[{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {"url": "x"}}]
+        ),
+        ChatMessage(role="developer", content="rules"),
+        ChatMessage(role="narrator", content="once upon"),
+    ]
+    assert from_langchain(messages) == (
+        Message("user", "a"),
+        Message("system", "rules"),
+        Message("user", "once upon"),
+    )
+
+
+def test_message_text_without_content_is_only_the_calls() -> None:
+    message = AIMessage(content="", tool_calls=[{"name": "f", "args": {}, "id": "1"}])
+    assert message_text(message) == "tool_call: f {}"
+
+
+def test_missing_langchain_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "langchain_core.messages", None)
+    with pytest.raises(MissingExtraError, match=r"cosa-guard\[langchain\]"):
+        LangChainBackend(FakeListChatModel(responses=["x"]))
