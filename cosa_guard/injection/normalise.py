@@ -1,0 +1,360 @@
+"""Unicode normalisation and decoding: the views of a turn that the injection detectors read.
+
+An attacker hides a config from simple matching with compatibility characters (fullwidth
+`＜｜im_start｜＞`), invisible characters (zero-width, bidi overrides, Unicode tag characters that
+spell ASCII nobody sees), homoglyphs (Cyrillic `о` in `ignоre`) or an encoding (base64, hex,
+rot13, URL-encoding, leetspeak). `normalise` undoes all of that for *detection only*: the
+original text is kept, and what reaches the model changes only when a deployment sanitises.
+
+`Normalised.text` is the cleaned text (invisible characters removed, NFKC per character,
+confusables folded inside mixed-script words); `origin` maps each of its characters back to the
+original, so a finding on the cleaned text can name a span of what the user sent. Decoded
+payloads are `views`; the hidden characters themselves are `signals` (smuggling is evidence).
+Everything here is pure Python and linear in the text length.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import re
+import unicodedata
+import urllib.parse
+from dataclasses import dataclass
+
+# Invisible formatting characters that carry no meaning for the model but break up keywords.
+_ZERO_WIDTH = frozenset(
+    "\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b\u180c\u180d\u180e\u200b\u200c\u200d"
+    "\u2060\u2061\u2062\u2063\u2064\u3164\ufeff\uffa0"
+)
+# Directional controls; overrides and isolates reorder what a human reviewer sees.
+_BIDI = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_BIDI_OVERRIDES = frozenset("\u202d\u202e\u2066\u2067\u2068")
+_TAG_FIRST, _TAG_LAST = 0xE0000, 0xE007F
+_TAG_CANCEL = 0xE007F
+_BLACK_FLAG = "\U0001f3f4"  # emoji subdivision flags (England, Scotland ...) legitimately use tags
+
+# Homoglyphs of Latin letters from Cyrillic, Greek, Armenian and Cherokee that NFKC leaves alone.
+# A compact table of the lookalikes seen in attacks, not all of Unicode's confusables.txt: the
+# core package stays dependency-light and folding only runs inside mixed-script words.
+_CONFUSABLES = str.maketrans(
+    {
+        # Cyrillic
+        "а": "a", "в": "b", "е": "e", "ё": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p",
+        "с": "c", "т": "t", "у": "y", "х": "x", "ѕ": "s", "і": "i", "ї": "i", "ј": "j", "һ": "h",
+        "ԁ": "d", "ԛ": "q", "ԝ": "w", "ɡ": "g", "ӏ": "l",
+        "А": "A", "В": "B", "Е": "E", "К": "K", "М": "M", "Н": "H", "О": "O", "Р": "P", "С": "C",
+        "Т": "T", "У": "Y", "Х": "X", "Ѕ": "S", "І": "I", "Ј": "J", "Ԛ": "Q", "Ԝ": "W",
+        # Greek
+        "α": "a", "ε": "e", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p", "τ": "t", "υ": "u",
+        "χ": "x", "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z", "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M",
+        "Ν": "N", "Ο": "O", "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X",
+        # Armenian, Cherokee, Latin extensions
+        "օ": "o", "ս": "u", "ց": "g", "Ꭺ": "A", "Ꭼ": "E", "Ꮋ": "H", "Ꭲ": "T",
+        "ı": "i", "ȷ": "j", "ʏ": "y", "ᴀ": "a", "ᴄ": "c", "ᴅ": "d", "ᴇ": "e", "ᴏ": "o",
+    }
+)  # fmt: skip
+_CONFUSABLE_CHARS = frozenset(chr(c) for c in _CONFUSABLES)
+
+_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
+_LEET_WORD = re.compile(r"(?<![\w@$])(?=[\w@$]*[A-Za-z])(?=[\w@$]*[013457@$])[\w@$]{3,}")
+_BASE64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{12,}={0,2}(?![A-Za-z0-9+/=_-])")
+_HEX = re.compile(r"(?<![0-9A-Fa-f])(?:(?:0x|\\x)?[0-9A-Fa-f]{2}[\s:,]?){8,}")
+_URL = re.compile(r"(?:%[0-9A-Fa-f]{2}[^\s%]{0,3}){3,}")
+_WORD = re.compile(r"[^\W\d_]+")
+# Frequent short English words: decoding that turns a text into these is very likely intended.
+_COMMON = frozenset(
+    {
+        "the",
+        "a",
+        "an",
+        "and",
+        "or",
+        "to",
+        "of",
+        "in",
+        "on",
+        "is",
+        "are",
+        "you",
+        "your",
+        "all",
+        "any",
+        "be",
+        "not",
+        "no",
+        "now",
+        "new",
+        "from",
+        "with",
+        "this",
+        "that",
+        "for",
+        "it",
+        "as",
+        "at",
+        "by",
+        "me",
+        "my",
+        "we",
+        "our",
+        "do",
+        "can",
+        "will",
+        "must",
+        "should",
+        "ignore",
+        "previous",
+        "instructions",
+        "safety",
+        "config",
+        "policy",
+        "system",
+        "rules",
+        "allow",
+        "allowed",
+        "everything",
+        "mode",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """Evidence found while normalising: hidden characters, homoglyphs, an encoded payload."""
+
+    kind: str  # tag_chars, variation_selectors, zero_width, bidi_override, mixed_script, encoded:<codec>
+    span: tuple[int, int]  # in the original text
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """A decoded payload the detectors read as if the user had written it in the clear."""
+
+    kind: str  # base64, hex, url, rot13, leetspeak, tag_chars, variation_selectors
+    span: tuple[int, int]  # the encoded stretch, in the original text
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Normalised:
+    original: str
+    text: str
+    origin: tuple[int, ...] | None  # origin[i]: index in `original` of `text[i]`; None: the same index
+    views: tuple[View, ...] = ()
+    signals: tuple[Signal, ...] = ()
+
+    def original_span(self, start: int, end: int) -> tuple[int, int]:
+        """Map a span of `text` back onto `original`."""
+        if not self.text or start >= end:
+            return (0, 0)
+        start = min(max(start, 0), len(self.text) - 1)
+        end = min(max(end, start + 1), len(self.text))
+        if self.origin is None:
+            return (start, end)
+        return (self.origin[start], self.origin[end - 1] + 1)
+
+    def detection_text(self) -> str:
+        """What the classifier reads: the cleaned text followed by every decoded payload."""
+        if not self.views:
+            return self.text
+        decoded = "\n".join(f"[{v.kind}] {clean(v.text)}" for v in self.views)
+        return f"{self.text}\n{decoded}"
+
+
+def clean(text: str) -> str:
+    """The cleaned text alone; idempotent: `clean(clean(t)) == clean(t)`."""
+    return _clean(text)[0]
+
+
+def normalise(text: str) -> Normalised:
+    """Clean `text`, record hidden characters as signals and decode obvious encodings into views."""
+    cleaned, origin = _clean(text)
+    signals: list[Signal] = []
+    views: list[View] = []
+    _scan_invisible(text, signals, views)
+    _scan_mixed_script(text, signals)
+    _decode_views(cleaned, origin, signals, views)
+    return Normalised(text, cleaned, origin, tuple(views), tuple(signals))
+
+
+def _is_invisible(ch: str) -> bool:
+    cp = ord(ch)
+    return (
+        ch in _ZERO_WIDTH
+        or ch in _BIDI
+        or _TAG_FIRST <= cp <= _TAG_LAST
+        or 0xFE00 <= cp <= 0xFE0F
+        or 0xE0100 <= cp <= 0xE01EF
+    )
+
+
+def _clean(text: str) -> tuple[str, tuple[int, ...] | None]:
+    # Fast path (most turns): nothing to strip and already NFKC, so indices do not move.
+    if text.isascii() or (
+        unicodedata.is_normalized("NFKC", text) and not any(_is_invisible(ch) for ch in text)
+    ):
+        return _fold_confusables(text), None
+    out: list[str] = []
+    origin: list[int] = []
+    for i, ch in enumerate(text):
+        if _is_invisible(ch):
+            continue
+        # Per character, so every output character keeps the index it came from.
+        for piece in unicodedata.normalize("NFKC", ch):
+            if not _is_invisible(piece):
+                out.append(piece)
+                origin.append(i)
+    folded = _fold_confusables("".join(out))
+    if len(folded) != len(out):  # cannot happen with a 1:1 table; keep the map honest anyway
+        raise AssertionError("confusable folding changed the text length")
+    return folded, tuple(origin)
+
+
+def _fold_confusables(text: str) -> str:
+    """Fold lookalikes only inside words that mix Latin letters with them (`ignоre`, `sаfety`).
+
+    Whole Cyrillic or Greek words are left alone: folding them would garble legitimate Russian
+    or Greek for the classifier.
+    """
+    if not any(ch in _CONFUSABLE_CHARS for ch in text):
+        return text
+
+    def fold(match: re.Match[str]) -> str:
+        word = match.group(0)
+        if any(ch in _CONFUSABLE_CHARS for ch in word) and any("a" <= c.lower() <= "z" for c in word):
+            return word.translate(_CONFUSABLES)
+        return word
+
+    return _WORD.sub(fold, text)
+
+
+def _runs(text: str, member: frozenset[str] | None, lo: int = 0, hi: int = 0) -> list[tuple[int, int]]:
+    """Maximal runs of characters in `member` (or with code points in lo..hi)."""
+    runs: list[tuple[int, int]] = []
+    start = -1
+    for i, ch in enumerate(text):
+        inside = ch in member if member is not None else lo <= ord(ch) <= hi
+        if inside and start < 0:
+            start = i
+        elif not inside and start >= 0:
+            runs.append((start, i))
+            start = -1
+    if start >= 0:
+        runs.append((start, len(text)))
+    return runs
+
+
+def _scan_invisible(text: str, signals: list[Signal], views: list[View]) -> None:
+    for start, end in _runs(text, None, _TAG_FIRST, _TAG_LAST):
+        hidden = "".join(chr(ord(c) - _TAG_FIRST) for c in text[start:end] if ord(c) != _TAG_CANCEL)
+        is_flag = start > 0 and text[start - 1] == _BLACK_FLAG and ord(text[end - 1]) == _TAG_CANCEL
+        if is_flag and len(hidden) <= 7 and hidden.isalnum():
+            continue
+        signals.append(Signal("tag_chars", (start, end), f"{end - start} tag characters"))
+        if hidden.strip():
+            views.append(View("tag_chars", (start, end), hidden))
+    selectors = _variation_selector_runs(text)
+    for start, end, hidden in selectors:
+        signals.append(Signal("variation_selectors", (start, end), f"{end - start} variation selectors"))
+        if hidden.strip():
+            views.append(View("variation_selectors", (start, end), hidden))
+    zero_width = [i for i, ch in enumerate(text) if ch in _ZERO_WIDTH and _inside_word(text, i)]
+    if zero_width:
+        signals.append(
+            Signal("zero_width", (zero_width[0], zero_width[-1] + 1), f"{len(zero_width)} inside words")
+        )
+    overrides = [i for i, ch in enumerate(text) if ch in _BIDI_OVERRIDES]
+    if overrides:
+        signals.append(
+            Signal("bidi_override", (overrides[0], overrides[-1] + 1), f"{len(overrides)} overrides")
+        )
+
+
+def _inside_word(text: str, i: int) -> bool:
+    """Zero-width joiners between emoji or in Persian/Indic script are legitimate; inside Latin words not."""
+    before = text[i - 1] if i > 0 else ""
+    after = text[i + 1] if i + 1 < len(text) else ""
+    return before.isascii() and before.isalnum() and after.isascii() and after.isalnum()
+
+
+def _variation_selector_runs(text: str) -> list[tuple[int, int, str]]:
+    """Runs of 4+ variation selectors: one per emoji is normal, a run encodes bytes (one per selector)."""
+    found: list[tuple[int, int, str]] = []
+    start = -1
+    for i in range(len(text) + 1):
+        cp = ord(text[i]) if i < len(text) else -1
+        inside = 0xFE00 <= cp <= 0xFE0F or 0xE0100 <= cp <= 0xE01EF
+        if inside and start < 0:
+            start = i
+        elif not inside and start >= 0:
+            if i - start >= 4:
+                data = bytes(
+                    ord(c) - 0xFE00 if ord(c) <= 0xFE0F else ord(c) - 0xE0100 + 16 for c in text[start:i]
+                )
+                found.append((start, i, data.decode("utf-8", errors="ignore")))
+            start = -1
+    return found
+
+
+def _scan_mixed_script(text: str, signals: list[Signal]) -> None:
+    for match in _WORD.finditer(text):
+        word = match.group(0)
+        if any(ch in _CONFUSABLE_CHARS for ch in word) and any("a" <= c.lower() <= "z" for c in word):
+            signals.append(Signal("mixed_script", match.span(), word))
+
+
+def _readable(decoded: str) -> bool:
+    """Decoded bytes that read as text (not random binary that happened to decode)."""
+    if len(decoded) < 4:
+        return False
+    printable = sum(ch.isprintable() or ch in "\n\t" for ch in decoded)
+    letters = sum(ch.isalpha() for ch in decoded)
+    return printable / len(decoded) > 0.95 and letters / len(decoded) > 0.5
+
+
+def _common_words(text: str) -> int:
+    return sum(w.lower() in _COMMON for w in _WORD.findall(text))
+
+
+def _decode_views(
+    cleaned: str, origin: tuple[int, ...] | None, signals: list[Signal], views: list[View]
+) -> None:
+    def add(kind: str, start: int, end: int, decoded: str) -> None:
+        span = (start, end) if origin is None else (origin[start], origin[end - 1] + 1)
+        views.append(View(kind, span, decoded))
+        signals.append(Signal(f"encoded:{kind}", span, decoded[:80]))
+
+    for m in _BASE64.finditer(cleaned):
+        token = m.group(0)
+        try:
+            raw = base64.urlsafe_b64decode(
+                token.replace("+", "-").replace("/", "_") + "=" * (-len(token.rstrip("=")) % 4)
+            )
+            decoded = raw.decode("utf-8")
+        except (binascii.Error, ValueError):
+            continue
+        if _readable(decoded) and (" " in decoded.strip() or decoded.lstrip().startswith(("<", "{"))):
+            add("base64", m.start(), m.end(), decoded)
+    for m in _HEX.finditer(cleaned):
+        digits = re.sub(r"0x|\\x|[\s:,]", "", m.group(0))
+        try:
+            decoded = bytes.fromhex(digits).decode("utf-8")
+        except ValueError:
+            continue
+        if _readable(decoded):
+            add("hex", m.start(), m.end(), decoded)
+    for m in _URL.finditer(cleaned):
+        decoded = urllib.parse.unquote(m.group(0))
+        if decoded != m.group(0) and _readable(decoded):
+            add("url", m.start(), m.end(), decoded)
+    if cleaned:
+        rot = codecs.encode(cleaned, "rot13")
+        if _common_words(rot) >= 3 and _common_words(rot) >= 3 * max(1, _common_words(cleaned)):
+            add("rot13", 0, len(cleaned), rot)
+        leet_words = [m for m in _LEET_WORD.finditer(cleaned) if m.group(0).translate(_LEET).isalpha()]
+        if len(leet_words) >= 2:
+            leet = _LEET_WORD.sub(lambda m: m.group(0).translate(_LEET), cleaned)
+            add("leetspeak", leet_words[0].start(), leet_words[-1].end(), leet)

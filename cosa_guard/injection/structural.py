@@ -1,0 +1,407 @@
+"""Deterministic rules that recognise the *shape* of a config-injection attempt.
+
+Each rule reads the normalised text (and every decoded payload) and reports `Finding`s with the
+span in the original turn and a reason. A finding is *decisive* (`score >= DECISIVE`) only when
+two independent cues agree: a forged privileged turn with content after it, a safety key set to
+an unlocking value plus wording that says it applies now, an authority claim plus a config
+claim. One cue alone (a template token quoted in a question, `System: Ubuntu 22.04` in a bug
+report, a JWT someone is debugging) is reported with a low score and left to the classifier:
+those are exactly the hard negatives that make regex-only detectors unusable.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+
+from cosa_guard.injection.base import Finding
+from cosa_guard.injection.normalise import Normalised, normalise
+from cosa_guard.taxonomy import CATEGORY_IDS
+
+DECISIVE = 0.95  # a finding at or above this blocks on its own
+WEAK = 0.4  # evidence worth reporting, not enough alone
+
+Hit = tuple[int, int, str, float]  # start, end (in the scanned text), reason, score
+Rule = Callable[[str], Iterator[Hit]]
+
+# --- chat templates -----------------------------------------------------------------------------
+
+_ROLE = r"(system|developer|assistant|model|ipython|tool|user|human)"
+_TEMPLATE_TOKENS: dict[str, str] = {
+    "ChatML/Qwen": r"<\|im_(?:start|end|sep)\|>",
+    "Llama 3": r"<\|(?:begin_of_text|start_header_id|end_header_id|eot_id|eom_id|python_tag)\|>",
+    "Llama 2/Mistral": r"\[/?INST\]|<</?SYS>>",
+    "Mistral": r"\[/?(?:SYSTEM_PROMPT|AVAILABLE_TOOLS|TOOL_RESULTS|TOOL_CALLS)\]",
+    "Gemma": r"<(?:start|end)_of_turn>",
+    "Phi": r"<\|(?:system|user|assistant|end|endoftext)\|>",
+    "DeepSeek": r"<\|(?:begin|end)[▁_ ]of[▁_ ]sentence\|>|<\|(?:User|Assistant)\|>",
+}
+_ANY_TOKEN = re.compile("|".join(f"(?:{p})" for p in _TEMPLATE_TOKENS.values()))
+_FAMILY = [(name, re.compile(p)) for name, p in _TEMPLATE_TOKENS.items()]
+# Headers that open a turn for a privileged role, per family.
+_PRIVILEGED_OPEN = re.compile(
+    r"<\|im_start\|>\s*(?P<a>system|developer|assistant)\b"
+    r"|<\|start_header_id\|>\s*(?P<b>system|ipython|assistant)\s*<\|end_header_id\|>"
+    r"|(?P<c><<SYS>>)"
+    r"|(?P<d>\[SYSTEM_PROMPT\])"
+    r"|<start_of_turn>\s*(?P<e>system|model)\b"
+    r"|<\|(?P<f>system|assistant)\|>"
+    r"|<\|(?P<g>Assistant)\|>"
+    r"|<\|begin[▁_ ]of[▁_ ]sentence\|>(?P<h>)"
+    r"|(?P<i>\[/INST\])",
+    re.IGNORECASE,
+)
+_TURN_CLOSE = re.compile(r"<\|im_end\|>|<\|eot_id\|>|<end_of_turn>|<\|end\|>|\[/INST\]|</s>")
+_TEMPLATING = re.compile(r"\{\{|\{%|\$\{|%\(")
+
+
+def _code_spans(text: str) -> list[tuple[int, int]]:
+    """Spans inside ``` fences or `inline code`: quoting a token is how people ask about it."""
+    spans = [m.span() for m in re.finditer(r"```.*?(?:```|\Z)", text, re.DOTALL)]
+    spans += [m.span() for m in re.finditer(r"`[^`\n]+`", text)]
+    return spans
+
+
+def _inside(spans: list[tuple[int, int]], pos: int) -> bool:
+    return any(s <= pos < e for s, e in spans)
+
+
+def chat_template(text: str) -> Iterator[Hit]:
+    if "<" not in text and "[" not in text:
+        return
+    code = _code_spans(text)
+    opened = hit = False
+    for m in _PRIVILEGED_OPEN.finditer(text):
+        role = next((v for v in m.groupdict().values() if v is not None), "")
+        role = {"": "system", "<<SYS>>": "system", "[SYSTEM_PROMPT]": "system", "[/INST]": "assistant"}.get(
+            role, role.lower()
+        )
+        nxt = _ANY_TOKEN.search(text, m.end())
+        body = text[m.end() : nxt.start() if nxt else len(text)]
+        letters = sum(c.isalpha() for c in body)
+        family = next((name for name, p in _FAMILY if p.search(m.group(0))), "chat template")
+        hit = True
+        if _inside(code, m.start()) or _TEMPLATING.search(body) or letters < 12:
+            yield m.start(), m.end(), f"{family} {role} header without a forged turn after it", WEAK
+            continue
+        opened = True
+        yield m.start(), m.end() + len(body), f"forged {role} turn in {family} template syntax", DECISIVE
+    if opened:
+        return
+    for m in _TURN_CLOSE.finditer(text):
+        nxt = _ANY_TOKEN.search(text, m.end())
+        if nxt and not _inside(code, m.start()) and text[m.end() : nxt.start()].strip() == "":
+            yield m.start(), nxt.end(), "turn boundary forged with chat-template tokens", DECISIVE
+            return
+    first = None if hit else _ANY_TOKEN.search(text)
+    if first:
+        family = next((name for name, p in _FAMILY if p.search(first.group(0))), "chat template")
+        yield first.start(), first.end(), f"{family} template token", WEAK
+
+
+# --- role headers -------------------------------------------------------------------------------
+
+_SAFETY_WORDS = re.compile(
+    r"\b(?:safety|safe|guard ?rails?|content (?:filter|policy|policies)|moderation|filters?|censor\w*|"
+    r"restrict\w*|refus\w*|polic(?:y|ies)|config(?:uration)?|guidelines?|rules|unrestricted|unfiltered|"
+    r"uncensored|jailbr\w*|harm\w*|allow\w*|permit\w*|disabled?|override|developer mode|instructions?)\b",
+    re.IGNORECASE,
+)
+_ROLE_HEADER = re.compile(
+    r"^[ \t>*#\[(<-]*(?:new |updated |override |real |true |actual )?"
+    r"(system|developer|admin(?:istrator)?|operator|root|sysadmin)"
+    r"(?: ?(?:message|prompt|instructions?|override|update|notice|note|directive|config))?"
+    r"[ \t*\])>]*[:：]\s*(?P<body>.*)$",
+    re.IGNORECASE | re.MULTILINE,
+)
+_XML_ROLE = re.compile(
+    r"<(?P<tag>system(?:[_-]?(?:prompt|message|instructions?|override))?|developer|admin|policy_override)>"
+    r"(?P<body>.*?)(?:</(?P=tag)>|\Z)",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def role_header(text: str) -> Iterator[Hit]:
+    for m in _ROLE_HEADER.finditer(text):
+        role = m.group(1).lower()
+        if _SAFETY_WORDS.search(m.group("body")) and len(_SAFETY_WORDS.findall(m.group("body"))) >= 2:
+            yield m.start(), m.end(), f"'{role}:' header carrying safety instructions", DECISIVE
+        else:
+            yield m.start(), m.end(), f"'{role}:' header", WEAK
+    for m in _XML_ROLE.finditer(text):
+        tag = m.group("tag").lower()
+        if len(_SAFETY_WORDS.findall(m.group("body"))) >= 2:
+            yield m.start(), m.end(), f"<{tag}> block carrying safety instructions", DECISIVE
+        else:
+            yield m.start(), m.end(), f"<{tag}> block", WEAK
+
+
+# --- fake config blocks -------------------------------------------------------------------------
+
+_PROTECTIVE_KEYS = re.compile(
+    r"(?:safety|safe_?mode|safety_?(?:filter|checks?|mode|config|settings|level|guard|policy)|"
+    r"guard_?rails?|content_?(?:filter(?:ing)?|policy|moderation|restrictions?)|moderation|filter(?:s|ing)?|"
+    r"censor(?:ship)?|restrictions?|refusals?|refuse|ethics|ethical_?guidelines|alignment|"
+    r"harm_?filter|nsfw_?filter|block_?harmful|enforce_?policy|policy_?enforcement|floor)"
+)
+_PERMISSIVE_KEYS = re.compile(
+    r"(?:allow(?:ed)?(?:_?(?:categories|topics|content|harms|all|everything|list))?|allowlist|"
+    r"unrestricted(?:_?mode)?|developer_?mode|dev_?mode|jailbreak(?:_?mode)?|dan(?:_?mode)?|god_?mode|"
+    r"nsfw|explicit(?:_?content)?|uncensored|override(?:_?safety)?|bypass(?:_?safety|_?filters?)?|"
+    r"permitted(?:_?categories)?|risk_?categories|mode|admin_?mode|trust_?level|privilege(?:s|_?level)?)"
+)
+_SWITCH_KEYS = re.compile(r"(?:enabled?|active|on|enforced?|strict|level|status|value)")
+_OFF = re.compile(r"(?:false|off|no|none|null|nil|0|disabled?|\[\s*\]|\{\s*\}|bypass(?:ed)?|removed|lifted|"
+                  r"inactive|suspended|permissive|minimal|low|lowest)")  # fmt: skip
+_ON = re.compile(
+    r"(?:true|on|yes|enabled?|1|all|\*|everything|any|unrestricted|unlimited|unfiltered|uncensored|"
+    r"granted|full|max(?:imum)?|root|admin|god|developer|dan|jailbreak|active|permissive)"
+)
+_CATEGORY_WORDS = set(CATEGORY_IDS) | {"weapons", "drugs", "violence", "sexual", "self_harm", "hate", "crime"}
+_KV = re.compile(
+    r"""(?P<q>["']?)(?P<key>[A-Za-z][\w .-]{1,40}?)(?P=q)[ \t]*(?:[:=]|=>)[ \t]*"""
+    r"""(?P<value>\[[^\]\n]{0,300}\]|"[^"\n]{0,120}"|'[^'\n]{0,120}'|[^\s,;}#]{1,60})""",
+    re.MULTILINE,
+)
+_XML_KV = re.compile(r"<(?P<key>[A-Za-z][\w.-]{1,40})(?:\s[^>]*)?>(?P<value>[^<]{1,120})</(?P=key)>")
+_ASSERTION = re.compile(
+    r"\b(?:new|updated|revised|replacement|override|overriding|effective (?:immediately|now)|from now on|"
+    r"apply|applies|applied|load(?:ed)?|active|current|replaces?|use this|following (?:config|policy)|"
+    r"takes? (?:effect|precedence)|supersedes?|as of now|now|installed|activated?|deploy(?:ed)?)\b",
+    re.IGNORECASE,
+)
+_SAFETY_HEADING = re.compile(
+    r"^\s*(?:#{1,6}|\*\*|\[|<)?\s*(?:new |updated |revised |override |active )?"
+    r"(?:safety|content|moderation|system|cosa) ?(?:config(?:uration)?|polic(?:y|ies)|settings|rules)\b",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def _key(raw: str) -> str:
+    return re.sub(r"[\s.-]+", "_", raw.strip().strip("\"'")).lower()
+
+
+def _unlocks(key: str, value: str, before: str) -> str | None:
+    """Why `key: value` would loosen a safety setting, or None."""
+    value = value.strip().strip("\"'").lower()
+    leaf = key.rsplit("_", 1)[-1] if "_" in key else key
+    if _PROTECTIVE_KEYS.fullmatch(key) and _OFF.fullmatch(value):
+        return f"{key}: {value}"
+    scope = key + before[-80:].lower()
+    if (
+        _SWITCH_KEYS.fullmatch(leaf)
+        and _OFF.fullmatch(value)
+        and re.search(r"(safety|filter|moderation|guard|censor|restrict|polic|refus)", scope)
+    ):
+        return f"safety {key}: {value}"
+    if _PERMISSIVE_KEYS.fullmatch(key):
+        words = set(re.findall(r"[a-z_]+", value))
+        if key == "mode" and not words & {
+            "unrestricted",
+            "developer",
+            "dan",
+            "jailbreak",
+            "god",
+            "uncensored",
+        }:
+            return None
+        if _ON.fullmatch(value) or (value.startswith("[") and len(words & _CATEGORY_WORDS) >= 2):
+            return f"{key}: {value[:40]}"
+    return None
+
+
+def config_block(text: str) -> Iterator[Hit]:
+    if ":" not in text and "=" not in text and "<" not in text:
+        return
+    unlocks: list[tuple[int, int, str]] = []
+    for m in _KV.finditer(text):
+        why = _unlocks(_key(m.group("key")), m.group("value"), text[: m.start()])
+        if why:
+            unlocks.append((m.start(), m.end(), why))
+    for m in _XML_KV.finditer(text):
+        why = _unlocks(_key(m.group("key")), m.group("value"), text[: m.start()])
+        if why:
+            unlocks.append((m.start(), m.end(), why))
+    if not unlocks:
+        return
+    start, end = min(u[0] for u in unlocks), max(u[1] for u in unlocks)
+    reasons = "; ".join(u[2] for u in unlocks[:3])
+    asserted = _ASSERTION.search(text) or _SAFETY_HEADING.search(text)
+    if len(unlocks) >= 2 or asserted:
+        yield start, end, f"config block loosening safety settings ({reasons})", DECISIVE
+    else:
+        yield start, end, f"safety setting in a pasted config ({reasons})", WEAK
+
+
+# --- signed-looking blobs -----------------------------------------------------------------------
+
+_BLOB = re.compile(
+    r"-----BEGIN [A-Z0-9 ]*(?:SIGNATURE|SIGNED MESSAGE|PGP)[A-Z0-9 ]*-----"
+    r"|\b(?:signature|sig|signed(?:_by)?|hmac|digest|ed25519|rsa|key_?id|signer|attestation|seal|"
+    r"auth(?:orization)?_?token|approval_?token)[\"']?\s*[:=]\s*[\"']?[A-Za-z0-9+/=_.:-]{16,}"
+    r"|\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
+    re.IGNORECASE,
+)
+_POLICY_WORDS = re.compile(
+    r"\b(?:safety|polic(?:y|ies)|guard ?rails?|moderation|allow(?:ed|s)?|unrestricted|restrictions?|"
+    r"categor(?:y|ies)|reviewer|authori[sz]ed|approved|cosa)\b",
+    re.IGNORECASE,
+)
+
+
+def signed_blob(text: str) -> Iterator[Hit]:
+    for m in _BLOB.finditer(text):
+        if len(_POLICY_WORDS.findall(text)) >= 2:
+            yield m.start(), m.end(), "signature-looking blob vouching for a safety config", DECISIVE
+        else:
+            yield m.start(), m.end(), "signature-looking blob", WEAK
+        return
+
+
+# --- authority claims and override directives ---------------------------------------------------
+
+_AUTHORITY = re.compile(
+    r"\b(?:i am|i'm|this is|message from|sent by|on behalf of|speaking as|as|signed,?)\s+"
+    r"(?:the |your |an? |its )?(?:system |lead |chief |head |senior )?"
+    r"(?:admin(?:istrator)?|developer|operator|owner|creator|reviewer|safety team|trust (?:and|&) safety|"
+    r"security team|openai|anthropic|deployment owner|compliance (?:team|officer)|moderator|root|sysadmin|"
+    r"policy team|red team|engineer who (?:built|deployed) you)\b",
+    re.IGNORECASE,
+)
+_CONFIG_CLAIM = re.compile(
+    r"\b(?:new|updated|revised|amended|replacement|emergency|temporary|override|overriding|corrected|"
+    r"latest|signed|approved|authori[sz]ed)\s+(?:safety |content |system |cosa |moderation )?"
+    r"(?:config(?:uration)?|polic(?:y|ies)|guidelines?|rules|settings|instructions|system prompt|"
+    r"directive)\b",
+    re.IGNORECASE,
+)
+_STATE_CLAIM = re.compile(
+    r"\b(?:safety|content|moderation|cosa)\s+(?:config(?:uration)?|polic(?:y|ies)|filters?|guidelines?|"
+    r"settings|restrictions|rules|mode|guard ?rails?)\s+(?:(?:has|have)\s+been|(?:is|are)(?:\s+now)?|were)\s+"
+    r"(?:disabled|removed|lifted|revoked|updated|changed|suspended|turned off|replaced|overridden|"
+    r"deactivated|switched off|relaxed|expired|off|null and void|void)\b",
+    re.IGNORECASE,
+)
+_OVERRIDE = re.compile(
+    r"\b(?:ignore|disregard|forget|override|bypass|disable|deactivate|turn off|switch off|lift|suspend|"
+    r"circumvent|throw out|abandon)\s+"
+    r"(?:(?:all|any|the|your|its|these|those|every|previous|prior|above|earlier|existing|current|original|"
+    r"safety|content|system|of|that)\s+){0,4}"
+    r"(?P<target>instructions?|rules|guidelines|restrictions|safety(?: config(?:uration)?| settings)?|"
+    r"config(?:uration)?|polic(?:y|ies)|filters?|guard ?rails?|system prompt|programming|constraints|"
+    r"limitations|moderation|censorship)\b",
+    re.IGNORECASE,
+)
+_GRANT = re.compile(
+    r"\b(?:all|every|any)\s+(?:risk |harm |content )?categor(?:y|ies)\s+(?:are|is)\s+(?:now\s+)?"
+    r"(?:allowed|permitted|enabled|unlocked)\b"
+    r"|\byou(?: are|'re) now (?:unrestricted|unfiltered|uncensored|jailbroken|free of|"
+    r"in (?:developer|god|dan) mode)"
+    r"|\b(?:developer|god|dan|jailbreak|unrestricted|unfiltered) mode(?: is)? (?:enabled|activated|on)\b"
+    r"|\beverything is (?:now )?(?:allowed|permitted)\b",
+    re.IGNORECASE,
+)
+# The same directives in the languages attacks most often switch to.
+_MULTILINGUAL = re.compile(
+    r"ignor(?:a|e|ez|iere|ieren)\s+(?:todas\s+|toutes\s+|alle\s+|tutte\s+)?(?:las\s+|les\s+|die\s+|le\s+|as\s+)?"
+    r"(?:instrucciones|instructions|anweisungen|istruzioni|instruções|regeln|reglas|règles|regole)"
+    r"|(?:nueva|nouvelle|neue|nuova|nova)\s+(?:configuración|configuration|konfiguration|configurazione|"
+    r"configuração|política|politique|richtlinie)(?:\s+de|\s+di)?\s*(?:seguridad|sécurité|sicherheit|"
+    r"sicurezza|segurança)?"
+    r"|忽略(?:之前|以上|先前|所有)|无视(?:之前|以上|所有)|新的?安全(?:配置|策略|设置)|安全(?:配置|限制|过滤)已(?:被)?(?:禁用|关闭|解除)"
+    r"|игнорируй|игнорировать (?:все )?(?:предыдущие )?инструкции|новая конфигурация безопасности"
+    r"|以前の指示を無視|安全設定を無効",
+    re.IGNORECASE,
+)
+_QUESTION_START = re.compile(
+    r"^\s*(?:how|what|why|when|where|which|who|can|could|should|would|is|are|does|do|did|has|have|"
+    r"explain|tell me (?:how|why|what)|i(?:'m| am) (?:curious|wondering|trying to understand))\b",
+    re.IGNORECASE,
+)
+_OWN = re.compile(r"\b(?:my|i (?:gave|wrote|said|sent|asked))\b", re.IGNORECASE)
+
+
+def _sentence(text: str, start: int, end: int) -> str:
+    lo = max(text.rfind(c, 0, start) for c in ".!?\n") + 1
+    his = [i for i in (text.find(c, end) for c in ".!?\n") if i >= 0]
+    hi = min(his) + 1 if his else len(text)
+    return text[lo:hi]
+
+
+def _asks_about(text: str, start: int, end: int) -> bool:
+    """A question about the thing ("how do I disable the safety filter in diffusers?"), not an order."""
+    sentence = _sentence(text, start, end)
+    return sentence.rstrip().endswith("?") or bool(_QUESTION_START.match(sentence))
+
+
+def authority(text: str) -> Iterator[Hit]:
+    claims = [(m, "authority claim") for m in _AUTHORITY.finditer(text)]
+    configs = [(m, "claims a new config") for m in _CONFIG_CLAIM.finditer(text)]
+    states = [
+        (m, "claims the safety settings changed")
+        for m in _STATE_CLAIM.finditer(text)
+        if not _OWN.search(text[max(0, m.start() - 12) : m.start()])
+    ]
+    grants = [(m, "declares restrictions lifted") for m in _GRANT.finditer(text)]
+    overrides = [(m, f"orders to override {m.group('target').lower()}") for m in _OVERRIDE.finditer(text)]
+    overrides = [
+        (m, why)
+        for m, why in overrides
+        if not _OWN.search(text[max(0, m.start() - 5) : m.end() + 25])
+        and not re.match(
+            r"\s+(?:about|on|regarding|for) (?:the )?(?:format|tone|style|length)", text[m.end() :]
+        )
+    ]
+    multi = [(m, "override directive (non-English)") for m in _MULTILINGUAL.finditer(text)]
+    directives = states + grants + overrides + multi
+    # An order stands alone; a claim needs a second cue ("I am the admin" + "new safety config").
+    strong = {m.span() for m, _ in directives if not _asks_about(text, *m.span())}
+    if (claims and (configs or directives)) or (configs and (states or grants)):
+        strong |= {m.span() for m, _ in claims + configs}
+    for m, why in claims + configs + directives:
+        yield m.start(), m.end(), why, DECISIVE if m.span() in strong else WEAK
+
+
+RULES: dict[str, Rule] = {
+    "structural:chat_template": chat_template,
+    "structural:role_header": role_header,
+    "structural:config_block": config_block,
+    "structural:signed_blob": signed_blob,
+    "structural:authority": authority,
+}
+
+# Hidden characters: tag characters and variation-selector runs spell text no reviewer sees.
+_SIGNAL_SCORES = {
+    "tag_chars": (DECISIVE, "text hidden in Unicode tag characters"),
+    "variation_selectors": (DECISIVE, "bytes hidden in a run of variation selectors"),
+    "bidi_override": (WEAK, "bidi override reorders what a reviewer sees"),
+    "zero_width": (WEAK, "zero-width characters inside words"),
+    "mixed_script": (WEAK, "homoglyphs mixed into a Latin word"),
+}
+
+
+def scan(normalised: Normalised | str) -> list[Finding]:
+    """Every structural finding for one turn, spans in the original text, strongest first."""
+    n = normalised if isinstance(normalised, Normalised) else normalise(normalised)
+    found: list[Finding] = []
+    for name, rule in RULES.items():
+        for start, end, reason, score in rule(n.text):
+            found.append(Finding(name, reason, span=n.original_span(start, end), score=score))
+        for view in n.views:
+            for _, _, reason, score in rule(view.text):
+                found.append(
+                    Finding(name, f"{reason} (decoded from {view.kind})", span=view.span, score=score)
+                )
+    for signal in n.signals:
+        if signal.kind in _SIGNAL_SCORES:
+            score, reason = _SIGNAL_SCORES[signal.kind]
+            found.append(
+                Finding(f"unicode:{signal.kind}", f"{reason}: {signal.detail}", span=signal.span, score=score)
+            )
+    found.sort(key=lambda f: -f.score)
+    return found
+
+
+def with_index(findings: list[Finding], index: int) -> list[Finding]:
+    return [replace(f, message_index=index) for f in findings]
