@@ -277,7 +277,7 @@ def test_bad_key_files_say_what_to_do(tmp_path: Path) -> None:
     junk.write_text("not a key", encoding="utf-8")
     with pytest.raises(BundleError, match="cosa-guard keygen"):
         load_private_key(junk)
-    with pytest.raises(BundleError, match="KEYFILE.pub"):
+    with pytest.raises(BundleError, match=r"KEYFILE\.pub"):
         load_public_key(junk)
 
 
