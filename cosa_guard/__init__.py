@@ -7,6 +7,8 @@ heavy dependencies lazily.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from cosa_guard.config import SafetyConfig
 from cosa_guard.errors import (
     BackendError,
@@ -36,7 +38,20 @@ from cosa_guard.types import (
     Verdict,
 )
 
+if TYPE_CHECKING:
+    from cosa_guard.guard import Guard
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # The guard pulls in deployments, signing and YAML: load them on first use, not on `import cosa_guard`.
+    if name == "Guard":
+        from cosa_guard.guard import Guard
+
+        return Guard
+    raise AttributeError(f"module 'cosa_guard' has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_TAXONOMY",
@@ -53,6 +68,7 @@ __all__ = [
     "FailureKind",
     "FinalEvent",
     "GenerationParams",
+    "Guard",
     "GuardResponse",
     "JudgeError",
     "Message",

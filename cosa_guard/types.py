@@ -202,7 +202,11 @@ class TextDelta:
 
 @dataclass(frozen=True, slots=True)
 class Retraction:
-    """Stream event (optimistic mode only): text already released violated the config; discard it."""
+    """Stream event: text already released must be discarded and `replacement` shown instead.
+
+    Sent when a call ends refused or failed after some text was released: in optimistic mode that
+    text may have violated the config; in holdback mode it was judged and only the rest violated.
+    """
 
     reason: str
     replacement: str
