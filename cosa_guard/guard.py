@@ -1,0 +1,844 @@
+"""The guard: every chat call of a deployment runs through its signed config.
+
+    guard = Guard.from_file("deployments.yaml")
+    response = await guard.chat("game-studio", [{"role": "user", "content": "..."}])
+    response.decision.label        # "allowed", "refused:output_violation", "failed:timeout", ...
+
+One call, in order: the privilege rule on client system messages → the input guard (config
+injection) → the route (the CoSAlign model while its circuit breaker is closed, else the cascade:
+generate, judge, refuse on violation) → optional judging of CoSAlign answers → audit and metrics.
+Everything after the deployment lookup runs under the deployment's deadline. A refusal is a
+normal answer carrying the deployment's refusal text; a failure (timeout, backend, judge) carries
+the refusal text too and never the model's unjudged answer, unless the deployment explicitly
+fails open, which is flagged in `Decision.fail_open` and logged at WARNING.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
+from contextlib import aclosing
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from cosa_guard.audit import AuditRecord, AuditSink, JsonlAuditSink
+from cosa_guard.backends.base import Backend
+from cosa_guard.cache import VerdictCache
+from cosa_guard.cascade import Verifier
+from cosa_guard.deployments import (
+    BackendSpec,
+    DeploymentRegistry,
+    JudgeSpec,
+    LoadedDeployment,
+    ReloadReport,
+    RoutesSpec,
+)
+from cosa_guard.errors import BackendTimeoutError, ConfigError, CosaGuardError
+from cosa_guard.injection.base import Finding, InputGuard
+from cosa_guard.judges.base import Judge
+from cosa_guard.judges.factory import build_judge, default_backend_factory
+from cosa_guard.metrics import Metrics, default_metrics
+from cosa_guard.privilege import apply_privilege_rule
+from cosa_guard.prompts import render_config
+from cosa_guard.routing import BreakerState, CircuitBreaker
+from cosa_guard.streaming import StreamOutcome, backend_chunks, guard_stream
+from cosa_guard.types import (
+    Decision,
+    FailureKind,
+    FinalEvent,
+    GenerationParams,
+    GuardResponse,
+    Message,
+    RefusalReason,
+    Retraction,
+    Route,
+    StreamEvent,
+    TextDelta,
+    Verdict,
+    as_messages,
+)
+
+__all__ = ["BackendFactory", "Guard", "JudgeFactory"]
+
+logger = logging.getLogger("cosa_guard.guard")
+
+BackendFactory = Callable[[BackendSpec, Path], Backend]
+JudgeFactory = Callable[[JudgeSpec, Path], Judge]
+
+_warned_no_input_guard = False
+
+
+# --- One deployment, ready to serve -----------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Runtime:
+    """What one deployment needs per call, built once per config (and rebuilt on reload)."""
+
+    deployment: LoadedDeployment
+    system: Message  # the rendered config: the only system message a model ever sees
+    primary: Backend | None
+    fallback: Backend | None
+    verifier: Verifier | None  # None when nothing of this deployment is judged
+    breaker: CircuitBreaker | None
+    audit: AuditSink | None
+
+    @property
+    def fail_open(self) -> bool:
+        return self.deployment.spec.fail_mode == "open"
+
+
+def _key(spec: Any, base_dir: Path) -> str:
+    return f"{spec.model_dump_json()}@{base_dir}"
+
+
+@dataclass(slots=True)
+class _Pools:
+    """Backends, judges, caches, breakers and audit sinks, shared by equal specs and reused on reload."""
+
+    backends: dict[str, Backend] = field(default_factory=dict)
+    judges: dict[str, Judge] = field(default_factory=dict)
+    caches: dict[str, VerdictCache] = field(default_factory=dict)  # by deployment id + cache spec
+    breakers: dict[str, CircuitBreaker] = field(default_factory=dict)  # by deployment id + primary spec
+    sinks: dict[Path, JsonlAuditSink] = field(default_factory=dict)
+
+
+# --- One call in flight -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Call:
+    rt: _Runtime
+    request_id: str
+    received: tuple[Message, ...]  # the client's messages, for the audit record
+    stream: bool
+    started: float = field(default_factory=time.perf_counter)
+    stage: str = "input"
+    route: Route = Route.NONE
+    model: str = ""
+    text: str = ""  # the model's answer, before any judging
+    verdict: Verdict | None = None
+    decision: Decision | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    findings: tuple[Finding, ...] = ()
+    notes: list[str] = field(default_factory=list)
+    breaker_pending: bool = False  # the primary was admitted and its outcome is not recorded yet
+    released: int = 0  # characters streamed to the caller
+    cancelled: bool = False
+
+    def lap(self, stage: str, since: float) -> None:
+        self.timings[stage] = self.timings.get(stage, 0.0) + (time.perf_counter() - since) * 1000.0
+
+    def response(self) -> GuardResponse:
+        decision = self.decision or Decision.failed(FailureKind.BACKEND, "no decision was reached")
+        self.timings["total"] = (time.perf_counter() - self.started) * 1000.0
+        return GuardResponse(
+            text=self.text if decision.is_allowed else self.rt.deployment.refusal_text,
+            decision=decision,
+            route=self.route,
+            deployment_id=self.rt.deployment.id,
+            config_hash=self.rt.deployment.config_hash,
+            model=self.model,
+            categories=self.verdict.categories if self.verdict is not None else frozenset(),
+            verdict=self.verdict,
+            timings_ms=dict(self.timings),
+            request_id=self.request_id,
+        )
+
+
+def _failure_kind(exc: BaseException) -> FailureKind:
+    return FailureKind.TIMEOUT if isinstance(exc, BackendTimeoutError) else FailureKind.BACKEND
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class Guard:
+    """Serves the deployments of a `DeploymentRegistry`, each with its signed config.
+
+    `backend_factory(spec, base_dir)` and `judge_factory(spec, base_dir)` build what the
+    deployments name (defaults: `cosa_guard.backends.factory.build_backend` and
+    `cosa_guard.judges.factory.build_judge`). `input_guard` checks client turns for config
+    injection (default: `cosa_guard.injection.detector.default_input_guard()` when a deployment
+    enables it). `audit` receives every record (default: the JSONL file each deployment names in
+    `audit.path`); `metrics` defaults to Prometheus when prometheus-client is installed.
+    """
+
+    def __init__(
+        self,
+        registry: DeploymentRegistry,
+        *,
+        backend_factory: BackendFactory | None = None,
+        judge_factory: JudgeFactory | None = None,
+        input_guard: InputGuard | None = None,
+        audit: AuditSink | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._registry = registry
+        self._backend_factory = backend_factory or default_backend_factory
+        self._judge_factory: JudgeFactory = judge_factory or self._default_judge
+        self._audit = audit
+        self._metrics = metrics if metrics is not None else default_metrics()
+        self._input_guard = input_guard
+        self._input_guard_resolved = input_guard is not None
+        self._borrowed: set[int] = set()  # objects the caller handed in: never closed by the guard
+        self._pools = _Pools()
+        self._runtimes: dict[str, _Runtime] = {}
+        failures = self._rebuild()
+        if failures:
+            raise ConfigError(
+                "cannot serve " + "; ".join(f"deployment {i!r}: {why}" for i, why in sorted(failures.items()))
+            )
+
+    # --- construction ----------------------------------------------------------------------------
+
+    @classmethod
+    def from_file(cls, path: str | Path, **kw: Any) -> Guard:
+        """Load and verify a deployments file (`DeploymentRegistry.load`) and serve it."""
+        return cls(DeploymentRegistry.load(path), **kw)
+
+    @classmethod
+    def single(
+        cls,
+        deployment: LoadedDeployment,
+        *,
+        primary: Backend | None = None,
+        fallback: Backend | None = None,
+        judge: Judge | None = None,
+        input_guard: InputGuard | None = None,
+        audit: AuditSink | None = None,
+        metrics: Metrics | None = None,
+    ) -> Guard:
+        """One deployment served by the given objects.
+
+        `primary` (a CoSAlign model) and `fallback` (the cascade's generator) replace the
+        deployment's routes; at least one is needed. `judge` replaces the deployment's judge
+        (default: built from its `judge` spec). The guard never closes objects given here.
+        """
+        if primary is None and fallback is None:
+            raise ValueError("Guard.single needs a primary (CoSAlign) or a fallback (cascade) backend")
+        given: dict[str, Backend] = {}
+        if primary is not None:
+            given["primary"] = primary
+        if fallback is not None:
+            given["fallback"] = fallback
+
+        def slot(name: str, backend: Backend | None) -> BackendSpec | None:
+            return (
+                None
+                if backend is None
+                else BackendSpec(kind="object", model=backend.name, options={"slot": name})
+            )
+
+        routes = RoutesSpec(primary=slot("primary", primary), fallback=slot("fallback", fallback))
+        served = replace(deployment, spec=deployment.spec.model_copy(update={"routes": routes}))
+
+        def backends(spec: BackendSpec, base_dir: Path) -> Backend:
+            return given[str(spec.options["slot"])]
+
+        def judges(spec: JudgeSpec, base_dir: Path) -> Judge:
+            return judge if judge is not None else build_judge(spec, base_dir)
+
+        guard = cls(
+            DeploymentRegistry([served]),
+            backend_factory=backends,
+            judge_factory=judges,
+            input_guard=input_guard,
+            audit=audit,
+            metrics=metrics,
+        )
+        guard._borrowed = {id(b) for b in given.values()} | ({id(judge)} if judge is not None else set())
+        return guard
+
+    def _default_judge(self, spec: JudgeSpec, base_dir: Path) -> Judge:
+        return build_judge(spec, base_dir, backend_factory=self._backend_factory)
+
+    def _resolve_input_guard(self) -> InputGuard | None:
+        if self._input_guard_resolved:
+            return self._input_guard
+        self._input_guard_resolved = True
+        try:
+            module = importlib.import_module("cosa_guard.injection.detector")
+        except ModuleNotFoundError as exc:
+            if exc.name != "cosa_guard.injection.detector":
+                raise
+            global _warned_no_input_guard
+            if not _warned_no_input_guard:
+                _warned_no_input_guard = True
+                logger.warning(
+                    "cosa_guard.injection.detector is not installed: only the privilege rule on client "
+                    "system messages protects the configs; pass Guard(input_guard=...) to add a detector"
+                )
+            return None
+        self._input_guard = module.default_input_guard()
+        return self._input_guard
+
+    def _rebuild(self, only: Iterable[str] | None = None) -> dict[str, str]:
+        """Build runtimes for the registry's deployments (or `only` these); returns id -> why it failed.
+
+        A deployment that fails to build keeps its previous runtime, if it had one.
+        """
+        failures: dict[str, str] = {}
+        ids = list(only) if only is not None else list(self._registry.ids())
+        runtimes = dict(self._runtimes) if only is not None else {}
+        for deployment_id in ids:
+            deployment = self._registry.get(deployment_id)
+            try:
+                runtimes[deployment_id] = self._build(deployment)
+            except (CosaGuardError, OSError, ValueError, ImportError) as exc:
+                failures[deployment_id] = f"{type(exc).__name__}: {exc}"
+                if deployment_id in self._runtimes:
+                    runtimes[deployment_id] = self._runtimes[deployment_id]
+        self._runtimes = runtimes
+        return failures
+
+    def _build(self, deployment: LoadedDeployment) -> _Runtime:
+        spec = deployment.spec
+        base = deployment.base_dir
+        pools = self._pools
+
+        def backend(bspec: BackendSpec | None) -> Backend | None:
+            if bspec is None:
+                return None
+            key = _key(bspec, base)
+            if key not in pools.backends:
+                pools.backends[key] = self._backend_factory(bspec, base)
+            return pools.backends[key]
+
+        primary = backend(spec.routes.primary)
+        fallback = backend(spec.routes.fallback)
+        verifier = None
+        if fallback is not None or spec.judge_cosalign:
+            judge_key = _key(spec.judge, base)
+            if judge_key not in pools.judges:
+                pools.judges[judge_key] = self._judge_factory(spec.judge, base)
+            cache_key = f"{deployment.id}:{spec.cache.model_dump_json()}"
+            if cache_key not in pools.caches:
+                pools.caches[cache_key] = VerdictCache.from_spec(spec.cache)
+            verifier = Verifier(
+                pools.judges[judge_key],
+                deployment.config,
+                deployment.config_hash,
+                floor=spec.floor,
+                cache=pools.caches[cache_key],
+            )
+        breaker = None
+        if primary is not None:
+            breaker_key = (
+                f"{deployment.id}:{_key(spec.routes.primary, base)}:{spec.breaker.model_dump_json()}"
+            )
+            if breaker_key not in pools.breakers:
+                pools.breakers[breaker_key] = CircuitBreaker.from_spec(
+                    spec.breaker, on_change=self._breaker_reporter(deployment.id)
+                )
+            breaker = pools.breakers[breaker_key]
+        if spec.injection.enabled:
+            self._resolve_input_guard()
+        return _Runtime(
+            deployment=deployment,
+            system=Message("system", render_config(deployment.config, deployment.taxonomy)),
+            primary=primary,
+            fallback=fallback,
+            verifier=verifier,
+            breaker=breaker,
+            audit=self._audit if self._audit is not None else self._sink(deployment),
+        )
+
+    def _sink(self, deployment: LoadedDeployment) -> AuditSink | None:
+        if deployment.spec.audit.path is None:
+            return None
+        path = (deployment.base_dir / Path(deployment.spec.audit.path).expanduser()).resolve()
+        if path not in self._pools.sinks:
+            self._pools.sinks[path] = JsonlAuditSink(path)
+        return self._pools.sinks[path]
+
+    def _breaker_reporter(self, deployment_id: str) -> Callable[[BreakerState], None]:
+        def report(state: BreakerState) -> None:
+            level = logging.INFO if state is BreakerState.CLOSED else logging.WARNING
+            logger.log(level, "deployment %r: primary route breaker is %s", deployment_id, state.value)
+            self._metrics.breaker_state(deployment_id, state.value)
+
+        return report
+
+    # --- public surface --------------------------------------------------------------------------
+
+    @property
+    def registry(self) -> DeploymentRegistry:
+        return self._registry
+
+    def by_api_key(self, key: str) -> LoadedDeployment:
+        """The deployment this API key belongs to; UnknownDeploymentError otherwise."""
+        return self._registry.by_api_key(key)
+
+    def _runtime(self, deployment_id: str) -> _Runtime:
+        deployment = self._registry.get(deployment_id)  # UnknownDeploymentError: never a default config
+        rt = self._runtimes.get(deployment_id)
+        if rt is None or rt.deployment is not deployment:
+            # The registry was reloaded behind our back (e.g. by its own watcher): serve what it holds now.
+            failures = self._rebuild(only=[deployment_id])
+            rt = self._runtimes.get(deployment_id)
+            if rt is None or rt.deployment is not deployment:
+                raise ConfigError(
+                    f"deployment {deployment_id!r} cannot be served: {failures.get(deployment_id)}"
+                )
+        return rt
+
+    async def reload(self) -> ReloadReport:
+        """Re-read the deployments file and bundles; new configs serve from the next call.
+
+        Backends and judges whose specs did not change are reused. A deployment whose new
+        backends or judge cannot be built keeps serving its previous runtime (listed in `kept`).
+        """
+        report = await asyncio.to_thread(self._registry.reload)
+        failures = self._rebuild()
+        await self._close_unused()
+        if not failures:
+            return report
+        for deployment_id, why in failures.items():
+            logger.warning("deployment %r keeps its previous runtime: %s", deployment_id, why)
+        kept = {**report.kept, **{i: w for i, w in failures.items() if i in self._runtimes}}
+        failed = {**report.failed, **{i: w for i, w in failures.items() if i not in self._runtimes}}
+        loaded = tuple(i for i in report.loaded if i not in failures)
+        return ReloadReport(loaded=loaded, kept=kept, removed=report.removed, failed=failed)
+
+    async def aclose(self) -> None:
+        """Close every backend and judge the guard built, and the audit files it opened."""
+        self._runtimes = {}
+        await self._close_unused()
+        sinks, self._pools.sinks = list(self._pools.sinks.values()), {}
+        for sink in sinks:
+            await asyncio.to_thread(sink.close)
+
+    async def _close_unused(self) -> None:
+        used_backends = {id(b) for rt in self._runtimes.values() for b in (rt.primary, rt.fallback) if b}
+        used_judges = {id(rt.verifier.judge) for rt in self._runtimes.values() if rt.verifier is not None}
+        pools = self._pools
+        closing: list[object] = []
+        for pool, used in ((pools.backends, used_backends), (pools.judges, used_judges)):
+            for key in [k for k, obj in pool.items() if id(obj) not in used]:
+                closing.append(pool.pop(key))
+        for obj in closing:
+            aclose = getattr(obj, "aclose", None)
+            if aclose is None or id(obj) in self._borrowed:
+                continue
+            try:
+                await aclose()
+            except Exception:
+                logger.exception("closing %r failed", obj)
+
+    def chat_sync(self, deployment_id: str, messages: Any, **params: Any) -> GuardResponse:
+        """`chat` for scripts without an event loop. Never call it from async code."""
+        return asyncio.run(self.chat(deployment_id, messages, **params))
+
+    # --- one call ----------------------------------------------------------------------------------
+
+    async def chat(self, deployment_id: str, messages: Any, **params: Any) -> GuardResponse:
+        """Guard one chat call; always a `GuardResponse`, whatever happened after the deployment lookup."""
+        rt = self._runtime(deployment_id)
+        call = _Call(rt, uuid.uuid4().hex, as_messages(messages), stream=False)
+        loop = asyncio.get_running_loop()
+        try:
+            try:
+                async with asyncio.timeout_at(loop.time() + rt.deployment.spec.deadline_s):
+                    await self._pipeline(call, GenerationParams.from_kwargs(**params))
+            except TimeoutError:
+                self._on_deadline(call)
+        except asyncio.CancelledError:
+            self._abandon(call)
+            raise
+        finally:
+            self._finish(call)
+        return call.response()
+
+    def stream(self, deployment_id: str, messages: Any, **params: Any) -> AsyncGenerator[StreamEvent, None]:
+        """Guard one streamed call: `TextDelta`s, maybe a `Retraction`, then one `FinalEvent`.
+
+        The deployment is looked up now (UnknownDeploymentError before any event); everything
+        else happens while the caller iterates.
+        """
+        rt = self._runtime(deployment_id)
+        call = _Call(rt, uuid.uuid4().hex, as_messages(messages), stream=True)
+        return self._stream(call, GenerationParams.from_kwargs(**params))
+
+    async def _prepare(self, call: _Call) -> tuple[Message, ...] | None:
+        """Privilege rule and input guard: the messages the model may see, or None after a decision."""
+        spec = call.rt.deployment.spec
+        config = call.rt.deployment.config
+        if config.expires_at is not None and config.is_expired():
+            call.decision = Decision.failed(FailureKind.CONFIG, "the deployment's config has expired")
+            return None
+        privileged = apply_privilege_rule(call.received, spec.injection.system_messages)
+        call.notes.extend(privileged.notes)
+        if privileged.rejected:
+            call.decision = Decision.refused(
+                RefusalReason.INPUT_INJECTION, "client system message rejected (injection.system_messages)"
+            )
+            return None
+        messages = privileged.messages
+        input_guard = self._input_guard if spec.injection.enabled else None
+        if input_guard is None:
+            return messages
+        started = time.perf_counter()
+        try:
+            check = await input_guard.check(messages, spec.injection)
+        except Exception as exc:
+            call.lap("input", started)
+            return self._check_failed(call, f"input guard failed: {exc!r}", messages)
+        call.lap("input", started)
+        call.findings = check.findings
+        call.notes.extend(check.notes)
+        if check.refusal is not None:
+            detail = "; ".join(f"{f.detector}: {f.reason}" for f in check.findings[:3])
+            call.decision = Decision.refused(check.refusal, detail)
+            return None
+        if any(m.role == "system" for m in check.messages):
+            call.notes.append("input guard returned system messages; removed")
+        return tuple(m for m in check.messages if m.role != "system")
+
+    def _check_failed(
+        self, call: _Call, detail: str, messages: tuple[Message, ...]
+    ) -> tuple[Message, ...] | None:
+        """A check could not run: fail closed, or continue flagged when the deployment fails open."""
+        if call.rt.fail_open:
+            logger.warning(
+                "deployment %r request %s: %s; continuing because fail_mode is open",
+                call.rt.deployment.id,
+                call.request_id,
+                detail,
+            )
+            call.notes.append(f"fail-open: {detail}")
+            return messages
+        call.decision = Decision.failed(FailureKind.JUDGE, detail)
+        return None
+
+    async def _pipeline(self, call: _Call, params: GenerationParams) -> None:
+        messages = await self._prepare(call)
+        if messages is None:
+            return
+        rt = call.rt
+        model_messages = (rt.system, *messages)
+        if rt.primary is not None and rt.breaker is not None:
+            if rt.breaker.acquire():
+                if await self._primary(call, rt.primary, rt.breaker, model_messages, params):
+                    if rt.deployment.spec.judge_cosalign:
+                        await self._judge(call, messages)
+                    else:
+                        call.decision = Decision.allowed()
+                    return
+            else:
+                call.notes.append("primary breaker open")
+                if rt.fallback is None:
+                    call.decision = Decision.failed(
+                        FailureKind.BACKEND, "the primary route's breaker is open and there is no fallback"
+                    )
+            if rt.fallback is None:
+                return
+            call.decision = None  # the cascade answers instead
+        assert rt.fallback is not None
+        await self._cascade(call, rt.fallback, model_messages, messages, params)
+
+    async def _primary(
+        self,
+        call: _Call,
+        primary: Backend,
+        breaker: CircuitBreaker,
+        messages: tuple[Message, ...],
+        params: GenerationParams,
+    ) -> bool:
+        call.stage, call.route, call.model = "primary", Route.COSALIGN, primary.name
+        call.breaker_pending = True
+        started = time.perf_counter()
+        try:
+            completion = await primary.generate(messages, params)
+        except Exception as exc:
+            call.lap("generate", started)
+            call.breaker_pending = False
+            breaker.record_failure()
+            logger.warning("deployment %r: primary failed: %r", call.rt.deployment.id, exc)
+            call.notes.append(f"primary failed: {exc!r}")
+            call.decision = Decision.failed(_failure_kind(exc), f"primary failed: {exc!r}")
+            return False
+        call.lap("generate", started)
+        call.breaker_pending = False
+        breaker.record_success(time.perf_counter() - started)
+        call.text, call.model = completion.text, completion.model or primary.name
+        return True
+
+    async def _cascade(
+        self,
+        call: _Call,
+        fallback: Backend,
+        model_messages: tuple[Message, ...],
+        messages: tuple[Message, ...],
+        params: GenerationParams,
+    ) -> None:
+        call.stage, call.route, call.model = "generate", Route.CASCADE, fallback.name
+        started = time.perf_counter()
+        try:
+            completion = await fallback.generate(model_messages, params)
+        except Exception as exc:
+            call.lap("generate", started)
+            call.decision = Decision.failed(_failure_kind(exc), f"cascade backend failed: {exc!r}")
+            return
+        call.lap("generate", started)
+        call.text, call.model = completion.text, completion.model or fallback.name
+        await self._judge(call, messages)
+
+    async def _judge(self, call: _Call, messages: tuple[Message, ...]) -> None:
+        verifier = call.rt.verifier
+        assert verifier is not None
+        call.stage = "judge"
+        started = time.perf_counter()
+        try:
+            verdict = await verifier.verdict(messages, call.text)
+        except Exception as exc:
+            call.lap("judge", started)
+            self._judge_failed(call, FailureKind.JUDGE, f"judge failed: {exc!r}")
+            return
+        call.lap("judge", started)
+        call.verdict = verdict
+        call.decision = verifier.decide(verdict)
+
+    def _judge_failed(self, call: _Call, kind: FailureKind, detail: str) -> None:
+        if call.rt.fail_open and call.text:
+            logger.warning(
+                "deployment %r request %s: %s; answering UNJUDGED because fail_mode is open",
+                call.rt.deployment.id,
+                call.request_id,
+                detail,
+            )
+            call.decision = Decision.allowed(detail, fail_open=True)
+        else:
+            call.decision = Decision.failed(kind, detail)
+
+    def _on_deadline(self, call: _Call) -> None:
+        detail = f"deadline of {call.rt.deployment.spec.deadline_s:g}s passed during {call.stage}"
+        if call.breaker_pending and call.rt.breaker is not None:
+            call.breaker_pending = False
+            call.rt.breaker.record_failure()
+        if call.stage == "judge":
+            self._judge_failed(call, FailureKind.TIMEOUT, detail)
+        else:
+            call.decision = Decision.failed(FailureKind.TIMEOUT, detail)
+
+    def _abandon(self, call: _Call) -> None:
+        """The caller went away: the primary's health is unknown, and the record says `cancelled`."""
+        if call.breaker_pending and call.rt.breaker is not None:
+            call.breaker_pending = False
+            call.rt.breaker.release()
+        call.cancelled = True
+
+    # --- streaming ---------------------------------------------------------------------------------
+
+    async def _stream(self, call: _Call, params: GenerationParams) -> AsyncGenerator[StreamEvent, None]:
+        rt = call.rt
+        spec = rt.deployment.spec
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + spec.deadline_s
+        finished = False
+        try:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    messages = await self._prepare(call)
+            except TimeoutError:
+                self._on_deadline(call)
+                messages = None
+            if messages is not None:
+                async with aclosing(self._stream_routes(call, messages, params, deadline)) as deltas:
+                    async for delta in deltas:
+                        yield delta
+            response = call.response()
+            if not response.decision.is_allowed:
+                if call.released:
+                    yield Retraction(reason=response.decision.label, replacement=response.text)
+                else:
+                    yield TextDelta(response.text)
+            finished = True
+            yield FinalEvent(response)
+        finally:
+            if not finished and call.decision is None:
+                self._abandon(call)
+            self._finish(call)
+
+    async def _stream_routes(
+        self, call: _Call, messages: tuple[Message, ...], params: GenerationParams, deadline: float
+    ) -> AsyncGenerator[TextDelta, None]:
+        rt = call.rt
+        model_messages = (rt.system, *messages)
+        if rt.primary is not None and rt.breaker is not None:
+            if rt.breaker.acquire():
+                call.stage, call.route, call.model = "primary", Route.COSALIGN, rt.primary.name
+                call.breaker_pending = True
+                mode = rt.deployment.spec.stream.mode if rt.deployment.spec.judge_cosalign else "passthrough"
+                outcome = StreamOutcome()
+                primary = self._stream_one(
+                    call, rt.primary, model_messages, messages, params, mode, deadline, outcome
+                )
+                async with aclosing(primary) as deltas:
+                    async for delta in deltas:
+                        yield delta
+                self._record_primary(call, rt.breaker, outcome)
+                failed_early = (
+                    outcome.decision is not None
+                    and outcome.decision.failure in (FailureKind.BACKEND, FailureKind.TIMEOUT)
+                    and outcome.released == 0
+                    and not outcome.backend_done
+                )
+                if not failed_early or rt.fallback is None or asyncio.get_running_loop().time() >= deadline:
+                    return
+                call.notes.append(f"primary failed: {outcome.decision.detail if outcome.decision else ''}")
+                call.decision = None
+            else:
+                call.notes.append("primary breaker open")
+                if rt.fallback is None:
+                    call.decision = Decision.failed(
+                        FailureKind.BACKEND, "the primary route's breaker is open and there is no fallback"
+                    )
+                    return
+        assert rt.fallback is not None
+        call.stage, call.route, call.model = "generate", Route.CASCADE, rt.fallback.name
+        outcome = StreamOutcome()
+        cascade = self._stream_one(
+            call,
+            rt.fallback,
+            model_messages,
+            messages,
+            params,
+            rt.deployment.spec.stream.mode,
+            deadline,
+            outcome,
+        )
+        async with aclosing(cascade) as deltas:
+            async for delta in deltas:
+                yield delta
+
+    async def _stream_one(
+        self,
+        call: _Call,
+        backend: Backend,
+        model_messages: tuple[Message, ...],
+        messages: tuple[Message, ...],
+        params: GenerationParams,
+        mode: str,
+        deadline: float,
+        outcome: StreamOutcome,
+    ) -> AsyncGenerator[TextDelta, None]:
+        rt = call.rt
+        verifier = rt.verifier
+
+        async def check(text: str, final: bool) -> Decision:
+            assert verifier is not None
+            started = time.perf_counter()
+            try:
+                verdict = await verifier.verdict(messages, text, use_cache=final)
+            finally:
+                call.lap("judge", started)
+            call.verdict = verdict
+            return verifier.decide(verdict)
+
+        stream_spec = rt.deployment.spec.stream
+        chunks = backend_chunks(backend, model_messages, params)
+        started = time.perf_counter()
+        judged_before = call.timings.get("judge", 0.0)
+        released = guard_stream(
+            chunks,
+            outcome,
+            mode=mode,
+            check=check if verifier is not None and mode != "passthrough" else None,
+            deadline=deadline,
+            window_chars=stream_spec.window_chars,
+            overlap_chars=stream_spec.overlap_chars,
+            fail_open=rt.fail_open,
+        )
+        try:
+            async with aclosing(released) as deltas:
+                async for delta in deltas:
+                    call.released += len(delta.text)
+                    yield delta
+        finally:
+            await chunks.aclose()
+            judging = call.timings.get("judge", 0.0) - judged_before
+            call.timings["generate"] = (
+                call.timings.get("generate", 0.0) + (time.perf_counter() - started) * 1000.0 - judging
+            )
+            call.text = outcome.text
+            call.decision = outcome.decision
+            if outcome.fail_open:
+                logger.warning(
+                    "deployment %r request %s: %s; streamed UNJUDGED text because fail_mode is open",
+                    rt.deployment.id,
+                    call.request_id,
+                    outcome.decision.detail if outcome.decision else "judge failed",
+                )
+
+    def _record_primary(self, call: _Call, breaker: CircuitBreaker, outcome: StreamOutcome) -> None:
+        call.breaker_pending = False
+        decision = outcome.decision
+        primary_failed = decision is not None and (
+            decision.failure is FailureKind.BACKEND
+            or (decision.failure is FailureKind.TIMEOUT and not outcome.backend_done)
+        )
+        if primary_failed:
+            breaker.record_failure()
+        else:
+            breaker.record_success(call.timings.get("generate", 0.0) / 1000.0)
+
+    # --- the record of each call -------------------------------------------------------------------
+
+    def _finish(self, call: _Call) -> None:
+        """Audit and metrics; runs in `finally`, so a cancelled call is recorded too. Never raises."""
+        try:
+            elapsed = time.perf_counter() - call.started
+            label = "cancelled" if call.cancelled or call.decision is None else call.decision.label
+            self._metrics.observe(call.rt.deployment.id, label, call.route.value, elapsed)
+            sink = call.rt.audit
+            if sink is not None:
+                sink.emit(self._record(call, label, elapsed))
+        except Exception:
+            logger.exception("could not record request %s", call.request_id)
+
+    def _record(self, call: _Call, label: str, elapsed: float) -> AuditRecord:
+        rt = call.rt
+        include_text = rt.deployment.spec.audit.include_text
+        prompt = [m.to_dict() for m in call.received]
+        decision = call.decision
+        return AuditRecord(
+            ts=time.time(),
+            request_id=call.request_id,
+            deployment=rt.deployment.id,
+            config_hash=rt.deployment.config_hash,
+            decision=label,
+            route=call.route.value,
+            latency_ms=elapsed * 1000.0,
+            categories=tuple(sorted(call.verdict.categories)) if call.verdict is not None else (),
+            score=call.verdict.score if call.verdict is not None else None,
+            model=call.model,
+            fail_open=decision.fail_open if decision is not None else False,
+            stream=call.stream,
+            detail=decision.detail if decision is not None else "",
+            input_findings=tuple(_finding(f) for f in call.findings),
+            notes=tuple(call.notes),
+            timings_ms=dict(call.timings),
+            prompt_sha256=_digest(json.dumps(prompt, ensure_ascii=False, sort_keys=True)),
+            response_sha256=_digest(call.text) if call.text else "",
+            prompt=prompt if include_text else None,
+            response=call.text if include_text else None,
+        )
+
+
+def _finding(finding: Finding) -> Mapping[str, Any]:
+    return {
+        "detector": finding.detector,
+        "reason": finding.reason,
+        "message_index": finding.message_index,
+        "span": list(finding.span) if finding.span is not None else None,
+        "score": finding.score,
+    }

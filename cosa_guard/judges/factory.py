@@ -1,0 +1,87 @@
+"""Building a deployment's judge from its `JudgeSpec`.
+
+Kinds:
+
+- `category` (default): the trained category judge that ships with the package
+  (`cosa_guard.judges.category.CategoryJudge.load()`); `threshold` and `options` are passed on.
+- `llm`: `LLMJudge` over the backend in `backend` (any chat model; logprob scoring where the
+  backend offers it). Options: `max_tokens`.
+- `composite`: every judge in `judges`; any violation wins. Options: `tolerate_failures`.
+- `scripted`: `ScriptedJudge` for tests and demos. Options: `flags` (marker -> category),
+  `fail` (every call raises JudgeError with this message), `delay_s`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cosa_guard.backends.base import Backend
+from cosa_guard.deployments import BackendSpec, JudgeSpec
+from cosa_guard.errors import ConfigError, JudgeError
+from cosa_guard.judges.base import Judge
+from cosa_guard.judges.composite import CompositeJudge
+from cosa_guard.judges.fake import ScriptedJudge
+from cosa_guard.judges.llm import LLMJudge
+
+BackendFactory = Callable[[BackendSpec, Path], Backend]
+KINDS = ("category", "llm", "composite", "scripted")
+
+
+def default_backend_factory(spec: BackendSpec, base_dir: Path) -> Backend:
+    """`cosa_guard.backends.factory.build_backend`, imported when first needed."""
+    try:
+        module = importlib.import_module("cosa_guard.backends.factory")
+    except ModuleNotFoundError as exc:
+        if exc.name != "cosa_guard.backends.factory":
+            raise
+        raise ConfigError(
+            f"cannot build a {spec.kind!r} backend: cosa_guard.backends.factory is not available in this "
+            "installation; pass Guard(backend_factory=...) or Guard.single(...) with backend objects"
+        ) from exc
+    backend: Backend = module.build_backend(spec, base_dir)
+    return backend
+
+
+def build_judge(spec: JudgeSpec, base_dir: Path, *, backend_factory: BackendFactory | None = None) -> Judge:
+    """The judge `spec` describes; ConfigError (saying what to change) when it cannot be built."""
+    make_backend = backend_factory or default_backend_factory
+    options = dict(spec.options)
+    if spec.kind == "category":
+        return _category_judge(spec, options)
+    if spec.kind == "llm":
+        if spec.backend is None:
+            raise ConfigError("judge kind 'llm' needs a `backend` (the model that judges)")
+        threshold = 0.5 if spec.threshold is None else spec.threshold
+        return LLMJudge(make_backend(spec.backend, base_dir), threshold=threshold, **options)
+    if spec.kind == "composite":
+        if not spec.judges:
+            raise ConfigError("judge kind 'composite' needs at least one judge in `judges`")
+        members = [build_judge(j, base_dir, backend_factory=make_backend) for j in spec.judges]
+        return CompositeJudge(members, tolerate_failures=bool(options.get("tolerate_failures", False)))
+    if spec.kind == "scripted":
+        fail = options.get("fail")
+        return ScriptedJudge(
+            [JudgeError(str(fail))] if fail else (),
+            flags=options.get("flags"),
+            delay=float(options.get("delay_s", 0.0)),
+        )
+    raise ConfigError(f"unknown judge kind {spec.kind!r}; use one of {', '.join(KINDS)}")
+
+
+def _category_judge(spec: JudgeSpec, options: dict[str, Any]) -> Judge:
+    try:
+        module = importlib.import_module("cosa_guard.judges.category")
+    except ModuleNotFoundError as exc:
+        if exc.name != "cosa_guard.judges.category":
+            raise
+        raise ConfigError(
+            "judge kind 'category' needs cosa_guard.judges.category, which this installation lacks; "
+            "use judge kind 'llm' with a judge backend, or install a cosa-guard release that ships it"
+        ) from exc
+    if spec.threshold is not None:
+        options["threshold"] = spec.threshold
+    judge: Judge = module.CategoryJudge.load(**options)
+    return judge

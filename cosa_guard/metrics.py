@@ -1,0 +1,93 @@
+"""Prometheus metrics for the guard, or nothing when prometheus_client is not installed.
+
+prometheus_client comes with the `server` extra and is imported only when metrics are built, so
+`import cosa_guard` stays light. Label children are cached, so one observation costs a dict
+lookup plus the counter and histogram updates.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+from cosa_guard._optional import require
+from cosa_guard.errors import MissingExtraError
+
+logger = logging.getLogger("cosa_guard.metrics")
+
+LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+BREAKER_VALUES = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
+
+
+class Metrics(Protocol):
+    def observe(self, deployment: str, decision: str, route: str, latency_s: float) -> None: ...
+
+    def breaker_state(self, deployment: str, state: str) -> None: ...
+
+
+class NoopMetrics:
+    def observe(self, deployment: str, decision: str, route: str, latency_s: float) -> None:
+        pass
+
+    def breaker_state(self, deployment: str, state: str) -> None:
+        pass
+
+
+class PrometheusMetrics:
+    """Guard metrics on a prometheus_client registry.
+
+    `cosa_guard_decisions_total{deployment,decision,route}`,
+    `cosa_guard_request_seconds{deployment,route}` and `cosa_guard_breaker_state{deployment}`
+    (0 closed, 1 half-open, 2 open).
+    """
+
+    def __init__(self, registry: Any = None, namespace: str = "cosa_guard") -> None:
+        prom = require("prometheus_client", "server", "Prometheus metrics")
+        kwargs: dict[str, Any] = {"namespace": namespace}
+        if registry is not None:
+            kwargs["registry"] = registry
+        self.registry = registry if registry is not None else prom.REGISTRY
+        self._decisions = prom.Counter(
+            "decisions", "Guarded calls by decision and route", ["deployment", "decision", "route"], **kwargs
+        )
+        self._latency = prom.Histogram(
+            "request_seconds",
+            "Guarded call latency, end to end",
+            ["deployment", "route"],
+            buckets=LATENCY_BUCKETS,
+            **kwargs,
+        )
+        self._breaker = prom.Gauge(
+            "breaker_state", "Primary route breaker: 0 closed, 1 half-open, 2 open", ["deployment"], **kwargs
+        )
+        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+    def observe(self, deployment: str, decision: str, route: str, latency_s: float) -> None:
+        key = (deployment, decision, route)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self._decisions.labels(deployment, decision, route),
+                self._latency.labels(deployment, route),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(latency_s)
+
+    def breaker_state(self, deployment: str, state: str) -> None:
+        self._breaker.labels(deployment).set(BREAKER_VALUES.get(state, -1.0))
+
+
+_default: Metrics | None = None
+
+
+def default_metrics() -> Metrics:
+    """Process-wide metrics on prometheus_client's default registry (what `/metrics` serves), or no-ops."""
+    global _default
+    if _default is None:
+        try:
+            _default = PrometheusMetrics()
+        except MissingExtraError:
+            logger.info("prometheus_client is not installed; guard metrics are off")
+            _default = NoopMetrics()
+    return _default
