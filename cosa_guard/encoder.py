@@ -179,19 +179,27 @@ class Windows:
 
 
 def encode_windows(
-    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int, stride: int
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    max_length: int,
+    stride: int,
+    pairs: Sequence[str] | None = None,
 ) -> Windows:
     """Tokenise texts into windows of `max_length` tokens overlapping by `stride` tokens.
 
     A short text is one window; a long one becomes several, so nothing past the first window is
     silently truncated away (an attack appended after a long benign preamble still gets seen).
+    With `pairs`, each window holds the whole first text followed by a window of its pair (the
+    category judge reads every window of a response with its prompt as context); keep the first
+    texts well under `max_length`.
     """
     if not 0 <= stride < max_length - 2:
         raise ValueError(f"stride must be in 0..{max_length - 3}, got {stride}")
     enc = tokenizer(
         list(texts),
+        list(pairs) if pairs is not None else None,
         max_length=max_length,
-        truncation=True,
+        truncation=True if pairs is None else "only_second",
         stride=stride,
         return_overflowing_tokens=True,
         padding=True,
@@ -234,16 +242,21 @@ class EncoderPredictor:
     def load(cls, directory: str | Path, *, int8: bool = True) -> EncoderPredictor:
         return cls(EncoderClassifier.load(directory), int8=int8)
 
-    def predict(self, texts: Sequence[str]) -> list[list[float]]:
-        """Per text, one probability per label (maximum over the text's windows)."""
+    def predict(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[list[float]]:
+        """Per text (or text pair), one probability per label (maximum over the windows)."""
         if not texts:
             return []
+        if pairs is not None and len(pairs) != len(texts):
+            raise ValueError(f"got {len(texts)} texts but {len(pairs)} pairs")
         out: list[list[float]] = [[0.0] * len(self.config.labels) for _ in texts]
         seen = [False] * len(texts)
         with self._lock, torch.inference_mode():
             for start in range(0, len(texts), self.batch_size):
                 chunk = texts[start : start + self.batch_size]
-                win = encode_windows(self.tokenizer, chunk, self.config.max_length, self.config.stride)
+                pair_chunk = pairs[start : start + self.batch_size] if pairs is not None else None
+                win = encode_windows(
+                    self.tokenizer, chunk, self.config.max_length, self.config.stride, pair_chunk
+                )
                 logits = self.model(win.input_ids, win.attention_mask)
                 probs = self.model.probabilities(logits).tolist()
                 for owner, row in zip(win.owner, probs, strict=True):
