@@ -8,10 +8,7 @@ audit entry in a `finally`, like the real guard, so cancellation is visible.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +18,7 @@ from typing import Any
 import pytest
 
 pytest.importorskip("fastapi")
-uvicorn = pytest.importorskip("uvicorn")
+pytest.importorskip("uvicorn")
 openai = pytest.importorskip("openai")
 httpx = pytest.importorskip("httpx")
 
@@ -29,6 +26,7 @@ from cosa_guard.config import SafetyConfig  # noqa: E402
 from cosa_guard.deployments import DeploymentRegistry, LoadedDeployment, ReloadReport  # noqa: E402
 from cosa_guard.server import create_app  # noqa: E402
 from cosa_guard.testing.deployments import write_signed_deployment  # noqa: E402
+from cosa_guard.testing.server import serve_in_thread  # noqa: E402
 from cosa_guard.types import (  # noqa: E402
     Decision,
     FailureKind,
@@ -135,33 +133,6 @@ class Running:
         )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def serve(app: Any) -> Iterator[str]:
-    """Run `app` under uvicorn on a loopback port in a thread; yields its base URL."""
-    port = _free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[Running]:
     _, key_game = write_signed_deployment(tmp_path, GAME)
@@ -169,7 +140,7 @@ def running(tmp_path: Path) -> Iterator[Running]:
     keys = {"game": key_game, "other": key_other}
     guard = FakeGuard(DeploymentRegistry.load(path))
     app = create_app(guard, max_body_bytes=4096, watch_interval_s=0.05, close_guard=True)
-    with serve(app) as url:
+    with serve_in_thread(app) as url:
         yield Running(url, guard, keys, path)
     assert guard.closed
 

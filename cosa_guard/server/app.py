@@ -136,7 +136,7 @@ def create_app(
         model = _check_model(chat.model, deployment)
         params = chat.guard_params()
         if chat.stream:
-            return await _stream(guard, deployment.id, messages, params, model)
+            return await _stream(guard, deployment, messages, params, model)
         response = await guard.chat(deployment.id, messages, **params)
         if response.decision.kind is DecisionKind.FAILED:
             raise guard_failure(response, decision_payload(response))
@@ -237,37 +237,57 @@ def _model_card(deployment: LoadedDeployment) -> dict[str, Any]:
 
 
 async def _stream(
-    guard: GuardLike, deployment_id: str, messages: Sequence[Message], params: Mapping[str, Any], model: str
+    guard: GuardLike,
+    deployment: LoadedDeployment,
+    messages: Sequence[Message],
+    params: Mapping[str, Any],
+    model: str,
 ) -> Response:
-    """Wait for the first event before answering, so that a call failing at once gets a real error status."""
-    events = guard.stream(deployment_id, messages, **params)
+    """Read up to the first released text before answering, so that a call that fails before releasing
+    anything gets a real error status (503/504) rather than a 200 stream.
+
+    The guard streams a refusal or failure that released nothing as one `TextDelta` of the refusal
+    text followed at once by the `FinalEvent`, so such a delta is held until the next event says which.
+    """
+    events = guard.stream(deployment.id, messages, **params)
+    head: list[StreamEvent] = []
     try:
-        first = await anext(events)
-    except StopAsyncIteration:
-        raise _no_decision() from None
+        while not head or _undecided_refusal(head[-1], deployment):
+            event = await anext(events, None)
+            if event is None:
+                break
+            head.append(event)
     except BaseException:
         await _aclose(events)
         raise
-    if isinstance(first, FinalEvent) and first.response.decision.kind is DecisionKind.FAILED:
+    final = head[-1] if head else None
+    if final is None:
+        raise _no_decision()
+    if isinstance(final, FinalEvent) and final.response.decision.kind is DecisionKind.FAILED:
         await _aclose(events)
-        raise guard_failure(first.response, decision_payload(first.response))
-    body = _sse(first, events, ChunkWriter(model))
+        raise guard_failure(final.response, decision_payload(final.response))
+    body = _sse(head, events, ChunkWriter(model))
     return StreamingResponse(body, media_type="text/event-stream", headers=_SSE_HEADERS)
 
 
+def _undecided_refusal(event: StreamEvent, deployment: LoadedDeployment) -> bool:
+    return isinstance(event, TextDelta) and event.text == deployment.refusal_text
+
+
 async def _sse(
-    first: StreamEvent, events: AsyncIterator[StreamEvent], writer: ChunkWriter
+    head: Sequence[StreamEvent], events: AsyncIterator[StreamEvent], writer: ChunkWriter
 ) -> AsyncIterator[bytes]:
     """Guard events as `chat.completion.chunk` server-sent events, ending with `data: [DONE]`.
 
     When the client goes away Starlette cancels this generator; closing `events` then cancels the
     generation, and the guard writes its audit record on the way out.
     """
+    pending = list(head)
     try:
         yield _event(writer.chunk({"role": "assistant", "content": ""}))
         released = ""
         retraction: Retraction | None = None
-        event: StreamEvent | None = first
+        event: StreamEvent | None = pending.pop(0)
         while event is not None:
             if isinstance(event, TextDelta):
                 if event.text:
@@ -278,7 +298,7 @@ async def _sse(
             else:
                 yield _event(_final_chunk(writer, event.response, released, retraction))
                 break
-            event = await anext(events, None)
+            event = pending.pop(0) if pending else await anext(events, None)
         else:
             # A stream must end with a decision; without one the answer was never fully checked.
             yield _event(_no_decision().body())

@@ -1,0 +1,133 @@
+"""`cosa-guard chat`: an interactive terminal chat through the guard, showing each decision."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from cosa_guard.types import FinalEvent, GuardResponse, Message, Retraction, TextDelta
+
+DESCRIPTION = """\
+Chat in the terminal through a guarded deployment, in-process (no server needed).
+
+  cosa-guard chat                                         the demo deployment (game studio)
+  cosa-guard chat --deployments deployments.yaml --deployment game-studio
+
+Answers stream as the deployment's stream mode releases them. After each answer a line shows
+the guard's decision, the route (cosalign / cascade), the categories the judge found and the
+latency. Commands: /reset forgets the conversation, /quit (or Ctrl-D) leaves.
+"""
+
+PROMPT = "you> "
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "chat",
+        help="interactive terminal chat through a guarded deployment (the demo when no --deployments)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--deployments",
+        type=Path,
+        metavar="FILE",
+        help="deployments.yaml (default: the bundled demo deployment)",
+    )
+    parser.add_argument(
+        "--deployment",
+        metavar="ID",
+        help="which deployment of FILE to talk to (default: the only one in the file)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cosa_guard.cli._guarded import open_guard, resolve
+
+    target = resolve(args.deployments)
+    loop = asyncio.new_event_loop()
+    guard = open_guard(target.path)
+    try:
+        deployment_id = _pick(guard.registry.ids(), args.deployment or target.demo_id)
+        print(f"chatting with deployment {deployment_id!r}; /reset forgets the conversation, /quit leaves")
+        history: list[Message] = []
+        while (line := _read()) is not None:
+            if line in ("/quit", "/exit"):
+                break
+            if line == "/reset":
+                history.clear()
+                print("(conversation forgotten)")
+                continue
+            if not line:
+                continue
+            history.append(Message("user", line))
+            response = loop.run_until_complete(_turn(guard, deployment_id, history))
+            if response is None or not response.decision.is_allowed:
+                history.pop()  # a blocked turn stays out of the context the model sees next time
+            else:
+                history.append(Message("assistant", response.text))
+        return 0
+    finally:
+        loop.run_until_complete(guard.aclose())
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+def _pick(ids: tuple[str, ...], wanted: str | None) -> str:
+    from cosa_guard.errors import DeploymentError
+
+    if wanted is not None:
+        if wanted not in ids:
+            raise DeploymentError(f"no deployment {wanted!r} in the file; it has: {', '.join(ids) or 'none'}")
+        return wanted
+    if len(ids) != 1:
+        raise DeploymentError(
+            f"the file has {len(ids)} deployments ({', '.join(ids)}); pick one with --deployment"
+        )
+    return ids[0]
+
+
+def _read() -> str | None:
+    try:
+        return input(PROMPT).strip()
+    except EOFError:
+        print()
+        return None
+
+
+async def _turn(guard: Any, deployment_id: str, history: list[Message]) -> GuardResponse | None:
+    started = time.perf_counter()
+    print("bot> ", end="", flush=True)
+    final: GuardResponse | None = None
+    shown = ""
+    async for event in guard.stream(deployment_id, list(history)):
+        if isinstance(event, TextDelta):
+            shown += event.text
+            print(event.text, end="", flush=True)
+        elif isinstance(event, Retraction):
+            shown = event.replacement
+            print(f"\n[retracted: {event.reason}] {event.replacement}", end="", flush=True)
+        elif isinstance(event, FinalEvent):
+            final = event.response
+    latency_ms = (time.perf_counter() - started) * 1000
+    if final is None:
+        print("\n[no decision: the guard ended the stream early]", file=sys.stderr)
+        return None
+    if not final.decision.is_allowed and final.text and not shown.endswith(final.text):
+        print(final.text, end="")
+    print()
+    print(_summary(final, latency_ms))
+    return final
+
+
+def _summary(response: GuardResponse, latency_ms: float) -> str:
+    categories = ",".join(sorted(response.categories)) or "none"
+    return (
+        f"  [decision={response.decision.label} route={response.route.value} "
+        f"categories={categories} latency={latency_ms:.0f}ms]"
+    )

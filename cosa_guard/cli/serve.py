@@ -1,0 +1,126 @@
+"""`cosa-guard serve`: the OpenAI-compatible guarded chat server."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+DESCRIPTION = """\
+Serve guarded chat completions over OpenAI's HTTP API.
+
+  cosa-guard serve                             the demo: a game-studio deployment on the embedded
+                                               model (signed at first run on this machine); prints
+                                               its API key as `api_key=...`
+  cosa-guard serve --deployments deployments.yaml --host 0.0.0.0 --port 8080
+
+Point any OpenAI client at http://HOST:PORT/v1 with a deployment's API key: the key selects
+the deployment and its signed safety config; requests can never choose or change a config.
+Endpoints: POST /v1/chat/completions (also with "stream": true), GET /v1/models, /healthz,
+/metrics (Prometheus). Each answer carries the guard's decision in `finish_reason`
+("stop" / "content_filter") and in an extra `cosa_guard` field.
+
+Send SIGHUP (kill -HUP PID) or edit the deployments file or a bundle to reload; a config that
+fails to verify never replaces the last good one. See docs/server.md.
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve guarded chat completions over OpenAI's HTTP API (the demo when no --deployments)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--deployments",
+        type=Path,
+        metavar="FILE",
+        help="deployments.yaml to serve (default: the bundled demo deployment, created at first run)",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=8080, help="port to listen on (default: %(default)s)")
+    parser.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=1 << 20,
+        metavar="N",
+        help="larger request bodies get 413 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--watch-interval",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="how often to check the deployments file and bundles for changes; 0 turns it off "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="server log level (default: %(default)s)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cosa_guard._optional import require
+
+    uvicorn = require("uvicorn", "server", "cosa-guard serve")
+    from cosa_guard.cli._guarded import open_guard, resolve
+    from cosa_guard.server.app import create_app
+
+    if problem := _port_problem(args.host, args.port):
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+    target = resolve(args.deployments)
+    if target.demo_id is not None and args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"warning: the demo key is stored in clear; {args.host} exposes it beyond this machine",
+            file=sys.stderr,
+        )
+    guard = open_guard(target.path)
+    app = create_app(
+        guard,
+        max_body_bytes=args.max_body_bytes,
+        watch_interval_s=args.watch_interval or None,
+        close_guard=True,
+    )
+    base_url = f"http://{_url_host(args.host)}:{args.port}/v1"
+    print(f"deployments={target.path}")
+    print(f"base_url={base_url}")
+    if target.api_key is not None:
+        print(f"model={target.demo_id}")
+        print(f"api_key={target.api_key}")
+        print(
+            f"try: curl {base_url}/chat/completions -H 'Authorization: Bearer {target.api_key}' "
+            "-H 'Content-Type: application/json' "
+            f"""-d '{{"model": "{target.demo_id}", "messages": [{{"role": "user", "content": "Hello"}}]}}'"""
+        )
+    sys.stdout.flush()
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def _port_problem(host: str, port: int) -> str | None:
+    """Say so before loading models when the port is taken, rather than after."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} on {host} is already in use; pick another with --port"
+            return f"cannot listen on {host}:{port}: {exc.strerror}; check --host and --port"
+    return None
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", "::"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
