@@ -1,0 +1,236 @@
+"""Guard.stream: every mode, leak tests on randomized streams, failures and disconnects."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+from _guard_fixtures import BOTH_ROUTES, MARKER, PRIMARY_ONLY, REFUSAL, USER, make_guard
+
+from cosa_guard.audit import MemoryAuditSink
+from cosa_guard.backends.fake import FailingBackend, ScriptedBackend
+from cosa_guard.errors import JudgeError, UnknownDeploymentError
+from cosa_guard.guard import Guard
+from cosa_guard.judges.fake import ScriptedJudge
+from cosa_guard.streaming import StreamOutcome, guard_stream
+from cosa_guard.types import (
+    Chunk,
+    Completion,
+    Decision,
+    FinalEvent,
+    GenerationParams,
+    Message,
+    Retraction,
+    Route,
+    StreamEvent,
+    TextDelta,
+)
+
+SAFE = "The knight rides out at dawn, and the battle for the valley begins in earnest. " * 3
+
+
+async def collect(events: AsyncIterator[StreamEvent]) -> tuple[str, list[StreamEvent], FinalEvent]:
+    seen = [e async for e in events]
+    final = seen[-1]
+    assert isinstance(final, FinalEvent)
+    assert sum(isinstance(e, FinalEvent) for e in seen) == 1
+    released = "".join(e.text for e in seen if isinstance(e, TextDelta))
+    return released, seen, final
+
+
+def stream_guard(tmp_path: Path, reply: str, mode: str, **kw: object) -> Guard:
+    backend = ScriptedBackend([reply], name="fallback", chunk_size=int(kw.pop("chunk_size", 7)))  # type: ignore[call-overload]
+    stream = {
+        "mode": mode,
+        "window_chars": kw.pop("window_chars", 20),
+        "overlap_chars": kw.pop("overlap_chars", 10),
+    }
+    return make_guard(tmp_path, {"fallback": backend}, stream=stream, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mode", ["buffer", "holdback", "optimistic"])
+async def test_complying_stream_releases_the_whole_answer(tmp_path: Path, mode: str) -> None:
+    released, events, final = await collect(stream_guard(tmp_path, SAFE, mode).stream("game", USER))
+    assert released == SAFE
+    assert final.response.decision.is_allowed and final.response.text == SAFE
+    assert not any(isinstance(e, Retraction) for e in events)
+    if mode != "buffer":
+        assert sum(isinstance(e, TextDelta) for e in events) > 1  # released progressively
+
+
+async def test_buffer_releases_nothing_before_the_verdict(tmp_path: Path) -> None:
+    released, events, final = await collect(
+        stream_guard(tmp_path, SAFE + MARKER, "buffer").stream("game", USER)
+    )
+    assert released == REFUSAL
+    assert [type(e) for e in events] == [TextDelta, FinalEvent]
+    assert final.response.decision.label == "refused:output_violation"
+
+
+@pytest.mark.parametrize("mode", ["buffer", "holdback"])
+async def test_leak_randomized_no_violating_character_is_ever_released(tmp_path: Path, mode: str) -> None:
+    rng = random.Random(1234)
+    for trial in range(120):
+        body = "".join(rng.choice("abcdefgh ijklmnop.") for _ in range(rng.randint(0, 400)))
+        position = rng.randint(0, len(body))
+        text = body[:position] + MARKER + body[position:]
+        guard = stream_guard(
+            tmp_path / str(trial),
+            text,
+            mode,
+            chunk_size=rng.randint(1, 30),
+            window_chars=rng.randint(1, 60),
+            overlap_chars=rng.randint(len(MARKER), 40),
+        )
+        _, events, final = await collect(guard.stream("game", USER))
+        model_text = "".join(e.text for e in events if isinstance(e, TextDelta) and e.text != REFUSAL)
+        assert text.startswith(model_text), trial  # only a prefix of the answer, in order
+        assert len(model_text) <= position, (trial, len(model_text), position)  # nothing from the marker on
+        assert final.response.decision.label == "refused:output_violation"
+        assert final.response.text == REFUSAL
+        retractions = [e for e in events if isinstance(e, Retraction)]
+        assert len(retractions) == (1 if model_text else 0)
+
+
+async def test_holdback_releases_judged_text_then_retracts_on_a_late_violation(tmp_path: Path) -> None:
+    text = SAFE + MARKER
+    released, events, _ = await collect(
+        stream_guard(tmp_path, text, "holdback", window_chars=20, overlap_chars=12).stream("game", USER)
+    )
+    assert released and MARKER not in released
+    retraction = next(e for e in events if isinstance(e, Retraction))
+    assert retraction.replacement == REFUSAL and retraction.reason == "refused:output_violation"
+    assert isinstance(events[-2], Retraction)
+
+
+async def test_optimistic_leaks_then_retracts(tmp_path: Path) -> None:
+    text = "start " + MARKER + " " + SAFE
+    released, events, final = await collect(stream_guard(tmp_path, text, "optimistic").stream("game", USER))
+    assert MARKER in released  # the documented risk of this mode
+    assert isinstance(events[-2], Retraction)
+    assert final.response.text == REFUSAL
+    assert len(released) < len(text)  # the stream stopped at the first violating window
+
+
+async def test_passthrough_on_the_primary_route(tmp_path: Path) -> None:
+    primary = ScriptedBackend([SAFE], name="primary", chunk_size=5)
+    judge = ScriptedJudge(flags={MARKER: "weapons"})
+    guard = make_guard(tmp_path, {"primary": primary}, judge=judge, routes=PRIMARY_ONLY)
+    released, events, final = await collect(guard.stream("game", USER))
+    assert released == SAFE and final.response.route is Route.COSALIGN
+    assert len([e for e in events if isinstance(e, TextDelta)]) == -(-len(SAFE) // 5)
+    assert judge.calls == []
+
+
+async def test_primary_failing_before_any_text_falls_over_to_the_cascade(tmp_path: Path) -> None:
+    primary = FailingBackend(name="primary")
+    fallback = ScriptedBackend([SAFE], name="fallback")
+    guard = make_guard(tmp_path, {"primary": primary, "fallback": fallback}, routes=BOTH_ROUTES)
+    released, _, final = await collect(guard.stream("game", USER))
+    assert released == SAFE
+    assert final.response.route is Route.CASCADE and final.response.decision.is_allowed
+
+
+class GenerateOnly:
+    """A backend that cannot stream."""
+
+    name = "generate-only"
+
+    async def generate(self, messages: Sequence[Message], params: GenerationParams) -> Completion:
+        return Completion(SAFE, self.name)
+
+
+class NotStreaming(GenerateOnly):
+    async def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[Chunk]:
+        raise NotImplementedError
+        yield Chunk("")  # pragma: no cover
+
+
+@pytest.mark.parametrize("backend", [GenerateOnly(), NotStreaming()])
+async def test_backends_without_a_stream_fall_back_to_generate(tmp_path: Path, backend: object) -> None:
+    guard = make_guard(tmp_path, {"fallback": backend}, stream={"mode": "holdback"})  # type: ignore[dict-item]
+    released, _, final = await collect(guard.stream("game", USER))
+    assert released == SAFE and final.response.decision.is_allowed
+
+
+async def test_stream_hang_times_out_without_releasing_unjudged_text(tmp_path: Path) -> None:
+    backend = ScriptedBackend([SAFE], name="fallback", chunk_size=10, chunk_delay=0.1)
+    guard = make_guard(tmp_path, {"fallback": backend}, stream={"mode": "buffer"}, deadline_s=0.25)
+    released, _, final = await collect(guard.stream("game", USER))
+    assert final.response.decision.label == "failed:timeout"
+    assert released == REFUSAL
+
+
+async def test_judge_failure_mid_stream_fails_closed(tmp_path: Path) -> None:
+    judge = ScriptedJudge([JudgeError("judge down")])
+    guard = make_guard(
+        tmp_path,
+        {"fallback": ScriptedBackend([SAFE], name="fallback")},
+        judge=judge,
+        stream={"mode": "holdback"},
+    )
+    released, _, final = await collect(guard.stream("game", USER))
+    assert final.response.decision.label == "failed:judge"
+    assert released == REFUSAL
+
+
+async def test_judge_failure_mid_stream_with_fail_open_is_flagged(tmp_path: Path) -> None:
+    judge = ScriptedJudge([JudgeError("judge down")])
+    guard = make_guard(
+        tmp_path,
+        {"fallback": ScriptedBackend([SAFE], name="fallback")},
+        judge=judge,
+        stream={"mode": "holdback"},
+        fail_mode="open",
+    )
+    released, _, final = await collect(guard.stream("game", USER))
+    assert released == SAFE
+    assert final.response.decision.is_allowed and final.response.decision.fail_open
+
+
+async def test_unknown_deployment_raises_before_any_event(tmp_path: Path) -> None:
+    guard = make_guard(tmp_path, {"fallback": ScriptedBackend([SAFE], name="fallback")})
+    with pytest.raises(UnknownDeploymentError):
+        guard.stream("nope", USER)
+
+
+async def test_disconnect_closes_the_backend_stream_and_is_audited(tmp_path: Path) -> None:
+    closed = asyncio.Event()
+
+    class Endless:
+        name = "endless"
+
+        async def generate(self, messages: Sequence[Message], params: GenerationParams) -> Completion:
+            raise AssertionError("not used")
+
+        async def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[Chunk]:
+            try:
+                while True:
+                    await asyncio.sleep(0)
+                    yield Chunk("more text ")
+            finally:
+                closed.set()
+
+    sink = MemoryAuditSink()
+    guard = make_guard(tmp_path, {"fallback": Endless()}, sink=sink, stream={"mode": "optimistic"})  # type: ignore[dict-item]
+    events = guard.stream("game", USER)
+    first = await anext(events)
+    assert isinstance(first, TextDelta)
+    await events.aclose()
+    assert closed.is_set()
+    assert [r.decision for r in sink.records] == ["cancelled"]
+    assert sink.records[0].stream
+
+
+async def test_guard_stream_rejects_an_unknown_mode() -> None:
+    async def chunks() -> AsyncIterator[Chunk]:
+        yield Chunk("x")
+
+    async def allow(text: str, final: bool) -> Decision:
+        return Decision.allowed()
+
+    with pytest.raises(ValueError, match="mode"):
+        await anext(guard_stream(chunks(), StreamOutcome(), mode="fast", check=allow, deadline=1e18))
