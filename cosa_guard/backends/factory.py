@@ -1,0 +1,138 @@
+"""Build a Backend from a deployments file's `BackendSpec`.
+
+    routes:
+      primary:  {kind: openai, model: cosalign-8b, base_url: http://gpu:8000/v1, api_key_env: VLLM_KEY}
+      fallback: {kind: transformers, model: embedded}          # the bundled SmolLM2, on CPU
+      # {kind: vllm, model: /models/cosalign-8b, options: {max_model_len: 4096}}
+      # {kind: langchain, options: {import: "langchain_openai:ChatOpenAI", kwargs: {temperature: 0}}}
+      # {kind: scripted, options: {replies: ["Sure: ...", "I can't help with that."]}}
+
+Relative model paths are resolved against the deployments file's folder. Heavy modules are
+imported only for the kinds a file uses; a wrong spec raises `DeploymentError` naming the field.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from cosa_guard.backends.base import Backend
+from cosa_guard.deployments import BackendSpec
+from cosa_guard.errors import DeploymentError
+
+__all__ = ["BACKEND_KINDS", "build_backend"]
+
+Builder = Callable[[BackendSpec, Path], Backend]
+
+
+def _local_path(model: str, base_dir: Path) -> str:
+    path = Path(model).expanduser()
+    return str(path if path.is_absolute() else base_dir / path)
+
+
+def _openai(spec: BackendSpec, base_dir: Path) -> Backend:
+    from cosa_guard.backends.openai import OpenAIBackend
+
+    if not spec.model:
+        raise DeploymentError("an openai backend needs `model` (the name the server knows the model by)")
+    return OpenAIBackend.from_options(
+        spec.model,
+        base_url=spec.base_url,
+        api_key_env=spec.api_key_env,
+        timeout_s=spec.timeout_s,
+        options=spec.options,
+    )
+
+
+def _transformers(spec: BackendSpec, base_dir: Path) -> Backend:
+    from cosa_guard.backends.transformers import EMBEDDED, TransformersBackend
+
+    model = spec.model or EMBEDDED
+    if model == EMBEDDED:
+        from cosa_guard.embedded import embedded_gguf
+
+        embedded_gguf()  # a missing model package is a setup error: say so at load, not on the first request
+    else:
+        model = _local_path(model, base_dir)
+    return TransformersBackend(model, **spec.options)
+
+
+def _vllm(spec: BackendSpec, base_dir: Path) -> Backend:
+    from cosa_guard.backends.vllm import VLLMBackend
+
+    if not spec.model:
+        raise DeploymentError("a vllm backend needs `model`: a model folder (or `embedded`)")
+    model = spec.model
+    if model == "embedded":
+        from cosa_guard.embedded import embedded_model_dir
+
+        model = str(embedded_model_dir())
+    elif (base_dir / model).exists():  # otherwise a name vLLM resolves itself (its own cache or hub)
+        model = _local_path(model, base_dir)
+    options = dict(spec.options)
+    settings = {k: options.pop(k) for k in ("name", "max_tokens") if k in options}
+    return VLLMBackend(model, engine_options=options, **settings)
+
+
+def _langchain(spec: BackendSpec, base_dir: Path) -> Backend:
+    from cosa_guard.backends.langchain import LangChainBackend
+
+    options = dict(spec.options)
+    target = options.pop("import", None)
+    if not isinstance(target, str) or ":" not in target:
+        raise DeploymentError(
+            "a langchain backend needs options.import = 'module:attribute', naming a chat model "
+            "instance or a class/function that builds one (e.g. 'langchain_openai:ChatOpenAI')"
+        )
+    module_name, _, attribute = target.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise DeploymentError(f"langchain backend: cannot import {target!r}: {exc}") from exc
+    kwargs = dict(options.pop("kwargs", None) or {})
+    if spec.model:
+        kwargs.setdefault("model", spec.model)
+    if not isinstance(obj, type) and hasattr(obj, "ainvoke"):  # a chat model instance (any Runnable)
+        return LangChainBackend(obj, **options)
+    try:
+        chat_model = obj(**kwargs)
+    except Exception as exc:  # e.g. a provider's pydantic validation: a missing key or bad setting
+        raise DeploymentError(f"langchain backend: {target}(**{sorted(kwargs)}) failed: {exc}") from exc
+    return LangChainBackend(chat_model, **options)
+
+
+def _scripted(spec: BackendSpec, base_dir: Path) -> Backend:
+    from cosa_guard.backends.fake import ScriptedBackend
+
+    options = dict(spec.options)
+    replies = options.pop("replies", ["ok"])
+    if isinstance(replies, str) or not all(isinstance(r, str) for r in replies):
+        raise DeploymentError("a scripted backend's options.replies must be a list of strings")
+    options.setdefault("name", spec.model or "scripted")
+    return ScriptedBackend(replies, **options)
+
+
+BACKEND_KINDS: Mapping[str, Builder] = {
+    "openai": _openai,
+    "vllm": _vllm,
+    "transformers": _transformers,
+    "langchain": _langchain,
+    "scripted": _scripted,
+}
+
+
+def build_backend(spec: BackendSpec, base_dir: Path = Path(".")) -> Backend:
+    """The backend `spec` describes; `base_dir` (the deployments file's folder) anchors relative paths."""
+    builder = BACKEND_KINDS.get(spec.kind)
+    if builder is None:
+        raise DeploymentError(
+            f"unknown backend kind {spec.kind!r}; use one of: {', '.join(sorted(BACKEND_KINDS))}"
+        )
+    try:
+        return builder(spec, base_dir)
+    except TypeError as exc:  # an option the backend does not take
+        raise DeploymentError(f"{spec.kind} backend {spec.model!r}: bad option: {exc}") from exc
