@@ -50,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
     from cosa_guard.cli._guarded import open_guard, resolve
 
     target = resolve(args.deployments)
-    loop = asyncio.new_event_loop()
     guard = open_guard(target.path)
+    loop = asyncio.new_event_loop()
     try:
         deployment_id = _pick(guard.registry.ids(), args.deployment or target.demo_id)
         print(f"chatting with deployment {deployment_id!r}; /reset forgets the conversation, /quit leaves")
