@@ -242,6 +242,8 @@ def sign_config(
     `lint_report` is the report the reviewer saw (with the deployment's floor and judge); without
     one, the config is linted with no deployment context.
     """
+    # Re-validated so that a `model_copy(update=...)` (which skips validation) is signed in canonical form.
+    config = SafetyConfig.from_mapping(config.model_dump(mode="json"))
     report = lint_report if lint_report is not None else lint(config.model_dump(mode="json"), now=now)
     if not report.ok:
         raise LintError(

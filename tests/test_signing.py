@@ -220,6 +220,14 @@ def test_two_reviewers_meet_min_signers() -> None:
         verify_bundle(both, TRUST_ALICE, min_signers=2, now=NOW)
 
 
+def test_an_unvalidated_copy_is_signed_in_canonical_form() -> None:
+    # model_copy(update=...) skips validation, so `allow` keeps the order it was given in.
+    copy = CONFIG.model_copy(update={"allow": ("violence", "drugs")})
+    verified = verify_bundle(sign_config(copy, ALICE, reviewer="alice", now=NOW), TRUST_ALICE, now=NOW)
+    assert verified.config.allow == ("drugs", "violence")
+    assert verified.config_hash == SafetyConfig.from_mapping(copy.model_dump()).hash
+
+
 def test_one_key_cannot_sign_twice() -> None:
     with pytest.raises(BundleError, match="already signed by key"):
         add_signature(BUNDLE, ALICE, signer="alice again")
