@@ -1,0 +1,157 @@
+"""The recipe's steps over one output folder, each reading the previous step's JSONL.
+
+DIR/configs.jsonl    synth      (config, prompt) rows in the four sampling modes
+DIR/heldout.jsonl    synth      prompts with held-out categories, kept for unseen-config evaluation
+DIR/responses.jsonl  responses  candidates per (config, prompt), appended as they finish
+DIR/labels.jsonl     label      categories + addressed per response, appended as they finish
+DIR/pairs.jsonl      pairs      preference pairs in the CoSAlign-Train column layout (or `import`)
+DIR/model/           fit        SFT then DPO, merged, loadable by transformers and vLLM
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+from cosa_guard.taxonomy import ALLOWABLE_IDS
+from cosa_guard.types import GenerationParams
+from cosa_guard_training.build import build_backend, build_labeller
+from cosa_guard_training.jsonl import read_jsonl, write_jsonl
+from cosa_guard_training.label import label_prompts, label_responses
+from cosa_guard_training.pairs import build_pairs
+from cosa_guard_training.recipe import Recipe, load_recipe
+from cosa_guard_training.responses import generate_responses
+from cosa_guard_training.synth import ConfigRow, is_held_out, load_prompts, synthesize_configs
+from cosa_guard_training.train import FitResult, fit
+
+STEPS = ("synth", "responses", "label", "pairs", "fit")
+
+
+@dataclass(frozen=True, slots=True)
+class Paths:
+    root: Path
+
+    @property
+    def configs(self) -> Path:
+        return self.root / "configs.jsonl"
+
+    @property
+    def heldout(self) -> Path:
+        return self.root / "heldout.jsonl"
+
+    @property
+    def responses(self) -> Path:
+        return self.root / "responses.jsonl"
+
+    @property
+    def labels(self) -> Path:
+        return self.root / "labels.jsonl"
+
+    @property
+    def pairs(self) -> Path:
+        return self.root / "pairs.jsonl"
+
+
+def _needs(path: Path, step: str) -> Path:
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} is missing: run `cosa-guard train {step}` with the same --output first"
+        )
+    return path
+
+
+async def synth(recipe: Recipe, paths: Paths, prompts: str | None = None) -> tuple[int, int]:
+    """Write configs.jsonl (training prompts) and heldout.jsonl; returns (configs, held-out prompts).
+
+    Prompts without `categories` are labelled first with the recipe's labeller.
+    """
+    data = recipe.data
+    rows = load_prompts(recipe.resolve(prompts or data.prompts), limit=data.limit, seed=recipe.seed)
+    if any(r.categories is None for r in rows):
+        rows = await label_prompts(rows, build_labeller(recipe.label))
+    held = [r for r in rows if is_held_out(r, ALLOWABLE_IDS - set(data.train_categories))]
+    configs = synthesize_configs(
+        rows,
+        train_categories=data.train_categories,
+        modes=data.modes,
+        per_mode=data.per_mode,
+        seed=recipe.seed,
+    )
+    written = write_jsonl(paths.configs, (c.to_dict() for c in configs))
+    write_jsonl(paths.heldout, ({"prompt": r.prompt, "categories": list(r.categories or ())} for r in held))
+    return written, len(held)
+
+
+def _configs(paths: Paths) -> list[ConfigRow]:
+    return [ConfigRow.from_dict(r) for r in read_jsonl(_needs(paths.configs, "synth"))]
+
+
+async def responses(recipe: Recipe, paths: Paths) -> tuple[int, int]:
+    spec = recipe.responses
+    backend = build_backend(spec.backend, paths.root / "work" / "generator")
+    params = GenerationParams(max_tokens=spec.max_tokens, temperature=spec.temperature, top_p=spec.top_p)
+    return await generate_responses(
+        _configs(paths),
+        backend,
+        paths.responses,
+        candidates=spec.candidates,
+        params=params,
+        concurrency=spec.concurrency,
+        vanilla=spec.vanilla,
+        seed=recipe.seed,
+    )
+
+
+async def label(recipe: Recipe, paths: Paths) -> tuple[int, int]:
+    rows = list(read_jsonl(_needs(paths.responses, "responses")))
+    rater = build_labeller(recipe.label)
+    return await label_responses(rows, rater, paths.labels, concurrency=recipe.label.concurrency)
+
+
+def pairs(recipe: Recipe, paths: Paths) -> int:
+    labelled = list(read_jsonl(_needs(paths.labels, "label")))
+    rows = build_pairs(
+        _configs(paths), labelled, train_categories=recipe.data.train_categories, seed=recipe.seed
+    )
+    return write_jsonl(paths.pairs, rows)
+
+
+def train(recipe: Recipe, paths: Paths, pairs_file: str | None = None) -> FitResult:
+    source = Path(pairs_file) if pairs_file else _needs(paths.pairs, "pairs")
+    return fit(list(read_jsonl(source)), recipe, paths.root)
+
+
+async def run_steps(
+    recipe_name: str,
+    output: str | Path,
+    *,
+    step: str | None = None,
+    prompts: str | None = None,
+    pairs_file: str | None = None,
+) -> int:
+    """Run one step (or all, in order) and print `name=value` lines a script or benchmark can read."""
+    recipe = load_recipe(recipe_name)
+    paths = Paths(Path(output))
+    paths.root.mkdir(parents=True, exist_ok=True)
+    todo = STEPS if step is None else (step,)
+    for name in todo:
+        if name == "synth":
+            configs, held = await synth(recipe, paths, prompts)
+            print(f"configs={configs}\nheldout_prompts={held}")
+        elif name == "responses":
+            written, failed = await responses(recipe, paths)
+            print(f"responses_written={written}\nresponses_failed={failed}")
+        elif name == "label":
+            written, invalid = await label(recipe, paths)
+            print(f"labels_written={written}\nlabels_invalid={invalid}")
+        elif name == "pairs":
+            print(f"pairs_written={pairs(recipe, paths)}")
+        elif name == "fit":
+            # Training blocks for minutes to hours; it runs outside the loop's thread.
+            result = await asyncio.to_thread(train, recipe, paths, pairs_file)
+            print(f"model={result.model_dir}")
+            print(f"pairs={result.dpo_pairs}")
+            print(f"sft_examples={result.sft_examples}")
+            print(f"train_seconds={result.train_seconds:.1f}")
+    return 0
