@@ -1,0 +1,282 @@
+"""What the guarded server adds to a chat call: latency and throughput against calling the upstream directly.
+
+    python benchmarks/server.py --quick       # < 60 s
+    python benchmarks/server.py               # more requests, steadier numbers
+
+Three processes: a fake OpenAI-compatible upstream (a fixed answer, no model), `cosa-guard`'s
+server in front of it (a signed deployment, the `openai` backend over HTTP, a scripted judge,
+audit to a JSONL file, Prometheus metrics), and this process as the client (httpx, keep-alive).
+The same request goes straight to the upstream ("direct") and through the guard ("guarded"), at
+concurrency 1 (latency) and 64 (throughput). Added latency = guarded - direct at the median and
+at p99 (concurrency 1); the throughput ratio = guarded / direct requests per second at 64.
+
+The judge is scripted (instant) and the injection classifier is off, so the numbers are the
+middleware's own cost (HTTP hop, auth, parsing, routing, judging plumbing, audit, metrics);
+model and classifier latency are measured by their own benchmarks. The client shares the CPU
+with both servers, so on a small machine throughput is bounded by all three together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ANSWER = "The duel began at dawn, and the rain had not stopped since the night before."
+BODY = json.dumps(
+    {"model": "bench", "messages": [{"role": "user", "content": "Write the opening line of a duel scene."}]}
+).encode()
+
+
+# --- the fake upstream ------------------------------------------------------------------------------
+
+
+async def fake_upstream(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A minimal OpenAI-compatible chat endpoint: one fixed completion, no framework."""
+    if scope["type"] != "http":
+        return
+    more = True
+    while more:
+        message = await receive()
+        more = message.get("more_body", False)
+    body = json.dumps(
+        {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "fake",
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": ANSWER}, "finish_reason": "stop"}
+            ],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 18, "total_tokens": 30},
+        }
+    ).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def run_upstream(port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(fake_upstream, host="127.0.0.1", port=port, log_level="error", access_log=False)
+
+
+def run_guarded(port: int, deployments: str, backend: str) -> None:
+    import uvicorn
+
+    from cosa_guard.backends.base import Backend
+    from cosa_guard.backends.fake import ScriptedBackend
+    from cosa_guard.backends.openai import OpenAIBackend
+    from cosa_guard.deployments import BackendSpec
+    from cosa_guard.guard import Guard
+    from cosa_guard.server import create_app
+
+    def backends(spec: BackendSpec, base_dir: Path) -> Backend:
+        if backend == "scripted":
+            return ScriptedBackend([ANSWER])
+        return OpenAIBackend(spec.model, base_url=spec.base_url or "", max_retries=0)
+
+    guard = Guard.from_file(deployments, backend_factory=backends)
+    app = create_app(guard, watch_interval_s=None, close_guard=True)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="error", access_log=False)
+
+
+def write_deployment(directory: Path, upstream: str) -> tuple[Path, str]:
+    from cosa_guard.demo import demo_config
+    from cosa_guard.testing.deployments import write_signed_deployment
+
+    return write_signed_deployment(
+        directory,
+        demo_config(),
+        "bench",
+        routes={"fallback": {"kind": "openai", "model": "fake", "base_url": upstream}},
+        judge={"kind": "scripted"},
+        injection={"enabled": False},
+        audit={"path": "audit.jsonl"},
+    )
+
+
+# --- the client -------------------------------------------------------------------------------------
+
+
+async def wait_ready(url: str, timeout_s: float = 60.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            try:
+                await client.get(url)
+                return
+            except httpx.TransportError:
+                await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up within {timeout_s:g}s")
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection speaking just enough of the protocol to POST and read a body.
+
+    A hand-rolled client because the measurement is of the servers: httpx's pool costs more CPU
+    per request than the fake upstream does, and at concurrency 64 it stalls for seconds.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> Connection:
+        return cls(*await asyncio.open_connection(host, port))
+
+    async def post(self, request: bytes) -> tuple[int, bytes]:
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = 0
+        for line in head.split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        return status, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def raw_request(url: str, headers: dict[str, str]) -> tuple[str, int, bytes]:
+    """(host, port, the request bytes) for a POST of BODY to `url`."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    lines = [f"POST {parts.path} HTTP/1.1", f"Host: {parts.netloc}", f"Content-Length: {len(BODY)}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    return parts.hostname or "127.0.0.1", parts.port or 80, head + BODY
+
+
+async def drive(connections: list[Connection], request: bytes, requests: int) -> tuple[list[float], float]:
+    """Send `requests` POSTs, one worker per connection; per-request latencies (s) and the wall time."""
+    latencies: list[float] = []
+    remaining = requests
+
+    async def worker(connection: Connection) -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            started = time.perf_counter()
+            status, body = await connection.post(request)
+            latencies.append(time.perf_counter() - started)
+            if status != 200:
+                raise RuntimeError(f"{status} {body[:200]!r}")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(c) for c in connections))
+    return latencies, time.perf_counter() - started
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def check_guarded(url: str, headers: dict[str, str]) -> None:
+    """The guarded path must really answer through the guard, or the numbers mean nothing."""
+    import httpx
+
+    async with httpx.AsyncClient() as client:
+        body = (await client.post(url, content=BODY, headers=headers)).json()
+    decision = body.get("cosa_guard", {}).get("decision")
+    if decision != "allowed" or body["choices"][0]["message"]["content"] != ANSWER:
+        raise RuntimeError(f"the guarded call did not pass through the guard as expected: {body}")
+
+
+async def measure(upstream: str, guarded: str, api_key: str, sizes: dict[int, int]) -> dict[str, float]:
+    targets = {
+        "direct": (upstream + "/v1/chat/completions", {"content-type": "application/json"}),
+        "guarded": (
+            guarded + "/v1/chat/completions",
+            {"content-type": "application/json", "authorization": f"Bearer {api_key}"},
+        ),
+    }
+    await check_guarded(*targets["guarded"])
+    results: dict[str, float] = {}
+    for concurrency, requests in sizes.items():
+        for name, (url, headers) in targets.items():
+            host, port, request = raw_request(url, headers)
+            connections = [await Connection.open(host, port) for _ in range(concurrency)]
+            try:
+                # Warm up every connection and the verdict cache before measuring.
+                await drive(connections, request, max(100, 2 * concurrency))
+                latencies, wall = await drive(connections, request, requests)
+            finally:
+                for connection in connections:
+                    connection.close()
+            prefix = f"{name}_c{concurrency}"
+            results[f"{prefix}_rps"] = requests / wall
+            results[f"{prefix}_median_ms"] = statistics.median(latencies) * 1000
+            results[f"{prefix}_p99_ms"] = percentile(latencies, 0.99) * 1000
+            for key in ("rps", "median_ms", "p99_ms"):
+                print(f"{prefix}_{key}={results[f'{prefix}_{key}']:.2f}", flush=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer requests: finishes in well under 60 s")
+    parser.add_argument("--requests", type=int, default=None, help="requests per measurement (default 3000)")
+    parser.add_argument(
+        "--backend",
+        choices=["openai", "scripted"],
+        default="openai",
+        help="how the guard reaches the model: `openai` calls the fake upstream over HTTP (the real "
+        "deployment path); `scripted` answers in-process, isolating the server and guard from the "
+        "upstream client (default: %(default)s)",
+    )
+    args = parser.parse_args(argv)
+    requests = args.requests or (600 if args.quick else 3000)
+    sizes = {1: requests // 2, 64: requests}
+
+    from cosa_guard.testing.server import free_port
+
+    context = multiprocessing.get_context("spawn")
+    up_port, guard_port = free_port(), free_port()
+    upstream = f"http://127.0.0.1:{up_port}"
+    guarded = f"http://127.0.0.1:{guard_port}"
+    with tempfile.TemporaryDirectory() as tmp:
+        deployments, api_key = write_deployment(Path(tmp), upstream + "/v1")
+        processes = [
+            context.Process(target=run_upstream, args=(up_port,), daemon=True),
+            context.Process(
+                target=run_guarded, args=(guard_port, str(deployments), args.backend), daemon=True
+            ),
+        ]
+        for process in processes:
+            process.start()
+        try:
+            asyncio.run(wait_ready(upstream + "/"))
+            asyncio.run(wait_ready(guarded + "/healthz"))
+            results = asyncio.run(measure(upstream, guarded, api_key, sizes))
+        finally:
+            for process in processes:
+                process.terminate()
+                process.join(10)
+    print(f"backend={args.backend}")
+    print(f"requests_per_measurement={requests}")
+    print(f"added_latency_median_ms={results['guarded_c1_median_ms'] - results['direct_c1_median_ms']:.3f}")
+    print(f"added_latency_p99_ms={results['guarded_c1_p99_ms'] - results['direct_c1_p99_ms']:.3f}")
+    print(f"throughput_ratio_c64={results['guarded_c64_rps'] / results['direct_c64_rps']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
