@@ -196,7 +196,7 @@ EMBEDDED_CATEGORY_LIMITS = (
     "on this project's corpora: it misses harm phrased unlike its training data and can flag "
     "harmless text that mentions a risky topic. The same judge also guards the cascade, so it "
     "grades its own filter: a cascade can look safer here than under an independent judge. "
-    "Use --judge openai:URL:MODEL with a strong model for numbers comparable with the paper."
+    "Use --judge llm with a strong model for numbers comparable with the paper."
 )
 
 

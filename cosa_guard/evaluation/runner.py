@@ -83,7 +83,11 @@ def read_records(path: Path) -> dict[str, dict[str, Any]]:
 
 def _open_sink(path: Path, *, append: bool) -> TextIO:
     path.parent.mkdir(parents=True, exist_ok=True)
-    return path.open("a" if append else "w", encoding="utf-8")
+    torn = append and path.exists() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
+    sink = path.open("a" if append else "w", encoding="utf-8")
+    if torn:  # end the half-written line of a crashed run, or the next record would be glued to it
+        sink.write("\n")
+    return sink
 
 
 async def _one(
