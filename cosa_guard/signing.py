@@ -88,28 +88,35 @@ def write_keypair(key: Ed25519PrivateKey, path: str | Path) -> tuple[Path, Path]
     return path, pub_path
 
 
+_PRIVATE_HINT = "create one with `cosa-guard keygen --out KEYFILE`"
+_PUBLIC_HINT = "use the KEYFILE.pub that `cosa-guard keygen` wrote"
+
+
 def load_private_key(path: str | Path) -> Ed25519PrivateKey:
-    try:
-        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
-    except (ValueError, TypeError) as exc:
-        raise BundleError(
-            f"{path}: not a PEM private key ({exc}); create one with `cosa-guard keygen`"
-        ) from exc
+    key = _load_pem(path, "private", _PRIVATE_HINT)
     if not isinstance(key, Ed25519PrivateKey):
-        raise BundleError(f"{path}: not an Ed25519 key; create one with `cosa-guard keygen`")
+        raise BundleError(f"{path}: not an Ed25519 private key; {_PRIVATE_HINT}")
     return key
 
 
 def load_public_key(path: str | Path) -> Ed25519PublicKey:
-    try:
-        key = serialization.load_pem_public_key(Path(path).read_bytes())
-    except (ValueError, TypeError) as exc:
-        raise BundleError(
-            f"{path}: not a PEM public key ({exc}); use the KEYFILE.pub that keygen wrote"
-        ) from exc
+    key = _load_pem(path, "public", _PUBLIC_HINT)
     if not isinstance(key, Ed25519PublicKey):
-        raise BundleError(f"{path}: not an Ed25519 public key; use the KEYFILE.pub that keygen wrote")
+        raise BundleError(f"{path}: not an Ed25519 public key; {_PUBLIC_HINT}")
     return key
+
+
+def _load_pem(path: str | Path, kind: Literal["private", "public"], hint: str) -> object:
+    try:
+        pem = Path(path).read_bytes()
+    except OSError as exc:
+        raise BundleError(f"cannot read {kind} key {path}: {exc.strerror}; {hint}") from exc
+    try:
+        if kind == "private":
+            return serialization.load_pem_private_key(pem, password=None)
+        return serialization.load_pem_public_key(pem)
+    except (ValueError, TypeError) as exc:
+        raise BundleError(f"{path}: not a PEM {kind} key ({exc}); {hint}") from exc
 
 
 class Keyring:

@@ -170,7 +170,7 @@ def test_sign_with_a_non_key_file(workdir: Path, capsys: Cap) -> None:
     code, _, err = run(
         capsys, "sign", "game-studio.yaml", "--key", "game-studio.yaml", "--reviewer", "a", "-o", "b.json"
     )
-    assert code == 1 and "create one with `cosa-guard keygen`" in err
+    assert code == 1 and "create one with `cosa-guard keygen --out KEYFILE`" in err
 
 
 def test_two_reviewers_end_to_end(workdir: Path, capsys: Cap) -> None:
@@ -267,7 +267,7 @@ def test_verify_usage_errors(workdir: Path, capsys: Cap) -> None:
     code, _, err = run(capsys, "verify", "b.json", "--trust", "keys/alice.pub", "--min-signers", "0")
     assert code == 2 and "at least 1" in err
     code, _, err = run(capsys, "verify", "b.json", "--trust", "keys/alice")  # the private key by mistake
-    assert code == 1 and "use the KEYFILE.pub that keygen wrote" in err
+    assert code == 1 and "use the KEYFILE.pub that `cosa-guard keygen` wrote" in err
     with pytest.raises(SystemExit):
         main(["verify", "b.json"])  # --trust is required
     assert "--trust" in capsys.readouterr().err
@@ -305,3 +305,22 @@ def test_help_explains_each_command(capsys: Cap, command: str, phrase: str) -> N
         main([command, "--help"])
     assert info.value.code == 0
     assert phrase in " ".join(capsys.readouterr().out.split())
+
+
+def test_missing_key_files_say_what_to_do(workdir: Path, capsys: Cap) -> None:
+    code, _, err = run(
+        capsys, "sign", "game-studio.yaml", "--key", "keys/absent", "--reviewer", "a", "-o", "b.json"
+    )
+    assert code == 1 and "cannot read private key keys/absent" in err and "keygen --out KEYFILE" in err
+    code, _, err = run(capsys, "verify", "b.json", "--trust", "keys/absent.pub")
+    assert code == 1 and "cannot read public key keys/absent.pub" in err
+
+
+def test_sign_creates_the_output_folder_and_reports_unwritable_paths(workdir: Path, capsys: Cap) -> None:
+    keygen(capsys, "alice")
+    argv = ["sign", "game-studio.yaml", "--key", "keys/alice", "--reviewer", "alice", "-o"]
+    assert run(capsys, *argv, "out/bundles/b.json")[0] == 0
+    assert (workdir / "out" / "bundles" / "b.json").exists()
+    (workdir / "file").write_text("", encoding="utf-8")
+    code, _, err = run(capsys, *argv, "file/b.json")
+    assert code == 1 and "cannot write file/b.json" in err

@@ -47,11 +47,15 @@ def run(args: argparse.Namespace) -> int:
         print("Give the key to the client; add the sha256 line to the deployment's api_keys.")
         return 0
 
+    from cosa_guard.errors import BundleError
     from cosa_guard.signing import generate_key, key_id, write_keypair
 
     key = generate_key()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    private, public = write_keypair(key, args.out)
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        private, public = write_keypair(key, args.out)
+    except OSError as exc:
+        raise BundleError(f"cannot write {args.out}: {exc.strerror}; choose another --out path") from exc
     print(f"key id:   {key_id(key.public_key())}")
     print(f"private:  {private} (mode 0600; keep it secret, it signs configs)")
     print(f"public:   {public} (add it to trusted_keys of the deployments that trust this reviewer)")

@@ -20,6 +20,7 @@ from cosa_guard.cli._review import (
     read_source,
 )
 from cosa_guard.config import SafetyConfig
+from cosa_guard.errors import BundleError
 from cosa_guard.review import LintReport
 from cosa_guard.signing import Bundle, add_signature, key_id, load_private_key, parse_bundle, sign_config
 
@@ -90,6 +91,14 @@ def run(args: argparse.Namespace) -> int:
     return _sign_new(args, report, load_private_key(args.key))
 
 
+def _save(bundle: Bundle, path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        bundle.save(path)
+    except OSError as exc:
+        raise BundleError(f"cannot write {path}: {exc.strerror}; choose another -o path") from exc
+
+
 def _looks_like_bundle(text: str) -> bool:
     try:
         data = json.loads(text)
@@ -116,7 +125,7 @@ def _sign_new(args: argparse.Namespace, report: LintReport, key: Ed25519PrivateK
     config = report.config
     assert config is not None  # a report without errors always carries the parsed config
     bundle = sign_config(config, key, reviewer=args.reviewer, note=args.note, lint_report=report)
-    bundle.save(args.out)
+    _save(bundle, args.out)
     print(f"signed {config.id} v{config.version} {config.hash}")
     print(f"  by key {key_id(key.public_key())} ({args.reviewer}) -> {args.out}")
     print(f"next: a second reviewer runs `cosa-guard sign {args.out} --key THEIR_KEY --reviewer NAME`;")
@@ -128,7 +137,7 @@ def _cosign(args: argparse.Namespace, bundle: Bundle, config: SafetyConfig, key:
     review = bundle.review()
     out = args.out or args.source
     signed = add_signature(bundle, key, signer=args.reviewer or "")
-    signed.save(out)
+    _save(signed, out)
     allow = ", ".join(config.allow) or "none (free-form)"
     print(f"co-signed {config.id} v{config.version} {config.hash}")
     print(f"  reviewed by {review.reviewer} at {review.reviewed_at.isoformat()}; allows: {allow}")
