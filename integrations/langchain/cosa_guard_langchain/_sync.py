@@ -1,0 +1,64 @@
+"""LangChain's sync API (`invoke`, `stream`, `batch`) over the async guard.
+
+The guard is async all the way down. Sync calls run it on one long-lived event loop in a daemon
+thread rather than a fresh loop per call: the guard's clients, locks and breakers stay on one
+loop, and a sync call made from inside a running loop (a sync tool in an async app) does not
+need a nested loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_thread: threading.Thread | None = None
+
+
+def _runner() -> asyncio.AbstractEventLoop:
+    global _loop, _thread
+    with _lock:
+        if _loop is None or _thread is None or not _thread.is_alive():
+            _loop = asyncio.new_event_loop()
+            _thread = threading.Thread(target=_loop.run_forever, name="cosa-guard-langchain", daemon=True)
+            _thread.start()
+        if threading.current_thread() is _thread:
+            raise RuntimeError(
+                "a sync LangChain call (invoke/stream/batch) was made from inside the guard's own "
+                "event loop; use the async API (ainvoke/astream/abatch) there"
+            )
+        return _loop
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` on the runner loop and wait for its result in this thread."""
+    try:
+        loop = _runner()
+    except RuntimeError:
+        coro.close()
+        raise
+    return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+
+def iterate_sync(items: AsyncIterator[T]) -> Iterator[T]:
+    """Iterate an async iterator from sync code; closes it on the runner loop when abandoned."""
+    loop = _runner()
+    try:
+        while True:
+            try:
+                yield asyncio.run_coroutine_threadsafe(_next(items), loop).result()
+            except StopAsyncIteration:
+                return
+    finally:
+        close = getattr(items, "aclose", None)
+        if close is not None:
+            asyncio.run_coroutine_threadsafe(close(), loop).result()
+
+
+async def _next(items: AsyncIterator[T]) -> T:
+    return await items.__anext__()

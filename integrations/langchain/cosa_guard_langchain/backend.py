@@ -1,0 +1,178 @@
+"""How a guard's model call reaches the LangChain model of the call being guarded.
+
+A `Guard` is built once, with its backends; a LangChain app calls many variants of one model
+(`bind_tools`, `with_structured_output`, an agent's per-step request). `ChatModelBackend` sits in
+the guard's route and, during a guarded call, runs whatever that call names in a context
+variable (`ModelCall`): the tool-bound runnable, or an agent middleware's `handler`. It records
+the message the model produced, so the guarded answer keeps its tool calls, ids and usage when
+the guard allows it.
+
+    backend = ChatModelBackend(model)       # runs `model` (or a binding of it) for its calls
+    slot = ChatModelBackend()                # runs the model of whichever guarded call is current
+
+The inner model runs without the callback handlers that consume streams (`astream_events`,
+LangGraph's `stream_mode="messages"`), so its raw, unjudged tokens never reach a streaming
+client; tracers (LangSmith) still see the inner run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManager
+from langchain_core.callbacks.base import BaseCallbackManager
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+
+from cosa_guard.backends.langchain import LangChainBackend, call_kwargs, from_langchain
+from cosa_guard.errors import BackendError
+from cosa_guard.types import GenerationParams
+
+__all__ = [
+    "ChatModelBackend",
+    "ModelCall",
+    "current_call",
+    "inner_callbacks",
+    "restore_messages",
+    "use_call",
+    "without_stream_consumers",
+]
+
+Invoke = Callable[[list[BaseMessage], dict[str, Any]], Awaitable[AIMessage]]
+Stream = Callable[[list[BaseMessage], dict[str, Any]], AsyncIterator[AIMessageChunk]]
+
+_CALL: ContextVar[ModelCall | None] = ContextVar("cosa_guard_langchain_call", default=None)
+
+
+@dataclass(eq=False)
+class ModelCall:
+    """One guarded call's model: what to run, the app's own messages, and what the model produced.
+
+    `model` is the chat model the call is for: a `ChatModelBackend(model)` takes only calls for its
+    own model, a slot (`ChatModelBackend()`) takes any. `result` is the last message the model
+    produced during the call (joined, when streamed).
+    """
+
+    model: Any | None
+    invoke: Invoke
+    stream: Stream
+    originals: Sequence[BaseMessage] = ()
+    result: AIMessage | None = None
+
+
+def current_call() -> ModelCall | None:
+    return _CALL.get()
+
+
+class use_call:
+    """`with use_call(call): ...` makes `call` the current one; restores the previous one after.
+
+    Restores by value, not by token: the block may span the yields of an async generator, which
+    can resume in another context where a token would not be valid.
+    """
+
+    def __init__(self, call: ModelCall | None) -> None:
+        self.call = call
+        self._previous: ModelCall | None = None
+
+    def __enter__(self) -> ModelCall | None:
+        self._previous = _CALL.get()
+        _CALL.set(self.call)
+        return self.call
+
+    def __exit__(self, *exc: object) -> None:
+        _CALL.set(self._previous)
+
+
+class ChatModelBackend(LangChainBackend):
+    """A `LangChainBackend` whose model is chosen per guarded call (see the module docstring)."""
+
+    def __init__(self, model: Any | None = None, *, name: str | None = None) -> None:
+        super().__init__(model, name=name or (None if model is not None else "langchain:app-model"))
+        self.model = model
+
+    def _call(self) -> ModelCall | None:
+        call = _CALL.get()
+        if call is not None and (self.model is None or call.model is self.model):
+            return call
+        if self.model is None:
+            raise BackendError(
+                f"{self.name}: no LangChain model is bound to this call; call the guard through "
+                "GuardedChatModel, guard_chain or CosaGuardMiddleware, or give ChatModelBackend a model"
+            )
+        return None
+
+    async def invoke_messages(self, messages: list[BaseMessage], params: GenerationParams) -> AIMessage:
+        call = self._call()
+        if call is None:
+            return await super().invoke_messages(messages, params)
+        message = await call.invoke(restore_messages(messages, call.originals), call_kwargs(params))
+        call.result = message
+        return message
+
+    def stream_messages(self, messages: list[BaseMessage], params: GenerationParams) -> AsyncIterator[Any]:
+        call = self._call()
+        if call is None:
+            return super().stream_messages(messages, params)
+        return _recorded(call, call.stream(restore_messages(messages, call.originals), call_kwargs(params)))
+
+
+async def _recorded(call: ModelCall, chunks: AsyncIterator[AIMessageChunk]) -> AsyncIterator[AIMessageChunk]:
+    total: AIMessageChunk | None = None
+    async for chunk in chunks:
+        total = chunk if total is None else total + chunk
+        yield chunk
+    call.result = total
+
+
+def restore_messages(sent: list[BaseMessage], originals: Sequence[BaseMessage]) -> list[BaseMessage]:
+    """The guard's messages, with the app's own message objects wherever the guard kept a turn as it was.
+
+    The guard works on text; tool calls, content parts and message ids live on the app's objects,
+    and a provider rejects a tool result whose assistant turn lost its tool calls. A turn is
+    restored when its role and text match the next unused original of that role; system turns
+    (the guard's rendered config) and turns the guard rewrote (sanitised) pass as the guard sent them.
+    """
+    pool = [(m, o) for m, o in zip(from_langchain(originals), originals, strict=True) if m.role != "system"]
+    out: list[BaseMessage] = []
+    start = 0
+    for mine, message in zip(from_langchain(sent), sent, strict=True):
+        match = None
+        if mine.role != "system":
+            match = next((i for i in range(start, len(pool)) if pool[i][0] == mine), None)
+        if match is None:
+            out.append(message)
+        else:
+            out.append(pool[match][1])
+            start = match + 1
+    return out
+
+
+def inner_callbacks(run_manager: Any) -> Any:
+    """Callbacks for a model run nested under `run_manager`'s run (an LLM run has no `get_child`)."""
+    if run_manager is None:
+        return []
+    manager = AsyncCallbackManager(handlers=[], parent_run_id=run_manager.run_id)
+    manager.set_handlers(run_manager.inheritable_handlers)
+    manager.add_tags(run_manager.inheritable_tags)
+    manager.add_metadata(run_manager.inheritable_metadata)
+    return without_stream_consumers(manager)
+
+
+def without_stream_consumers(callbacks: Any) -> Any:
+    """A copy of `callbacks` without the handlers that forward tokens to a client.
+
+    Those handlers implement `tap_output_aiter` (langchain-core's streaming-handler protocol:
+    `astream_events`, `astream_log`, LangGraph's messages stream); tracers do not.
+    """
+    if isinstance(callbacks, BaseCallbackManager):
+        manager = callbacks.copy()
+        for handler in [*manager.handlers, *manager.inheritable_handlers]:
+            if hasattr(handler, "tap_output_aiter"):
+                manager.remove_handler(handler)
+        return manager
+    if isinstance(callbacks, list):
+        return [h for h in callbacks if not hasattr(h, "tap_output_aiter")]
+    return []

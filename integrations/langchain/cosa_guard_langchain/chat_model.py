@@ -1,0 +1,311 @@
+"""`GuardedChatModel`: any LangChain chat model behind a deployment's guard, as a drop-in chat model.
+
+    guarded = GuardedChatModel.from_deployments(ChatOpenAI(model="gpt-4o-mini"), "deployments.yaml", "kids")
+    chain = prompt | guarded | StrOutputParser()
+
+Every path is guarded: `invoke`, `ainvoke`, `batch`, `abatch`, `stream`, `astream` (the sync ones
+run the async guard on a private event loop). The guard's decision, route, config hash and
+judged categories are in `message.response_metadata["cosa_guard"]`; a refused or failed call
+answers with the refusal text, never with the model's text or tool calls.
+
+Streaming follows the deployment's stream mode. In `buffer` and `holdback` only judged text is
+released. In `optimistic` text is released at once and, on a violation, the last chunk carries
+the refusal and `response_metadata["cosa_guard"]["retracted"] = True`: the caller must discard
+what it showed. Calls that can produce tool calls (tools bound, structured output) are released
+as one chunk after the verdict, tool calls included.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable, RunnableConfig
+from pydantic import Field
+
+from cosa_guard.backends.langchain import from_langchain, message_text
+from cosa_guard.deployments import LoadedDeployment
+from cosa_guard.errors import CosaGuardError
+from cosa_guard.types import FinalEvent, GuardResponse, Retraction, TextDelta
+from cosa_guard_langchain._sync import iterate_sync, run_sync
+from cosa_guard_langchain._walk import replace_chat_models
+from cosa_guard_langchain.backend import ChatModelBackend, ModelCall, inner_callbacks, use_call
+
+__all__ = ["GuardedChatModel", "guard_metadata", "guarded_message", "keeps_produced"]
+
+# Call options that let a model answer with tool calls: such answers are released whole.
+_TOOL_OPTIONS = frozenset({"tools", "functions", "tool_choice", "response_format"})
+
+
+def guard_metadata(response: GuardResponse) -> dict[str, Any]:
+    """What `response_metadata["cosa_guard"]` holds: everything needed to audit or branch on the call."""
+    return {
+        "decision": response.decision.label,
+        "allowed": response.decision.is_allowed,
+        "route": response.route.value,
+        "deployment_id": response.deployment_id,
+        "config_hash": response.config_hash,
+        "categories": sorted(response.categories),
+        "request_id": response.request_id,
+    }
+
+
+def keeps_produced(response: GuardResponse, produced: BaseMessage | None) -> bool:
+    """Whether the guard allowed exactly the message the model produced (not another route's answer)."""
+    return response.decision.is_allowed and produced is not None and message_text(produced) == response.text
+
+
+def guarded_message(response: GuardResponse, produced: BaseMessage | None) -> AIMessage:
+    """The message a guarded call answers with.
+
+    When the guard allowed exactly what the model produced, that message is kept (tool calls, id,
+    usage) with the guard's metadata added; otherwise the guard's text (a refusal) stands alone.
+    """
+    meta = {"cosa_guard": guard_metadata(response)}
+    if produced is not None and keeps_produced(response, produced):
+        return AIMessage(
+            content=produced.content,
+            tool_calls=list(getattr(produced, "tool_calls", ())),
+            invalid_tool_calls=list(getattr(produced, "invalid_tool_calls", ())),
+            usage_metadata=getattr(produced, "usage_metadata", None),
+            additional_kwargs=dict(produced.additional_kwargs),
+            response_metadata={**produced.response_metadata, **meta},
+            id=produced.id,
+            name=produced.name,
+        )
+    if not response.decision.is_allowed:
+        meta["finish_reason"] = "content_filter"
+    return AIMessage(content=response.text, response_metadata=meta)
+
+
+class GuardedChatModel(BaseChatModel):
+    """A chat model whose every answer went through `guard` for `deployment_id`.
+
+    Build it with `from_deployments` (a signed deployments file and the model to guard) or
+    `from_guard` (a `Guard` you built). `model` is the wrapped model: the guard calls it through a
+    `ChatModelBackend`, and `bind_tools` / `with_structured_output` are delegated to it. Without a
+    `model` the guard's own routes answer and tools cannot be bound.
+    """
+
+    model: BaseChatModel | None = None
+    guard: Any = Field(exclude=True)
+    deployment_id: str
+    bound: Runnable[Any, Any] | None = Field(default=None, exclude=True)
+    """What runs for a call: `model` bound to tools or options; None: `model` itself."""
+
+    # --- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def from_guard(
+        cls, guard: Any, deployment_id: str, *, model: BaseChatModel | None = None
+    ) -> GuardedChatModel:
+        """Wrap an existing guard. `model` is run wherever the guard's route is a `ChatModelBackend`."""
+        return cls(guard=guard, deployment_id=deployment_id, model=model)
+
+    @classmethod
+    def from_deployments(
+        cls,
+        model: BaseChatModel,
+        path: str | Path,
+        deployment_id: str,
+        *,
+        route: Literal["cascade", "cosalign"] = "cascade",
+        **guard_options: Any,
+    ) -> GuardedChatModel:
+        """Guard `model` with deployment `deployment_id` of the signed deployments file at `path`.
+
+        `route` says what `model` is: a general model, judged by the cascade (default), or a
+        CoSAlign-trained model that follows the config from its system prompt. Other keyword
+        arguments (`judge`, `input_guard`, `audit`, `metrics`) go to `Guard.single`.
+        """
+        from cosa_guard.deployments import DeploymentRegistry
+
+        deployment = DeploymentRegistry.load(path).get(deployment_id)
+        return cls.for_deployment(model, deployment, route=route, **guard_options)
+
+    @classmethod
+    def for_deployment(
+        cls,
+        model: BaseChatModel,
+        deployment: LoadedDeployment,
+        *,
+        route: Literal["cascade", "cosalign"] = "cascade",
+        **guard_options: Any,
+    ) -> GuardedChatModel:
+        """Like `from_deployments`, for a deployment already loaded (one registry, many models)."""
+        from cosa_guard.guard import Guard
+
+        backend = ChatModelBackend(model)
+        routes = {"primary": backend} if route == "cosalign" else {"fallback": backend}
+        guard = Guard.single(deployment, **routes, **guard_options)
+        return cls(guard=guard, deployment_id=deployment.id, model=model)
+
+    # --- delegation ---------------------------------------------------------------------------
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Runnable[LanguageModelInput, AIMessage]:
+        """The wrapped model's own `bind_tools`, still guarded: the judge sees each tool call's arguments."""
+        return self.with_runnable(self._require_model("bind_tools").bind_tools(tools, **kwargs))
+
+    def with_structured_output(self, schema: Any, **kwargs: Any) -> Runnable[LanguageModelInput, Any]:
+        """The wrapped model's own structured output, with its model call guarded."""
+        model = self._require_model("with_structured_output")
+        structured = model.with_structured_output(schema, **kwargs)
+        guarded, replaced = replace_chat_models(
+            structured,
+            lambda found, binding: self.with_runnable(binding or found) if found is model else None,
+        )
+        if not replaced:  # an implementation that hides its model call: fall back to tool calling
+            return super().with_structured_output(schema, **kwargs)
+        return guarded
+
+    def _require_model(self, what: str) -> BaseChatModel:
+        if self.model is None:
+            raise NotImplementedError(
+                f"{what} needs the wrapped chat model: build GuardedChatModel with model=... "
+                "(from_deployments, or from_guard(..., model=model) over a guard whose route is a "
+                "ChatModelBackend)"
+            )
+        return self.model
+
+    def with_runnable(self, runnable: Runnable[Any, Any]) -> GuardedChatModel:
+        """This guarded model running `runnable` (the wrapped model bound to tools or options)."""
+        return self.model_copy(update={"bound": None if runnable is self.model else runnable})
+
+    # --- LangChain's model interface ----------------------------------------------------------
+
+    @property
+    def _llm_type(self) -> str:
+        return "cosa-guard"
+
+    @property
+    def _identifying_params(self) -> Mapping[str, Any]:
+        inner = getattr(self.model, "_identifying_params", {}) if self.model is not None else {}
+        return {"deployment_id": self.deployment_id, "model": dict(inner)}
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return run_sync(self._agenerate(messages, stop, run_manager, **kwargs))  # type: ignore[arg-type]
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        call = self._model_call(messages, run_manager)
+        params = _params(stop, kwargs)
+        with use_call(call):
+            response = await self.guard.chat(self.deployment_id, from_langchain(messages), **params)
+        produced = call.result if call is not None else None
+        return ChatResult(generations=[ChatGeneration(message=guarded_message(response, produced))])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        yield from iterate_sync(self._astream(messages, stop, run_manager, **kwargs))  # type: ignore[arg-type]
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        if self.bound is not None or _TOOL_OPTIONS & kwargs.keys():
+            # Tool calls arrive as argument fragments and are judged whole: release them whole.
+            result = await self._agenerate(messages, stop, run_manager, **kwargs)
+            yield ChatGenerationChunk(message=_whole_chunk(result.generations[0].message))
+            return
+        call = self._model_call(messages, run_manager)
+        released: list[str] = []
+        retraction: Retraction | None = None
+        final: GuardResponse | None = None
+        with use_call(call):
+            async for event in self.guard.stream(
+                self.deployment_id, from_langchain(messages), **_params(stop, kwargs)
+            ):
+                if isinstance(event, TextDelta):
+                    if event.text:
+                        released.append(event.text)
+                        yield ChatGenerationChunk(message=AIMessageChunk(content=event.text))
+                elif isinstance(event, Retraction):
+                    retraction = event
+                elif isinstance(event, FinalEvent):
+                    final = event.response
+        if final is None:
+            raise CosaGuardError(f"the guard's stream for {self.deployment_id!r} ended without a decision")
+        yield ChatGenerationChunk(message=_last_chunk(final, "".join(released), retraction))
+
+    def _model_call(self, messages: list[BaseMessage], run_manager: Any) -> ModelCall | None:
+        """What the guard's ChatModelBackend runs for this call; None (no model): a slot says so loudly."""
+        if self.model is None:
+            return None
+        runnable: Any = self.bound if self.bound is not None else self.model
+        config: RunnableConfig = {"callbacks": inner_callbacks(run_manager)}
+
+        async def invoke(sent: list[BaseMessage], options: dict[str, Any]) -> AIMessage:
+            result = await runnable.ainvoke(sent, config, **options)
+            if not isinstance(result, AIMessage):
+                raise TypeError(f"the wrapped model returned {type(result).__name__}, not an AIMessage")
+            return result
+
+        def stream(sent: list[BaseMessage], options: dict[str, Any]) -> AsyncIterator[AIMessageChunk]:
+            return runnable.astream(sent, config, **options)  # type: ignore[no-any-return]
+
+        return ModelCall(model=self.model, invoke=invoke, stream=stream, originals=messages)
+
+
+def _params(stop: list[str] | None, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    return {**kwargs, "stop": stop} if stop else dict(kwargs)
+
+
+def _whole_chunk(message: BaseMessage) -> AIMessageChunk:
+    calls = getattr(message, "tool_calls", None) or []
+    return AIMessageChunk(
+        content=message.content,
+        tool_call_chunks=[
+            {
+                "name": c["name"],
+                "args": json.dumps(c["args"], ensure_ascii=False),
+                "id": c.get("id"),
+                "index": i,
+            }
+            for i, c in enumerate(calls)
+        ],
+        usage_metadata=getattr(message, "usage_metadata", None),
+        response_metadata=message.response_metadata,
+        id=message.id,
+        chunk_position="last",
+    )
+
+
+def _last_chunk(final: GuardResponse, released: str, retraction: Retraction | None) -> AIMessageChunk:
+    meta = guarded_message(final, None).response_metadata
+    meta["cosa_guard"] = {
+        **meta["cosa_guard"],
+        "retracted": retraction is not None,
+        "released_chars": len(released),
+    }
+    if final.decision.is_allowed:
+        content = ""
+    elif retraction is not None:
+        content = retraction.replacement
+    else:  # buffer / holdback: nothing unjudged went out; the refusal ends the stream
+        content = "" if released.endswith(final.text) else final.text
+    return AIMessageChunk(content=content, response_metadata=meta, chunk_position="last")

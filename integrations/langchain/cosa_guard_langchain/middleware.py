@@ -1,0 +1,206 @@
+"""`CosaGuardMiddleware`: a deployment's guard inside a LangChain v1 agent (`langchain.agents.create_agent`).
+
+    guard = CosaGuardMiddleware.from_deployments("deployments.yaml", "kids")
+    agent = create_agent(model, tools, middleware=[guard])
+
+Two hooks:
+
+- `abefore_model`, the input gate: the conversation so far (user turns and tool results) goes
+  through the input guard; an injection ends the run at once (`jump_to: "end"`) with the refusal
+  as the last message, before any model call.
+- `awrap_model_call`, routing and the output judge: the model call runs *inside* the guard. The
+  guard's route calls the agent's own handler (the agent's model, tools bound, any inner
+  middleware), judges the answer, tool calls included, and a violating answer is replaced by
+  the refusal, without tool calls, so the agent stops instead of acting on it.
+
+The model call inside the guard runs without the callback handlers that feed streams, so
+`agent.astream(stream_mode="messages")` shows the guarded answer, never the raw tokens (the
+known hole where streamed tokens bypass after-model checks). Needs the `agents` extra.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from langchain.agents.middleware import (
+    AgentMiddleware,
+    AgentState,
+    ExtendedModelResponse,
+    ModelRequest,
+    ModelResponse,
+    hook_config,
+)
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, SystemMessage
+from langchain_core.runnables.config import var_child_runnable_config
+
+from cosa_guard.backends.langchain import from_langchain
+from cosa_guard.injection.base import InputGuard
+from cosa_guard.types import Decision, FailureKind, GuardResponse, Route
+from cosa_guard_langchain._sync import run_sync
+from cosa_guard_langchain.backend import ChatModelBackend, ModelCall, use_call, without_stream_consumers
+from cosa_guard_langchain.chat_model import guarded_message, keeps_produced
+
+__all__ = ["CosaGuardMiddleware"]
+
+AsyncHandler = Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]]
+
+
+class CosaGuardMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
+    """Guards every model call of an agent with deployment `deployment_id` of `guard`.
+
+    `guard`'s route must be a `ChatModelBackend()` slot for the agent's own model to answer
+    (`from_deployments` builds it so); a guard with other routes answers with those instead.
+    `input_guard` runs in `abefore_model`; without one the gate is skipped and the guard's own
+    input guard still refuses inside `awrap_model_call` (one model-less step later).
+    """
+
+    def __init__(self, guard: Any, deployment_id: str, *, input_guard: InputGuard | None = None) -> None:
+        super().__init__()
+        self.guard = guard
+        self.deployment_id = deployment_id
+        self.input_guard = input_guard
+        self.deployment = guard.registry.get(deployment_id)  # unknown ids fail here, not mid-run
+
+    @classmethod
+    def from_deployments(
+        cls,
+        path: str | Path,
+        deployment_id: str,
+        *,
+        input_guard: InputGuard | None = None,
+        **guard_options: Any,
+    ) -> CosaGuardMiddleware:
+        """Guard an agent with a deployment of the signed deployments file at `path`.
+
+        The agent's model is the cascade's generator; `guard_options` (`judge`, `audit`,
+        `metrics`) go to `Guard.single`, and `input_guard` to both the gate and the guard.
+        """
+        from cosa_guard.deployments import DeploymentRegistry
+        from cosa_guard.guard import Guard
+
+        deployment = DeploymentRegistry.load(path).get(deployment_id)
+        guard = Guard.single(
+            deployment, fallback=ChatModelBackend(), input_guard=input_guard, **guard_options
+        )
+        return cls(guard, deployment_id, input_guard=input_guard)
+
+    @property
+    def name(self) -> str:
+        return f"CosaGuardMiddleware[{self.deployment_id}]"
+
+    # --- input gate ---------------------------------------------------------------------------
+
+    @hook_config(can_jump_to=["end"])
+    async def abefore_model(self, state: AgentState[Any], runtime: Any) -> dict[str, Any] | None:
+        spec = self.deployment.spec.injection
+        if self.input_guard is None or not spec.enabled:
+            return None
+        try:
+            check = await self.input_guard.check(from_langchain(state["messages"]), spec)
+        except Exception as exc:
+            if self.deployment.spec.fail_mode == "open":
+                return None
+            return self._end(Decision.failed(FailureKind.JUDGE, f"input guard failed: {exc!r}"))
+        if check.refusal is None:
+            return None
+        detail = "; ".join(f"{f.detector}: {f.reason}" for f in check.findings[:3])
+        return self._end(Decision.refused(check.refusal, detail))
+
+    @hook_config(can_jump_to=["end"])
+    def before_model(self, state: AgentState[Any], runtime: Any) -> dict[str, Any] | None:
+        return run_sync(self.abefore_model(state, runtime))
+
+    def _end(self, decision: Decision) -> dict[str, Any]:
+        response = GuardResponse(
+            text=self.deployment.refusal_text,
+            decision=decision,
+            route=Route.NONE,
+            deployment_id=self.deployment_id,
+            config_hash=self.deployment.config_hash,
+        )
+        return {"messages": [guarded_message(response, None)], "jump_to": "end"}
+
+    # --- the model call, inside the guard -----------------------------------------------------
+
+    async def awrap_model_call(self, request: ModelRequest[Any], handler: AsyncHandler) -> ModelResponse[Any]:
+        originals: list[BaseMessage] = [
+            *([request.system_message] if request.system_message else []),
+            *request.messages,
+        ]
+        answered: list[ModelResponse[Any]] = []
+
+        async def invoke(sent: list[BaseMessage], options: dict[str, Any]) -> AIMessage:
+            system = [m for m in sent if m.type == "system"]
+            merged = SystemMessage(content="\n\n".join(str(m.text) for m in system)) if system else None
+            with _detached_streams():
+                result = _as_model_response(
+                    await handler(
+                        request.override(
+                            system_message=merged, messages=[m for m in sent if m.type != "system"]
+                        )
+                    )
+                )
+            answered.append(result)
+            return _first_ai(result)
+
+        async def stream(sent: list[BaseMessage], options: dict[str, Any]) -> AsyncIterator[AIMessageChunk]:
+            message = await invoke(sent, options)  # the agent's handler answers whole
+            yield AIMessageChunk(content=message.content, id=message.id)
+
+        call = ModelCall(model=None, invoke=invoke, stream=stream, originals=originals)
+        with use_call(call):
+            response = await self.guard.chat(self.deployment_id, from_langchain(originals))
+        message = guarded_message(response, call.result)
+        if answered and keeps_produced(response, call.result):
+            last = answered[-1]
+            rest = [m for m in last.result if m is not call.result]
+            return ModelResponse(result=[message, *rest], structured_response=last.structured_response)
+        return ModelResponse(result=[message])
+
+    def wrap_model_call(
+        self, request: ModelRequest[Any], handler: Callable[[ModelRequest[Any]], ModelResponse[Any]]
+    ) -> ModelResponse[Any]:
+        # The sync agent API: the guard runs on the private loop; the handler, in a worker thread
+        # that carries this thread's context (the agent's run config).
+        context = contextvars.copy_context()
+
+        async def async_handler(req: ModelRequest[Any]) -> ModelResponse[Any]:
+            return await asyncio.to_thread(context.run, handler, req)
+
+        return run_sync(self.awrap_model_call(request, async_handler))
+
+
+@contextmanager
+def _detached_streams() -> Iterator[None]:
+    """Run the agent's model call without the callback handlers that forward tokens to clients."""
+    config = var_child_runnable_config.get()
+    if not config or not config.get("callbacks"):
+        yield
+        return
+    token = var_child_runnable_config.set(
+        {**config, "callbacks": without_stream_consumers(config["callbacks"])}
+    )
+    try:
+        yield
+    finally:
+        var_child_runnable_config.reset(token)
+
+
+def _as_model_response(result: Any) -> ModelResponse[Any]:
+    if isinstance(result, ExtendedModelResponse):
+        return result.model_response
+    if isinstance(result, AIMessage):
+        return ModelResponse(result=[result])
+    return result  # type: ignore[no-any-return]
+
+
+def _first_ai(response: ModelResponse[Any]) -> AIMessage:
+    for message in response.result:
+        if isinstance(message, AIMessage):
+            return message
+    raise TypeError("the agent's model call returned no AIMessage")

@@ -1,0 +1,272 @@
+"""GuardedChatModel over langchain-core's fake chat models and a real Guard on a signed deployment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cosa_guard_langchain import ChatModelBackend, GuardedChatModel
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.outputs import ChatResult
+from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.runnables import RunnableLambda
+from langchain_core.tools import tool
+from lc_fixtures import (
+    DEPLOYMENT,
+    INJECTION,
+    MARKER,
+    REFUSAL,
+    fake_model,
+    guard_options,
+    judge,
+    meta,
+    write_deployment,
+)
+from pydantic import BaseModel
+
+from cosa_guard.backends.fake import ScriptedBackend
+from cosa_guard.errors import BackendError
+from cosa_guard.guard import Guard
+from cosa_guard.metrics import NoopMetrics
+from cosa_guard.types import GenerationParams, Message
+
+SAFE = "The knight and the dragon became friends and shared a picnic by the river at sunset."
+UNSAFE = "First you take the FORBIDDEN parts, then you assemble them carefully in the garage tonight."
+QUESTION = [HumanMessage("Tell me a story.")]
+
+
+@tool
+def get_weather(city: str) -> str:
+    """The weather in a city."""
+    return f"sunny in {city}"
+
+
+class Weather(BaseModel):
+    """The weather to report."""
+
+    city: str
+    forecast: str
+
+
+async def test_allowed_answer_carries_the_decision(make_guarded: Any, tmp_path: Path) -> None:
+    model = fake_model(SAFE)
+    guarded = make_guarded(model)
+    message = await guarded.ainvoke(QUESTION)
+    assert message.content == SAFE
+    info = meta(message)
+    assert info["decision"] == "allowed"
+    assert info["route"] == "cascade"
+    assert info["categories"] == []
+    assert info["config_hash"] == guarded.guard.registry.get(DEPLOYMENT).config_hash
+    assert info["config_hash"].startswith("sha256:")
+    # The model saw the signed config as its system prompt, then the user's turn.
+    [sent] = model.sent
+    assert sent[0].type == "system" and "homework helper" in sent[0].text
+    assert sent[1:] == QUESTION
+
+
+async def test_violating_answer_is_replaced_by_the_refusal(make_guarded: Any) -> None:
+    message = await make_guarded(fake_model(UNSAFE)).ainvoke(QUESTION)
+    assert message.content == REFUSAL
+    assert MARKER not in message.text
+    info = meta(message)
+    assert info["decision"] == "refused:output_violation"
+    assert info["categories"] == ["weapons"]
+    assert message.response_metadata["finish_reason"] == "content_filter"
+
+
+async def test_injection_is_refused_before_any_model_call(make_guarded: Any) -> None:
+    model = fake_model(SAFE)
+    message = await make_guarded(model).ainvoke([HumanMessage(INJECTION)])
+    assert message.content == REFUSAL
+    assert meta(message)["decision"] == "refused:input_injection"
+    assert meta(message)["route"] == "none"
+    assert model.sent == []
+
+
+def test_sync_invoke_and_batch_are_guarded(make_guarded: Any) -> None:
+    guarded = make_guarded(fake_model(SAFE, UNSAFE, SAFE))
+    assert guarded.invoke(QUESTION).content == SAFE
+    first, second = guarded.batch([QUESTION, QUESTION], config={"max_concurrency": 1})
+    assert [first.content, second.content] == [REFUSAL, SAFE]
+    assert [meta(first)["decision"], meta(second)["decision"]] == ["refused:output_violation", "allowed"]
+
+
+async def test_lcel_chain_prompt_model_parser(make_guarded: Any) -> None:
+    model = fake_model(SAFE, UNSAFE)
+    prompt = ChatPromptTemplate.from_messages(
+        [("system", "You are a cheerful storyteller."), ("human", "{ask}")]
+    )
+    chain = prompt | make_guarded(model) | StrOutputParser()
+    assert await chain.ainvoke({"ask": "A story about a dragon."}) == SAFE
+    assert chain.invoke({"ask": "Another one."}) == REFUSAL
+    # The app's system prompt reaches the model quoted in a user turn, never as the system role.
+    sent = model.sent[0]
+    assert [m.type for m in sent] == ["system", "human", "human"]
+    assert "cheerful storyteller" in sent[1].text and "cheerful storyteller" not in sent[0].text
+
+
+async def test_a_failing_model_fails_closed(make_guarded: Any) -> None:
+    class Down(GenericFakeChatModel):
+        def _generate(self, *args: Any, **kwargs: Any) -> ChatResult:
+            raise ConnectionError("provider unreachable")
+
+    message = await make_guarded(Down(messages=iter([]))).ainvoke(QUESTION)
+    assert meta(message)["decision"] == "failed:backend"
+    assert message.content == REFUSAL
+
+
+# --- streaming: each mode -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["buffer", "holdback", "optimistic"])
+async def test_allowed_stream_releases_the_whole_answer(make_guarded: Any, mode: str) -> None:
+    chunks = [c async for c in make_guarded(fake_model(SAFE), mode).astream(QUESTION)]
+    assert "".join(c.text for c in chunks) == SAFE
+    assert meta(chunks[-1])["decision"] == "allowed"
+    if mode == "buffer":  # nothing before the verdict on the whole answer
+        assert [c.text for c in chunks if c.text] == [SAFE]
+    else:
+        assert len([c for c in chunks if c.text]) > 1
+
+
+@pytest.mark.parametrize("mode", ["buffer", "holdback"])
+async def test_no_violating_text_is_streamed_in_no_leak_modes(make_guarded: Any, mode: str) -> None:
+    guarded = make_guarded(fake_model(UNSAFE), mode)
+    chunks = [c async for c in guarded.astream(QUESTION)]
+    assert all(MARKER not in c.text for c in chunks)
+    total = sum(chunks[1:], chunks[0])
+    assert meta(total)["decision"] == "refused:output_violation"
+    assert total.text.endswith(REFUSAL)
+    if mode == "buffer":
+        assert total.text == REFUSAL
+
+
+async def test_optimistic_stream_ends_with_a_retraction(make_guarded: Any) -> None:
+    chunks = [c async for c in make_guarded(fake_model(UNSAFE), "optimistic").astream(QUESTION)]
+    released = "".join(c.text for c in chunks[:-1])
+    assert released and UNSAFE.startswith(released)
+    last = chunks[-1]
+    assert last.text == REFUSAL
+    assert meta(last)["retracted"] is True
+    assert meta(last)["released_chars"] == len(released)
+    assert meta(last)["decision"] == "refused:output_violation"
+
+
+@pytest.mark.parametrize("mode", ["buffer", "holdback"])
+async def test_inner_tokens_never_reach_stream_consumers(make_guarded: Any, mode: str) -> None:
+    # astream_events is how apps forward tokens to browsers: the inner model's raw tokens must not
+    # show, neither from the guarded model itself nor from the chain it runs in.
+    guarded = make_guarded(fake_model(UNSAFE, UNSAFE), mode)
+    for runnable in (guarded, RunnableLambda(lambda x: x) | guarded):
+        events = [e async for e in runnable.astream_events(QUESTION, version="v2")]
+        streamed = [e["data"]["chunk"].text for e in events if e["event"] == "on_chat_model_stream"]
+        assert streamed
+        assert all(MARKER not in text for text in streamed)
+        assert {e["name"] for e in events if e["event"] == "on_chat_model_start"} == {"GuardedChatModel"}
+
+
+def test_sync_stream(make_guarded: Any) -> None:
+    chunks = list(make_guarded(fake_model(UNSAFE), "buffer").stream(QUESTION))
+    assert "".join(c.text for c in chunks) == REFUSAL
+    assert meta(chunks[-1])["decision"] == "refused:output_violation"
+
+
+# --- tools and structured output --------------------------------------------------------------------
+
+
+def tool_call(city: str) -> AIMessage:
+    return AIMessage(content="", tool_calls=[{"name": "get_weather", "args": {"city": city}, "id": "call-1"}])
+
+
+async def test_bind_tools_is_delegated_and_tool_calls_survive(make_guarded: Any) -> None:
+    model = fake_model(tool_call("Paris"))
+    guarded = make_guarded(model).bind_tools([get_weather])
+    assert isinstance(guarded, GuardedChatModel)
+    message = await guarded.ainvoke(QUESTION)
+    assert message.tool_calls == [
+        {"name": "get_weather", "args": {"city": "Paris"}, "id": "call-1", "type": "tool_call"}
+    ]
+    assert meta(message)["decision"] == "allowed"
+    assert model.options[0]["tools"][0]["function"]["name"] == "get_weather"
+
+
+async def test_a_violating_tool_call_is_refused_without_tool_calls(make_guarded: Any) -> None:
+    guarded = make_guarded(fake_model(tool_call(f"{MARKER} city"))).bind_tools([get_weather])
+    message = await guarded.ainvoke(QUESTION)
+    assert message.tool_calls == []
+    assert message.content == REFUSAL
+    assert meta(message)["categories"] == ["weapons"]
+
+
+async def test_streaming_with_tools_releases_the_judged_call_whole(make_guarded: Any) -> None:
+    guarded = make_guarded(fake_model(tool_call("Oslo")), "optimistic").bind_tools([get_weather])
+    chunks = [c async for c in guarded.astream(QUESTION)]
+    assert len(chunks) == 1
+    assert isinstance(chunks[0], AIMessageChunk)
+    assert chunks[0].tool_calls[0]["args"] == {"city": "Oslo"}
+    assert meta(chunks[0])["decision"] == "allowed"
+
+
+async def test_with_structured_output_is_guarded(make_guarded: Any) -> None:
+    def weather(city: str, forecast: str) -> AIMessage:
+        args = {"city": city, "forecast": forecast}
+        return AIMessage(content="", tool_calls=[{"name": "Weather", "args": args, "id": "w"}])
+
+    model = fake_model(weather("Rome", "sunny"), weather("Rome", f"{MARKER} storms"))
+    structured = make_guarded(model).with_structured_output(Weather)
+    assert await structured.ainvoke(QUESTION) == Weather(city="Rome", forecast="sunny")
+    assert await structured.ainvoke(QUESTION) is None  # refused: the refusal carries no tool call to parse
+    assert len(model.sent) == 2
+
+
+async def test_history_with_tool_calls_reaches_the_model_intact(make_guarded: Any) -> None:
+    model = fake_model("It is sunny in Paris.")
+    guarded = make_guarded(model).bind_tools([get_weather])
+    asked = tool_call("Paris")
+    history = [HumanMessage("Weather in Paris?"), asked, ToolMessage("sunny in Paris", tool_call_id="call-1")]
+    message = await guarded.ainvoke(history)
+    assert message.content == "It is sunny in Paris."
+    sent = model.sent[0]
+    assert sent[2] is asked  # the app's own object, tool calls and all
+    assert isinstance(sent[3], ToolMessage) and sent[3].tool_call_id == "call-1"
+
+
+# --- construction -------------------------------------------------------------------------------------
+
+
+async def test_from_guard_without_a_model_uses_the_guards_routes(tmp_path: Path) -> None:
+    _, deployment = write_deployment(tmp_path)
+    backend = ScriptedBackend([SAFE])
+    guard = Guard.single(deployment, fallback=backend, **guard_options())
+    guarded = GuardedChatModel.from_guard(guard, DEPLOYMENT)
+    assert (await guarded.ainvoke(QUESTION)).content == SAFE
+    assert len(backend.calls) == 1
+    with pytest.raises(NotImplementedError, match="wrapped chat model"):
+        guarded.bind_tools([get_weather])
+
+
+async def test_from_guard_with_a_slot_runs_the_given_model(tmp_path: Path) -> None:
+    _, deployment = write_deployment(tmp_path)
+    guard = Guard.single(deployment, fallback=ChatModelBackend(), **guard_options())
+    first = GuardedChatModel.from_guard(guard, DEPLOYMENT, model=fake_model(SAFE))
+    second = GuardedChatModel.from_guard(guard, DEPLOYMENT, model=fake_model(UNSAFE))
+    assert (await first.ainvoke(QUESTION)).content == SAFE
+    assert (await second.ainvoke(QUESTION)).content == REFUSAL
+    # Called outside any guarded call, an empty slot fails loudly instead of guessing a model.
+    with pytest.raises(BackendError, match="no LangChain model is bound"):
+        await ChatModelBackend().generate([Message("user", "hi")], GenerationParams())
+
+
+def test_cosalign_route_puts_the_model_first(tmp_path: Path) -> None:
+    path, _ = write_deployment(tmp_path)
+    model = fake_model(SAFE)
+    guarded = GuardedChatModel.from_deployments(
+        model, path, DEPLOYMENT, route="cosalign", judge=judge(), metrics=NoopMetrics()
+    )
+    message = guarded.invoke([SystemMessage("Be kind."), *QUESTION])
+    assert meta(message)["route"] == "cosalign"
+    assert message.content == SAFE
