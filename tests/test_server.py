@@ -22,6 +22,7 @@ pytest.importorskip("uvicorn")
 openai = pytest.importorskip("openai")
 httpx = pytest.importorskip("httpx")
 
+from cosa_guard.audit import MemoryAuditSink  # noqa: E402
 from cosa_guard.config import SafetyConfig  # noqa: E402
 from cosa_guard.deployments import DeploymentRegistry, LoadedDeployment, ReloadReport  # noqa: E402
 from cosa_guard.server import create_app  # noqa: E402
@@ -126,6 +127,7 @@ class Running:
     guard: FakeGuard
     keys: dict[str, str]
     path: Path
+    rejected: MemoryAuditSink
 
     def client(self, key: str | None = None, **kwargs: Any) -> Any:
         return openai.OpenAI(
@@ -139,9 +141,10 @@ def running(tmp_path: Path) -> Iterator[Running]:
     path, key_other = write_signed_deployment(tmp_path, OTHER)
     keys = {"game": key_game, "other": key_other}
     guard = FakeGuard(DeploymentRegistry.load(path))
-    app = create_app(guard, max_body_bytes=4096, watch_interval_s=0.05, close_guard=True)
+    rejected = MemoryAuditSink()
+    app = create_app(guard, max_body_bytes=4096, watch_interval_s=0.05, close_guard=True, audit=rejected)
     with serve_in_thread(app) as url:
-        yield Running(url, guard, keys, path)
+        yield Running(url, guard, keys, path, rejected)
     assert guard.closed
 
 
@@ -238,6 +241,7 @@ def test_sdk_guard_failure_is_an_error_never_text(
     assert info.value.status_code == status
     assert info.value.body["code"] == code
     assert info.value.response.json()["cosa_guard"]["decision"] == "failed"
+    assert running.rejected.records == []  # the guard audits its own failures
 
 
 def test_sdk_wrong_key_is_401(running: Running) -> None:
@@ -322,6 +326,14 @@ def test_bad_requests_get_openai_errors(
     assert running.guard.calls == []
     if status == 401:
         assert response.headers["www-authenticate"].startswith("Bearer")
+    # Refused before the guard, so the server's own audit sink records it, under the key's deployment if any.
+    [record] = running.rejected.records
+    assert record.decision == f"rejected:{code}"
+    assert record.route == "none"
+    authenticated = status != 401
+    assert record.deployment == ("game" if authenticated else "")
+    assert record.config_hash == (running.guard.registry.get("game").config_hash if authenticated else "")
+    assert str(status) in record.detail
 
 
 def test_oversize_body_is_413_declared_or_streamed(running: Running) -> None:
@@ -347,14 +359,23 @@ def test_unknown_route_is_an_openai_error(running: Running) -> None:
     assert _error(response)["code"] == "not_found"
 
 
+def _rejected_count(metrics_text: str, status: int, code: str) -> float:
+    for line in metrics_text.splitlines():
+        if line.startswith(f'cosa_guard_http_rejected_total{{code="{code}",status="{status}"}}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def test_healthz_and_metrics(running: Running) -> None:
     health = httpx.get(running.url + "/healthz")
     assert health.status_code == 200
     assert health.json()["deployments"] == 2
+    before = _rejected_count(httpx.get(running.url + "/metrics").text, 401, "invalid_api_key")
+    _post(running, GOOD, key="cg-wrong")
     metrics = httpx.get(running.url + "/metrics")
     assert metrics.status_code == 200
     assert metrics.headers["content-type"].startswith("text/plain")
-    assert "# HELP" in metrics.text
+    assert _rejected_count(metrics.text, 401, "invalid_api_key") == before + 1
 
 
 def test_disconnect_mid_stream_cancels_generation_and_audits(running: Running) -> None:

@@ -59,6 +59,13 @@ def register(subparsers: Any) -> None:
         "(default: %(default)s)",
     )
     parser.add_argument(
+        "--audit",
+        type=Path,
+        metavar="FILE",
+        help="append a JSON line for every request refused before it reached the guard (bad API key, "
+        "malformed body, wrong model); calls that reach the guard go to each deployment's audit.path",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=["critical", "error", "warning", "info", "debug"],
@@ -71,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from cosa_guard._optional import require
 
     uvicorn = require("uvicorn", "server", "cosa-guard serve")
+    from cosa_guard.audit import JsonlAuditSink
     from cosa_guard.cli._guarded import open_guard, resolve
     from cosa_guard.server.app import create_app
 
@@ -102,7 +110,11 @@ def run(args: argparse.Namespace) -> int:
             f"""-d '{{"model": "{target.demo_id}", "messages": [{{"role": "user", "content": "Hello"}}]}}'"""
         )
     sys.stdout.flush()
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    finally:
+        if audit is not None:
+            audit.close()
     return 0
 
 

@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import signal
 import threading
+import time
+import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from cosa_guard._optional import require
+from cosa_guard.audit import AuditRecord, AuditSink
 from cosa_guard.deployments import LoadedDeployment, ReloadReport
 from cosa_guard.errors import CosaGuardError, MissingExtraError, UnknownDeploymentError
 from cosa_guard.server.errors import ApiError, guard_failure, unauthorized
@@ -92,12 +96,15 @@ def create_app(
     watch_interval_s: float | None = 2.0,
     reload_on_sighup: bool = True,
     close_guard: bool = False,
+    audit: AuditSink | None = None,
 ) -> FastAPI:
     """A FastAPI app serving `guard`.
 
     `watch_interval_s`: poll the deployments file and its bundles and reload on change (None: off).
     `reload_on_sighup`: reload on SIGHUP (only when the server runs in the main thread, as uvicorn does).
     `close_guard`: `await guard.aclose()` at shutdown, for callers that hand the guard over.
+    `audit`: also record requests refused before they reach the guard (bad key, malformed body, wrong
+    model, ...); the guard records every call that reaches it in its deployments' audit files.
     """
     reloader = _Reloader(guard)
 
@@ -127,14 +134,16 @@ def create_app(
     )
     app.state.guard = guard
     app.state.reloader = reloader
-    _install_error_handlers(app)
+    _install_error_handlers(app, audit)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
+        request.state.started = time.perf_counter()
         deployment = _authenticate(guard, request)
         chat, messages = parse_request(await _read_json(request, max_body_bytes))
         model = _check_model(chat.model, deployment)
         params = chat.guard_params()
+        request.state.guarded = True  # from here on the guard writes the audit record
         if chat.stream:
             return await _stream(guard, deployment, messages, params, model)
         response = await guard.chat(deployment.id, messages, **params)
@@ -144,11 +153,13 @@ def create_app(
 
     @app.get("/v1/models")
     async def list_models(request: Request) -> Response:
+        request.state.started = time.perf_counter()
         deployment = _authenticate(guard, request)
         return JSONResponse({"object": "list", "data": [_model_card(deployment)]})
 
     @app.get("/v1/models/{model}")
     async def get_model(model: str, request: Request) -> Response:
+        request.state.started = time.perf_counter()
         deployment = _authenticate(guard, request)
         _check_model(model, deployment)
         return JSONResponse(_model_card(deployment))
@@ -181,9 +192,11 @@ def _authenticate(guard: GuardLike, request: Request) -> LoadedDeployment:
             "(the openai SDK does this with api_key=...)"
         )
     try:
-        return guard.by_api_key(key)
+        deployment = guard.by_api_key(key)
     except UnknownDeploymentError:
         raise unauthorized("incorrect API key: it matches no deployment served here") from None
+    request.state.deployment = deployment
+    return deployment
 
 
 async def _read_json(request: Request, limit: int) -> Any:
@@ -266,7 +279,7 @@ async def _stream(
     if isinstance(final, FinalEvent) and final.response.decision.kind is DecisionKind.FAILED:
         await _aclose(events)
         raise guard_failure(final.response, decision_payload(final.response))
-    body = _sse(head, events, ChunkWriter(model))
+    body = _sse(head, events, ChunkWriter(model, fingerprint=deployment.config_hash))
     return StreamingResponse(body, media_type="text/event-stream", headers=_SSE_HEADERS)
 
 
@@ -333,7 +346,7 @@ def _final_chunk(
     elif kind is DecisionKind.REFUSED and not released:
         delta["content"] = response.text
     finish = "content_filter" if retraction is not None else finish_reason(response)
-    return writer.chunk(delta, finish=finish, extra={"cosa_guard": payload}, fingerprint=response.config_hash)
+    return writer.chunk(delta, finish=finish, extra={"cosa_guard": payload})
 
 
 def _event(body: Mapping[str, Any]) -> bytes:
@@ -349,23 +362,61 @@ def _error_response(error: ApiError) -> Response:
     )
 
 
-def _install_error_handlers(app: FastAPI) -> None:
+def _install_error_handlers(app: FastAPI, audit: AuditSink | None) -> None:
     @app.exception_handler(ApiError)
-    async def api_error(_request: Request, exc: ApiError) -> Response:
+    async def api_error(request: Request, exc: ApiError) -> Response:
+        _count_rejection(exc)
+        if audit is not None and not getattr(request.state, "guarded", False):
+            audit.emit(_rejection_record(request, exc))
         return _error_response(exc)
 
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, exc: HTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
-        return _error_response(ApiError(exc.status_code, str(exc.detail), code=code))
+        error = ApiError(exc.status_code, str(exc.detail), code=code)
+        _count_rejection(error)
+        return _error_response(error)
 
     @app.exception_handler(CosaGuardError)
     async def guard_error(_request: Request, exc: CosaGuardError) -> Response:
         # The guard reports outcomes as decisions; an exception here is a bug or a config gone missing.
         logger.error("guard raised instead of deciding: %s", exc, exc_info=exc)
-        return _error_response(
-            ApiError(503, f"the guard could not serve this request: {exc}", type="server_error")
-        )
+        error = ApiError(503, f"the guard could not serve this request: {exc}", type="server_error")
+        _count_rejection(error)
+        return _error_response(error)
+
+
+def _rejection_record(request: Request, error: ApiError) -> AuditRecord:
+    deployment: LoadedDeployment | None = getattr(request.state, "deployment", None)
+    started: float | None = getattr(request.state, "started", None)
+    return AuditRecord(
+        ts=time.time(),
+        request_id=uuid.uuid4().hex,
+        deployment=deployment.id if deployment is not None else "",
+        config_hash=deployment.config_hash if deployment is not None else "",
+        decision=f"rejected:{error.code or error.status}",
+        route="none",
+        latency_ms=(time.perf_counter() - started) * 1000.0 if started is not None else 0.0,
+        detail=f"{error.status} {request.method} {request.url.path}: {error.message}",
+    )
+
+
+@functools.cache
+def _rejections() -> Any:
+    """`cosa_guard_http_rejected_total{status,code}`: error answers; None without prometheus_client."""
+    try:
+        prom = require("prometheus_client", "server", "server metrics")
+    except MissingExtraError:
+        return None
+    return prom.Counter(
+        "http_rejected", "Requests answered with an error", ["status", "code"], namespace="cosa_guard"
+    )
+
+
+def _count_rejection(error: ApiError) -> None:
+    counter = _rejections()
+    if counter is not None:
+        counter.labels(str(error.status), error.code or "").inc()
 
 
 # --- Reload ----------------------------------------------------------------------------------------

@@ -134,11 +134,12 @@ def completion_body(response: GuardResponse, model: str) -> dict[str, Any]:
 class ChunkWriter:
     """Builds the `chat.completion.chunk` objects of one stream; they share an id, model and creation time."""
 
-    __slots__ = ("created", "id", "model")
+    __slots__ = ("created", "fingerprint", "id", "model")
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, fingerprint: str | None = None) -> None:
         self.id = completion_id("")
         self.model = model
+        self.fingerprint = fingerprint  # the config hash the stream is served under
         self.created = int(time.time())
 
     def chunk(
@@ -147,14 +148,13 @@ class ChunkWriter:
         *,
         finish: str | None = None,
         extra: Mapping[str, Any] | None = None,
-        fingerprint: str | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "id": self.id,
             "object": "chat.completion.chunk",
             "created": self.created,
             "model": self.model,
-            "system_fingerprint": fingerprint,
+            "system_fingerprint": self.fingerprint,
             "choices": [{"index": 0, "delta": dict(delta), "logprobs": None, "finish_reason": finish}],
         }
         if extra:
