@@ -92,11 +92,13 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     guard = open_guard(target.path)
+    audit = JsonlAuditSink(args.audit) if args.audit is not None else None
     app = create_app(
         guard,
         max_body_bytes=args.max_body_bytes,
         watch_interval_s=args.watch_interval or None,
         close_guard=True,
+        audit=audit,
     )
     base_url = f"http://{_url_host(args.host)}:{args.port}/v1"
     print(f"deployments={target.path}")
