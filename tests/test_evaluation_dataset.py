@@ -32,8 +32,8 @@ def test_yaml_with_a_config_file_and_the_default_seen_mark(tmp_path: Path) -> No
         "  - {file: configs/pharma.yaml}\n"
         "  - {id: bank, version: 1, text: Fraud desk., allow: [financial_crime]}\n"
         "examples:\n"
-        "  - {id: p1, config: pharma, prompt: \"Max dose of X?\", type: allowed}\n"
-        "  - {id: b1, config: bank, prompt: \"How do skimmers work?\"}\n",
+        '  - {id: p1, config: pharma, prompt: "Max dose of X?", type: allowed}\n'
+        '  - {id: b1, config: bank, prompt: "How do skimmers work?"}\n',
         encoding="utf-8",
     )
     ds = EvalDataset.load(tmp_path / "ds.yaml")

@@ -105,9 +105,15 @@ def per_config_guard(
     from cosa_guard.guard import Guard
     from cosa_guard.metrics import NoopMetrics
 
+    # No API keys: these copies are only ever called by id, and a key may name one deployment only.
+    spec = deployment.spec.model_copy(update={"api_keys": ()})
     served = [
         replace(
-            deployment, id=f"{deployment.id}@{config_id}", config=entry.config, config_hash=entry.config.hash
+            deployment,
+            id=f"{deployment.id}@{config_id}",
+            spec=spec,
+            config=entry.config,
+            config_hash=entry.config.hash,
         )
         for config_id, entry in dataset.configs.items()
     ]

@@ -1,0 +1,244 @@
+"""`cosa-guard eval`: CoSA-Score of a guarded deployment over a dataset of configs and prompts."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cosa_guard.deployments import LoadedDeployment
+    from cosa_guard.evaluation.dataset import EvalDataset
+    from cosa_guard.evaluation.judges import EvalJudge
+    from cosa_guard.evaluation.runner import RunResult
+    from cosa_guard.evaluation.targets import GuardTarget, SharedBackends
+
+DESCRIPTION = """\
+Run every (config, prompt) example of a dataset through a guarded deployment, judge each answer
+and compute CoSA-Score as the CoSA paper defines it: helpfulness (0-5, scaled to 0-1) times +1
+when the answer stays inside the config and -1 when it does not, a refusal scoring 0; averaged
+per config, then macro-averaged over configs, for seen and unseen configs apart.
+
+  cosa-guard eval --out runs/demo                       the demo deployment, bundled dataset
+  cosa-guard eval --deployments deployments.yaml --deployment game-studio \\
+      --dataset my-eval.yaml --baseline ica --out runs/gs
+  cosa-guard eval ... --judge llm --judge-base-url http://127.0.0.1:8000/v1 --judge-model M
+
+The deployment keeps its routes, judge, floor and guard settings; each dataset config is swapped
+in turn, in memory (nothing is signed or served). --baseline ica adds the paper's baseline: the
+deployment's cascade model with the config in its system prompt and no judge.
+
+Judges: `embedded` (default) needs no network: a refusal detector for helpfulness and the
+trained category judge for risk categories; its limits are printed in the report. `llm` asks a
+strong chat model behind any OpenAI-compatible endpoint both of the paper's rubrics.
+
+Output in --out: one JSONL file of judged answers per run (an interrupted run resumes where it
+stopped; --restart discards them), result.json, report.md and PNG plots.
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="measure how well a deployment follows its configs (CoSA-Score report with plots)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--dataset", type=Path, metavar="FILE", help="YAML/JSON/JSONL dataset (default: bundled)"
+    )
+    parser.add_argument(
+        "--deployments", type=Path, metavar="FILE", help="deployments.yaml (default: the demo deployment)"
+    )
+    parser.add_argument(
+        "--deployment",
+        action="append",
+        metavar="ID",
+        help="deployment to evaluate; repeat for several (default: every deployment in FILE)",
+    )
+    parser.add_argument("--baseline", choices=["ica"], help="also run the ICA baseline of each deployment")
+    judge = parser.add_argument_group("judge")
+    judge.add_argument("--judge", choices=["embedded", "llm"], default="embedded", help="default: embedded")
+    judge.add_argument("--judge-base-url", metavar="URL", help="llm: the OpenAI-compatible endpoint")
+    judge.add_argument("--judge-model", metavar="M", help="llm: the judge model's name at that endpoint")
+    judge.add_argument(
+        "--judge-api-key-env", metavar="VAR", help="llm: environment variable holding the endpoint's API key"
+    )
+    judge.add_argument(
+        "--judge-backend",
+        metavar="JSON",
+        help='llm: the judge model as a backend spec instead, e.g. \'{"kind": "vllm", "model": "/m"}\'',
+    )
+    judge.add_argument(
+        "--category-judge",
+        metavar="JSON",
+        default='{"kind": "category"}',
+        help="embedded: the judge spec that finds risk categories (default: the trained category judge)",
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=4, metavar="N", help="examples in flight (default 4)"
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="where results and the report go"
+    )
+    parser.add_argument(
+        "--restart", action="store_true", help="discard answers already in DIR instead of resuming"
+    )
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots (no matplotlib needed)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.concurrency < 1:
+        print("error: --concurrency must be at least 1", file=sys.stderr)
+        return 2
+    return asyncio.run(_main(args))
+
+
+async def _main(args: argparse.Namespace) -> int:
+    from cosa_guard.cli._guarded import prepare_models, resolve
+    from cosa_guard.deployments import DeploymentRegistry
+    from cosa_guard.evaluation.dataset import EvalDataset
+    from cosa_guard.evaluation.report import build_result, write_report
+    from cosa_guard.evaluation.targets import SharedBackends
+
+    dataset = EvalDataset.load(args.dataset) if args.dataset else EvalDataset.bundled()
+    source = resolve(args.deployments)
+    registry = DeploymentRegistry.load(source.path)
+    ids = args.deployment or list(registry.ids())
+    deployments = [registry.get(i) for i in ids]
+    prepare_models(registry)
+    backends = SharedBackends()
+    judge = _eval_judge(args, deployments, dataset, backends, source.path.parent)
+    targets = _targets(args, deployments, dataset, backends)
+    runs: list[tuple[RunResult, str]] = []
+    try:
+        for target in targets:
+            runs.append((await _run_one(args, dataset, target, judge), target.description))
+    finally:
+        for target in targets:
+            await target.aclose()
+    files = write_report(build_result(dataset, runs, judge), args.out, plots=not args.no_plots)
+    _print_summary(files.json)
+    print(f"report: {files.markdown}")
+    return 0 if all(r.errors == 0 for r, _ in runs) else 1
+
+
+def _targets(
+    args: argparse.Namespace,
+    deployments: list[LoadedDeployment],
+    dataset: EvalDataset,
+    backends: SharedBackends,
+) -> list[GuardTarget]:
+    from cosa_guard.evaluation.targets import describe, ica_baseline, per_config_guard
+
+    targets = []
+    for deployment in deployments:
+        if args.baseline == "ica":
+            baseline = ica_baseline(deployment)
+            targets.append(
+                per_config_guard(
+                    baseline,
+                    dataset,
+                    name=f"{deployment.id} ICA",
+                    backends=backends,
+                    description=f"ICA baseline: {describe(baseline)}, config in the system prompt",
+                )
+            )
+        targets.append(
+            per_config_guard(
+                deployment, dataset, name=deployment.id, backends=backends, description=describe(deployment)
+            )
+        )
+    return targets
+
+
+def _eval_judge(
+    args: argparse.Namespace,
+    deployments: list[LoadedDeployment],
+    dataset: EvalDataset,
+    backends: SharedBackends,
+    base_dir: Path,
+) -> EvalJudge:
+    from cosa_guard.deployments import DEFAULT_REFUSAL, BackendSpec, JudgeSpec
+    from cosa_guard.errors import ConfigError
+    from cosa_guard.evaluation.judges import embedded_eval_judge, llm_eval_judge
+    from cosa_guard.judges.factory import build_judge
+
+    if args.judge == "llm":
+        if args.judge_backend:
+            spec = BackendSpec.model_validate(_json_option("--judge-backend", args.judge_backend))
+        elif args.judge_base_url and args.judge_model:
+            spec = BackendSpec(
+                kind="openai",
+                model=args.judge_model,
+                base_url=args.judge_base_url,
+                api_key_env=args.judge_api_key_env,
+            )
+        else:
+            raise ConfigError("--judge llm needs --judge-base-url and --judge-model (or --judge-backend)")
+        return llm_eval_judge(backends(spec, base_dir))
+    judge_spec = JudgeSpec.model_validate(_json_option("--category-judge", args.category_judge))
+    refusals = {DEFAULT_REFUSAL, *(e.config.refusal for e in dataset.configs.values() if e.config.refusal)}
+    refusals |= {d.refusal_text for d in deployments}
+    return embedded_eval_judge(build_judge(judge_spec, base_dir, backend_factory=backends), sorted(refusals))
+
+
+def _json_option(flag: str, value: str) -> Any:
+    from cosa_guard.errors import ConfigError
+
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{flag} is not valid JSON: {exc.msg} at column {exc.colno}") from exc
+
+
+async def _run_one(
+    args: argparse.Namespace, dataset: EvalDataset, target: GuardTarget, judge: EvalJudge
+) -> RunResult:
+    from cosa_guard.evaluation.runner import run as run_dataset
+
+    path = args.out / f"{_slug(target.name)}.jsonl"
+    if args.restart and path.exists():
+        path.unlink()
+    result = await run_dataset(
+        dataset,
+        target,
+        judge,
+        out_path=path,
+        resume=True,
+        concurrency=args.concurrency,
+        progress=not args.quiet,
+    )
+    if result.errors:
+        print(
+            f"warning: {result.errors} example(s) of {target.name} failed and were not recorded; "
+            "run the same command again to retry them",
+            file=sys.stderr,
+        )
+    return result
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "run"
+
+
+def _print_summary(result_path: Path) -> None:
+    """`name=value` lines per run, for scripts and benchmark logs."""
+    result = json.loads(result_path.read_text(encoding="utf-8"))
+    for run in result["runs"]:
+        slug = _slug(run["name"])
+        for part in ("overall", "seen", "unseen"):
+            rates = run[part]["rates"]
+            if rates is not None:
+                print(f"{slug}.{part}.cosa_score={rates['score']:.4f}")
+        rates = run["overall"]["rates"] or {}
+        for key in ("helpful_safe", "helpful_unsafe"):
+            if key in rates:
+                print(f"{slug}.{key}={rates[key]:.4f}")
+        print(f"{slug}.valid_rate={run['valid_rate']:.4f}")
