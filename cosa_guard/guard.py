@@ -18,10 +18,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib
-import json
+import itertools
 import logging
+import secrets
 import time
-import uuid
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
@@ -73,6 +73,15 @@ BackendFactory = Callable[[BackendSpec, Path], Backend]
 JudgeFactory = Callable[[JudgeSpec, Path], Judge]
 
 _warned_no_input_guard = False
+
+# Request ids: a random per-process prefix and a counter. Unique across processes without calling
+# os.urandom on every request (which hands the GIL to other threads under load).
+_ID_PREFIX = secrets.token_hex(8)
+_ID_COUNTER = itertools.count()
+
+
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
 
 
 # --- One deployment, ready to serve -----------------------------------------------------------------
@@ -157,8 +166,13 @@ def _failure_kind(exc: BaseException) -> FailureKind:
     return FailureKind.TIMEOUT if isinstance(exc, BackendTimeoutError) else FailureKind.BACKEND
 
 
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+def _digest(*texts: str) -> str:
+    """sha256 over the texts, each followed by a separator that cannot occur in UTF-8 (0xFF)."""
+    h = hashlib.sha256()
+    for text in texts:
+        h.update(text.encode("utf-8", "surrogatepass"))
+        h.update(b"\xff")
+    return h.hexdigest()
 
 
 class Guard:
@@ -443,7 +457,7 @@ class Guard:
     async def chat(self, deployment_id: str, messages: Any, **params: Any) -> GuardResponse:
         """Guard one chat call; always a `GuardResponse`, whatever happened after the deployment lookup."""
         rt = self._runtime(deployment_id)
-        call = _Call(rt, uuid.uuid4().hex, as_messages(messages), stream=False)
+        call = _Call(rt, new_request_id(), as_messages(messages), stream=False)
         loop = asyncio.get_running_loop()
         try:
             try:
@@ -465,7 +479,7 @@ class Guard:
         else happens while the caller iterates.
         """
         rt = self._runtime(deployment_id)
-        call = _Call(rt, uuid.uuid4().hex, as_messages(messages), stream=True)
+        call = _Call(rt, new_request_id(), as_messages(messages), stream=True)
         return self._stream(call, GenerationParams.from_kwargs(**params))
 
     async def _prepare(self, call: _Call) -> tuple[Message, ...] | None:
@@ -808,7 +822,6 @@ class Guard:
     def _record(self, call: _Call, label: str, elapsed: float) -> AuditRecord:
         rt = call.rt
         include_text = rt.deployment.spec.audit.include_text
-        prompt = [m.to_dict() for m in call.received]
         decision = call.decision
         return AuditRecord(
             ts=time.time(),
@@ -827,9 +840,9 @@ class Guard:
             input_findings=tuple(_finding(f) for f in call.findings),
             notes=tuple(call.notes),
             timings_ms=dict(call.timings),
-            prompt_sha256=_digest(json.dumps(prompt, ensure_ascii=False, sort_keys=True)),
+            prompt_sha256=_digest(*(part for m in call.received for part in (m.role, m.content))),
             response_sha256=_digest(call.text) if call.text else "",
-            prompt=prompt if include_text else None,
+            prompt=[m.to_dict() for m in call.received] if include_text else None,
             response=call.text if include_text else None,
         )
 

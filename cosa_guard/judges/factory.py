@@ -3,7 +3,8 @@
 Kinds:
 
 - `category` (default): the trained category judge that ships with the package
-  (`cosa_guard.judges.category.CategoryJudge.load()`); `threshold` and `options` are passed on.
+  (`cosa_guard.judges.category.CategoryJudge.load()`); `threshold` and `options` are passed on
+  (`path`, relative to the deployments file, loads other weights).
 - `llm`: `LLMJudge` over the backend in `backend` (any chat model; logprob scoring where the
   backend offers it). Options: `max_tokens`.
 - `composite`: every judge in `judges`; any violation wins. Options: `tolerate_failures`.
@@ -50,7 +51,7 @@ def build_judge(spec: JudgeSpec, base_dir: Path, *, backend_factory: BackendFact
     make_backend = backend_factory or default_backend_factory
     options = dict(spec.options)
     if spec.kind == "category":
-        return _category_judge(spec, options)
+        return _category_judge(spec, options, base_dir)
     if spec.kind == "llm":
         if spec.backend is None:
             raise ConfigError("judge kind 'llm' needs a `backend` (the model that judges)")
@@ -71,7 +72,7 @@ def build_judge(spec: JudgeSpec, base_dir: Path, *, backend_factory: BackendFact
     raise ConfigError(f"unknown judge kind {spec.kind!r}; use one of {', '.join(KINDS)}")
 
 
-def _category_judge(spec: JudgeSpec, options: dict[str, Any]) -> Judge:
+def _category_judge(spec: JudgeSpec, options: dict[str, Any], base_dir: Path) -> Judge:
     try:
         module = importlib.import_module("cosa_guard.judges.category")
     except ModuleNotFoundError as exc:
@@ -83,5 +84,7 @@ def _category_judge(spec: JudgeSpec, options: dict[str, Any]) -> Judge:
         ) from exc
     if spec.threshold is not None:
         options["threshold"] = spec.threshold
+    if "path" in options:  # weights of the operator's own training run, next to the deployments file
+        options["path"] = base_dir / Path(str(options["path"])).expanduser()
     judge: Judge = module.CategoryJudge.load(**options)
     return judge
