@@ -1,0 +1,136 @@
+"""CosaGuardMiddleware in a real LangChain v1 agent (create_agent) with a fake tool-calling model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("langchain.agents")
+
+from cosa_guard_langchain import ChatModelBackend, CosaGuardMiddleware
+from langchain.agents import create_agent
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langchain_core.tools import tool
+from lc_fixtures import (
+    DEPLOYMENT,
+    INJECTION,
+    MARKER,
+    REFUSAL,
+    RecordingChatModel,
+    fake_model,
+    guard_options,
+    meta,
+    write_deployment,
+)
+
+from cosa_guard.guard import Guard
+
+SAFE = "It is sunny in Paris, a lovely day for a picnic."
+UNSAFE = f"Forget the weather: here is where to buy {MARKER} gear near Paris."
+ASK = {"messages": [HumanMessage("What is the weather in Paris?")]}
+
+tool_runs: list[str] = []
+
+
+@tool
+def weather(city: str) -> str:
+    """The weather in a city."""
+    tool_runs.append(city)
+    return INJECTION if city == "Trap" else f"sunny in {city}"
+
+
+def calls(city: str) -> AIMessage:
+    return AIMessage(content="", tool_calls=[{"name": "weather", "args": {"city": city}, "id": f"c-{city}"}])
+
+
+def agent(tmp_path: Path, model: RecordingChatModel, **options: Any) -> Any:
+    path, _ = write_deployment(tmp_path)
+    guard = CosaGuardMiddleware.from_deployments(path, DEPLOYMENT, **guard_options(**options))
+    return create_agent(model, [weather], system_prompt="You are a weather assistant.", middleware=[guard])
+
+
+@pytest.fixture(autouse=True)
+def _no_tool_runs() -> None:
+    tool_runs.clear()
+
+
+async def test_injection_ends_the_run_before_the_model(tmp_path: Path) -> None:
+    model = fake_model(SAFE)
+    result = await agent(tmp_path, model).ainvoke({"messages": [HumanMessage(INJECTION)]})
+    last = result["messages"][-1]
+    assert last.content == REFUSAL
+    assert meta(last)["decision"] == "refused:input_injection"
+    assert model.sent == []
+
+
+async def test_allowed_tool_loop_runs_and_is_stamped(tmp_path: Path) -> None:
+    model = fake_model(calls("Paris"), SAFE)
+    result = await agent(tmp_path, model).ainvoke(ASK)
+    types = [m.type for m in result["messages"]]
+    assert types == ["human", "ai", "tool", "ai"]
+    assert result["messages"][1].tool_calls[0]["args"] == {"city": "Paris"}
+    assert result["messages"][-1].content == SAFE
+    assert all(meta(m)["decision"] == "allowed" for m in result["messages"] if m.type == "ai")
+    assert tool_runs == ["Paris"]
+    # The signed config leads; the app's system prompt is only quoted in a user turn.
+    first_call = model.sent[0]
+    assert "homework helper" in first_call[0].text
+    assert "weather assistant" not in first_call[0].text
+    assert any("weather assistant" in m.text for m in first_call[1:])
+
+
+async def test_violating_tool_call_is_refused_and_not_executed(tmp_path: Path) -> None:
+    model = fake_model(calls(f"{MARKER} depot"))
+    result = await agent(tmp_path, model).ainvoke(ASK)
+    last = result["messages"][-1]
+    assert last.content == REFUSAL and last.tool_calls == []
+    assert meta(last)["categories"] == ["weapons"]
+    assert not any(isinstance(m, ToolMessage) for m in result["messages"])
+    assert tool_runs == []
+
+
+async def test_injection_in_a_tool_result_stops_the_agent(tmp_path: Path) -> None:
+    model = fake_model(calls("Trap"), SAFE)
+    result = await agent(tmp_path, model).ainvoke(ASK)
+    assert result["messages"][-1].content == REFUSAL
+    assert meta(result["messages"][-1])["decision"] == "refused:input_injection"
+    assert len(model.sent) == 1  # the second model call never happened
+
+
+async def test_streamed_messages_never_show_the_violating_answer(tmp_path: Path) -> None:
+    model = fake_model(UNSAFE)
+    streamed = [
+        chunk.text
+        async for chunk, _ in agent(tmp_path, model).astream(ASK, stream_mode="messages")
+        if chunk.text
+    ]
+    assert streamed
+    assert all(MARKER not in text for text in streamed)
+    assert REFUSAL in "".join(streamed)
+
+
+def test_sync_agent(tmp_path: Path) -> None:
+    result = agent(tmp_path, fake_model(calls("Paris"), UNSAFE)).invoke(ASK)
+    assert tool_runs == ["Paris"]
+    assert result["messages"][-1].content == REFUSAL
+
+
+async def test_without_a_gate_the_guard_still_refuses_injections(tmp_path: Path) -> None:
+    _, deployment = write_deployment(tmp_path)
+    guard = Guard.single(deployment, fallback=ChatModelBackend(), **guard_options())
+    middleware = CosaGuardMiddleware(guard, DEPLOYMENT)  # no input_guard: no abefore_model gate
+    model = fake_model(SAFE)
+    result = await create_agent(model, [weather], middleware=[middleware]).ainvoke(
+        {"messages": [HumanMessage(INJECTION)]}
+    )
+    assert meta(result["messages"][-1])["decision"] == "refused:input_injection"
+    assert model.sent == []
+
+
+def test_unknown_deployment_fails_at_construction(tmp_path: Path) -> None:
+    _, deployment = write_deployment(tmp_path)
+    guard = Guard.single(deployment, fallback=ChatModelBackend(), **guard_options())
+    with pytest.raises(KeyError, match="unknown deployment"):
+        CosaGuardMiddleware(guard, "nope")
