@@ -26,8 +26,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cosa_guard.config import SafetyConfig, validation_issues
+from cosa_guard.injection.normalise import normalise
 
 Severity = Literal["error", "warning"]
+
+# Signals of the normaliser that mean characters a reviewer cannot see.
+_HIDDEN_SIGNALS = frozenset({"zero_width", "bidi_override", "tag_chars", "variation_selectors"})
 
 # Fields whose text reaches a model or a user; each is scanned for injection-like content.
 _SCANNED_FIELDS = ("text", "refusal", "description")
@@ -181,16 +185,33 @@ def lint(
 
 
 def _injection_issues(field: str, text: str) -> list[LintIssue]:
+    """Injection-like content, read through the same normaliser the input guard uses.
+
+    Invisible characters are errors in themselves: a reviewer approves what they see, and a
+    zero-width space or a tag character carries text they cannot see into the system prompt.
+    """
+    normalised = normalise(text)
     issues = []
+    hidden = sorted({s.kind for s in normalised.signals if s.kind in _HIDDEN_SIGNALS})
+    if hidden:
+        what = ", ".join(hidden)
+        issues.append(
+            LintIssue(field, f"contains invisible characters ({what}) a reviewer cannot see; remove them")
+        )
+    if any(s.kind == "mixed_script" for s in normalised.signals):
+        look_alike = "mixes look-alike letters of different scripts inside a word; check it"
+        issues.append(LintIssue(field, look_alike, "warning"))
+    readings = [("", normalised.text)] + [(f" in a {v.kind} stretch", v.text) for v in normalised.views]
     for why, pattern in _INJECTION_PATTERNS:
-        match = pattern.search(text)
-        if match:
-            snippet = " ".join(match.group(0).split())[:40]
-            issues.append(
-                LintIssue(
-                    field, f"looks like a prompt injection ({why}: {snippet!r}); rephrase it as plain policy"
+        for where, reading in readings:
+            match = pattern.search(reading)
+            if match:
+                snippet = " ".join(match.group(0).split())[:40]
+                reason = (
+                    f"looks like a prompt injection ({why}{where}: {snippet!r}); rephrase it as plain policy"
                 )
-            )
+                issues.append(LintIssue(field, reason))
+                break
     return issues
 
 
