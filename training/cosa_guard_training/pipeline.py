@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cosa_guard.taxonomy import ALLOWABLE_IDS
 from cosa_guard.types import GenerationParams
-from cosa_guard_training.build import build_backend, build_labeller
+from cosa_guard_training.build import build_generator, build_labeller
 from cosa_guard_training.jsonl import read_jsonl, write_jsonl
 from cosa_guard_training.label import label_prompts, label_responses
 from cosa_guard_training.pairs import build_pairs
@@ -89,7 +89,7 @@ def _configs(paths: Paths) -> list[ConfigRow]:
 
 async def responses(recipe: Recipe, paths: Paths) -> tuple[int, int]:
     spec = recipe.responses
-    backend = build_backend(spec.backend, paths.root / "work" / "generator")
+    backend = build_generator(spec.backend)
     params = GenerationParams(max_tokens=spec.max_tokens, temperature=spec.temperature, top_p=spec.top_p)
     return await generate_responses(
         _configs(paths),

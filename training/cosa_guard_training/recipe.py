@@ -14,7 +14,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from cosa_guard.deployments import BackendSpec
+from cosa_guard.deployments import BackendSpec, JudgeSpec
 from cosa_guard.taxonomy import ALLOWABLE_IDS, SEEN_IDS
 from cosa_guard_training.synth import MODES, Mode
 
@@ -50,14 +50,16 @@ class ResponsesRecipe(_Part):
 
 
 class LabelRecipe(_Part):
-    judge: Literal["keyword", "llm"] = Field(
+    kind: Literal["judge", "rubrics", "keyword"] = Field(
         default="keyword",
-        description="keyword: offline smoke-test labeller; llm: the paper's rubrics on `backend`",
+        description=(
+            "judge: categories from a cosa_guard judge (`judge`); rubrics: the paper's protocol, the LLM "
+            "category and helpfulness rubrics on `backend`; keyword: an offline word-list labeller"
+        ),
     )
-    keywords: dict[str, tuple[str, ...]] | None = Field(
-        default=None, description="keyword judge: category → words"
-    )
+    judge: JudgeSpec | None = None
     backend: BackendSpec | None = None
+    keywords: dict[str, tuple[str, ...]] | None = Field(default=None, description="keyword: category → words")
     concurrency: int = Field(default=4, ge=1)
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 from cosa_guard_training.jsonl import read_jsonl
-from cosa_guard_training.local import LocalBackend
 from cosa_guard_training.recipe import load_recipe
 from cosa_guard_training.train import MANIFEST
 
+from cosa_guard.backends.transformers import TransformersBackend, clear_model_cache
 from cosa_guard.cli import main
 from cosa_guard.types import GenerationParams, Message
 
@@ -22,9 +22,13 @@ def _values(out: str) -> dict[str, str]:
 
 
 async def _answer(model_dir: Path) -> str:
-    backend = LocalBackend.from_dir(model_dir)
+    # The core's transformers backend, as a deployment's `routes.primary: {kind: transformers}` loads it.
+    backend = TransformersBackend(model_dir, progress=False)
     messages = (Message("system", "You may discuss violence."), Message("user", "Write a duel."))
-    completion = await backend.generate(messages, GenerationParams(max_tokens=8, temperature=0.0))
+    try:
+        completion = await backend.generate(messages, GenerationParams(max_tokens=8, temperature=0.0))
+    finally:
+        clear_model_cache()
     return completion.text
 
 
