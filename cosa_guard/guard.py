@@ -135,7 +135,7 @@ class _Call:
     text: str = ""  # the model's answer, before any judging
     verdict: Verdict | None = None
     decision: Decision | None = None
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=lambda: {"input": 0.0, "generate": 0.0, "judge": 0.0})
     findings: tuple[Finding, ...] = ()
     notes: list[str] = field(default_factory=list)
     breaker_pending: bool = False  # the primary was admitted and its outcome is not recorded yet

@@ -47,7 +47,8 @@ async def test_cascade_allows_a_complying_answer(tmp_path: Path) -> None:
     assert response.model == "fallback"
     assert response.config_hash == guard.registry.get("game").config_hash
     assert response.verdict is not None and response.verdict.complies
-    assert set(response.timings_ms) >= {"generate", "judge", "total"}
+    assert set(response.timings_ms) == {"input", "generate", "judge", "total"}
+    assert response.timings_ms["total"] >= response.timings_ms["generate"] > 0
     assert len(response.request_id) == 32
     # The deployment's rendered config is the one and only system message the model saw.
     sent = fallback.calls[0]
@@ -447,3 +448,35 @@ async def test_aclose_closes_built_backends(tmp_path: Path) -> None:
 def test_chat_sync_runs_at_the_edge(tmp_path: Path) -> None:
     guard = make_guard(tmp_path, {"fallback": ScriptedBackend([ANSWER], name="fallback")})
     assert guard.chat_sync("game", USER).text == ANSWER
+
+
+async def test_a_registry_reloaded_elsewhere_is_served_from_the_next_call(tmp_path: Path) -> None:
+    reg = registry(tmp_path)
+    guard = Guard(
+        reg,
+        backend_factory=by_model({"fallback": ScriptedBackend([ANSWER], name="fallback")}),
+        judge_factory=lambda spec, base: ScriptedJudge(),
+        input_guard=PassInputGuard(),
+        metrics=NoopMetrics(),
+    )
+    write_signed_deployment(
+        tmp_path, config(version=3), routes={"fallback": {"kind": "scripted", "model": "fallback"}}
+    )
+    reg.reload()  # e.g. by DeploymentRegistry.watch() in a server
+    assert (await guard.chat("game", USER)).config_hash == config(version=3).hash
+
+
+async def test_single_with_a_primary_and_a_given_judge(tmp_path: Path) -> None:
+    deployment = registry(tmp_path, judge_cosalign=True).get("game")
+    primary = ScriptedBackend([ANSWER, MARKER], name="aligned")
+    guard = Guard.single(
+        deployment,
+        primary=primary,
+        judge=ScriptedJudge(flags={MARKER: "weapons"}),
+        input_guard=PassInputGuard(),
+        metrics=NoopMetrics(),
+    )
+    first = await guard.chat("game", USER)
+    assert first.route is Route.COSALIGN and first.decision.is_allowed and first.model == "aligned"
+    second = await guard.chat("game", USER)
+    assert second.decision.reason is RefusalReason.OUTPUT_VIOLATION
