@@ -480,3 +480,34 @@ async def test_single_with_a_primary_and_a_given_judge(tmp_path: Path) -> None:
     assert first.route is Route.COSALIGN and first.decision.is_allowed and first.model == "aligned"
     second = await guard.chat("game", USER)
     assert second.decision.reason is RefusalReason.OUTPUT_VIOLATION
+
+
+async def test_half_open_sends_exactly_one_concurrent_probe_to_the_primary(tmp_path: Path) -> None:
+    primary = ScriptedBackend([FailingBackend().replies[0]], name="primary")
+    fallback = ScriptedBackend(["from the cascade"], name="fallback")
+    guard = make_guard(
+        tmp_path,
+        {"primary": primary, "fallback": fallback},
+        routes=BOTH_ROUTES,
+        breaker={"failure_threshold": 1, "reset_after_s": 0.05},
+    )
+    await guard.chat("game", USER)  # trips the breaker
+    await asyncio.sleep(0.06)
+    primary.replies, primary.delay = ["the primary is back"], 0.05
+    responses = await asyncio.gather(*(guard.chat("game", USER) for _ in range(20)))
+    assert [r.route for r in responses].count(Route.COSALIGN) == 1
+    assert all(r.decision.is_allowed for r in responses)
+    assert len(primary.calls) == 2
+
+
+async def test_many_concurrent_calls_each_get_their_own_decision(tmp_path: Path) -> None:
+    replies = [f"answer {i}" + (f" {MARKER}" if i % 3 == 0 else "") for i in range(60)]
+    fallback = ScriptedBackend([lambda msgs: msgs[-1].content], name="fallback", delay=0.01)
+    guard = make_guard(tmp_path, {"fallback": fallback})
+    responses = await asyncio.gather(*(guard.chat("game", [{"role": "user", "content": r}]) for r in replies))
+    for reply, response in zip(replies, responses, strict=True):
+        if MARKER in reply:
+            assert response.decision.label == "refused:output_violation" and response.text == REFUSAL
+        else:
+            assert response.decision.is_allowed and response.text == reply
+    assert len({r.request_id for r in responses}) == len(replies)

@@ -111,3 +111,19 @@ async def test_unparseable_judge_fails_the_guarded_call_closed(tmp_path: Path) -
     response = await guard.chat("game", USER)
     assert response.decision.label == "failed:judge"
     assert response.text != "an answer"
+
+
+@pytest.mark.slow
+async def test_logprob_path_through_a_real_tiny_model() -> None:
+    pytest.importorskip("torch")
+    from cosa_guard.backends.transformers import TransformersBackend
+    from cosa_guard.testing.models import tiny_llama, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    backend = TransformersBackend.from_objects(tiny_llama(tokenizer), tokenizer)
+    verdict = await LLMJudge(backend).judge(CONFIG, PROMPT, "reply")
+    assert 0.0 < verdict.score < 1.0  # a real distribution over Yes/No from one forward pass
+    assert "logprobs" in verdict.reason
+    # The same random model asked to *write* its answer produces noise: a parse failure, not a pass.
+    with pytest.raises(JudgeParseError):
+        await LLMJudge(backend, use_logprobs=False, max_tokens=4).judge(CONFIG, PROMPT, "reply")
