@@ -140,30 +140,55 @@ class Taxonomy:
         Each entry needs `id` (or a mapping key), `name` and `definition`. Entries whose name
         matches a default category's display name may omit the id, so the paper's released
         `risk_categories_7plus1.jsonl` loads as is.
+
+        Every problem (bad YAML or JSON, an entry without a name or definition, a category given
+        twice or missing) is a ValueError naming the file.
         """
         path = Path(path)
-        text = path.read_text(encoding="utf-8")
-        rows: list[Mapping[str, Any]]
-        if path.suffix == ".jsonl":
-            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-        else:
-            data = yaml.safe_load(text)
-            if isinstance(data, Mapping):
-                rows = [{"id": k, **v} for k, v in data.items()]
-            elif isinstance(data, list):
-                rows = data
-            else:
-                raise ValueError(f"{path}: expected a mapping or a list of categories")
-        by_name = {c.name.lower(): c.id for c in _DEFAULT}
-        categories = []
-        for row in rows:
-            cid = row.get("id")
-            if not isinstance(cid, str) or cid not in CATEGORY_IDS:
-                cid = by_name.get(str(row.get("name", "")).lower())
-            if cid is None:
-                raise ValueError(f"{path}: cannot map category {row.get('name')!r} to a known id")
-            categories.append(Category(cid, str(row["name"]), str(row["definition"])))
-        return cls(categories)
+        try:
+            rows = _read_rows(path)
+            categories = [_category(row, i) for i, row in enumerate(rows, 1)]
+            ids = [c.id for c in categories]
+            twice = sorted({i for i in ids if ids.count(i) > 1})
+            if twice:
+                raise ValueError(f"categories defined twice: {twice}")
+            return cls(categories)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from exc
+
+
+def _read_rows(path: Path) -> list[Any]:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"bad YAML: {' '.join(str(exc).split())}") from exc
+    if isinstance(data, Mapping):
+        return [{"id": k, **v} if isinstance(v, Mapping) else v for k, v in data.items()]
+    if isinstance(data, list):
+        return data
+    raise ValueError("expected a mapping or a list of categories")
+
+
+_BY_NAME = {c.name.lower(): c.id for c in _DEFAULT}
+
+
+def _category(row: Any, position: int) -> Category:
+    if not isinstance(row, Mapping):
+        raise ValueError(f"entry {position} is not a mapping with name and definition")
+    name, definition = row.get("name"), row.get("definition")
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"entry {position} has no name")
+    if not isinstance(definition, str) or not definition.strip():
+        raise ValueError(f"category {name!r} has no definition")
+    cid = row.get("id")
+    if not isinstance(cid, str) or cid not in CATEGORY_IDS:
+        cid = _BY_NAME.get(name.lower())
+    if cid is None:
+        raise ValueError(f"cannot map category {name!r} to a known id")
+    return Category(cid, name, definition)
 
 
 DEFAULT_TAXONOMY = Taxonomy(_DEFAULT)

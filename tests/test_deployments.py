@@ -285,3 +285,14 @@ def test_an_in_memory_registry_has_no_file_to_reload() -> None:
     assert len(registry) == 0 and not registry.changed_on_disk()
     with pytest.raises(DeploymentError, match="built in memory"):
         registry.reload()
+
+
+def test_reload_keeps_the_last_good_config_when_the_taxonomy_file_breaks(tmp_path: Path) -> None:
+    definitions = {c.id: {"name": c.name, "definition": f"v1 {c.id}"} for c in DEFAULT_TAXONOMY}
+    (tmp_path / "taxonomy.yaml").write_text(yaml.safe_dump(definitions), encoding="utf-8")
+    path, key = write_signed_deployment(tmp_path, GAME, taxonomy="taxonomy.yaml")
+    registry = DeploymentRegistry.load(path)
+    (tmp_path / "taxonomy.yaml").write_text("violence: [unclosed", encoding="utf-8")
+    report = registry.reload()
+    assert report.kept["game"].startswith("ValueError: ") and "bad YAML" in report.kept["game"]
+    assert registry.by_api_key(key).taxonomy["violence"].definition == "v1 violence"

@@ -148,3 +148,32 @@ def test_an_extra_id_is_rejected() -> None:
     categories = [*DEFAULT_TAXONOMY, Category("gambling", "Gambling", "bets")]
     with pytest.raises(ValueError, match=r"unknown \['gambling'\]"):
         Taxonomy(categories)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("t.yaml", "violence: [unclosed", "bad YAML"),
+        ("t.jsonl", "{not json}\n", "Expecting property name"),
+        ("t.json", '["just a string"]', "entry 1 is not a mapping"),
+        ("t.json", '[{"definition": "d"}]', "entry 1 has no name"),
+        ("t.json", '[{"name": "Violence", "definition": "  "}]', "category 'Violence' has no definition"),
+    ],
+)
+def test_a_broken_definitions_file_names_the_file_and_problem(
+    tmp_path: Path, name: str, content: str, reason: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ValueError, match=reason) as info:
+        Taxonomy.from_file(path)
+    assert str(info.value).startswith(f"{path}: ")
+
+
+def test_a_category_defined_twice_is_rejected(tmp_path: Path) -> None:
+    rows = [{"name": c.name, "definition": "d"} for c in DEFAULT_TAXONOMY]
+    rows.append({"id": "violence", "name": "Violence again", "definition": "other wording"})
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(rows), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"defined twice: \['violence'\]"):
+        Taxonomy.from_file(path)
