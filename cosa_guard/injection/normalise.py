@@ -61,7 +61,7 @@ _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t
 _LEET_WORD = re.compile(r"(?<![\w@$])(?=[\w@$]*[A-Za-z])(?=[\w@$]*[013457@$])[\w@$]{3,}")
 _BASE64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{12,}={0,2}(?![A-Za-z0-9+/=_-])")
 _HEX = re.compile(r"(?<![0-9A-Fa-f])(?:(?:0x|\\x)?[0-9A-Fa-f]{2}[\s:,]?){8,}")
-_URL = re.compile(r"(?:%[0-9A-Fa-f]{2}[^\s%]{0,3}){3,}")
+_URL_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 _WORD = re.compile(r"[^\W\d_]+")
 # Frequent short English words: decoding that turns a text into these is very likely intended.
 _COMMON = frozenset(
@@ -346,10 +346,13 @@ def _decode_views(
             continue
         if _readable(decoded):
             add("hex", m.start(), m.end(), decoded)
-    for m in _URL.finditer(cleaned):
-        decoded = urllib.parse.unquote(m.group(0))
-        if decoded != m.group(0) and _readable(decoded):
-            add("url", m.start(), m.end(), decoded)
+    escapes = list(_URL_ESCAPE.finditer(cleaned))
+    if len(escapes) >= 3:
+        # Decode the whole stretch at once: attackers leave spaces and letters unescaped in between.
+        start, end = escapes[0].start(), escapes[-1].end()
+        decoded = urllib.parse.unquote(cleaned[start:end])
+        if _readable(decoded):
+            add("url", start, end, decoded)
     if cleaned:
         rot = codecs.encode(cleaned, "rot13")
         if _common_words(rot) >= 3 and _common_words(rot) >= 3 * max(1, _common_words(cleaned)):

@@ -53,6 +53,8 @@ _PRIVILEGED_OPEN = re.compile(
     re.IGNORECASE,
 )
 _TURN_CLOSE = re.compile(r"<\|im_end\|>|<\|eot_id\|>|<end_of_turn>|<\|end\|>|\[/INST\]|</s>")
+_TOKEN_AT_END = re.compile(f"(?:{_ANY_TOKEN.pattern})\\s*$")
+_SYS_CLOSE = re.compile(r"<</SYS>>|\[/SYSTEM_PROMPT\]")
 _TEMPLATING = re.compile(r"\{\{|\{%|\$\{|%\(")
 
 
@@ -82,7 +84,12 @@ def chat_template(text: str) -> Iterator[Hit]:
         letters = sum(c.isalpha() for c in body)
         family = next((name for name, p in _FAMILY if p.search(m.group(0))), "chat template")
         hit = True
-        if _inside(code, m.start()) or _TEMPLATING.search(body) or letters < 12:
+        line_before = text[text.rfind("\n", 0, m.start()) + 1 : m.start()]
+        opens_turn = not line_before.strip() or bool(_TOKEN_AT_END.search(line_before))
+        closed = nxt is not None and bool(
+            _TURN_CLOSE.match(text, nxt.start()) or _SYS_CLOSE.match(text, nxt.start())
+        )
+        if _inside(code, m.start()) or _TEMPLATING.search(body) or letters < 12 or not (opens_turn or closed):
             yield m.start(), m.end(), f"{family} {role} header without a forged turn after it", WEAK
             continue
         opened = True
@@ -161,7 +168,7 @@ _ON = re.compile(
 _CATEGORY_WORDS = set(CATEGORY_IDS) | {"weapons", "drugs", "violence", "sexual", "self_harm", "hate", "crime"}
 _KV = re.compile(
     r"""(?P<q>["']?)(?P<key>[A-Za-z][\w .-]{1,40}?)(?P=q)[ \t]*(?:[:=]|=>)[ \t]*"""
-    r"""(?P<value>\[[^\]\n]{0,300}\]|"[^"\n]{0,120}"|'[^'\n]{0,120}'|[^\s,;}#]{1,60})""",
+    r"""(?P<value>\[[^\]\n]{0,300}\]|"[^"\n]{0,120}"|'[^'\n]{0,120}'|[^\s,;{}#"'][^\s,;}#]{0,59})""",
     re.MULTILINE,
 )
 _XML_KV = re.compile(r"<(?P<key>[A-Za-z][\w.-]{1,40})(?:\s[^>]*)?>(?P<value>[^<]{1,120})</(?P=key)>")

@@ -1,0 +1,289 @@
+"""Train the config-injection classifier and write the weights the package ships.
+
+    python -m cosa_guard.injection.train --data-dir ../shared/data --out cosa_guard/data/injection
+
+Steps: build the corpus (`corpus.build_corpus`, plus the public sets when `--data-dir` has them),
+fine-tune the top layers of the shared MiniLM encoder and a linear head on the *normalised*
+detection text of each training row, then score the family-held-out validation split through the
+shipped inference path (fp16 round trip, int8, windows) and pick the lowest threshold at which
+the whole detector (decisive structural findings OR classifier score >= threshold) keeps its
+false-positive rate at or under `--target-fpr`. The delta weights, threshold, corpus digest and
+validation metrics go into `--out`. Single-threaded with fixed seeds, so the same corpus and
+versions rebuild the same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from cosa_guard.injection import corpus as corpus_mod
+from cosa_guard.injection.normalise import normalise
+from cosa_guard.injection.structural import DECISIVE, scan
+
+DEFAULT_OUT = Path(__file__).resolve().parent.parent / "data" / "injection"
+LABELS = ("attack",)
+
+
+def detection_texts(rows: Sequence[corpus_mod.Row]) -> list[str]:
+    return [normalise(r.text).detection_text() for r in rows]
+
+
+def structural_flags(rows: Sequence[corpus_mod.Row]) -> list[bool]:
+    return [any(f.score >= DECISIVE for f in scan(r.text)) for r in rows]
+
+
+def _batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Length-bucketed batches in a shuffled order: padding stays short, order stays seeded."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    batches: list[list[int]] = []
+    pool = batch_size * 16
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start : start + pool], key=lambda i: lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def _frozen_states(model: Any, encoded: Sequence[list[int]], frozen: int, batch_size: int) -> list[Any]:
+    """Each text's hidden states after the frozen layers, computed once (they never change).
+
+    Training then runs only the unfrozen top layers: on a shared 2-core box this is what makes a
+    few epochs fit in minutes.
+    """
+    import torch
+
+    states: list[Any] = [None] * len(encoded)
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            ids, mask = _pad([encoded[i] for i in batch])
+            hidden = model.backbone(
+                input_ids=ids, attention_mask=mask, output_hidden_states=True
+            ).hidden_states
+            for row, i in enumerate(batch):
+                states[i] = hidden[frozen][row, : len(encoded[i])].clone()
+    return states
+
+
+def _pad(sequences: Sequence[list[int]]) -> tuple[Any, Any]:
+    import torch
+
+    width = max(len(s) for s in sequences)
+    ids = torch.zeros((len(sequences), width), dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = 1
+    return ids, mask
+
+
+def _top_logits(model: Any, states: Sequence[Any], frozen: int) -> Any:
+    """The classifier's logits from cached frozen-layer states: top layers, mean pool, head."""
+    import torch
+
+    from cosa_guard.encoder import mean_pool
+
+    width = max(s.shape[0] for s in states)
+    hidden = torch.zeros((len(states), width, states[0].shape[1]))
+    mask = torch.zeros((len(states), width), dtype=torch.long)
+    for row, s in enumerate(states):
+        hidden[row, : s.shape[0]] = s
+        mask[row, : s.shape[0]] = 1
+    # BERT's additive mask, as the backbone builds it (checked equal to a full forward pass).
+    extended = (1.0 - mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
+    for layer in model.backbone.encoder.layer[frozen:]:
+        hidden = layer(hidden, attention_mask=extended)
+    return model.head(model.dropout(mean_pool(hidden, mask)))
+
+
+def fine_tune(
+    texts: Sequence[str],
+    labels: Sequence[int],
+    *,
+    seed: int = 0,
+    epochs: int = 3,
+    batch_size: int = 32,
+    lr: float = 1e-4,
+    head_lr: float = 1e-3,
+    trainable_layers: int = 2,
+    max_length: int = 128,
+    metadata: dict[str, Any] | None = None,
+    progress: bool = True,
+    backbone: Any = None,
+) -> Any:
+    """Fine-tune an `EncoderClassifier` (returned, in eval mode, rounded to what `save` ships).
+
+    Each text is truncated to its first `max_length` tokens for training; inference reads every
+    window. `backbone` replaces the installed MiniLM (tests pass a tiny random one).
+    """
+    import torch
+    from tqdm import tqdm
+
+    from cosa_guard.encoder import EncoderClassifier, EncoderConfig, load_tokenizer
+
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    config = EncoderConfig(
+        labels=LABELS, trainable_layers=trainable_layers, max_length=max_length, metadata=metadata or {}
+    )
+    model: Any = EncoderClassifier(config, backbone=backbone)
+    frozen = len(model.backbone.encoder.layer) - trainable_layers
+    encoded = load_tokenizer()(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    lengths = [len(ids) for ids in encoded]
+    model.train(False)
+    states = _frozen_states(model, encoded, frozen, batch_size * 2)
+    head = list(model.head.parameters())
+    body = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("head.")]
+    optimiser = torch.optim.AdamW(
+        [{"params": body, "lr": lr}, {"params": head, "lr": head_lr}], weight_decay=0.01
+    )
+    steps = epochs * math.ceil(len(texts) / batch_size)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda s: min(1.0, (s + 1) / max(1, steps // 10)) * max(0.0, 1 - s / steps)
+    )
+    positives = sum(labels)
+    pos_weight = torch.tensor([(len(labels) - positives) / max(1, positives)])
+    model.train(True)
+    bar = tqdm(total=steps, desc="fine-tuning", disable=not progress)
+    for _ in range(epochs):
+        for batch in _batches(lengths, batch_size, rng):
+            target = torch.tensor([[float(labels[i])] for i in batch])
+            logits = _top_logits(model, [states[i] for i in batch], frozen)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight)
+            loss.backward()  # type: ignore[no-untyped-call]
+            torch.nn.utils.clip_grad_norm_(body + head, 1.0)
+            optimiser.step()
+            schedule.step()
+            optimiser.zero_grad()
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    bar.close()
+    model.train(False)
+    model.round_trip()
+    return model
+
+
+def calibrate(
+    scores: Sequence[float], labels: Sequence[int], flags: Sequence[bool], target_fpr: float
+) -> float:
+    """The lowest threshold at which (decisive structural OR score >= t) keeps FPR <= target_fpr."""
+    negatives = [(s, f) for s, f, y in zip(scores, flags, labels, strict=True) if not y]
+    free = sorted((s for s, f in negatives if not f), reverse=True)
+    remaining = math.floor(target_fpr * len(negatives)) - sum(f for _, f in negatives)
+    if remaining < 0:
+        return 1.0  # the structural rules alone exceed the budget; the classifier must not add to it
+    if remaining >= len(free):
+        return 0.5
+    # Strictly above the (remaining+1)-th highest benign score: at most `remaining` benign turns pass.
+    return float(math.nextafter(free[remaining], 2.0))
+
+
+def evaluate(
+    rows: Sequence[corpus_mod.Row], scores: Sequence[float], flags: Sequence[bool], threshold: float
+) -> dict[str, Any]:
+    """Recall, FPR and per-kind rates of the combined verdict at `threshold`."""
+    predicted = [f or s >= threshold for s, f in zip(scores, flags, strict=True)]
+    attacks = [p for p, r in zip(predicted, rows, strict=True) if r.label == corpus_mod.ATTACK]
+    benign = [p for p, r in zip(predicted, rows, strict=True) if r.label != corpus_mod.ATTACK]
+    kinds: dict[str, list[bool]] = {}
+    for p, r in zip(predicted, rows, strict=True):
+        kinds.setdefault(f"{r.label}:{r.kind}", []).append(p)
+    return {
+        "threshold": threshold,
+        "recall": sum(attacks) / max(1, len(attacks)),
+        "fpr": sum(benign) / max(1, len(benign)),
+        "attacks": len(attacks),
+        "benign": len(benign),
+        "per_kind": {k: round(sum(v) / len(v), 4) for k, v in sorted(kinds.items())},
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m cosa_guard.injection.train",
+        description="Fine-tune the config-injection classifier on the generated corpus (+ ../shared/data) "
+        "and write the shipped delta weights, threshold and validation metrics.",
+    )
+    parser.add_argument("--data-dir", default="../shared/data", help="public sets; skipped when absent")
+    parser.add_argument("--out", default=str(DEFAULT_OUT), help="where the weights go (default: the package)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--per-family", type=int, default=120, help="generated rows per attack template family"
+    )
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--trainable-layers", type=int, default=2)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--target-fpr", type=float, default=0.02)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 keeps runs bit-for-bit)")
+    parser.add_argument("--corpus-out", help="also write the corpus as JSONL here")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+
+    import torch
+    import transformers
+
+    from cosa_guard.encoder import EncoderPredictor
+
+    torch.set_num_threads(args.threads)
+    started = time.monotonic()
+    public = corpus_mod.public_rows(args.data_dir)
+    rows = corpus_mod.build_corpus(args.seed, args.per_family, public)
+    if args.corpus_out:
+        corpus_mod.write_jsonl(rows, args.corpus_out)
+    train_rows = [r for r in rows if r.split == "train"]
+    val_rows = [r for r in rows if r.split == "validation"]
+    print(
+        f"corpus: {len(rows)} rows ({len(public)} public), "
+        f"train {len(train_rows)}, validation {len(val_rows)}"
+    )
+    metadata: dict[str, Any] = {
+        "seed": args.seed,
+        "per_family": args.per_family,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "corpus_sha256": corpus_mod.corpus_digest(rows),
+        "public_rows": len(public),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "threads": args.threads,
+    }
+    model = fine_tune(
+        detection_texts(train_rows),
+        [int(r.label == corpus_mod.ATTACK) for r in train_rows],
+        seed=args.seed,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        trainable_layers=args.trainable_layers,
+        max_length=args.max_length,
+        metadata=metadata,
+        progress=not args.no_progress,
+    )
+    predictor = EncoderPredictor(model, int8=True)
+    scores = [p[0] for p in predictor.predict(detection_texts(val_rows))]
+    flags = structural_flags(val_rows)
+    labels = [int(r.label == corpus_mod.ATTACK) for r in val_rows]
+    threshold = calibrate(scores, labels, flags, args.target_fpr)
+    metrics = evaluate(val_rows, scores, flags, threshold)
+    metrics["target_fpr"] = args.target_fpr
+    metrics["train_seconds"] = round(time.monotonic() - started, 1)
+    model.config = replace(model.config, metadata={**metadata, "threshold": threshold})
+    out = model.save(args.out)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    print(f"threshold={threshold:.4f} recall={metrics['recall']:.4f} fpr={metrics['fpr']:.4f} -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
