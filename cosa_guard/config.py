@@ -45,7 +45,7 @@ class SafetyConfig(BaseModel):
     @classmethod
     def _text_not_blank(cls, value: str) -> str:
         if not value.strip():
-            raise ValueError("text must not be blank")
+            raise ValueError("must not be blank")
         return value
 
     @field_validator("allow", mode="before")
@@ -54,7 +54,7 @@ class SafetyConfig(BaseModel):
         if value is None:
             return ()
         if isinstance(value, str):
-            raise ValueError("allow must be a list of category ids, not a string")
+            raise ValueError("must be a list of category ids, not a string")
         return value
 
     @field_validator("allow")
@@ -72,7 +72,7 @@ class SafetyConfig(BaseModel):
     @classmethod
     def _expiry_is_aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
-            raise ValueError("expires_at needs a timezone, e.g. 2027-01-01T00:00:00Z")
+            raise ValueError("needs a timezone, e.g. 2027-01-01T00:00:00Z")
         return value
 
     @property

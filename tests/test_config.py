@@ -49,7 +49,7 @@ def test_free_form_config_has_no_allow_list() -> None:
         ({"allow": ["other"]}, "allow", "'other' (Other Harms) can never be allowed"),
         ({"allow": ["violence", "gambling"]}, "allow", "unknown risk categories ['gambling']"),
         ({"allow": "violence"}, "allow", "must be a list of category ids"),
-        ({"text": "   \n  "}, "text", "text must not be blank"),
+        ({"text": "   \n  "}, "text", "text: must not be blank"),
         ({"text": ""}, "text", "at least 1 character"),
         ({"text": "x" * (MAX_TEXT_CHARS + 1)}, "text", f"at most {MAX_TEXT_CHARS} characters"),
         ({"id": "Game Studio!"}, "id", "should match pattern"),

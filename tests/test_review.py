@@ -92,7 +92,7 @@ def test_floor_is_reported_even_when_the_config_is_otherwise_invalid() -> None:
     ("text", "reason"),
     [
         ("", "at least 1 character"),
-        ("  \n\t ", "text must not be blank"),
+        ("  \n\t ", "must not be blank"),
         ("x" * (MAX_TEXT_CHARS + 1), f"at most {MAX_TEXT_CHARS} characters"),
     ],
 )
