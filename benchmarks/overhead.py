@@ -77,23 +77,17 @@ async def run(calls: int, concurrent_calls: int, workdir: Path) -> dict[str, flo
         "primary": {"kind": "scripted", "model": "primary"},
         "fallback": {"kind": "scripted", "model": "fallback"},
     }
-    path, api_key = write_signed_deployment(
-        workdir, config, routes={"fallback": routes["fallback"]}, injection={"classifier": False}
-    )
-    write_signed_deployment(
-        workdir,
-        config,
-        deployment_id="bench-primary",
-        routes={"primary": routes["primary"]},
-        injection={"classifier": False},
-    )
-    write_signed_deployment(
-        workdir,
-        config,
-        deployment_id="bench-core",
-        routes={"fallback": routes["fallback"]},
-        injection={"enabled": False},
-    )
+    deployments = {  # id: (route, injection settings)
+        "bench": ("fallback", {"classifier": False}),
+        "bench-primary": ("primary", {"classifier": False}),
+        "bench-core": ("fallback", {"enabled": False}),
+    }
+    for deployment_id, (route, injection) in deployments.items():
+        path, key = write_signed_deployment(
+            workdir, config, deployment_id=deployment_id, routes={route: routes[route]}, injection=injection
+        )
+        if deployment_id == "bench":
+            api_key = key
     backend = ScriptedBackend([ANSWER], name="fake")
     judge = ScriptedJudge(flags={"FORBIDDEN": "weapons"})
     input_guard, input_kind = _input_guard()

@@ -65,6 +65,31 @@ def by_model(backends: Mapping[str, Backend]) -> Callable[[BackendSpec, Path], B
     return factory
 
 
+def guard_over(
+    reg: DeploymentRegistry,
+    backends: Mapping[str, Backend] | Callable[[BackendSpec, Path], Backend],
+    *,
+    judge: Judge | None = None,
+    sink: Any = None,
+    input_guard: Any = None,
+    metrics: Any = None,
+) -> Guard:
+    """A Guard over `reg` with scripted parts: backends by spec `model`, a marker-flagging judge."""
+    the_judge = judge if judge is not None else ScriptedJudge(flags={MARKER: "weapons"})
+
+    def judges(spec: JudgeSpec, base_dir: Path) -> Judge:
+        return the_judge
+
+    return Guard(
+        reg,
+        backend_factory=backends if callable(backends) else by_model(backends),
+        judge_factory=judges,
+        input_guard=input_guard if input_guard is not None else PassInputGuard(),
+        audit=sink if sink is not None else MemoryAuditSink(),
+        metrics=metrics if metrics is not None else NoopMetrics(),
+    )
+
+
 def make_guard(
     tmp_path: Path,
     backends: Mapping[str, Backend],
@@ -75,20 +100,9 @@ def make_guard(
     input_guard: Any = None,
     **spec: Any,
 ) -> Guard:
+    """A signed deployment `game` in `tmp_path` (spec fields as keywords) served by `guard_over`."""
     reg = registry(tmp_path, routes=routes, **spec)
-    the_judge = judge if judge is not None else ScriptedJudge(flags={MARKER: "weapons"})
-
-    def judges(spec: JudgeSpec, base_dir: Path) -> Judge:
-        return the_judge
-
-    return Guard(
-        reg,
-        backend_factory=by_model(backends),
-        judge_factory=judges,
-        input_guard=input_guard if input_guard is not None else PassInputGuard(),
-        audit=sink if sink is not None else MemoryAuditSink(),
-        metrics=NoopMetrics(),
-    )
+    return guard_over(reg, backends, judge=judge, sink=sink, input_guard=input_guard)
 
 
 USER = [{"role": "user", "content": "Describe the final battle of my game."}]

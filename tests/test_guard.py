@@ -18,6 +18,7 @@ from _guard_fixtures import (
     PassInputGuard,
     by_model,
     config,
+    guard_over,
     make_guard,
     registry,
 )
@@ -35,6 +36,20 @@ from cosa_guard.testing.deployments import write_signed_deployment
 from cosa_guard.types import DecisionKind, FailureKind, Message, RefusalReason, Route
 
 ANSWER = "The hero swings the sword and the dragon falls."
+
+
+class Closable(ScriptedBackend):
+    closed = False
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def single(tmp_path: Path, **kw: object) -> Guard:
+    """Guard.single over the test deployment, with a marker-flagging judge and no input checks."""
+    deployment = registry(tmp_path, **kw.pop("spec", {})).get("game")  # type: ignore[arg-type]
+    judge = ScriptedJudge(flags={MARKER: "weapons"})
+    return Guard.single(deployment, judge=judge, input_guard=PassInputGuard(), metrics=NoopMetrics(), **kw)  # type: ignore[arg-type]
 
 
 async def test_cascade_allows_a_complying_answer(tmp_path: Path) -> None:
@@ -318,14 +333,7 @@ async def test_reload_swaps_the_config_and_reuses_unchanged_backends(tmp_path: P
         built.append(spec.model)
         return fallback
 
-    reg = registry(tmp_path)
-    guard = Guard(
-        reg,
-        backend_factory=factory,
-        judge_factory=lambda spec, base: ScriptedJudge(),
-        input_guard=PassInputGuard(),
-        metrics=NoopMetrics(),
-    )
+    guard = guard_over(registry(tmp_path), factory)
     before = (await guard.chat("game", USER)).config_hash
     write_signed_deployment(
         tmp_path, config(version=2), routes={"fallback": {"kind": "scripted", "model": "fallback"}}
@@ -338,11 +346,11 @@ async def test_reload_swaps_the_config_and_reuses_unchanged_backends(tmp_path: P
 
 
 async def test_audit_jsonl_records_refusals_and_failures_without_text(tmp_path: Path) -> None:
+    backend = ScriptedBackend([f"{MARKER} secret", FailingBackend().replies[0]])
+    # No sink given: the guard opens the deployment's own JSONL file.
     guard = Guard(
         registry(tmp_path, audit={"path": "audit/guard.jsonl"}),
-        backend_factory=by_model(
-            {"fallback": ScriptedBackend([f"{MARKER} secret", FailingBackend().replies[0]])}
-        ),
+        backend_factory=by_model({"fallback": backend}),
         judge_factory=lambda spec, base: ScriptedJudge(flags={MARKER: "weapons"}),
         input_guard=PassInputGuard(),
         metrics=NoopMetrics(),
@@ -383,13 +391,8 @@ async def test_metrics_observe_every_decision(tmp_path: Path) -> None:
             self.seen.append((deployment, decision, route))
 
     metrics = Recording()
-    guard = Guard(
-        registry(tmp_path),
-        backend_factory=by_model({"fallback": ScriptedBackend([ANSWER, f"{MARKER}"], name="fallback")}),
-        judge_factory=lambda spec, base: ScriptedJudge(flags={MARKER: "weapons"}),
-        input_guard=PassInputGuard(),
-        metrics=metrics,
-    )
+    backend = ScriptedBackend([ANSWER, f"{MARKER}"], name="fallback")
+    guard = guard_over(registry(tmp_path), {"fallback": backend}, metrics=metrics)
     await guard.chat("game", USER)
     await guard.chat("game", [{"role": "user", "content": "again"}])
     assert metrics.seen == [("game", "allowed", "cascade"), ("game", "refused:output_violation", "cascade")]
@@ -409,36 +412,17 @@ async def test_cancelled_call_is_still_audited(tmp_path: Path) -> None:
 
 
 async def test_single_serves_given_objects_and_does_not_close_them(tmp_path: Path) -> None:
-    class Closable(ScriptedBackend):
-        closed = False
-
-        async def aclose(self) -> None:
-            self.closed = True
-
-    deployment = registry(tmp_path).get("game")
     fallback = Closable([f"{MARKER}"], name="mine")
-    guard = Guard.single(
-        deployment,
-        fallback=fallback,
-        judge=ScriptedJudge(flags={MARKER: "weapons"}),
-        input_guard=PassInputGuard(),
-        metrics=NoopMetrics(),
-    )
+    guard = single(tmp_path, fallback=fallback)
     response = await guard.chat("game", USER)
     assert response.decision.reason is RefusalReason.OUTPUT_VIOLATION and response.model == "mine"
     await guard.aclose()
     assert not fallback.closed
     with pytest.raises(ValueError, match="primary"):
-        Guard.single(deployment)
+        Guard.single(registry(tmp_path / "other").get("game"))
 
 
 async def test_aclose_closes_built_backends(tmp_path: Path) -> None:
-    class Closable(ScriptedBackend):
-        closed = False
-
-        async def aclose(self) -> None:
-            self.closed = True
-
     fallback = Closable([ANSWER], name="fallback")
     guard = make_guard(tmp_path, {"fallback": fallback})
     await guard.aclose()
@@ -452,13 +436,7 @@ def test_chat_sync_runs_at_the_edge(tmp_path: Path) -> None:
 
 async def test_a_registry_reloaded_elsewhere_is_served_from_the_next_call(tmp_path: Path) -> None:
     reg = registry(tmp_path)
-    guard = Guard(
-        reg,
-        backend_factory=by_model({"fallback": ScriptedBackend([ANSWER], name="fallback")}),
-        judge_factory=lambda spec, base: ScriptedJudge(),
-        input_guard=PassInputGuard(),
-        metrics=NoopMetrics(),
-    )
+    guard = guard_over(reg, {"fallback": ScriptedBackend([ANSWER], name="fallback")})
     write_signed_deployment(
         tmp_path, config(version=3), routes={"fallback": {"kind": "scripted", "model": "fallback"}}
     )
@@ -467,14 +445,8 @@ async def test_a_registry_reloaded_elsewhere_is_served_from_the_next_call(tmp_pa
 
 
 async def test_single_with_a_primary_and_a_given_judge(tmp_path: Path) -> None:
-    deployment = registry(tmp_path, judge_cosalign=True).get("game")
-    primary = ScriptedBackend([ANSWER, MARKER], name="aligned")
-    guard = Guard.single(
-        deployment,
-        primary=primary,
-        judge=ScriptedJudge(flags={MARKER: "weapons"}),
-        input_guard=PassInputGuard(),
-        metrics=NoopMetrics(),
+    guard = single(
+        tmp_path, primary=ScriptedBackend([ANSWER, MARKER], name="aligned"), spec={"judge_cosalign": True}
     )
     first = await guard.chat("game", USER)
     assert first.route is Route.COSALIGN and first.decision.is_allowed and first.model == "aligned"

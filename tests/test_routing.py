@@ -23,6 +23,12 @@ def breaker(**kw: float) -> tuple[CircuitBreaker, Clock, list[BreakerState]]:
     return CircuitBreaker.from_spec(spec, clock=clock, on_change=changes.append), clock, changes
 
 
+def fail(b: CircuitBreaker, times: int) -> None:
+    for _ in range(times):
+        b.acquire()
+        b.record_failure()
+
+
 def test_opens_after_consecutive_failures_only() -> None:
     b, _, changes = breaker()
     for _ in range(2):
@@ -30,21 +36,16 @@ def test_opens_after_consecutive_failures_only() -> None:
         b.record_failure()
     assert b.acquire()
     b.record_success()  # a success resets the count
-    for _ in range(2):
-        b.acquire()
-        b.record_failure()
+    fail(b, 2)
     assert b.state is BreakerState.CLOSED
-    b.acquire()
-    b.record_failure()
+    fail(b, 1)
     assert b.state is BreakerState.OPEN and changes == [BreakerState.OPEN]
     assert not b.acquire()
 
 
 def test_half_open_admits_one_probe_and_closes_on_success() -> None:
     b, clock, changes = breaker()
-    for _ in range(3):
-        b.acquire()
-        b.record_failure()
+    fail(b, 3)
     clock.now = 9.9
     assert not b.acquire()
     clock.now = 10.0
@@ -58,9 +59,7 @@ def test_half_open_admits_one_probe_and_closes_on_success() -> None:
 
 def test_failed_probe_reopens_and_restarts_the_clock() -> None:
     b, clock, _ = breaker()
-    for _ in range(3):
-        b.acquire()
-        b.record_failure()
+    fail(b, 3)
     clock.now = 10.0
     assert b.acquire()
     b.record_failure()
@@ -73,9 +72,7 @@ def test_failed_probe_reopens_and_restarts_the_clock() -> None:
 
 def test_abandoned_probe_lets_another_request_probe() -> None:
     b, clock, _ = breaker()
-    for _ in range(3):
-        b.acquire()
-        b.record_failure()
+    fail(b, 3)
     clock.now = 10.0
     assert b.acquire()
     b.release()
@@ -93,9 +90,7 @@ def test_slow_calls_count_as_failures() -> None:
 
 def test_late_failure_while_open_does_not_extend_the_open_period() -> None:
     b, clock, _ = breaker()
-    for _ in range(3):
-        b.acquire()
-        b.record_failure()
+    fail(b, 3)
     clock.now = 5.0
     b.record_failure()
     clock.now = 10.0

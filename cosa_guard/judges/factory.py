@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from cosa_guard.backends.base import Backend
@@ -31,17 +32,23 @@ BackendFactory = Callable[[BackendSpec, Path], Backend]
 KINDS = ("category", "llm", "composite", "scripted")
 
 
+def _import_part(module: str, missing: str) -> ModuleType:
+    """A part of cosa_guard imported on first use; ConfigError(`missing`) when this install lacks it."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise  # the module is there but one of its own imports is broken: show that
+        raise ConfigError(missing) from exc
+
+
 def default_backend_factory(spec: BackendSpec, base_dir: Path) -> Backend:
     """`cosa_guard.backends.factory.build_backend`, imported when first needed."""
-    try:
-        module = importlib.import_module("cosa_guard.backends.factory")
-    except ModuleNotFoundError as exc:
-        if exc.name != "cosa_guard.backends.factory":
-            raise
-        raise ConfigError(
-            f"cannot build a {spec.kind!r} backend: cosa_guard.backends.factory is not available in this "
-            "installation; pass Guard(backend_factory=...) or Guard.single(...) with backend objects"
-        ) from exc
+    module = _import_part(
+        "cosa_guard.backends.factory",
+        f"cannot build a {spec.kind!r} backend: cosa_guard.backends.factory is not available in this "
+        "installation; pass Guard(backend_factory=...) or Guard.single(...) with backend objects",
+    )
     backend: Backend = module.build_backend(spec, base_dir)
     return backend
 
@@ -73,15 +80,11 @@ def build_judge(spec: JudgeSpec, base_dir: Path, *, backend_factory: BackendFact
 
 
 def _category_judge(spec: JudgeSpec, options: dict[str, Any], base_dir: Path) -> Judge:
-    try:
-        module = importlib.import_module("cosa_guard.judges.category")
-    except ModuleNotFoundError as exc:
-        if exc.name != "cosa_guard.judges.category":
-            raise
-        raise ConfigError(
-            "judge kind 'category' needs cosa_guard.judges.category, which this installation lacks; "
-            "use judge kind 'llm' with a judge backend, or install a cosa-guard release that ships it"
-        ) from exc
+    module = _import_part(
+        "cosa_guard.judges.category",
+        "judge kind 'category' needs cosa_guard.judges.category, which this installation lacks; "
+        "use judge kind 'llm' with a judge backend, or install a cosa-guard release that ships it",
+    )
     if spec.threshold is not None:
         options["threshold"] = spec.threshold
     if "path" in options:  # weights of the operator's own training run, next to the deployments file
