@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import stat
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -324,3 +326,24 @@ def test_sign_creates_the_output_folder_and_reports_unwritable_paths(workdir: Pa
     (workdir / "file").write_text("", encoding="utf-8")
     code, _, err = run(capsys, *argv, "file/b.json")
     assert code == 1 and "cannot write file/b.json" in err
+
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "configs.md"
+
+
+def test_the_walkthrough_in_docs_configs_md_runs(workdir: Path, capsys: Cap) -> None:
+    """Every `bash` block of docs/configs.md, in order, with its YAML examples saved as they say."""
+    blocks = re.findall(r"```(\w+)\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.DOTALL)
+    for lang, body in blocks:
+        if lang == "yaml":
+            name = re.match(r"# (\S+)\n", body)
+            assert name, f"a YAML example in {DOCS.name} does not start with `# FILENAME`"
+            (workdir / name.group(1)).write_text(body, encoding="utf-8")
+    commands = [line for lang, body in blocks if lang == "bash" for line in body.splitlines() if line.strip()]
+    assert len(commands) >= 8
+    for command in commands:
+        argv = shlex.split(command)
+        assert argv[0] == "cosa-guard", command
+        code, out, err = run(capsys, *argv[1:])
+        assert code == 0, (command, out, err)
+    assert "game-studio: ok" in out  # the last command checks the deployments file

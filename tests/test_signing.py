@@ -300,3 +300,16 @@ def test_signature_is_ed25519_over_the_canonical_payload() -> None:
     raw = base64.b64decode(BUNDLE.signatures[0].signature)
     ALICE.public_key().verify(raw, BUNDLE.payload_bytes())  # raises InvalidSignature if not
     assert BUNDLE.signatures[0].algorithm == "ed25519" and BUNDLE.signatures[0].signer == "alice"
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    allow=st.lists(st.sampled_from(["financial_crime", "discrimination", "violence", "drugs", "privacy"])),
+    text=st.text(st.characters(categories=("L", "Zs")), min_size=1, max_size=300).filter(str.strip),
+    version=st.integers(1, 10_000),
+)
+def test_any_valid_config_round_trips_with_its_hash(allow: list[str], text: str, version: int) -> None:
+    config = SafetyConfig.from_mapping({"id": "prop", "version": version, "text": text, "allow": allow})
+    bundle = parse_bundle(sign_config(config, ALICE, reviewer="alice", now=NOW).to_json())
+    verified = verify_bundle(bundle, TRUST_ALICE, now=NOW)
+    assert verified.config == config and verified.config_hash == config.hash
