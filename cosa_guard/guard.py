@@ -91,7 +91,8 @@ def new_request_id() -> str:
 class _Runtime:
     """What one deployment needs per call, built once per config (and rebuilt on reload)."""
 
-    deployment: LoadedDeployment
+    deployment: LoadedDeployment  # what this runtime serves
+    source: LoadedDeployment  # the registry entry it answers for (newer if that one failed to build)
     system: Message  # the rendered config: the only system message a model ever sees
     primary: Backend | None
     fallback: Backend | None
@@ -309,8 +310,8 @@ class Guard:
                 runtimes[deployment_id] = self._build(deployment)
             except (CosaGuardError, OSError, ValueError, ImportError) as exc:
                 failures[deployment_id] = f"{type(exc).__name__}: {exc}"
-                if deployment_id in self._runtimes:
-                    runtimes[deployment_id] = self._runtimes[deployment_id]
+                if deployment_id in self._runtimes:  # keep serving the last good one; do not retry every call
+                    runtimes[deployment_id] = replace(self._runtimes[deployment_id], source=deployment)
         self._runtimes = runtimes
         return failures
 
@@ -358,6 +359,7 @@ class Guard:
             self._resolve_input_guard()
         return _Runtime(
             deployment=deployment,
+            source=deployment,
             system=Message("system", render_config(deployment.config, deployment.taxonomy)),
             primary=primary,
             fallback=fallback,
@@ -395,11 +397,11 @@ class Guard:
     def _runtime(self, deployment_id: str) -> _Runtime:
         deployment = self._registry.get(deployment_id)  # UnknownDeploymentError: never a default config
         rt = self._runtimes.get(deployment_id)
-        if rt is None or rt.deployment is not deployment:
+        if rt is None or rt.source is not deployment:
             # The registry was reloaded behind our back (e.g. by its own watcher): serve what it holds now.
             failures = self._rebuild(only=[deployment_id])
             rt = self._runtimes.get(deployment_id)
-            if rt is None or rt.deployment is not deployment:
+            if rt is None:
                 raise ConfigError(
                     f"deployment {deployment_id!r} cannot be served: {failures.get(deployment_id)}"
                 )

@@ -6,11 +6,13 @@ import asyncio
 import json
 import logging
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from _guard_fixtures import (
     BOTH_ROUTES,
+    CASCADE_ONLY,
     MARKER,
     PRIMARY_ONLY,
     REFUSAL,
@@ -25,8 +27,8 @@ from _guard_fixtures import (
 
 from cosa_guard.audit import MemoryAuditSink
 from cosa_guard.backends.fake import FailingBackend, ScriptedBackend
-from cosa_guard.deployments import InjectionSpec
-from cosa_guard.errors import JudgeError, JudgeParseError, UnknownDeploymentError
+from cosa_guard.deployments import BackendSpec, DeploymentRegistry, InjectionSpec
+from cosa_guard.errors import DeploymentError, JudgeError, JudgeParseError, UnknownDeploymentError
 from cosa_guard.guard import Guard
 from cosa_guard.injection.base import Finding, InputCheck
 from cosa_guard.judges.fake import ScriptedJudge
@@ -483,3 +485,36 @@ async def test_many_concurrent_calls_each_get_their_own_decision(tmp_path: Path)
         else:
             assert response.decision.is_allowed and response.text == reply
     assert len({r.request_id for r in responses}) == len(replies)
+
+
+async def test_reload_keeps_the_last_good_runtime_when_the_new_one_cannot_be_built(tmp_path: Path) -> None:
+    built: list[str] = []
+
+    def factory(spec: BackendSpec, base: Path) -> ScriptedBackend:
+        if spec.model == "broken":
+            raise DeploymentError("no such model server")
+        built.append(spec.model)
+        return ScriptedBackend([ANSWER], name=spec.model)
+
+    guard = guard_over(registry(tmp_path), factory)
+    before = (await guard.chat("game", USER)).config_hash
+    write_signed_deployment(
+        tmp_path, config(version=2), routes={"fallback": {"kind": "scripted", "model": "broken"}}
+    )
+    report = await guard.reload()
+    assert "game" in report.kept and "no such model server" in report.kept["game"]
+    response = await guard.chat("game", USER)
+    assert response.decision.is_allowed and response.config_hash == before
+
+
+async def test_a_config_that_expires_while_served_fails_as_config(tmp_path: Path) -> None:
+    soon = datetime.now(timezone.utc) + timedelta(seconds=0.5)
+    path, _ = write_signed_deployment(
+        tmp_path, config().model_copy(update={"expires_at": soon}), routes=CASCADE_ONLY
+    )
+    fallback = ScriptedBackend([ANSWER], name="fallback")
+    guard = guard_over(DeploymentRegistry.load(path), {"fallback": fallback})
+    await asyncio.sleep(max(0.0, (soon - datetime.now(timezone.utc)).total_seconds()) + 0.05)
+    response = await guard.chat("game", USER)
+    assert response.decision.label == "failed:config"
+    assert fallback.calls == [] and response.text == REFUSAL

@@ -12,7 +12,7 @@ from _guard_fixtures import BOTH_ROUTES, MARKER, PRIMARY_ONLY, REFUSAL, USER, ma
 
 from cosa_guard.audit import MemoryAuditSink
 from cosa_guard.backends.fake import FailingBackend, ScriptedBackend
-from cosa_guard.errors import JudgeError, UnknownDeploymentError
+from cosa_guard.errors import BackendError, JudgeError, UnknownDeploymentError
 from cosa_guard.guard import Guard
 from cosa_guard.judges.fake import ScriptedJudge
 from cosa_guard.streaming import StreamOutcome, guard_stream
@@ -224,3 +224,22 @@ async def test_guard_stream_rejects_an_unknown_mode() -> None:
 
     with pytest.raises(ValueError, match="mode"):
         await anext(guard_stream(chunks(), StreamOutcome(), mode="fast", check=allow, deadline=1e18))
+
+
+async def test_primary_breaking_after_released_text_retracts_instead_of_falling_over(tmp_path: Path) -> None:
+    class Breaks:
+        name = "primary"
+
+        async def generate(self, messages: Sequence[Message], params: GenerationParams) -> Completion:
+            raise AssertionError("not used")
+
+        async def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[Chunk]:
+            yield Chunk("The first half of an answer")
+            raise BackendError("connection reset")
+
+    fallback = ScriptedBackend([SAFE], name="fallback")
+    guard = make_guard(tmp_path, {"primary": Breaks(), "fallback": fallback}, routes=BOTH_ROUTES)  # type: ignore[dict-item]
+    released, events, final = await collect(guard.stream("game", USER))
+    assert released == "The first half of an answer"
+    assert isinstance(events[-2], Retraction) and events[-2].reason == "failed:backend"
+    assert final.response.route is Route.COSALIGN and fallback.calls == []
