@@ -32,8 +32,8 @@ class ReviewContext:
 def add_context_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "deployment context",
-        "Lint the config for the deployment that will serve it: its floor categories are errors "
-        "if allowed, and a free-form config under a category-only judge is a warning.",
+        "Lint for the deployment that will serve the config: allowing one of its floor categories\n"
+        "is an error, and a free-form config under a category-only judge is a warning.",
     )
     group.add_argument(
         "--floor",
