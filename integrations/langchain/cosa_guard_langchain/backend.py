@@ -12,19 +12,23 @@ the guard allows it.
 
 The inner model runs without the callback handlers that consume streams (`astream_events`,
 LangGraph's `stream_mode="messages"`), so its raw, unjudged tokens never reach a streaming
-client; tracers (LangSmith) still see the inner run.
+client; tracers (LangSmith) still see the inner run (`detached_streams`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.callbacks import AsyncCallbackManager
 from langchain_core.callbacks.base import BaseCallbackManager
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import var_child_runnable_config
 
 from cosa_guard.backends.langchain import LangChainBackend, call_kwargs, from_langchain
 from cosa_guard.errors import BackendError
@@ -34,9 +38,11 @@ __all__ = [
     "ChatModelBackend",
     "ModelCall",
     "current_call",
+    "detached_streams",
     "inner_callbacks",
     "restore_messages",
     "use_call",
+    "whole_chunk",
     "without_stream_consumers",
 ]
 
@@ -59,6 +65,7 @@ class ModelCall:
     invoke: Invoke
     stream: Stream
     originals: Sequence[BaseMessage] = ()
+    callbacks: Any = None  # the callbacks the model run nests under; None: the ambient run's
     result: AIMessage | None = None
 
 
@@ -90,7 +97,10 @@ class ChatModelBackend(LangChainBackend):
     """A `LangChainBackend` whose model is chosen per guarded call (see the module docstring)."""
 
     def __init__(self, model: Any | None = None, *, name: str | None = None) -> None:
-        super().__init__(model, name=name or (None if model is not None else "langchain:app-model"))
+        # A slot has no model of its own: `_call` routes each of its calls or fails loudly.
+        super().__init__(
+            cast("Any", model), name=name or (None if model is not None else "langchain:app-model")
+        )
         self.model = model
 
     def _call(self) -> ModelCall | None:
@@ -108,7 +118,8 @@ class ChatModelBackend(LangChainBackend):
         call = self._call()
         if call is None:
             return await super().invoke_messages(messages, params)
-        message = await call.invoke(restore_messages(messages, call.originals), call_kwargs(params))
+        with detached_streams(call.callbacks):
+            message = await call.invoke(restore_messages(messages, call.originals), call_kwargs(params))
         call.result = message
         return message
 
@@ -121,9 +132,10 @@ class ChatModelBackend(LangChainBackend):
 
 async def _recorded(call: ModelCall, chunks: AsyncIterator[AIMessageChunk]) -> AsyncIterator[AIMessageChunk]:
     total: AIMessageChunk | None = None
-    async for chunk in chunks:
-        total = chunk if total is None else total + chunk
-        yield chunk
+    with detached_streams(call.callbacks):  # the model reads its run config on the first step
+        async for chunk in chunks:
+            total = chunk if total is None else total + chunk
+            yield chunk
     call.result = total
 
 
@@ -151,28 +163,76 @@ def restore_messages(sent: list[BaseMessage], originals: Sequence[BaseMessage]) 
 
 
 def inner_callbacks(run_manager: Any) -> Any:
-    """Callbacks for a model run nested under `run_manager`'s run (an LLM run has no `get_child`)."""
+    """Callbacks for a model run nested under `run_manager`'s run (an LLM run has no `get_child`).
+
+    None without a run manager (LangChain's streaming paths pass none): the ambient run's then.
+    """
     if run_manager is None:
-        return []
+        return None
     manager = AsyncCallbackManager(handlers=[], parent_run_id=run_manager.run_id)
     manager.set_handlers(run_manager.inheritable_handlers)
     manager.add_tags(run_manager.inheritable_tags)
     manager.add_metadata(run_manager.inheritable_metadata)
-    return without_stream_consumers(manager)
+    return manager
+
+
+@contextmanager
+def detached_streams(callbacks: Any = None) -> Iterator[None]:
+    """Inside: model runs get `callbacks` (None: the ambient run's) minus every stream consumer.
+
+    LangChain reads a run's callbacks from a context variable and *adds* explicit ones to them, so
+    only replacing that variable keeps an ambient `astream_events` or LangGraph messages handler
+    away from the inner model. Restored by value, like `use_call`.
+    """
+    previous = var_child_runnable_config.get()
+    config: dict[str, Any] = dict(previous or {})
+    config["callbacks"] = without_stream_consumers(
+        callbacks if callbacks is not None else config.get("callbacks")
+    )
+    var_child_runnable_config.set(cast("RunnableConfig", config))
+    try:
+        yield
+    finally:
+        var_child_runnable_config.set(previous)
+
+
+def is_stream_consumer(handler: Any) -> bool:
+    """Handlers that forward tokens to a client: langchain-core's streaming protocol (`tap_output_aiter`:
+    `astream_events`, `astream_log`, LangGraph's messages stream) and its v2 event marker class."""
+    return hasattr(handler, "tap_output_aiter") or any(
+        c.__name__ == "_V2StreamingCallbackHandler" for c in type(handler).__mro__
+    )
 
 
 def without_stream_consumers(callbacks: Any) -> Any:
-    """A copy of `callbacks` without the handlers that forward tokens to a client.
-
-    Those handlers implement `tap_output_aiter` (langchain-core's streaming-handler protocol:
-    `astream_events`, `astream_log`, LangGraph's messages stream); tracers do not.
-    """
+    """A copy of `callbacks` (a manager or a list) without its stream consumers; tracers stay."""
     if isinstance(callbacks, BaseCallbackManager):
         manager = callbacks.copy()
         for handler in [*manager.handlers, *manager.inheritable_handlers]:
-            if hasattr(handler, "tap_output_aiter"):
+            if is_stream_consumer(handler):
                 manager.remove_handler(handler)
         return manager
     if isinstance(callbacks, list):
-        return [h for h in callbacks if not hasattr(h, "tap_output_aiter")]
+        return [h for h in callbacks if not is_stream_consumer(h)]
     return []
+
+
+def whole_chunk(message: BaseMessage) -> AIMessageChunk:
+    """A finished message as one last stream chunk, its tool calls as complete argument strings."""
+    calls = getattr(message, "tool_calls", None) or []
+    return AIMessageChunk(
+        content=message.content,
+        tool_call_chunks=[
+            {
+                "name": c["name"],
+                "args": json.dumps(c["args"], ensure_ascii=False),
+                "id": c.get("id"),
+                "index": i,
+            }
+            for i, c in enumerate(calls)
+        ],
+        usage_metadata=getattr(message, "usage_metadata", None),
+        response_metadata=message.response_metadata,
+        id=message.id,
+        chunk_position="last",
+    )

@@ -17,7 +17,6 @@ as one chunk after the verdict, tool calls included.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -26,16 +25,16 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables import Runnable
 from pydantic import Field
 
 from cosa_guard.backends.langchain import from_langchain, message_text
 from cosa_guard.deployments import LoadedDeployment
 from cosa_guard.errors import CosaGuardError
-from cosa_guard.types import FinalEvent, GuardResponse, Retraction, TextDelta
+from cosa_guard.types import DecisionKind, FinalEvent, GuardResponse, Retraction, TextDelta
 from cosa_guard_langchain._sync import iterate_sync, run_sync
 from cosa_guard_langchain._walk import replace_chat_models
-from cosa_guard_langchain.backend import ChatModelBackend, ModelCall, inner_callbacks, use_call
+from cosa_guard_langchain.backend import ChatModelBackend, ModelCall, inner_callbacks, use_call, whole_chunk
 
 __all__ = ["GuardedChatModel", "guard_metadata", "guarded_message", "keeps_produced"]
 
@@ -47,6 +46,7 @@ def guard_metadata(response: GuardResponse) -> dict[str, Any]:
     """What `response_metadata["cosa_guard"]` holds: everything needed to audit or branch on the call."""
     return {
         "decision": response.decision.label,
+        "detail": response.decision.detail,
         "allowed": response.decision.is_allowed,
         "route": response.route.value,
         "deployment_id": response.deployment_id,
@@ -67,7 +67,7 @@ def guarded_message(response: GuardResponse, produced: BaseMessage | None) -> AI
     When the guard allowed exactly what the model produced, that message is kept (tool calls, id,
     usage) with the guard's metadata added; otherwise the guard's text (a refusal) stands alone.
     """
-    meta = {"cosa_guard": guard_metadata(response)}
+    meta: dict[str, Any] = {"cosa_guard": guard_metadata(response)}
     if produced is not None and keeps_produced(response, produced):
         return AIMessage(
             content=produced.content,
@@ -79,7 +79,7 @@ def guarded_message(response: GuardResponse, produced: BaseMessage | None) -> AI
             id=produced.id,
             name=produced.name,
         )
-    if not response.decision.is_allowed:
+    if response.decision.kind is DecisionKind.REFUSED:
         meta["finish_reason"] = "content_filter"
     return AIMessage(content=response.text, response_metadata=meta)
 
@@ -142,8 +142,13 @@ class GuardedChatModel(BaseChatModel):
         from cosa_guard.guard import Guard
 
         backend = ChatModelBackend(model)
-        routes = {"primary": backend} if route == "cosalign" else {"fallback": backend}
-        guard = Guard.single(deployment, **routes, **guard_options)
+        cosalign = route == "cosalign"
+        guard = Guard.single(
+            deployment,
+            primary=backend if cosalign else None,
+            fallback=None if cosalign else backend,
+            **guard_options,
+        )
         return cls(guard=guard, deployment_id=deployment.id, model=model)
 
     # --- delegation ---------------------------------------------------------------------------
@@ -230,7 +235,7 @@ class GuardedChatModel(BaseChatModel):
         if self.bound is not None or _TOOL_OPTIONS & kwargs.keys():
             # Tool calls arrive as argument fragments and are judged whole: release them whole.
             result = await self._agenerate(messages, stop, run_manager, **kwargs)
-            yield ChatGenerationChunk(message=_whole_chunk(result.generations[0].message))
+            yield ChatGenerationChunk(message=whole_chunk(result.generations[0].message))
             return
         call = self._model_call(messages, run_manager)
         released: list[str] = []
@@ -257,42 +262,22 @@ class GuardedChatModel(BaseChatModel):
         if self.model is None:
             return None
         runnable: Any = self.bound if self.bound is not None else self.model
-        config: RunnableConfig = {"callbacks": inner_callbacks(run_manager)}
 
         async def invoke(sent: list[BaseMessage], options: dict[str, Any]) -> AIMessage:
-            result = await runnable.ainvoke(sent, config, **options)
+            result = await runnable.ainvoke(sent, **options)
             if not isinstance(result, AIMessage):
                 raise TypeError(f"the wrapped model returned {type(result).__name__}, not an AIMessage")
             return result
 
         def stream(sent: list[BaseMessage], options: dict[str, Any]) -> AsyncIterator[AIMessageChunk]:
-            return runnable.astream(sent, config, **options)  # type: ignore[no-any-return]
+            return runnable.astream(sent, **options)  # type: ignore[no-any-return]
 
-        return ModelCall(model=self.model, invoke=invoke, stream=stream, originals=messages)
+        callbacks = inner_callbacks(run_manager)
+        return ModelCall(self.model, invoke, stream, originals=messages, callbacks=callbacks)
 
 
 def _params(stop: list[str] | None, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return {**kwargs, "stop": stop} if stop else dict(kwargs)
-
-
-def _whole_chunk(message: BaseMessage) -> AIMessageChunk:
-    calls = getattr(message, "tool_calls", None) or []
-    return AIMessageChunk(
-        content=message.content,
-        tool_call_chunks=[
-            {
-                "name": c["name"],
-                "args": json.dumps(c["args"], ensure_ascii=False),
-                "id": c.get("id"),
-                "index": i,
-            }
-            for i, c in enumerate(calls)
-        ],
-        usage_metadata=getattr(message, "usage_metadata", None),
-        response_metadata=message.response_metadata,
-        id=message.id,
-        chunk_position="last",
-    )
 
 
 def _last_chunk(final: GuardResponse, released: str, retraction: Retraction | None) -> AIMessageChunk:

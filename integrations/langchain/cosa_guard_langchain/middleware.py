@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +35,17 @@ from langchain.agents.middleware import (
     hook_config,
 )
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, SystemMessage
-from langchain_core.runnables.config import var_child_runnable_config
 
 from cosa_guard.backends.langchain import from_langchain
 from cosa_guard.injection.base import InputGuard
 from cosa_guard.types import Decision, FailureKind, GuardResponse, Route
 from cosa_guard_langchain._sync import run_sync
-from cosa_guard_langchain.backend import ChatModelBackend, ModelCall, use_call, without_stream_consumers
+from cosa_guard_langchain.backend import (
+    ChatModelBackend,
+    ModelCall,
+    use_call,
+    whole_chunk,
+)
 from cosa_guard_langchain.chat_model import guarded_message, keeps_produced
 
 __all__ = ["CosaGuardMiddleware"]
@@ -137,20 +140,14 @@ class CosaGuardMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         async def invoke(sent: list[BaseMessage], options: dict[str, Any]) -> AIMessage:
             system = [m for m in sent if m.type == "system"]
             merged = SystemMessage(content="\n\n".join(str(m.text) for m in system)) if system else None
-            with _detached_streams():
-                result = _as_model_response(
-                    await handler(
-                        request.override(
-                            system_message=merged, messages=[m for m in sent if m.type != "system"]
-                        )
-                    )
-                )
+            turns: list[Any] = [m for m in sent if m.type != "system"]
+            request_now = request.override(system_message=merged, messages=turns)
+            result = _as_model_response(await handler(request_now))
             answered.append(result)
             return _first_ai(result)
 
         async def stream(sent: list[BaseMessage], options: dict[str, Any]) -> AsyncIterator[AIMessageChunk]:
-            message = await invoke(sent, options)  # the agent's handler answers whole
-            yield AIMessageChunk(content=message.content, id=message.id)
+            yield whole_chunk(await invoke(sent, options))  # the agent's handler answers whole
 
         call = ModelCall(model=None, invoke=invoke, stream=stream, originals=originals)
         with use_call(call):
@@ -173,22 +170,6 @@ class CosaGuardMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
             return await asyncio.to_thread(context.run, handler, req)
 
         return run_sync(self.awrap_model_call(request, async_handler))
-
-
-@contextmanager
-def _detached_streams() -> Iterator[None]:
-    """Run the agent's model call without the callback handlers that forward tokens to clients."""
-    config = var_child_runnable_config.get()
-    if not config or not config.get("callbacks"):
-        yield
-        return
-    token = var_child_runnable_config.set(
-        {**config, "callbacks": without_stream_consumers(config["callbacks"])}
-    )
-    try:
-        yield
-    finally:
-        var_child_runnable_config.reset(token)
 
 
 def _as_model_response(result: Any) -> ModelResponse[Any]:

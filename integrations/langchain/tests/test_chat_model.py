@@ -21,7 +21,6 @@ from lc_fixtures import (
     REFUSAL,
     fake_model,
     guard_options,
-    judge,
     meta,
     write_deployment,
 )
@@ -30,7 +29,6 @@ from pydantic import BaseModel
 from cosa_guard.backends.fake import ScriptedBackend
 from cosa_guard.errors import BackendError
 from cosa_guard.guard import Guard
-from cosa_guard.metrics import NoopMetrics
 from cosa_guard.types import GenerationParams, Message
 
 SAFE = "The knight and the dragon became friends and shared a picnic by the river at sunset."
@@ -264,9 +262,7 @@ async def test_from_guard_with_a_slot_runs_the_given_model(tmp_path: Path) -> No
 def test_cosalign_route_puts_the_model_first(tmp_path: Path) -> None:
     path, _ = write_deployment(tmp_path)
     model = fake_model(SAFE)
-    guarded = GuardedChatModel.from_deployments(
-        model, path, DEPLOYMENT, route="cosalign", judge=judge(), metrics=NoopMetrics()
-    )
+    guarded = GuardedChatModel.from_deployments(model, path, DEPLOYMENT, route="cosalign", **guard_options())
     message = guarded.invoke([SystemMessage("Be kind."), *QUESTION])
     assert meta(message)["route"] == "cosalign"
     assert message.content == SAFE

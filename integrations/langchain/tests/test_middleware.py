@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("langchain.agents")
 
-from cosa_guard_langchain import ChatModelBackend, CosaGuardMiddleware
+from cosa_guard_langchain import ChatModelBackend, CosaGuardMiddleware, GuardedChatModel
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
@@ -134,3 +134,19 @@ def test_unknown_deployment_fails_at_construction(tmp_path: Path) -> None:
     guard = Guard.single(deployment, fallback=ChatModelBackend(), **guard_options())
     with pytest.raises(KeyError, match="unknown deployment"):
         CosaGuardMiddleware(guard, "nope")
+
+
+async def test_a_guarded_chat_model_as_the_agents_model(tmp_path: Path) -> None:
+    # The other way to guard an agent: GuardedChatModel as its model (tools bound through the wrapper).
+    path, _ = write_deployment(tmp_path)
+    guarded = GuardedChatModel.from_deployments(
+        fake_model(calls("Paris"), UNSAFE), path, DEPLOYMENT, **guard_options()
+    )
+    streamed = [
+        chunk.text
+        async for chunk, _ in create_agent(guarded, [weather]).astream(ASK, stream_mode="messages")
+        if chunk.text
+    ]
+    assert tool_runs == ["Paris"]
+    assert streamed and all(MARKER not in text for text in streamed)
+    assert REFUSAL in "".join(streamed)
