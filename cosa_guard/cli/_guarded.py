@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cosa_guard.deployments import DeploymentRegistry
+
+# Backends whose loaded model is shared process-wide: loading one here warms the guard's.
+_SHARED_LOCAL_KINDS = ("transformers",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,13 +33,25 @@ def resolve(deployments: Path | None) -> Target:
 
 
 def prepare_models(registry: DeploymentRegistry) -> None:
-    """Convert the embedded model before serving (progress bars on first run), not on the first request."""
-    specs = (d.spec.routes for d in (registry.get(i) for i in registry.ids()))
-    backends = [b for routes in specs for b in (routes.primary, routes.fallback) if b is not None]
-    if any(b.kind == "transformers" and b.model == "embedded" for b in backends):
-        from cosa_guard.embedded import embedded_model_dir
+    """Load the local models the deployments name before serving (progress bars), not on the first request.
 
-        embedded_model_dir(progress=True)
+    transformers backends share one loaded model per folder, dtype and device in the process, so
+    the copy loaded here is the one the guard's own backends find.
+    """
+    from cosa_guard.backends.factory import build_backend
+
+    seen: set[str] = set()
+    for deployment in (registry.get(i) for i in registry.ids()):
+        for spec in (deployment.spec.routes.primary, deployment.spec.routes.fallback):
+            if spec is None or spec.kind not in _SHARED_LOCAL_KINDS:
+                continue
+            key = spec.model_dump_json()
+            if key in seen:
+                continue
+            seen.add(key)
+            load = getattr(build_backend(spec, deployment.base_dir), "load", None)
+            if load is not None:
+                asyncio.run(load())
 
 
 def open_guard(path: Path) -> Any:
