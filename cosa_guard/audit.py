@@ -58,6 +58,7 @@ class AuditRecord:
 
 
 _FIELDS = tuple(f.name for f in fields(AuditRecord))
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)  # built once: json.dumps builds one per call
 
 
 @runtime_checkable
@@ -117,7 +118,7 @@ class JsonlAuditSink:
             logger.error("audit sink %s is closed; record %s dropped", self.path, record.request_id)
             return
         try:
-            line = json.dumps(record.to_dict(), ensure_ascii=False, default=str)
+            line = _ENCODER.encode(record.to_dict())
         except (TypeError, ValueError):
             self.dropped += 1
             logger.exception("audit record %s could not be serialised", record.request_id)
