@@ -38,6 +38,7 @@ class AuditRecord:
     fail_open: bool = False
     stream: bool = False
     detail: str = ""
+    input_score: float | None = None  # the input guard's attack score, when it ran
     input_findings: tuple[Mapping[str, Any], ...] = ()
     notes: tuple[str, ...] = ()  # what the privilege rule and the input guard did to the request
     timings_ms: Mapping[str, float] = field(default_factory=dict)

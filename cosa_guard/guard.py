@@ -138,6 +138,7 @@ class _Call:
     decision: Decision | None = None
     timings: dict[str, float] = field(default_factory=lambda: {"input": 0.0, "generate": 0.0, "judge": 0.0})
     findings: tuple[Finding, ...] = ()
+    input_score: float | None = None
     notes: list[str] = field(default_factory=list)
     breaker_pending: bool = False  # the primary was admitted and its outcome is not recorded yet
     released: int = 0  # characters streamed to the caller
@@ -236,7 +237,8 @@ class Guard:
 
         `primary` (a CoSAlign model) and `fallback` (the cascade's generator) replace the
         deployment's routes; at least one is needed. `judge` replaces the deployment's judge
-        (default: built from its `judge` spec). The guard never closes objects given here.
+        (default: built from its `judge` spec). The guard never closes objects given here, and
+        `reload()` raises DeploymentError: there is no deployments file behind it.
         """
         if primary is None and fallback is None:
             raise ValueError("Guard.single needs a primary (CoSAlign) or a fallback (cascade) backend")
@@ -509,7 +511,7 @@ class Guard:
             call.lap("input", started)
             return self._check_failed(call, f"input guard failed: {exc!r}", messages)
         call.lap("input", started)
-        call.findings = check.findings
+        call.findings, call.input_score = check.findings, check.score
         call.notes.extend(check.notes)
         if check.refusal is not None:
             detail = "; ".join(f"{f.detector}: {f.reason}" for f in check.findings[:3])
@@ -839,6 +841,7 @@ class Guard:
             fail_open=decision.fail_open if decision is not None else False,
             stream=call.stream,
             detail=decision.detail if decision is not None else "",
+            input_score=call.input_score,
             input_findings=tuple(_finding(f) for f in call.findings),
             notes=tuple(call.notes),
             timings_ms=dict(call.timings),

@@ -256,6 +256,7 @@ async def test_input_guard_refusal_never_calls_the_model(tmp_path: Path) -> None
     assert response.text == REFUSAL
     assert fallback.calls == []
     assert audit.records[0].input_findings[0]["detector"] == "structural:fake_config"
+    assert audit.records[0].input_score == 1.0
 
 
 async def test_input_guard_crash_fails_closed(tmp_path: Path) -> None:
