@@ -73,6 +73,18 @@ class GenerationParams:
             stop = (stop,)
         return cls(**known, stop=tuple(stop or ()), extra=kwargs)
 
+    def to_kwargs(self) -> dict[str, Any]:
+        """The parameters that are set, as keyword arguments (`from_kwargs` in reverse); `extra` last."""
+        out: dict[str, Any] = {
+            k: v
+            for k in ("max_tokens", "temperature", "top_p", "seed")
+            if (v := getattr(self, k)) is not None
+        }
+        if self.stop:
+            out["stop"] = list(self.stop)
+        out.update(self.extra)
+        return out
+
 
 @dataclass(frozen=True, slots=True)
 class Usage:
