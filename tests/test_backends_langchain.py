@@ -81,6 +81,9 @@ async def test_generate_converts_messages_and_passes_only_set_params() -> None:
     assert sent[1].name == "ann"
     assert isinstance(sent[3], ToolMessage) and sent[3].tool_call_id == "call-1"
     assert kwargs == {"stop": ["\n"], "temperature": 0.2, "top_k": 5}
+    assert GenerationParams.from_kwargs(**kwargs) == GenerationParams(
+        temperature=0.2, stop=("\n",), extra={"top_k": 5}
+    )
 
 
 async def test_stream_yields_text_then_a_finish_chunk() -> None:

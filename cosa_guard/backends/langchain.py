@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LangChainBackend",
-    "call_kwargs",
     "completion_of",
     "from_langchain",
     "message_text",
@@ -99,19 +98,6 @@ def from_langchain(messages: Sequence[BaseMessage]) -> tuple[Message, ...]:
     return tuple(out)
 
 
-def call_kwargs(params: GenerationParams) -> dict[str, Any]:
-    """Keyword arguments for `ainvoke`/`astream`: only the parameters that are set."""
-    kwargs: dict[str, Any] = {}
-    for key in ("max_tokens", "temperature", "top_p", "seed"):
-        value = getattr(params, key)
-        if value is not None:
-            kwargs[key] = value
-    if params.stop:
-        kwargs["stop"] = list(params.stop)
-    kwargs.update(params.extra)
-    return kwargs
-
-
 def completion_of(message: BaseMessage, default_model: str) -> Completion:
     metadata: Mapping[str, Any] = message.response_metadata or {}
     usage = getattr(message, "usage_metadata", None)
@@ -153,12 +139,12 @@ class LangChainBackend:
 
     async def invoke_messages(self, messages: list[BaseMessage], params: GenerationParams) -> AIMessage:
         """One call with LangChain messages; subclasses redirect it (see cosa_guard_langchain)."""
-        result = await self.chat_model.ainvoke(messages, self.config, **call_kwargs(params))
+        result = await self.chat_model.ainvoke(messages, self.config, **params.to_kwargs())
         return _as_ai_message(result, self.name)
 
     def stream_messages(self, messages: list[BaseMessage], params: GenerationParams) -> AsyncIterator[Any]:
         """A streamed call with LangChain messages: AIMessageChunks."""
-        return self.chat_model.astream(messages, self.config, **call_kwargs(params))
+        return self.chat_model.astream(messages, self.config, **params.to_kwargs())
 
     async def generate(self, messages: Sequence[Message], params: GenerationParams) -> Completion:
         try:

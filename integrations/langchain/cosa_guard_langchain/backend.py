@@ -30,7 +30,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import var_child_runnable_config
 
-from cosa_guard.backends.langchain import LangChainBackend, call_kwargs, from_langchain
+from cosa_guard.backends.langchain import LangChainBackend, from_langchain
 from cosa_guard.errors import BackendError
 from cosa_guard.types import GenerationParams
 
@@ -119,7 +119,7 @@ class ChatModelBackend(LangChainBackend):
         if call is None:
             return await super().invoke_messages(messages, params)
         with detached_streams(call.callbacks):
-            message = await call.invoke(restore_messages(messages, call.originals), call_kwargs(params))
+            message = await call.invoke(restore_messages(messages, call.originals), params.to_kwargs())
         call.result = message
         return message
 
@@ -127,7 +127,7 @@ class ChatModelBackend(LangChainBackend):
         call = self._call()
         if call is None:
             return super().stream_messages(messages, params)
-        return _recorded(call, call.stream(restore_messages(messages, call.originals), call_kwargs(params)))
+        return _recorded(call, call.stream(restore_messages(messages, call.originals), params.to_kwargs()))
 
 
 async def _recorded(call: ModelCall, chunks: AsyncIterator[AIMessageChunk]) -> AsyncIterator[AIMessageChunk]:
