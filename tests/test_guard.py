@@ -419,6 +419,8 @@ async def test_single_serves_given_objects_and_does_not_close_them(tmp_path: Pat
     guard = single(tmp_path, fallback=fallback)
     response = await guard.chat("game", USER)
     assert response.decision.reason is RefusalReason.OUTPUT_VIOLATION and response.model == "mine"
+    with pytest.raises(DeploymentError, match="no deployments file"):
+        await guard.reload()
     await guard.aclose()
     assert not fallback.closed
     with pytest.raises(ValueError, match="primary"):
