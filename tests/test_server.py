@@ -84,9 +84,15 @@ class FakeGuard:
 
     async def chat(self, deployment_id: str, messages: Sequence[Message], **params: Any) -> GuardResponse:
         self.calls.append((deployment_id, tuple(messages), params))
-        response = self._decide(deployment_id, messages)
-        self.audit.append({"deployment": deployment_id, "decision": response.decision.label, "stream": False})
-        return response
+        label = "cancelled"
+        try:
+            if "hang" in messages[-1].content:
+                await asyncio.sleep(30)
+            response = self._decide(deployment_id, messages)
+            label = response.decision.label
+            return response
+        finally:
+            self.audit.append({"deployment": deployment_id, "decision": label, "stream": False})
 
     async def stream(
         self, deployment_id: str, messages: Sequence[Message], **params: Any
@@ -96,6 +102,8 @@ class FakeGuard:
         prompt = messages[-1].content
         label = "cancelled"
         try:
+            if "hang" in prompt:
+                await asyncio.sleep(30)
             if "endless" in prompt:
                 while True:
                     yield TextDelta("more ")
@@ -394,6 +402,19 @@ def test_disconnect_mid_stream_cancels_generation_and_audits(running: Running) -
     while not running.guard.audit and time.monotonic() < deadline:
         time.sleep(0.02)
     assert running.guard.audit == [{"deployment": "game", "decision": "cancelled", "stream": True}]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_disconnect_before_any_answer_cancels_the_call(running: Running, stream: bool) -> None:
+    body = json.dumps({"messages": [{"role": "user", "content": "hang"}], "stream": stream}).encode()
+    headers = {"content-type": "application/json", "authorization": f"Bearer {running.keys['game']}"}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(running.url + "/v1/chat/completions", content=body, headers=headers, timeout=0.3)
+    deadline = time.monotonic() + 5
+    while not running.guard.audit and time.monotonic() < deadline:
+        time.sleep(0.02)
+    # Without the disconnect watch the fake would sleep its 30 s and the test time out here.
+    assert running.guard.audit == [{"deployment": "game", "decision": "cancelled", "stream": stream}]
 
 
 def test_file_change_reloads_and_keeps_last_good_config(running: Running) -> None:

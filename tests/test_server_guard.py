@@ -53,7 +53,7 @@ def _reply(messages: Sequence[Message]) -> str:
 
 
 def backend_factory(spec: BackendSpec, base_dir: Path) -> ScriptedBackend:
-    delay = 5.0 if spec.model == "slow" else 0.0
+    delay = 5.0 if spec.model in ("slow", "hang") else 0.0
     return ScriptedBackend(
         [_reply], name=spec.model or "scripted", delay=delay, chunk_size=16, chunk_delay=0.002
     )
@@ -101,6 +101,7 @@ def service(tmp_path: Path) -> Iterator[Service]:
         "optimistic": _deployment("echo", stream={"mode": "optimistic", "window_chars": 64}),
         "buffer": _deployment("echo", stream={"mode": "buffer"}),
         "slow": _deployment("slow", deadline_s=0.3),
+        "patient": _deployment("hang"),
     }
     for name, spec in layouts.items():
         path, keys[name] = write_signed_deployment(tmp_path, CONFIG, name, **spec)
@@ -249,3 +250,14 @@ def test_disconnect_mid_stream_cancels_and_is_audited(service: Service) -> None:
     # Had generation run on, the record would say "allowed" (the endless reply is harmless).
     assert [r["decision"] for r in records] == ["cancelled"]
     assert records[0]["stream"] is True
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_client_leaving_before_the_answer_cancels_generation(service: Service, stream: bool) -> None:
+    body = json.dumps({"messages": [{"role": "user", "content": "hello"}], "stream": stream})
+    headers = {"authorization": f"Bearer {service.keys['patient']}", "content-type": "application/json"}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(service.url + "/v1/chat/completions", content=body, headers=headers, timeout=0.5)
+    # The backend takes 5 s: served to the end, the record would say "allowed" and come too late.
+    records = service.audit(1, timeout=3.0)
+    assert [(r["decision"], r["stream"]) for r in records] == [("cancelled", stream)]

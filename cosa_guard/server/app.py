@@ -21,8 +21,8 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
 from cosa_guard._optional import require
 from cosa_guard.audit import AuditRecord, AuditSink
@@ -55,7 +55,10 @@ except ImportError as exc:  # pragma: no cover - depends on the install
 
 logger = logging.getLogger("cosa_guard.server")
 
+T = TypeVar("T")
+
 DEFAULT_MAX_BODY_BYTES = 1 << 20
+_CLIENT_GONE = 499  # nginx's "client closed request": nobody reads it, but the access log shows why
 _JSON_TYPES = ("application/json",)
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -145,8 +148,10 @@ def create_app(
         params = chat.guard_params()
         request.state.guarded = True  # from here on the guard writes the audit record
         if chat.stream:
-            return await _stream(guard, deployment, messages, params, model)
-        response = await guard.chat(deployment.id, messages, **params)
+            return await _stream(request, guard, deployment, messages, params, model)
+        response = await _unless_disconnected(request, guard.chat(deployment.id, messages, **params))
+        if response is None:
+            return Response(status_code=_CLIENT_GONE)
         if response.decision.kind is DecisionKind.FAILED:
             raise guard_failure(response, decision_payload(response))
         return JSONResponse(completion_body(response, model))
@@ -250,6 +255,7 @@ def _model_card(deployment: LoadedDeployment) -> dict[str, Any]:
 
 
 async def _stream(
+    request: Request,
     guard: GuardLike,
     deployment: LoadedDeployment,
     messages: Sequence[Message],
@@ -263,16 +269,14 @@ async def _stream(
     text followed at once by the `FinalEvent`, so such a delta is held until the next event says which.
     """
     events = guard.stream(deployment.id, messages, **params)
-    head: list[StreamEvent] = []
     try:
-        while not head or _undecided_refusal(head[-1], deployment):
-            event = await anext(events, None)
-            if event is None:
-                break
-            head.append(event)
+        head = await _unless_disconnected(request, _head(events, deployment))
     except BaseException:
         await _aclose(events)
         raise
+    if head is None:
+        await _aclose(events)
+        return Response(status_code=_CLIENT_GONE)
     final = head[-1] if head else None
     if final is None:
         raise _no_decision()
@@ -281,6 +285,16 @@ async def _stream(
         raise guard_failure(final.response, decision_payload(final.response))
     body = _sse(head, events, ChunkWriter(model, fingerprint=deployment.config_hash))
     return StreamingResponse(body, media_type="text/event-stream", headers=_SSE_HEADERS)
+
+
+async def _head(events: AsyncIterator[StreamEvent], deployment: LoadedDeployment) -> list[StreamEvent]:
+    head: list[StreamEvent] = []
+    while not head or _undecided_refusal(head[-1], deployment):
+        event = await anext(events, None)
+        if event is None:
+            break
+        head.append(event)
+    return head
 
 
 def _undecided_refusal(event: StreamEvent, deployment: LoadedDeployment) -> bool:
@@ -351,6 +365,36 @@ def _final_chunk(
 
 def _event(body: Mapping[str, Any]) -> bytes:
     return b"data: " + json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n\n"
+
+
+# --- Client disconnects ---------------------------------------------------------------------------
+
+
+async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T | None:
+    """Await `work`, cancelling it if the client disconnects first (then None).
+
+    A plain request is otherwise served to the end after its client has gone, keeping a model
+    busy for nobody; cancelled, the guard stops generating and records the call as `cancelled`.
+    """
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnect(request))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if task.cancelled():
+        return None
+    return task.result()
+
+
+async def _disconnect(request: Request) -> None:
+    # The body has been read, so the next ASGI message is the disconnect (or never comes).
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 # --- Errors ----------------------------------------------------------------------------------------
