@@ -80,6 +80,13 @@ _ID_PREFIX = secrets.token_hex(8)
 _ID_COUNTER = itertools.count()
 
 
+_NO_PARAMS = GenerationParams()
+
+
+def _params(params: dict[str, Any]) -> GenerationParams:
+    return GenerationParams.from_kwargs(**params) if params else _NO_PARAMS
+
+
 def new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
 
@@ -466,7 +473,7 @@ class Guard:
         try:
             try:
                 async with asyncio.timeout_at(loop.time() + rt.deployment.spec.deadline_s):
-                    await self._pipeline(call, GenerationParams.from_kwargs(**params))
+                    await self._pipeline(call, _params(params))
             except TimeoutError:
                 self._on_deadline(call)
         except asyncio.CancelledError:
@@ -484,7 +491,7 @@ class Guard:
         """
         rt = self._runtime(deployment_id)
         call = _Call(rt, new_request_id(), as_messages(messages), stream=True)
-        return self._stream(call, GenerationParams.from_kwargs(**params))
+        return self._stream(call, _params(params))
 
     async def _prepare(self, call: _Call) -> tuple[Message, ...] | None:
         """Privilege rule and input guard: the messages the model may see, or None after a decision."""
