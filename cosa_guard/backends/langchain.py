@@ -33,6 +33,7 @@ __all__ = [
     "LangChainBackend",
     "completion_of",
     "from_langchain",
+    "join_chunks",
     "message_text",
     "to_langchain",
 ]
@@ -156,17 +157,18 @@ class LangChainBackend:
         return completion_of(message, self.name)
 
     async def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[Chunk]:
-        total: AIMessageChunk | None = None
+        pieces: list[AIMessageChunk] = []
         try:
             async for piece in self.stream_messages(to_langchain(messages), params):
                 chunk = _as_chunk(piece, self.name)
-                total = chunk if total is None else total + chunk
+                pieces.append(chunk)
                 if chunk.text:
                     yield Chunk(str(chunk.text))
         except (CosaGuardError, asyncio.CancelledError):
             raise
         except Exception as exc:
             raise _backend_error(self.name, exc) from exc
+        total = join_chunks(pieces)
         if total is None:
             raise BackendError(f"{self.name}: the stream ended without a single chunk")
         # Tool calls arrive as argument fragments; only the joined message parses them, so they are
@@ -175,6 +177,13 @@ class LangChainBackend:
         if calls:
             yield Chunk(calls)
         yield Chunk("", finish_reason=completion_of(total, self.name).finish_reason)
+
+
+def join_chunks(chunks: Sequence[AIMessageChunk]) -> AIMessageChunk | None:
+    """The streamed message as one chunk, joined in one pass (chunk by chunk is quadratic)."""
+    if not chunks:
+        return None
+    return chunks[0] + list(chunks[1:]) if len(chunks) > 1 else chunks[0]
 
 
 def _as_ai_message(result: Any, name: str) -> AIMessage:

@@ -30,7 +30,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import var_child_runnable_config
 
-from cosa_guard.backends.langchain import LangChainBackend, from_langchain
+from cosa_guard.backends.langchain import LangChainBackend, from_langchain, join_chunks
 from cosa_guard.errors import BackendError
 from cosa_guard.types import GenerationParams
 
@@ -131,12 +131,12 @@ class ChatModelBackend(LangChainBackend):
 
 
 async def _recorded(call: ModelCall, chunks: AsyncIterator[AIMessageChunk]) -> AsyncIterator[AIMessageChunk]:
-    total: AIMessageChunk | None = None
+    pieces: list[AIMessageChunk] = []
     with detached_streams(call.callbacks):  # the model reads its run config on the first step
         async for chunk in chunks:
-            total = chunk if total is None else total + chunk
+            pieces.append(chunk)
             yield chunk
-    call.result = total
+    call.result = join_chunks(pieces)
 
 
 def restore_messages(sent: list[BaseMessage], originals: Sequence[BaseMessage]) -> list[BaseMessage]:
