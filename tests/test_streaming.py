@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 from _guard_fixtures import BOTH_ROUTES, MARKER, PRIMARY_ONLY, REFUSAL, USER, make_guard
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cosa_guard.audit import MemoryAuditSink
 from cosa_guard.backends.fake import FailingBackend, ScriptedBackend
@@ -23,6 +25,7 @@ from cosa_guard.types import (
     FinalEvent,
     GenerationParams,
     Message,
+    RefusalReason,
     Retraction,
     Route,
     StreamEvent,
@@ -243,3 +246,60 @@ async def test_primary_breaking_after_released_text_retracts_instead_of_falling_
     assert released == "The first half of an answer"
     assert isinstance(events[-2], Retraction) and events[-2].reason == "failed:backend"
     assert final.response.route is Route.COSALIGN and fallback.calls == []
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    body=st.text(alphabet="abc xyz.", max_size=300),
+    position=st.one_of(st.none(), st.integers(min_value=0, max_value=300)),
+    sizes=st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=8),
+    window=st.integers(min_value=1, max_value=80),
+    extra_overlap=st.integers(min_value=0, max_value=40),
+    mode=st.sampled_from(["buffer", "holdback", "optimistic", "passthrough"]),
+)
+def test_guard_stream_property(
+    body: str, position: int | None, sizes: list[int], window: int, extra_overlap: int, mode: str
+) -> None:
+    """For any chunking, window and overlap: released text is a prefix of the answer, and in buffer and
+    holdback it never reaches the first violating character."""
+    text = (
+        body
+        if position is None
+        else body[: min(position, len(body))] + MARKER + body[min(position, len(body)) :]
+    )
+    violation_at = text.find(MARKER)
+
+    async def chunks() -> AsyncIterator[Chunk]:
+        start, i = 0, 0
+        while start < len(text):
+            size = sizes[i % len(sizes)]
+            yield Chunk(text[start : start + size])
+            start, i = start + size, i + 1
+
+    async def check(prefix: str, final: bool) -> Decision:
+        return (
+            Decision.allowed() if MARKER not in prefix else Decision.refused(RefusalReason.OUTPUT_VIOLATION)
+        )
+
+    async def run() -> tuple[str, StreamOutcome]:
+        outcome = StreamOutcome()
+        stream = guard_stream(
+            chunks(),
+            outcome,
+            mode=mode,
+            check=check,
+            deadline=asyncio.get_running_loop().time() + 60,
+            window_chars=window,
+            overlap_chars=len(MARKER) + extra_overlap,
+        )
+        return "".join([d.text async for d in stream]), outcome
+
+    released, outcome = asyncio.run(run())
+    assert text.startswith(released) and outcome.released == len(released)
+    assert outcome.decision is not None
+    if violation_at < 0 or mode == "passthrough":
+        assert released == text and outcome.decision.is_allowed
+        return
+    assert outcome.decision.reason is RefusalReason.OUTPUT_VIOLATION
+    if mode in ("buffer", "holdback"):
+        assert len(released) <= violation_at
