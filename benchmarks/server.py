@@ -38,38 +38,46 @@ BODY = json.dumps(
 # --- the fake upstream ------------------------------------------------------------------------------
 
 
-async def fake_upstream(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """A minimal OpenAI-compatible chat endpoint: one fixed completion, no framework."""
-    if scope["type"] != "http":
-        return
-    more = True
-    while more:
-        message = await receive()
-        more = message.get("more_body", False)
-    body = json.dumps(
-        {
-            "id": "chatcmpl-fake",
-            "object": "chat.completion",
-            "created": 0,
-            "model": "fake",
-            "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": ANSWER}, "finish_reason": "stop"}
-            ],
-            "usage": {"prompt_tokens": 12, "completion_tokens": 18, "total_tokens": 30},
-        }
-    ).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+_COMPLETION = json.dumps(
+    {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "fake",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": ANSWER}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 18, "total_tokens": 30},
+    }
+).encode()
+_HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(_COMPLETION)).encode())]
 
 
-def run_upstream(port: int) -> None:
+def fake_upstream(delay_s: float) -> Any:
+    """A minimal OpenAI-compatible chat endpoint: one fixed completion after `delay_s`, no framework."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        more = True
+        while more:
+            message = await receive()
+            more = message.get("more_body", False)
+        if delay_s:
+            await asyncio.sleep(delay_s)
+        await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+        await send({"type": "http.response.body", "body": _COMPLETION})
+
+    return app
+
+
+def run_upstream(port: int, delay_s: float) -> None:
     import uvicorn
 
-    uvicorn.run(fake_upstream, host="127.0.0.1", port=port, log_level="error", access_log=False)
+    uvicorn.run(fake_upstream(delay_s), host="127.0.0.1", port=port, log_level="error", access_log=False)
 
 
-def run_guarded(port: int, deployments: str, backend: str) -> None:
+def run_guarded(port: int, deployments: str, backend: str, delay_s: float) -> None:
     import uvicorn
 
     from cosa_guard.backends.base import Backend
@@ -81,7 +89,7 @@ def run_guarded(port: int, deployments: str, backend: str) -> None:
 
     def backends(spec: BackendSpec, base_dir: Path) -> Backend:
         if backend == "scripted":
-            return ScriptedBackend([ANSWER])
+            return ScriptedBackend([ANSWER], delay=delay_s)
         return OpenAIBackend(spec.model, base_url=spec.base_url or "", max_retries=0)
 
     guard = Guard.from_file(deployments, backend_factory=backends)
@@ -242,6 +250,13 @@ def main(argv: list[str] | None = None) -> int:
         "deployment path); `scripted` answers in-process, isolating the server and guard from the "
         "upstream client (default: %(default)s)",
     )
+    parser.add_argument(
+        "--upstream-delay-ms",
+        type=float,
+        default=0.0,
+        help="the fake upstream waits this long before answering, like a model generating; 0 (default) "
+        "makes the upstream as cheap as possible, the hardest case for the throughput ratio",
+    )
     args = parser.parse_args(argv)
     requests = args.requests or (600 if args.quick else 3000)
     sizes = {1: requests // 2, 64: requests}
@@ -255,9 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         deployments, api_key = write_deployment(Path(tmp), upstream + "/v1")
         processes = [
-            context.Process(target=run_upstream, args=(up_port,), daemon=True),
+            context.Process(target=run_upstream, args=(up_port, args.upstream_delay_ms / 1000), daemon=True),
             context.Process(
-                target=run_guarded, args=(guard_port, str(deployments), args.backend), daemon=True
+                target=run_guarded,
+                args=(guard_port, str(deployments), args.backend, args.upstream_delay_ms / 1000),
+                daemon=True,
             ),
         ]
         for process in processes:
@@ -271,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
                 process.terminate()
                 process.join(10)
     print(f"backend={args.backend}")
+    print(f"upstream_delay_ms={args.upstream_delay_ms:g}")
     print(f"requests_per_measurement={requests}")
     print(f"added_latency_median_ms={results['guarded_c1_median_ms'] - results['direct_c1_median_ms']:.3f}")
     print(f"added_latency_p99_ms={results['guarded_c1_p99_ms'] - results['direct_c1_p99_ms']:.3f}")
