@@ -18,6 +18,7 @@ as one chunk after the verdict, tool calls included.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -241,18 +242,19 @@ class GuardedChatModel(BaseChatModel):
         released: list[str] = []
         retraction: Retraction | None = None
         final: GuardResponse | None = None
+        events = self.guard.stream(self.deployment_id, from_langchain(messages), **_params(stop, kwargs))
+        # aclosing: a consumer that stops early still gets the guard's audit record written now.
         with use_call(call):
-            async for event in self.guard.stream(
-                self.deployment_id, from_langchain(messages), **_params(stop, kwargs)
-            ):
-                if isinstance(event, TextDelta):
-                    if event.text:
-                        released.append(event.text)
-                        yield ChatGenerationChunk(message=AIMessageChunk(content=event.text))
-                elif isinstance(event, Retraction):
-                    retraction = event
-                elif isinstance(event, FinalEvent):
-                    final = event.response
+            async with aclosing(events):
+                async for event in events:
+                    if isinstance(event, TextDelta):
+                        if event.text:
+                            released.append(event.text)
+                            yield ChatGenerationChunk(message=AIMessageChunk(content=event.text))
+                    elif isinstance(event, Retraction):
+                        retraction = event
+                    elif isinstance(event, FinalEvent):
+                        final = event.response
         if final is None:
             raise CosaGuardError(f"the guard's stream for {self.deployment_id!r} ended without a decision")
         yield ChatGenerationChunk(message=_last_chunk(final, "".join(released), retraction))

@@ -24,7 +24,7 @@ import asyncio
 import contextvars
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from langchain.agents.middleware import (
     AgentMiddleware,
@@ -37,6 +37,7 @@ from langchain.agents.middleware import (
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, SystemMessage
 
 from cosa_guard.backends.langchain import from_langchain
+from cosa_guard.deployments import LoadedDeployment
 from cosa_guard.injection.base import InputGuard
 from cosa_guard.types import Decision, FailureKind, GuardResponse, Route
 from cosa_guard_langchain._sync import run_sync
@@ -67,7 +68,7 @@ class CosaGuardMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         self.guard = guard
         self.deployment_id = deployment_id
         self.input_guard = input_guard
-        self.deployment = guard.registry.get(deployment_id)  # unknown ids fail here, not mid-run
+        self.deployment  # noqa: B018 - an unknown id fails here, not mid-run
 
     @classmethod
     def from_deployments(
@@ -91,6 +92,11 @@ class CosaGuardMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
             deployment, fallback=ChatModelBackend(), input_guard=input_guard, **guard_options
         )
         return cls(guard, deployment_id, input_guard=input_guard)
+
+    @property
+    def deployment(self) -> LoadedDeployment:
+        """The deployment as the guard serves it now (a reload may have changed its config)."""
+        return cast("LoadedDeployment", self.guard.registry.get(self.deployment_id))
 
     @property
     def name(self) -> str:
