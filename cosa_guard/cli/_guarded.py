@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cosa_guard.deployments import DeploymentRegistry
+if TYPE_CHECKING:
+    from cosa_guard.deployments import DeploymentRegistry
 
 # Backends whose loaded model is shared process-wide: loading one here warms the guard's.
 _SHARED_LOCAL_KINDS = ("transformers",)
@@ -19,6 +21,15 @@ class Target:
     path: Path
     api_key: str | None = None  # known only for the demo: a real deployment's keys are stored as hashes
     demo_id: str | None = None
+
+
+def add_deployments_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--deployments",
+        type=Path,
+        metavar="FILE",
+        help="deployments.yaml (default: the bundled demo deployment, signed on this machine at first run)",
+    )
 
 
 def resolve(deployments: Path | None) -> Target:

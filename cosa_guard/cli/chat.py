@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from cosa_guard.types import FinalEvent, GuardResponse, Message, Retraction, TextDelta
@@ -26,18 +25,15 @@ PROMPT = "you> "
 
 
 def register(subparsers: Any) -> None:
+    from cosa_guard.cli._guarded import add_deployments_option
+
     parser = subparsers.add_parser(
         "chat",
         help="interactive terminal chat through a guarded deployment (the demo when no --deployments)",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--deployments",
-        type=Path,
-        metavar="FILE",
-        help="deployments.yaml (default: the bundled demo deployment)",
-    )
+    add_deployments_option(parser)
     parser.add_argument(
         "--deployment",
         metavar="ID",

@@ -29,18 +29,15 @@ fails to verify never replaces the last good one. See docs/server.md.
 
 
 def register(subparsers: Any) -> None:
+    from cosa_guard.cli._guarded import add_deployments_option
+
     parser = subparsers.add_parser(
         "serve",
         help="serve guarded chat completions over OpenAI's HTTP API (the demo when no --deployments)",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--deployments",
-        type=Path,
-        metavar="FILE",
-        help="deployments.yaml to serve (default: the bundled demo deployment, created at first run)",
-    )
+    add_deployments_option(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8080, help="port to listen on (default: %(default)s)")
     parser.add_argument(
