@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from _guard_fixtures import BOTH_ROUTES, MARKER, PRIMARY_ONLY, REFUSAL, USER, make_guard
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cosa_guard.audit import MemoryAuditSink
@@ -248,15 +248,16 @@ async def test_primary_breaking_after_released_text_retracts_instead_of_falling_
     assert final.response.route is Route.COSALIGN and fallback.calls == []
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    body=st.text(alphabet="abc xyz.", max_size=300),
-    position=st.one_of(st.none(), st.integers(min_value=0, max_value=300)),
-    sizes=st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=8),
-    window=st.integers(min_value=1, max_value=80),
-    extra_overlap=st.integers(min_value=0, max_value=40),
-    mode=st.sampled_from(["buffer", "holdback", "optimistic", "passthrough"]),
+    body=st.text(alphabet="abc xyz.", max_size=120),
+    position=st.one_of(st.none(), st.integers(min_value=0, max_value=120)),
+    sizes=st.lists(st.integers(min_value=1, max_value=12), min_size=1, max_size=8),
+    window=st.integers(min_value=1, max_value=30),
+    extra_overlap=st.integers(min_value=0, max_value=12),
+    mode=st.sampled_from(["buffer", "holdback", "holdback", "optimistic", "passthrough"]),
 )
+@example(body="ab", position=1, sizes=[1], window=1, extra_overlap=0, mode="holdback")
 def test_guard_stream_property(
     body: str, position: int | None, sizes: list[int], window: int, extra_overlap: int, mode: str
 ) -> None:
