@@ -14,6 +14,7 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
+from cosa_guard.errors import CosaGuardError
 from cosa_guard.taxonomy import ALLOWABLE_IDS
 from cosa_guard.types import GenerationParams
 from cosa_guard_training.build import build_generator, build_labeller
@@ -53,11 +54,13 @@ class Paths:
         return self.root / "pairs.jsonl"
 
 
+class TrainingError(CosaGuardError):
+    """A step cannot run as asked (bad recipe, missing input); the message says what to do."""
+
+
 def _needs(path: Path, step: str) -> Path:
     if not path.exists():
-        raise FileNotFoundError(
-            f"{path} is missing: run `cosa-guard train {step}` with the same --output first"
-        )
+        raise TrainingError(f"{path} is missing: run `cosa-guard train {step}` with the same --output first")
     return path
 
 
@@ -131,7 +134,10 @@ async def run_steps(
     pairs_file: str | None = None,
 ) -> int:
     """Run one step (or all, in order) and print `name=value` lines a script or benchmark can read."""
-    recipe = load_recipe(recipe_name)
+    try:
+        recipe = load_recipe(recipe_name)
+    except ValueError as exc:  # pydantic's ValidationError included: it lists every bad field
+        raise TrainingError(f"recipe {recipe_name}: {exc}") from exc
     paths = Paths(Path(output))
     paths.root.mkdir(parents=True, exist_ok=True)
     todo = STEPS if step is None else (step,)

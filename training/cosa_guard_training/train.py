@@ -183,5 +183,8 @@ def fit(pairs: list[dict[str, Any]], recipe: Recipe, output: Path) -> FitResult:
         "train_seconds": round(seconds, 2),
         "train_categories": list(recipe.data.train_categories),
     }
-    (model_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    from accelerate.state import PartialState
+
+    if PartialState().is_main_process:  # under `accelerate launch` every GPU process gets here
+        (model_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return FitResult(model_dir, len(sft), len(pairs), seconds)

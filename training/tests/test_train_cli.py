@@ -1,0 +1,66 @@
+"""`cosa-guard train` wiring: help, missing arguments, the import step, accelerate launch files."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from cosa_guard_training.__main__ import main as module_main
+
+from cosa_guard.cli import main
+
+ACCELERATE = Path(__file__).resolve().parents[1] / "accelerate"
+
+
+def test_train_help_lists_every_step(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for step in ("synth", "responses", "label", "pairs", "fit", "import"):
+        assert re.search(rf"^\s+{step}\s", out, re.MULTILINE), step
+
+
+def test_train_without_recipe_says_what_is_missing(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train"]) == 2
+    assert "--recipe" in capsys.readouterr().err
+
+
+def test_errors_name_the_step_to_run_or_the_bad_recipe(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", "pairs", "--recipe", "tiny", "--output", str(tmp_path)]) == 1
+    assert "run `cosa-guard train label`" in capsys.readouterr().err
+    assert main(["train", "synth", "--recipe", "nope", "--output", str(tmp_path)]) == 1
+    assert "built-in recipes are" in capsys.readouterr().err
+
+
+def test_import_step_writes_pairs_and_prints_the_count(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    row = {
+        "system_prompt": "s",
+        "prompt": "p",
+        "chosen_response": "good",
+        "rejected_response": "bad",
+        "spec_i": "--",
+        "spec_j": "-Violence-",
+    }
+    source = tmp_path / "train.jsonl"
+    source.write_text(json.dumps(row) + "\n")
+    # The same command through `python -m cosa_guard_training`, the form accelerate launches.
+    assert module_main(["import", "--source", str(source), "--output", str(tmp_path / "out")]) == 0
+    assert "pairs=1" in capsys.readouterr().out
+    assert json.loads((tmp_path / "out" / "pairs.jsonl").read_text())["spec_j"] == ["violence"]
+
+
+@pytest.mark.parametrize("name", ["fsdp.yaml", "deepspeed_zero3.yaml"])
+def test_accelerate_launch_files_load(name: str) -> None:
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(ACCELERATE / name))
+    expected = "FSDP" if name.startswith("fsdp") else "DEEPSPEED"
+    assert config.distributed_type.value == expected
+    assert config.mixed_precision == "bf16" and config.num_processes >= 1
