@@ -87,6 +87,26 @@ def _params(params: dict[str, Any]) -> GenerationParams:
     return GenerationParams.from_kwargs(**params) if params else _NO_PARAMS
 
 
+def client_messages(messages: Any) -> tuple[Message, ...]:
+    """The client's turns as Messages: Message objects, OpenAI-style dicts or LangChain messages."""
+    items = tuple(messages)
+    if all(isinstance(m, Message | Mapping) for m in items):
+        return as_messages(items)
+    from cosa_guard.backends.langchain import from_langchain  # duck-typed: langchain-core is not imported
+
+    out: list[Message] = []
+    for item in items:
+        if isinstance(item, Message | Mapping):
+            out.extend(as_messages([item]))
+        elif hasattr(item, "type") and hasattr(item, "content"):
+            out.extend(from_langchain([item]))
+        else:
+            raise TypeError(
+                f"a message must be a Message, a dict or a LangChain message, not {type(item).__name__}"
+            )
+    return tuple(out)
+
+
 def new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
 
@@ -468,7 +488,7 @@ class Guard:
     async def chat(self, deployment_id: str, messages: Any, **params: Any) -> GuardResponse:
         """Guard one chat call; always a `GuardResponse`, whatever happened after the deployment lookup."""
         rt = self._runtime(deployment_id)
-        call = _Call(rt, new_request_id(), as_messages(messages), stream=False)
+        call = _Call(rt, new_request_id(), client_messages(messages), stream=False)
         loop = asyncio.get_running_loop()
         try:
             try:
@@ -490,7 +510,7 @@ class Guard:
         else happens while the caller iterates.
         """
         rt = self._runtime(deployment_id)
-        call = _Call(rt, new_request_id(), as_messages(messages), stream=True)
+        call = _Call(rt, new_request_id(), client_messages(messages), stream=True)
         return self._stream(call, _params(params))
 
     async def _prepare(self, call: _Call) -> tuple[Message, ...] | None:
