@@ -12,9 +12,11 @@ from cosa_guard_training.jsonl import read_jsonl
 from cosa_guard_training.recipe import load_recipe
 from cosa_guard_training.train import MANIFEST
 
-from cosa_guard.backends.transformers import TransformersBackend, clear_model_cache
+from cosa_guard.backends.transformers import clear_model_cache
 from cosa_guard.cli import main
-from cosa_guard.types import GenerationParams, Message
+from cosa_guard.config import SafetyConfig
+from cosa_guard.testing.deployments import write_signed_deployment
+from cosa_guard.types import DecisionKind, Route
 
 
 def _values(out: str) -> dict[str, str]:
@@ -22,14 +24,26 @@ def _values(out: str) -> dict[str, str]:
 
 
 async def _answer(model_dir: Path) -> str:
-    # The core's transformers backend, as a deployment's `routes.primary: {kind: transformers}` loads it.
-    backend = TransformersBackend(model_dir, progress=False)
-    messages = (Message("system", "You may discuss violence."), Message("user", "Write a duel."))
+    """Serve the export as a deployment's CoSAlign route, as an operator would, and ask it once."""
+    from cosa_guard.guard import Guard
+
+    config = SafetyConfig(id="duels", version=1, text="Fictional sword fights are fine.", allow=("violence",))
+    primary = {"kind": "transformers", "model": str(model_dir), "options": {"progress": False}}
+    path, _ = write_signed_deployment(
+        model_dir.parent / "deploy",
+        config,
+        routes={"primary": primary},
+        judge={"kind": "scripted"},
+        injection={"classifier": False},
+    )
+    guard = Guard.from_file(path)
     try:
-        completion = await backend.generate(messages, GenerationParams(max_tokens=8, temperature=0.0))
+        result = await guard.chat("duels", [{"role": "user", "content": "Write a duel."}], max_tokens=8)
     finally:
+        await guard.aclose()
         clear_model_cache()
-    return completion.text
+    assert result.route is Route.COSALIGN and result.decision.kind is DecisionKind.ALLOWED, result.decision
+    return result.text
 
 
 async def test_tiny_recipe_runs_every_step_and_exports_a_loadable_model(
