@@ -235,6 +235,8 @@ class Guard:
         self._borrowed: set[int] = set()  # objects the caller handed in: never closed by the guard
         self._pools = _Pools()
         self._runtimes: dict[str, _Runtime] = {}
+        self._reloading = False  # while a reload builds off the loop, calls keep their current runtime
+        self._closed = False
         failures = self._rebuild()
         if failures:
             raise ConfigError(
@@ -424,9 +426,11 @@ class Guard:
         return self._registry.by_api_key(key)
 
     def _runtime(self, deployment_id: str) -> _Runtime:
+        if self._closed:
+            raise RuntimeError("this Guard was closed (aclose); build a new one")
         deployment = self._registry.get(deployment_id)  # UnknownDeploymentError: never a default config
         rt = self._runtimes.get(deployment_id)
-        if rt is None or rt.source is not deployment:
+        if rt is None or (rt.source is not deployment and not self._reloading):
             # The registry was reloaded behind our back (e.g. by its own watcher): serve what it holds now.
             failures = self._rebuild(only=[deployment_id])
             rt = self._runtimes.get(deployment_id)
@@ -439,11 +443,17 @@ class Guard:
     async def reload(self) -> ReloadReport:
         """Re-read the deployments file and bundles; new configs serve from the next call.
 
-        Backends and judges whose specs did not change are reused. A deployment whose new
-        backends or judge cannot be built keeps serving its previous runtime (listed in `kept`).
+        Backends and judges whose specs did not change are reused; new ones are built in a worker
+        thread (loading a model must not stall the calls in flight, which keep their current
+        runtime meanwhile). A deployment whose new backends or judge cannot be built keeps serving
+        its previous runtime (listed in `kept`).
         """
-        report = await asyncio.to_thread(self._registry.reload)
-        failures = self._rebuild()
+        self._reloading = True
+        try:
+            report = await asyncio.to_thread(self._registry.reload)
+            failures = await asyncio.to_thread(self._rebuild)
+        finally:
+            self._reloading = False
         await self._close_unused()
         if not failures:
             return report
@@ -456,6 +466,7 @@ class Guard:
 
     async def aclose(self) -> None:
         """Close every backend and judge the guard built, and the audit files it opened."""
+        self._closed = True
         self._runtimes = {}
         await self._close_unused()
         sinks, self._pools.sinks = list(self._pools.sinks.values()), {}

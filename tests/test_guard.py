@@ -537,3 +537,31 @@ async def test_langchain_messages_are_accepted_and_their_system_turns_are_privil
     assert [(m.role, m.content) for m in fallback.calls[0][1:]] == [("assistant", "hi"), ("user", "go")]
     with pytest.raises(TypeError, match="LangChain message"):
         await guard.chat("game", [object()])
+
+
+async def test_calls_during_a_slow_reload_keep_their_runtime_and_the_loop_stays_free(tmp_path: Path) -> None:
+    def factory(spec: BackendSpec, base: Path) -> ScriptedBackend:
+        if spec.model == "slow-to-load":
+            time.sleep(0.3)  # a model loading from disk
+        return ScriptedBackend([spec.model], name=spec.model)
+
+    guard = guard_over(registry(tmp_path), factory)
+    write_signed_deployment(
+        tmp_path, config(version=2), routes={"fallback": {"kind": "scripted", "model": "slow-to-load"}}
+    )
+    reload = asyncio.create_task(guard.reload())
+    await asyncio.sleep(0.05)
+    started = time.perf_counter()
+    during = await guard.chat("game", USER)
+    assert time.perf_counter() - started < 0.2  # not blocked behind the model load
+    assert during.text == "fallback" and during.config_hash == config().hash
+    assert (await reload).ok
+    after = await guard.chat("game", USER)
+    assert after.text == "slow-to-load" and after.config_hash == config(version=2).hash
+
+
+async def test_a_closed_guard_refuses_new_calls(tmp_path: Path) -> None:
+    guard = make_guard(tmp_path, {"fallback": ScriptedBackend([ANSWER], name="fallback")})
+    await guard.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await guard.chat("game", USER)
