@@ -125,6 +125,15 @@ def test_llm_judge_needs_an_endpoint(
     assert "--judge-base-url and --judge-model" in capsys.readouterr().err
 
 
+def test_missing_category_judge_weights_say_what_to_do(
+    setup: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deployments, dataset = setup
+    spec = json.dumps({"kind": "category", "options": {"path": str(tmp_path / "no-weights")}})
+    assert main(eval_args(deployments, dataset, tmp_path / "o", "--category-judge", spec)) == 1
+    assert "--judge llm" in capsys.readouterr().err
+
+
 def test_help_explains_the_score() -> None:
     with pytest.raises(SystemExit) as info:
         main(["eval", "--help"])

@@ -186,7 +186,14 @@ def _eval_judge(
     judge_spec = JudgeSpec.model_validate(_json_option("--category-judge", args.category_judge))
     refusals = {DEFAULT_REFUSAL, *(e.config.refusal for e in dataset.configs.values() if e.config.refusal)}
     refusals |= {d.refusal_text for d in deployments}
-    return embedded_eval_judge(build_judge(judge_spec, base_dir, backend_factory=backends), sorted(refusals))
+    try:
+        categories = build_judge(judge_spec, base_dir, backend_factory=backends)
+    except (OSError, ConfigError) as exc:  # e.g. the category judge or its weights are not installed
+        raise ConfigError(
+            f"cannot load the {judge_spec.kind} judge for risk categories: {exc}. Use --judge llm with a "
+            "strong model, or --category-judge with another judge spec"
+        ) from exc
+    return embedded_eval_judge(categories, sorted(refusals))
 
 
 def _json_option(flag: str, value: str) -> Any:
