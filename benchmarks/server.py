@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
 import statistics
 import sys
 import tempfile
@@ -206,24 +207,33 @@ async def check_guarded(url: str, headers: dict[str, str]) -> None:
         raise RuntimeError(f"the guarded call did not pass through the guard as expected: {body}")
 
 
-async def measure(upstream: str, guarded: str, api_key: str, sizes: dict[int, int]) -> dict[str, float]:
-    targets = {
-        "direct": (upstream + "/v1/chat/completions", {"content-type": "application/json"}),
-        "guarded": (
-            guarded + "/v1/chat/completions",
-            {"content-type": "application/json", "authorization": f"Bearer {api_key}"},
-        ),
-    }
-    await check_guarded(*targets["guarded"])
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time of a process (Linux /proc); None elsewhere."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(
+    targets: dict[str, tuple[str, dict[str, str], int | None]], sizes: dict[int, int]
+) -> dict[str, float]:
+    """`targets`: name -> (url, headers, pid of the process serving it)."""
+    await check_guarded(*targets["guarded"][:2])
     results: dict[str, float] = {}
     for concurrency, requests in sizes.items():
-        for name, (url, headers) in targets.items():
+        for name, (url, headers, pid) in targets.items():
             host, port, request = raw_request(url, headers)
             connections = [await Connection.open(host, port) for _ in range(concurrency)]
             try:
                 # Warm up every connection and the verdict cache before measuring.
                 await drive(connections, request, max(100, 2 * concurrency))
+                cpu_before = cpu_seconds(pid)
                 latencies, wall = await drive(connections, request, requests)
+                cpu_after = cpu_seconds(pid)
             finally:
                 for connection in connections:
                     connection.close()
@@ -231,8 +241,12 @@ async def measure(upstream: str, guarded: str, api_key: str, sizes: dict[int, in
             results[f"{prefix}_rps"] = requests / wall
             results[f"{prefix}_median_ms"] = statistics.median(latencies) * 1000
             results[f"{prefix}_p99_ms"] = percentile(latencies, 0.99) * 1000
-            for key in ("rps", "median_ms", "p99_ms"):
-                print(f"{prefix}_{key}={results[f'{prefix}_{key}']:.2f}", flush=True)
+            if cpu_before is not None and cpu_after is not None:
+                # CPU per request of the serving process: steadier than wall time on a busy machine.
+                results[f"{prefix}_server_cpu_us"] = (cpu_after - cpu_before) / requests * 1e6
+            for key in ("rps", "median_ms", "p99_ms", "server_cpu_us"):
+                if f"{prefix}_{key}" in results:
+                    print(f"{prefix}_{key}={results[f'{prefix}_{key}']:.2f}", flush=True)
     return results
 
 
@@ -241,7 +255,12 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="fewer requests: finishes in well under 60 s")
-    parser.add_argument("--requests", type=int, default=None, help="requests per measurement (default 3000)")
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=None,
+        help="requests per measurement at c64, half at c1 (default 10000; --quick 2000)",
+    )
     parser.add_argument(
         "--backend",
         choices=["openai", "scripted"],
@@ -258,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         "makes the upstream as cheap as possible, the hardest case for the throughput ratio",
     )
     args = parser.parse_args(argv)
-    requests = args.requests or (600 if args.quick else 3000)
+    requests = args.requests or (2000 if args.quick else 10000)
     sizes = {1: requests // 2, 64: requests}
 
     from cosa_guard.testing.server import free_port
@@ -282,7 +301,19 @@ def main(argv: list[str] | None = None) -> int:
         try:
             asyncio.run(wait_ready(upstream + "/"))
             asyncio.run(wait_ready(guarded + "/healthz"))
-            results = asyncio.run(measure(upstream, guarded, api_key, sizes))
+            targets = {
+                "direct": (
+                    upstream + "/v1/chat/completions",
+                    {"content-type": "application/json"},
+                    processes[0].pid,
+                ),
+                "guarded": (
+                    guarded + "/v1/chat/completions",
+                    {"content-type": "application/json", "authorization": f"Bearer {api_key}"},
+                    processes[1].pid,
+                ),
+            }
+            results = asyncio.run(measure(targets, sizes))
         finally:
             for process in processes:
                 process.terminate()
