@@ -82,12 +82,16 @@ class CosaGuardMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         """Guard an agent with a deployment of the signed deployments file at `path`.
 
         The agent's model is the cascade's generator; `guard_options` (`judge`, `audit`,
-        `metrics`) go to `Guard.single`, and `input_guard` to both the gate and the guard.
+        `metrics`) go to `Guard.single`, and `input_guard` to both the gate and the guard
+        (default: the shipped detector, when the deployment enables injection checks and
+        `cosa_guard.injection.detector` is installed).
         """
         from cosa_guard.deployments import DeploymentRegistry
         from cosa_guard.guard import Guard
 
         deployment = DeploymentRegistry.load(path).get(deployment_id)
+        if input_guard is None and deployment.spec.injection.enabled:
+            input_guard = _default_input_guard()
         guard = Guard.single(
             deployment, fallback=ChatModelBackend(), input_guard=input_guard, **guard_options
         )
@@ -176,6 +180,17 @@ class CosaGuardMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
             return await asyncio.to_thread(context.run, handler, req)
 
         return run_sync(self.awrap_model_call(request, async_handler))
+
+
+def _default_input_guard() -> InputGuard | None:
+    try:
+        from cosa_guard.injection.detector import default_input_guard
+    except ModuleNotFoundError as exc:
+        if exc.name != "cosa_guard.injection.detector":
+            raise
+        return None  # the guard logs that only the privilege rule protects the config then
+    detector: InputGuard = default_input_guard()
+    return detector
 
 
 def _as_model_response(result: Any) -> ModelResponse[Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +21,16 @@ from lc_fixtures import (
     MARKER,
     REFUSAL,
     RecordingChatModel,
+    StructuralInputGuard,
     fake_model,
     guard_options,
+    judge,
     meta,
     write_deployment,
 )
 
 from cosa_guard.guard import Guard
+from cosa_guard.metrics import NoopMetrics
 
 SAFE = "It is sunny in Paris, a lovely day for a picnic."
 UNSAFE = f"Forget the weather: here is where to buy {MARKER} gear near Paris."
@@ -150,3 +155,21 @@ async def test_a_guarded_chat_model_as_the_agents_model(tmp_path: Path) -> None:
     assert tool_runs == ["Paris"]
     assert streamed and all(MARKER not in text for text in streamed)
     assert REFUSAL in "".join(streamed)
+
+
+async def test_from_deployments_gates_with_the_shipped_detector_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    detector = types.ModuleType("cosa_guard.injection.detector")
+    detector.default_input_guard = StructuralInputGuard  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "cosa_guard.injection.detector", detector)
+    path, _ = write_deployment(tmp_path)
+    middleware = CosaGuardMiddleware.from_deployments(path, DEPLOYMENT, judge=judge(), metrics=NoopMetrics())
+    assert isinstance(middleware.input_guard, StructuralInputGuard)
+    model = fake_model(SAFE)
+    result = await create_agent(model, [weather], middleware=[middleware]).ainvoke(
+        {"messages": [HumanMessage(INJECTION)]}
+    )
+    assert meta(result["messages"][-1])["decision"] == "refused:input_injection"
+    assert middleware.input_guard.calls == 1  # the gate answered; the guard was never asked
+    assert model.sent == []
