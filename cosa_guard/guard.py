@@ -854,7 +854,7 @@ class Guard:
         try:
             elapsed = time.perf_counter() - call.started
             label = "cancelled" if call.cancelled or call.decision is None else call.decision.label
-            self._metrics.observe(call.rt.deployment.id, label, call.route.value, elapsed)
+            self._metrics.observe(call.rt.deployment.id, label, call.route.value, elapsed, call.timings)
             sink = call.rt.audit
             if sink is not None:
                 sink.emit(self._record(call, label, elapsed))

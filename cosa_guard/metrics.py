@@ -8,6 +8,7 @@ lookup plus the counter and histogram updates.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from cosa_guard._optional import require
@@ -19,14 +20,32 @@ LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 BREAKER_VALUES = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
 
 
+STAGES = ("input", "generate", "judge")
+_NO_TIMINGS: Mapping[str, float] = {}
+
+
 class Metrics(Protocol):
-    def observe(self, deployment: str, decision: str, route: str, latency_s: float) -> None: ...
+    def observe(
+        self,
+        deployment: str,
+        decision: str,
+        route: str,
+        latency_s: float,
+        timings_ms: Mapping[str, float] = _NO_TIMINGS,
+    ) -> None: ...
 
     def breaker_state(self, deployment: str, state: str) -> None: ...
 
 
 class NoopMetrics:
-    def observe(self, deployment: str, decision: str, route: str, latency_s: float) -> None:
+    def observe(
+        self,
+        deployment: str,
+        decision: str,
+        route: str,
+        latency_s: float,
+        timings_ms: Mapping[str, float] = _NO_TIMINGS,
+    ) -> None:
         pass
 
     def breaker_state(self, deployment: str, state: str) -> None:
@@ -37,8 +56,9 @@ class PrometheusMetrics:
     """Guard metrics on a prometheus_client registry.
 
     `cosa_guard_decisions_total{deployment,decision,route}`,
-    `cosa_guard_request_seconds{deployment,route}` and `cosa_guard_breaker_state{deployment}`
-    (0 closed, 1 half-open, 2 open).
+    `cosa_guard_request_seconds{deployment,route}`, `cosa_guard_stage_seconds{deployment,stage}`
+    (time spent in the input guard, the model and the judge, for the calls that reached them) and
+    `cosa_guard_breaker_state{deployment}` (0 closed, 1 half-open, 2 open).
     """
 
     def __init__(self, registry: Any = None, namespace: str = "cosa_guard") -> None:
@@ -57,12 +77,27 @@ class PrometheusMetrics:
             buckets=LATENCY_BUCKETS,
             **kwargs,
         )
+        self._stages = prom.Histogram(
+            "stage_seconds",
+            "Time per guarded call spent in the input guard, the model and the judge",
+            ["deployment", "stage"],
+            buckets=LATENCY_BUCKETS,
+            **kwargs,
+        )
+        self._stage_children: dict[tuple[str, str], Any] = {}
         self._breaker = prom.Gauge(
             "breaker_state", "Primary route breaker: 0 closed, 1 half-open, 2 open", ["deployment"], **kwargs
         )
         self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
-    def observe(self, deployment: str, decision: str, route: str, latency_s: float) -> None:
+    def observe(
+        self,
+        deployment: str,
+        decision: str,
+        route: str,
+        latency_s: float,
+        timings_ms: Mapping[str, float] = _NO_TIMINGS,
+    ) -> None:
         key = (deployment, decision, route)
         children = self._children.get(key)
         if children is None:
@@ -73,6 +108,13 @@ class PrometheusMetrics:
             self._children[key] = children
         children[0].inc()
         children[1].observe(latency_s)
+        for stage in STAGES:
+            ms = timings_ms.get(stage, 0.0)
+            if ms > 0.0:
+                child = self._stage_children.get((deployment, stage))
+                if child is None:
+                    child = self._stage_children[(deployment, stage)] = self._stages.labels(deployment, stage)
+                child.observe(ms / 1000.0)
 
     def breaker_state(self, deployment: str, state: str) -> None:
         self._breaker.labels(deployment).set(BREAKER_VALUES.get(state, -1.0))

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -390,7 +391,15 @@ async def test_metrics_observe_every_decision(tmp_path: Path) -> None:
         def __init__(self) -> None:
             self.seen: list[tuple[str, str, str]] = []
 
-        def observe(self, deployment: str, decision: str, route: str, latency_s: float) -> None:
+        def observe(
+            self,
+            deployment: str,
+            decision: str,
+            route: str,
+            latency_s: float,
+            timings_ms: Mapping[str, float] = {},
+        ) -> None:
+            assert timings_ms["generate"] > 0 and "judge" in timings_ms
             self.seen.append((deployment, decision, route))
 
     metrics = Recording()

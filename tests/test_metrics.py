@@ -16,12 +16,17 @@ def test_counts_decisions_and_latency_per_label() -> None:
     m = PrometheusMetrics(registry)
     m.observe("game", "allowed", "cascade", 0.002)
     m.observe("game", "allowed", "cascade", 0.004)
-    m.observe("game", "refused:output_violation", "cascade", 0.5)
+    m.observe(
+        "game", "refused:output_violation", "cascade", 0.5, {"input": 0.0, "generate": 3.0, "judge": 40.0}
+    )
     labels = {"deployment": "game", "decision": "allowed", "route": "cascade"}
     assert registry.get_sample_value("cosa_guard_decisions_total", labels) == 2
     latency = {"deployment": "game", "route": "cascade"}
     assert registry.get_sample_value("cosa_guard_request_seconds_count", latency) == 3
     assert registry.get_sample_value("cosa_guard_request_seconds_bucket", {**latency, "le": "0.005"}) == 2
+    stage = {"deployment": "game", "stage": "judge"}
+    assert registry.get_sample_value("cosa_guard_stage_seconds_sum", stage) == pytest.approx(0.04)
+    assert registry.get_sample_value("cosa_guard_stage_seconds_count", {**stage, "stage": "input"}) is None
 
 
 def test_breaker_gauge() -> None:
