@@ -12,7 +12,7 @@ pytest.importorskip("cosa_guard.guard")
 pytest.importorskip("matplotlib")
 
 from cosa_guard.cli import main
-from cosa_guard.evaluation.judges import EMBEDDED_CATEGORY_LIMITS
+from cosa_guard.evaluation.judges import EMBEDDED_CATEGORY_LIMITS, OTHER_CATEGORY_LIMITS
 from cosa_guard.taxonomy import DEFAULT_TAXONOMY
 from cosa_guard.testing.deployments import write_signed_deployment
 
@@ -80,7 +80,8 @@ def test_eval_with_ica_baseline_writes_the_report(
     assert cascade["decisions"] == {"allowed": 2, "refused:output_violation": 2}
     assert cascade["overall"]["rates"]["score"] == pytest.approx((0.5 + -0.5) / 2)
     assert result["comparison"]["delta"]["CoSA-Score"] == pytest.approx(0.5)
-    assert EMBEDDED_CATEGORY_LIMITS in result["judge"]["limits"]
+    assert OTHER_CATEGORY_LIMITS.format(kind="scripted") in result["judge"]["limits"]
+    assert EMBEDDED_CATEGORY_LIMITS not in result["judge"]["limits"]  # it names the judge actually used
     for name in ("score_per_config.png", "outcomes.png", "baseline_vs_candidate.png"):
         assert (out / name).stat().st_size > 5_000
     md = (out / "report.md").read_text(encoding="utf-8")

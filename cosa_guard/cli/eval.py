@@ -167,7 +167,12 @@ def _eval_judge(
 ) -> EvalJudge:
     from cosa_guard.deployments import DEFAULT_REFUSAL, BackendSpec, JudgeSpec
     from cosa_guard.errors import ConfigError
-    from cosa_guard.evaluation.judges import embedded_eval_judge, llm_eval_judge
+    from cosa_guard.evaluation.judges import (
+        EMBEDDED_CATEGORY_LIMITS,
+        OTHER_CATEGORY_LIMITS,
+        embedded_eval_judge,
+        llm_eval_judge,
+    )
     from cosa_guard.judges.factory import build_judge
 
     if args.judge == "llm":
@@ -193,7 +198,12 @@ def _eval_judge(
             f"cannot load the {judge_spec.kind} judge for risk categories: {exc}. Use --judge llm with a "
             "strong model, or --category-judge with another judge spec"
         ) from exc
-    return embedded_eval_judge(categories, sorted(refusals))
+    limits = EMBEDDED_CATEGORY_LIMITS if judge_spec.kind == "category" else None
+    return embedded_eval_judge(
+        categories,
+        sorted(refusals),
+        category_limits=limits or OTHER_CATEGORY_LIMITS.format(kind=judge_spec.kind),
+    )
 
 
 def _json_option(flag: str, value: str) -> Any:

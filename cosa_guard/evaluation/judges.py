@@ -200,7 +200,15 @@ EMBEDDED_CATEGORY_LIMITS = (
 )
 
 
-def embedded_eval_judge(judge: Judge, refusal_texts: Sequence[str] = ()) -> EvalJudge:
-    return EvalJudge(
-        RefusalDetector(refusal_texts), VerdictCategories(judge, limits=EMBEDDED_CATEGORY_LIMITS)
-    )
+OTHER_CATEGORY_LIMITS = (
+    "Risk categories come from the `{kind}` judge given with --category-judge, one of the guard's own "
+    "judges rather than an independent grader: when the evaluated deployment uses the same judge, it "
+    "grades its own filter. Use --judge llm with a strong model for numbers comparable with the paper."
+)
+
+
+def embedded_eval_judge(
+    judge: Judge, refusal_texts: Sequence[str] = (), *, category_limits: str = EMBEDDED_CATEGORY_LIMITS
+) -> EvalJudge:
+    """The refusal detector for helpfulness, `judge` for categories; `category_limits` goes in the report."""
+    return EvalJudge(RefusalDetector(refusal_texts), VerdictCategories(judge, limits=category_limits))

@@ -129,7 +129,7 @@ def describe(deployment: LoadedDeployment) -> str:
     parts = []
     for role, backend in (("CoSAlign", spec.routes.primary), ("cascade", spec.routes.fallback)):
         if backend is not None:
-            parts.append(f"{role} route {backend.kind}:{backend.model or '-'}")
+            parts.append(f"{role} route {backend.kind}" + (f":{backend.model}" if backend.model else ""))
     if spec.routes.fallback is not None or spec.judge_cosalign:
         parts.append(f"judge {spec.judge.kind}")
     else:
