@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from cosa_guard_langchain import ChatModelBackend, GuardedChatModel
+from langchain_core.callbacks import AsyncCallbackHandler
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.output_parsers import StrOutputParser
@@ -266,3 +267,23 @@ def test_cosalign_route_puts_the_model_first(tmp_path: Path) -> None:
     message = guarded.invoke([SystemMessage("Be kind."), *QUESTION])
     assert meta(message)["route"] == "cosalign"
     assert message.content == SAFE
+
+
+async def test_tracers_see_the_inner_run_nested_under_the_guarded_one(make_guarded: Any) -> None:
+    class Tracer(AsyncCallbackHandler):
+        def __init__(self) -> None:
+            self.runs: dict[Any, tuple[str, Any]] = {}
+
+        async def on_chat_model_start(
+            self, serialized: Any, messages: Any, *, run_id: Any, **kw: Any
+        ) -> None:
+            self.runs[run_id] = (
+                kw["name"] if kw.get("name") else serialized["name"],
+                kw.get("parent_run_id"),
+            )
+
+    tracer = Tracer()
+    await make_guarded(fake_model(SAFE)).ainvoke(QUESTION, config={"callbacks": [tracer]})
+    by_name = {name: (run_id, parent) for run_id, (name, parent) in tracer.runs.items()}
+    assert set(by_name) == {"GuardedChatModel", "RecordingChatModel"}
+    assert by_name["RecordingChatModel"][1] == by_name["GuardedChatModel"][0]
