@@ -127,3 +127,21 @@ def test_missing_deployments_file_says_what_is_wrong(
     code, _, err = _chat(monkeypatch, capsys, "", "--deployments", str(tmp_path / "absent.yaml"))
     assert code == 1
     assert "absent.yaml" in err
+
+
+def test_without_a_deployments_file_serve_and_chat_use_the_demo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cosa_guard.cli._guarded import resolve
+    from cosa_guard.demo import DEMO_DEPLOYMENT_ID
+
+    monkeypatch.setenv("COSA_GUARD_HOME", str(tmp_path))
+    first = resolve(None)
+    assert first.demo_id == DEMO_DEPLOYMENT_ID
+    assert first.path == tmp_path / "demo" / "deployments.yaml"
+    assert first.api_key is not None
+    assert DeploymentRegistry.load(first.path).by_api_key(first.api_key).id == DEMO_DEPLOYMENT_ID
+    assert "DEMO" in capsys.readouterr().err
+    assert resolve(None).api_key == first.api_key  # restarts keep the key
+    explicit = resolve(tmp_path / "mine.yaml")
+    assert (explicit.path, explicit.api_key, explicit.demo_id) == (tmp_path / "mine.yaml", None, None)
