@@ -55,7 +55,7 @@ class RecordingChatModel(GenericFakeChatModel):
         self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
     ) -> ChatResult:
         self.sent.append(list(messages))
-        self.options.append(dict(kwargs))
+        self.options.append({"stop": stop, **kwargs})
         return super()._generate(messages, stop, run_manager, **kwargs)
 
     def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Runnable[Any, AIMessage]:

@@ -67,6 +67,12 @@ async def test_allowed_answer_carries_the_decision(make_guarded: Any, tmp_path: 
     assert sent[1:] == QUESTION
 
 
+async def test_call_options_reach_the_wrapped_model(make_guarded: Any) -> None:
+    model = fake_model(SAFE)
+    await make_guarded(model).ainvoke(QUESTION, stop=["THE END"], temperature=0.1, top_k=3)
+    assert model.options == [{"stop": ["THE END"], "temperature": 0.1, "top_k": 3}]
+
+
 async def test_violating_answer_is_replaced_by_the_refusal(make_guarded: Any) -> None:
     message = await make_guarded(fake_model(UNSAFE)).ainvoke(QUESTION)
     assert message.content == REFUSAL
