@@ -30,6 +30,7 @@ from cosa_guard.types import (
     Route,
     StreamEvent,
     TextDelta,
+    Verdict,
 )
 
 SAFE = "The knight rides out at dawn, and the battle for the valley begins in earnest. " * 3
@@ -304,3 +305,32 @@ def test_guard_stream_property(
     assert outcome.decision.reason is RefusalReason.OUTPUT_VIOLATION
     if mode in ("buffer", "holdback"):
         assert len(released) <= violation_at
+
+
+@pytest.mark.slow
+async def test_holdback_over_a_real_threaded_model_stream(tmp_path: Path) -> None:
+    """A real transformers stream (generation in a worker thread): held back, refused, closed early."""
+    pytest.importorskip("torch")
+    from cosa_guard.backends.transformers import TransformersBackend
+    from cosa_guard.testing.models import tiny_llama, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    backend = TransformersBackend.from_objects(tiny_llama(tokenizer), tokenizer, name="tiny")
+    too_long = Verdict(frozenset({"weapons"}), complies=False, score=1.0)
+    short_enough = Verdict(frozenset(), complies=True, score=0.0)
+    judge = ScriptedJudge([lambda text: too_long if len(text) >= 24 else short_enough])
+    guard = make_guard(
+        tmp_path,
+        {"fallback": backend},
+        judge=judge,
+        stream={"mode": "holdback", "window_chars": 8, "overlap_chars": 8},
+    )
+    _, events, final = await collect(guard.stream("game", USER, max_tokens=48))
+    shown = "".join(e.text for e in events if isinstance(e, TextDelta) and e.text != REFUSAL)
+    assert final.response.decision.label == "refused:output_violation"
+    assert len(shown) < 24 - 8  # only text judged clean, minus the overlap, was ever shown
+    assert final.response.model == "tiny"
+
+    events_iter = guard.stream("game", USER, max_tokens=400)
+    await anext(events_iter)
+    await asyncio.wait_for(events_iter.aclose(), 5)  # the generation thread is told to stop
