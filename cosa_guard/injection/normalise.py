@@ -34,6 +34,16 @@ _BIDI_OVERRIDES = frozenset("\u202d\u202e\u2066\u2067\u2068")
 _TAG_FIRST, _TAG_LAST = 0xE0000, 0xE007F
 _TAG_CANCEL = 0xE007F
 _BLACK_FLAG = "\U0001f3f4"  # emoji subdivision flags (England, Scotland ...) legitimately use tags
+_SELECTORS = "\ufe00-\ufe0f\U000e0100-\U000e01ef"
+_INVISIBLE = re.compile(
+    "[" + re.escape("".join(sorted(_ZERO_WIDTH | _BIDI))) + "\U000e0000-\U000e007f" + _SELECTORS + "]"
+)
+_TAG_RUN = re.compile("[\U000e0000-\U000e007f]+")
+_SELECTOR_RUN = re.compile(f"[{_SELECTORS}]{{4,}}")
+_ZERO_WIDTH_IN_WORD = re.compile(
+    "(?<=[A-Za-z0-9])[" + re.escape("".join(sorted(_ZERO_WIDTH))) + "](?=[A-Za-z0-9])"
+)
+_OVERRIDE = re.compile("[" + "".join(sorted(_BIDI_OVERRIDES)) + "]")
 
 # Homoglyphs of Latin letters from Cyrillic, Greek, Armenian and Cherokee that NFKC leaves alone.
 # A compact table of the lookalikes seen in attacks, not all of Unicode's confusables.txt: the
@@ -56,8 +66,10 @@ _CONFUSABLES = str.maketrans(
     }
 )  # fmt: skip
 _CONFUSABLE_CHARS = frozenset(chr(c) for c in _CONFUSABLES)
+_CONFUSABLE_SEARCH = re.compile("[" + "".join(sorted(_CONFUSABLE_CHARS)) + "]")
 
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
+_LEET_HINT = re.compile(r"[A-Za-z][013457@$]|[013457@$][A-Za-z]")
 _LEET_WORD = re.compile(r"(?<![\w@$])(?=[\w@$]*[A-Za-z])(?=[\w@$]*[013457@$])[\w@$]{3,}")
 _BASE64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{12,}={0,2}(?![A-Za-z0-9+/=_-])")
 _HEX = re.compile(r"(?<![0-9A-Fa-f])(?:(?:0x|\\x)?[0-9A-Fa-f]{2}[\s:,]?){8,}")
@@ -180,31 +192,18 @@ def normalise(text: str) -> Normalised:
     return Normalised(text, cleaned, origin, tuple(views), tuple(signals))
 
 
-def _is_invisible(ch: str) -> bool:
-    cp = ord(ch)
-    return (
-        ch in _ZERO_WIDTH
-        or ch in _BIDI
-        or _TAG_FIRST <= cp <= _TAG_LAST
-        or 0xFE00 <= cp <= 0xFE0F
-        or 0xE0100 <= cp <= 0xE01EF
-    )
-
-
 def _clean(text: str) -> tuple[str, tuple[int, ...] | None]:
     # Fast path (most turns): nothing to strip and already NFKC, so indices do not move.
-    if text.isascii() or (
-        unicodedata.is_normalized("NFKC", text) and not any(_is_invisible(ch) for ch in text)
-    ):
+    if text.isascii() or (unicodedata.is_normalized("NFKC", text) and not _INVISIBLE.search(text)):
         return _fold_confusables(text), None
     out: list[str] = []
     origin: list[int] = []
     for i, ch in enumerate(text):
-        if _is_invisible(ch):
+        if _INVISIBLE.match(ch):
             continue
         # Per character, so every output character keeps the index it came from.
-        for piece in unicodedata.normalize("NFKC", ch):
-            if not _is_invisible(piece):
+        for piece in unicodedata.normalize("NFKC", ch) if not ch.isascii() else ch:
+            if not _INVISIBLE.match(piece):
                 out.append(piece)
                 origin.append(i)
     folded = _fold_confusables("".join(out))
@@ -219,7 +218,7 @@ def _fold_confusables(text: str) -> str:
     Whole Cyrillic or Greek words are left alone: folding them would garble legitimate Russian
     or Greek for the classifier.
     """
-    if not any(ch in _CONFUSABLE_CHARS for ch in text):
+    if text.isascii() or not _CONFUSABLE_SEARCH.search(text):
         return text
 
     def fold(match: re.Match[str]) -> str:
@@ -231,75 +230,41 @@ def _fold_confusables(text: str) -> str:
     return _WORD.sub(fold, text)
 
 
-def _runs(text: str, member: frozenset[str] | None, lo: int = 0, hi: int = 0) -> list[tuple[int, int]]:
-    """Maximal runs of characters in `member` (or with code points in lo..hi)."""
-    runs: list[tuple[int, int]] = []
-    start = -1
-    for i, ch in enumerate(text):
-        inside = ch in member if member is not None else lo <= ord(ch) <= hi
-        if inside and start < 0:
-            start = i
-        elif not inside and start >= 0:
-            runs.append((start, i))
-            start = -1
-    if start >= 0:
-        runs.append((start, len(text)))
-    return runs
-
-
 def _scan_invisible(text: str, signals: list[Signal], views: list[View]) -> None:
-    for start, end in _runs(text, None, _TAG_FIRST, _TAG_LAST):
-        hidden = "".join(chr(ord(c) - _TAG_FIRST) for c in text[start:end] if ord(c) != _TAG_CANCEL)
+    if text.isascii() or not _INVISIBLE.search(text):
+        return
+    for m in _TAG_RUN.finditer(text):
+        start, end = m.span()
+        hidden = "".join(chr(ord(c) - _TAG_FIRST) for c in m.group(0) if ord(c) != _TAG_CANCEL)
         is_flag = start > 0 and text[start - 1] == _BLACK_FLAG and ord(text[end - 1]) == _TAG_CANCEL
         if is_flag and len(hidden) <= 7 and hidden.isalnum():
             continue
         signals.append(Signal("tag_chars", (start, end), f"{end - start} tag characters"))
         if hidden.strip():
             views.append(View("tag_chars", (start, end), hidden))
-    selectors = _variation_selector_runs(text)
-    for start, end, hidden in selectors:
-        signals.append(Signal("variation_selectors", (start, end), f"{end - start} variation selectors"))
+    # One selector after an emoji is normal; a run of them encodes bytes, one per selector.
+    for m in _SELECTOR_RUN.finditer(text):
+        data = bytes(ord(c) - 0xFE00 if ord(c) <= 0xFE0F else ord(c) - 0xE0100 + 16 for c in m.group(0))
+        hidden = data.decode("utf-8", errors="ignore")
+        signals.append(Signal("variation_selectors", m.span(), f"{len(m.group(0))} variation selectors"))
         if hidden.strip():
-            views.append(View("variation_selectors", (start, end), hidden))
-    zero_width = [i for i, ch in enumerate(text) if ch in _ZERO_WIDTH and _inside_word(text, i)]
+            views.append(View("variation_selectors", m.span(), hidden))
+    # Zero-width joiners between emoji or in Persian/Indic script are legitimate; inside Latin words not.
+    zero_width = [m.start() for m in _ZERO_WIDTH_IN_WORD.finditer(text)]
     if zero_width:
         signals.append(
             Signal("zero_width", (zero_width[0], zero_width[-1] + 1), f"{len(zero_width)} inside words")
         )
-    overrides = [i for i, ch in enumerate(text) if ch in _BIDI_OVERRIDES]
+    overrides = [m.start() for m in _OVERRIDE.finditer(text)]
     if overrides:
         signals.append(
             Signal("bidi_override", (overrides[0], overrides[-1] + 1), f"{len(overrides)} overrides")
         )
 
 
-def _inside_word(text: str, i: int) -> bool:
-    """Zero-width joiners between emoji or in Persian/Indic script are legitimate; inside Latin words not."""
-    before = text[i - 1] if i > 0 else ""
-    after = text[i + 1] if i + 1 < len(text) else ""
-    return before.isascii() and before.isalnum() and after.isascii() and after.isalnum()
-
-
-def _variation_selector_runs(text: str) -> list[tuple[int, int, str]]:
-    """Runs of 4+ variation selectors: one per emoji is normal, a run encodes bytes (one per selector)."""
-    found: list[tuple[int, int, str]] = []
-    start = -1
-    for i in range(len(text) + 1):
-        cp = ord(text[i]) if i < len(text) else -1
-        inside = 0xFE00 <= cp <= 0xFE0F or 0xE0100 <= cp <= 0xE01EF
-        if inside and start < 0:
-            start = i
-        elif not inside and start >= 0:
-            if i - start >= 4:
-                data = bytes(
-                    ord(c) - 0xFE00 if ord(c) <= 0xFE0F else ord(c) - 0xE0100 + 16 for c in text[start:i]
-                )
-                found.append((start, i, data.decode("utf-8", errors="ignore")))
-            start = -1
-    return found
-
-
 def _scan_mixed_script(text: str, signals: list[Signal]) -> None:
+    if text.isascii() or not _CONFUSABLE_SEARCH.search(text):
+        return
     for match in _WORD.finditer(text):
         word = match.group(0)
         if any(ch in _CONFUSABLE_CHARS for ch in word) and any("a" <= c.lower() <= "z" for c in word):
@@ -313,10 +278,6 @@ def _readable(decoded: str) -> bool:
     printable = sum(ch.isprintable() or ch in "\n\t" for ch in decoded)
     letters = sum(ch.isalpha() for ch in decoded)
     return printable / len(decoded) > 0.95 and letters / len(decoded) > 0.5
-
-
-def _common_words(text: str) -> int:
-    return sum(w.lower() in _COMMON for w in _WORD.findall(text))
 
 
 def _decode_views(
@@ -353,10 +314,14 @@ def _decode_views(
         decoded = urllib.parse.unquote(cleaned[start:end])
         if _readable(decoded):
             add("url", start, end, decoded)
-    if cleaned:
-        rot = codecs.encode(cleaned, "rot13")
-        if _common_words(rot) >= 3 and _common_words(rot) >= 3 * max(1, _common_words(cleaned)):
-            add("rot13", 0, len(cleaned), rot)
+    words = _WORD.findall(cleaned)
+    common = sum(w.lower() in _COMMON for w in words)
+    # Ordinary prose is full of common words; only a text nearly without them can be rot13.
+    if len(words) >= 3 and common <= len(words) // 10:
+        rot_common = sum(codecs.encode(w, "rot13").lower() in _COMMON for w in words)
+        if rot_common >= 3 and rot_common >= 3 * max(1, common):
+            add("rot13", 0, len(cleaned), codecs.encode(cleaned, "rot13"))
+    if _LEET_HINT.search(cleaned):
         leet_words = [m for m in _LEET_WORD.finditer(cleaned) if m.group(0).translate(_LEET).isalpha()]
         if len(leet_words) >= 2:
             leet = _LEET_WORD.sub(lambda m: m.group(0).translate(_LEET), cleaned)

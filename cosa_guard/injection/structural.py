@@ -167,7 +167,7 @@ _ON = re.compile(
 )
 _CATEGORY_WORDS = set(CATEGORY_IDS) | {"weapons", "drugs", "violence", "sexual", "self_harm", "hate", "crime"}
 _KV = re.compile(
-    r"""(?P<q>["']?)(?P<key>[A-Za-z][\w .-]{1,40}?)(?P=q)[ \t]*(?:[:=]|=>)[ \t]*"""
+    r"""(?<![\w.-])(?P<q>["']?)(?P<key>[A-Za-z][\w.-]{1,40})(?P=q)[ \t]*(?:[:=]|=>)[ \t]*"""
     r"""(?P<value>\[[^\]\n]{0,300}\]|"[^"\n]{0,120}"|'[^'\n]{0,120}'|[^\s,;{}#"'][^\s,;}#]{0,59})""",
     re.MULTILINE,
 )
@@ -290,16 +290,26 @@ _STATE_CLAIM = re.compile(
     r"deactivated|switched off|relaxed|expired|off|null and void|void)\b",
     re.IGNORECASE,
 )
+_SETUP_CLAIM = re.compile(r"safety|content|moderation|cosa|system|config|polic", re.IGNORECASE)
+_STATE_NOUNS = ("safety", "content", "moderation", "cosa")
 _OVERRIDE = re.compile(
     r"\b(?:ignore|disregard|forget|override|bypass|disable|deactivate|turn off|switch off|lift|suspend|"
     r"circumvent|throw out|abandon)\s+"
-    r"(?:(?:all|any|the|your|its|these|those|every|previous|prior|above|earlier|existing|current|original|"
-    r"safety|content|system|of|that)\s+){0,4}"
-    r"(?P<target>instructions?|rules|guidelines|restrictions|safety(?: config(?:uration)?| settings)?|"
-    r"config(?:uration)?|polic(?:y|ies)|filters?|guard ?rails?|system prompt|programming|constraints|"
-    r"limitations|moderation|censorship)\b",
+    r"(?P<quals>(?:(?:all|any|the|your|its|these|those|every|previous|prior|above|earlier|existing|current|"
+    r"original|safety|content|system|of|that)\s+){0,4})"
+    r"(?P<target>instructions?|rules|guidelines|restrictions|settings|config(?:uration)?|polic(?:y|ies)|"
+    r"filters?|guard ?rails?|system prompt|programming|constraints|limitations|moderation|censorship)\b",
     re.IGNORECASE,
 )
+# "Ignore the rules of chess", "disable the config cache": generic nouns need a qualifier that
+# points at the assistant's own setup; these targets only ever mean it.
+_OWN_SETUP = frozenset(
+    {
+        "all", "any", "your", "its", "these", "those", "every", "previous", "prior", "above",
+        "earlier", "existing", "current", "original", "safety", "content", "system",
+    }
+)  # fmt: skip
+_ALWAYS_SETUP = re.compile(r"guard ?rails?|system prompt|programming|moderation|censorship", re.IGNORECASE)
 _GRANT = re.compile(
     r"\b(?:all|every|any)\s+(?:risk |harm |content )?categor(?:y|ies)\s+(?:are|is)\s+(?:now\s+)?"
     r"(?:allowed|permitted|enabled|unlocked)\b"
@@ -326,7 +336,7 @@ _QUESTION_START = re.compile(
     r"explain|tell me (?:how|why|what)|i(?:'m| am) (?:curious|wondering|trying to understand))\b",
     re.IGNORECASE,
 )
-_OWN = re.compile(r"\b(?:my|i (?:gave|wrote|said|sent|asked))\b", re.IGNORECASE)
+_OWN = re.compile(r"\b(?:my|our|i (?:gave|wrote|said|sent|asked))\b", re.IGNORECASE)
 
 
 def _sentence(text: str, start: int, end: int) -> str:
@@ -345,9 +355,10 @@ def _asks_about(text: str, start: int, end: int) -> bool:
 def authority(text: str) -> Iterator[Hit]:
     claims = [(m, "authority claim") for m in _AUTHORITY.finditer(text)]
     configs = [(m, "claims a new config") for m in _CONFIG_CLAIM.finditer(text)]
+    lowered = text.lower()
     states = [
         (m, "claims the safety settings changed")
-        for m in _STATE_CLAIM.finditer(text)
+        for m in (_STATE_CLAIM.finditer(text) if any(w in lowered for w in _STATE_NOUNS) else ())
         if not _OWN.search(text[max(0, m.start() - 12) : m.start()])
     ]
     grants = [(m, "declares restrictions lifted") for m in _GRANT.finditer(text)]
@@ -355,7 +366,8 @@ def authority(text: str) -> Iterator[Hit]:
     overrides = [
         (m, why)
         for m, why in overrides
-        if not _OWN.search(text[max(0, m.start() - 5) : m.end() + 25])
+        if (_ALWAYS_SETUP.fullmatch(m.group("target")) or _OWN_SETUP & set(m.group("quals").lower().split()))
+        and not _OWN.search(text[max(0, m.start() - 5) : m.end() + 25])
         and not re.match(
             r"\s+(?:about|on|regarding|for) (?:the )?(?:format|tone|style|length)", text[m.end() :]
         )
@@ -364,8 +376,9 @@ def authority(text: str) -> Iterator[Hit]:
     directives = states + grants + overrides + multi
     # An order stands alone; a claim needs a second cue ("I am the admin" + "new safety config").
     strong = {m.span() for m, _ in directives if not _asks_about(text, *m.span())}
+    configs = [(m, why) for m, why in configs if _SETUP_CLAIM.search(m.group(0))]
     if (claims and (configs or directives)) or (configs and (states or grants)):
-        strong |= {m.span() for m, _ in claims + configs}
+        strong |= {m.span() for m, _ in claims + configs if not _asks_about(text, *m.span())}
     for m, why in claims + configs + directives:
         yield m.start(), m.end(), why, DECISIVE if m.span() in strong else WEAK
 

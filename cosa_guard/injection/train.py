@@ -209,6 +209,29 @@ def evaluate(
     }
 
 
+def calibrate_and_save(
+    model: Any,
+    val_rows: Sequence[corpus_mod.Row],
+    metadata: dict[str, Any],
+    target_fpr: float,
+    out: str | Path,
+) -> dict[str, Any]:
+    """Score validation through the shipped path (int8, windows), set the threshold, write everything."""
+    from cosa_guard.encoder import EncoderPredictor
+
+    scores = [p[0] for p in EncoderPredictor(model, int8=True).predict(detection_texts(val_rows))]
+    flags = structural_flags(val_rows)
+    labels = [int(r.label == corpus_mod.ATTACK) for r in val_rows]
+    threshold = calibrate(scores, labels, flags, target_fpr)
+    metrics = {**evaluate(val_rows, scores, flags, threshold), "target_fpr": target_fpr}
+    model.config = replace(model.config, metadata={**metadata, "threshold": threshold})
+    directory = model.save(out)
+    (directory / "metrics.json").write_text(
+        json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
+    return metrics
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m cosa_guard.injection.train",
@@ -221,23 +244,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--per-family", type=int, default=120, help="generated rows per attack template family"
     )
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--trainable-layers", type=int, default=2)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--target-fpr", type=float, default=0.02)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 keeps runs bit-for-bit)")
     parser.add_argument("--corpus-out", help="also write the corpus as JSONL here")
+    parser.add_argument(
+        "--recalibrate",
+        action="store_true",
+        help="keep the weights in --out, only redo the threshold and metrics (after a rule change)",
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
     import torch
     import transformers
 
-    from cosa_guard.encoder import EncoderPredictor
+    from cosa_guard.encoder import EncoderClassifier
 
     torch.set_num_threads(args.threads)
     started = time.monotonic()
+    if args.recalibrate:
+        model: Any = EncoderClassifier.load(args.out)
+        metadata = {k: v for k, v in model.config.metadata.items() if k != "threshold"}
+        args.seed, args.per_family = metadata["seed"], metadata["per_family"]
     public = corpus_mod.public_rows(args.data_dir)
     rows = corpus_mod.build_corpus(args.seed, args.per_family, public)
     if args.corpus_out:
@@ -248,40 +280,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"corpus: {len(rows)} rows ({len(public)} public), "
         f"train {len(train_rows)}, validation {len(val_rows)}"
     )
-    metadata: dict[str, Any] = {
-        "seed": args.seed,
-        "per_family": args.per_family,
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "corpus_sha256": corpus_mod.corpus_digest(rows),
-        "public_rows": len(public),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "threads": args.threads,
-    }
-    model = fine_tune(
-        detection_texts(train_rows),
-        [int(r.label == corpus_mod.ATTACK) for r in train_rows],
-        seed=args.seed,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        trainable_layers=args.trainable_layers,
-        max_length=args.max_length,
-        metadata=metadata,
-        progress=not args.no_progress,
+    if args.recalibrate:
+        if metadata["corpus_sha256"] != corpus_mod.corpus_digest(rows):
+            print("warning: the corpus differs from the one these weights were trained on", file=sys.stderr)
+    else:
+        metadata = {
+            "seed": args.seed,
+            "per_family": args.per_family,
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "corpus_sha256": corpus_mod.corpus_digest(rows),
+            "public_rows": len(public),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "threads": args.threads,
+        }
+        model = fine_tune(
+            detection_texts(train_rows),
+            [int(r.label == corpus_mod.ATTACK) for r in train_rows],
+            seed=args.seed,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            trainable_layers=args.trainable_layers,
+            max_length=args.max_length,
+            metadata=metadata,
+            progress=not args.no_progress,
+        )
+    metrics = calibrate_and_save(model, val_rows, metadata, args.target_fpr, args.out)
+    print(
+        f"threshold={metrics['threshold']:.4f} recall={metrics['recall']:.4f} fpr={metrics['fpr']:.4f} "
+        f"({time.monotonic() - started:.0f} s) -> {args.out}"
     )
-    predictor = EncoderPredictor(model, int8=True)
-    scores = [p[0] for p in predictor.predict(detection_texts(val_rows))]
-    flags = structural_flags(val_rows)
-    labels = [int(r.label == corpus_mod.ATTACK) for r in val_rows]
-    threshold = calibrate(scores, labels, flags, args.target_fpr)
-    metrics = evaluate(val_rows, scores, flags, threshold)
-    metrics["target_fpr"] = args.target_fpr
-    metrics["train_seconds"] = round(time.monotonic() - started, 1)
-    model.config = replace(model.config, metadata={**metadata, "threshold": threshold})
-    out = model.save(args.out)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    print(f"threshold={threshold:.4f} recall={metrics['recall']:.4f} fpr={metrics['fpr']:.4f} -> {out}")
     return 0
 
 
