@@ -131,9 +131,16 @@ class ChatModelBackend(LangChainBackend):
 
 
 async def _recorded(call: ModelCall, chunks: AsyncIterator[AIMessageChunk]) -> AsyncIterator[AIMessageChunk]:
+    # The model reads its run config when it starts, on the first step: detach only for that step,
+    # so the caller's context is not left altered while this generator waits between chunks.
+    iterator = aiter(chunks)
+    with detached_streams(call.callbacks):
+        first = await anext(iterator, None)
     pieces: list[AIMessageChunk] = []
-    with detached_streams(call.callbacks):  # the model reads its run config on the first step
-        async for chunk in chunks:
+    if first is not None:
+        pieces.append(first)
+        yield first
+        async for chunk in iterator:
             pieces.append(chunk)
             yield chunk
     call.result = join_chunks(pieces)
