@@ -159,7 +159,7 @@ def render_markdown(result: Mapping[str, Any], plots: Sequence[str] = ()) -> str
         "",
     ]
     if result["judge"]["limits"]:
-        out += ["**Limits of this judge:**", "", *(f"> {line}" for line in result["judge"]["limits"]), ""]
+        out += ["**Limits of this judge:**", "", *(f"- {line}" for line in result["judge"]["limits"]), ""]
     out += ["## Summary", ""]
     rows = []
     for run in runs:
