@@ -150,6 +150,17 @@ async def test_no_violating_text_is_streamed_in_no_leak_modes(make_guarded: Any,
         assert total.text == REFUSAL
 
 
+async def test_holdback_releases_judged_text_then_stops_before_the_violation(make_guarded: Any) -> None:
+    late = f"{SAFE} {SAFE} And then the FORBIDDEN part."
+    chunks = [c async for c in make_guarded(fake_model(late), "holdback").astream(QUESTION)]
+    released = "".join(c.text for c in chunks[:-1])
+    assert released and late.startswith(released)  # a judged prefix went out early
+    assert MARKER not in released
+    assert len(released) <= late.index(MARKER)  # not one character of the violating word
+    assert chunks[-1].text == REFUSAL
+    assert meta(chunks[-1])["retracted"] is True
+
+
 async def test_optimistic_stream_ends_with_a_retraction(make_guarded: Any) -> None:
     chunks = [c async for c in make_guarded(fake_model(UNSAFE), "optimistic").astream(QUESTION)]
     released = "".join(c.text for c in chunks[:-1])
