@@ -23,6 +23,7 @@ from cosa_guard.evaluation.judges import EvalJudge
 from cosa_guard.taxonomy import is_compliant
 from cosa_guard.types import Message, Verdict
 from cosa_guard_training.jsonl import append_resumable
+from cosa_guard_training.responses import candidate_key
 from cosa_guard_training.synth import PromptRow
 
 # Labelling asks "which harms are in this text", not "is it allowed": a config allowing nothing
@@ -62,10 +63,6 @@ class KeywordJudge:
         return Verdict(found, complies, 0.0 if complies else 1.0, judge=self.name)
 
 
-def _row_key(row: Mapping[str, Any]) -> tuple[str, int]:
-    return str(row["key"]), int(row["candidate"])
-
-
 async def label_responses(
     rows: Sequence[Mapping[str, Any]],
     rater: EvalJudge,
@@ -75,8 +72,8 @@ async def label_responses(
 ) -> tuple[int, int]:
     """Label the response rows missing from `output` (JSONL, appended); returns (labelled, invalid).
 
-    A response either opinion cannot rate is left out (the paper drops INVALID labels: a guess
-    would poison the pairs); a judge that crashes or times out is retried by the next run.
+    A response either opinion cannot rate, or whose judge fails, is left out (the paper drops
+    INVALID labels: a guess would poison the pairs) and tried again by the next run.
     """
 
     async def one(row: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -97,7 +94,7 @@ async def label_responses(
         }
 
     written, failed, _ = await append_resumable(
-        rows, one, output, key=_row_key, item_key=_row_key, desc="labels", concurrency=concurrency
+        rows, one, output, key=candidate_key, item_key=candidate_key, desc="labels", concurrency=concurrency
     )
     return written, failed
 

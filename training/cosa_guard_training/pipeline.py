@@ -11,7 +11,6 @@ DIR/model/           fit        SFT then DPO, merged, loadable by transformers a
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from pathlib import Path
 
 from cosa_guard.errors import CosaGuardError
@@ -29,29 +28,16 @@ from cosa_guard_training.train import FitResult, fit
 STEPS = ("synth", "responses", "label", "pairs", "fit")
 
 
-@dataclass(frozen=True, slots=True)
 class Paths:
-    root: Path
+    """The files of one output folder (see the module docstring)."""
 
-    @property
-    def configs(self) -> Path:
-        return self.root / "configs.jsonl"
-
-    @property
-    def heldout(self) -> Path:
-        return self.root / "heldout.jsonl"
-
-    @property
-    def responses(self) -> Path:
-        return self.root / "responses.jsonl"
-
-    @property
-    def labels(self) -> Path:
-        return self.root / "labels.jsonl"
-
-    @property
-    def pairs(self) -> Path:
-        return self.root / "pairs.jsonl"
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.configs = root / "configs.jsonl"
+        self.heldout = root / "heldout.jsonl"
+        self.responses = root / "responses.jsonl"
+        self.labels = root / "labels.jsonl"
+        self.pairs = root / "pairs.jsonl"
 
 
 class TrainingError(CosaGuardError):

@@ -43,7 +43,8 @@ def plan_jobs(configs: Sequence[ConfigRow], candidates: int, *, vanilla: bool) -
     return jobs
 
 
-def _row_key(row: Mapping[str, Any]) -> tuple[str, int]:
+def candidate_key(row: Mapping[str, Any]) -> tuple[str, int]:
+    """What identifies a response (and its label): the config row's key and the candidate number."""
     return str(row["key"]), int(row["candidate"])
 
 
@@ -89,7 +90,7 @@ async def generate_responses(
         jobs,
         one,
         output,
-        key=_row_key,
+        key=candidate_key,
         item_key=lambda j: (j.key, j.candidate),
         desc="responses",
         concurrency=concurrency,

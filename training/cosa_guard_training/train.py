@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cosa_guard_training.build import resolve_model_dir
 from cosa_guard_training.recipe import ModelRecipe, Recipe, StageRecipe
@@ -126,33 +126,33 @@ def _finish_stage(trainer: Any, base: Path, stage_dir: Path, out: Path, lora: bo
     return out
 
 
-def run_sft(base: Path, rows: list[dict[str, Any]], recipe: Recipe, work: Path) -> Path:
+def run_stage(
+    stage: Literal["sft", "dpo"],
+    start: Path,
+    rows: list[dict[str, Any]],
+    recipe: Recipe,
+    out: Path,
+    work: Path,
+) -> Path:
+    """Train `stage` from the model folder `start` and write the (merged) result to `out`."""
     from datasets import Dataset
-    from trl.trainer.sft_config import SFTConfig
-    from trl.trainer.sft_trainer import SFTTrainer
 
-    args = SFTConfig(**_common_args(recipe.sft, recipe.model, work / "sft-run", recipe.seed))
-    trainer = SFTTrainer(
-        model=str(base),
-        args=args,
-        train_dataset=Dataset.from_list(rows),
-        processing_class=_load_tokenizer(base),
-        peft_config=_peft_config(recipe.model),
-    )
-    trainer.train()
-    return _finish_stage(trainer, base, work / "sft-adapter", work / "sft", recipe.model.method == "lora")
+    trainer_cls: Any
+    if stage == "sft":
+        from trl.trainer.sft_config import SFTConfig
+        from trl.trainer.sft_trainer import SFTTrainer
 
+        args: Any = SFTConfig(**_common_args(recipe.sft, recipe.model, work / "sft-run", recipe.seed))
+        trainer_cls = SFTTrainer
+    else:
+        from trl.trainer.dpo_config import DPOConfig
+        from trl.trainer.dpo_trainer import DPOTrainer
 
-def run_dpo(start: Path, rows: list[dict[str, Any]], recipe: Recipe, out: Path, work: Path) -> Path:
-    from datasets import Dataset
-    from trl.trainer.dpo_config import DPOConfig
-    from trl.trainer.dpo_trainer import DPOTrainer
-
-    args = DPOConfig(
-        beta=recipe.dpo.beta, **_common_args(recipe.dpo, recipe.model, work / "dpo-run", recipe.seed)
-    )
-    # No ref_model: TRL loads the reference from `start` (full) or disables the adapter (LoRA).
-    trainer = DPOTrainer(
+        common = _common_args(recipe.dpo, recipe.model, work / "dpo-run", recipe.seed)
+        args = DPOConfig(beta=recipe.dpo.beta, **common)
+        trainer_cls = DPOTrainer
+    # DPO gets no ref_model: TRL loads the reference from `start` (full) or disables the adapter (LoRA).
+    trainer = trainer_cls(
         model=str(start),
         args=args,
         train_dataset=Dataset.from_list(rows),
@@ -160,7 +160,7 @@ def run_dpo(start: Path, rows: list[dict[str, Any]], recipe: Recipe, out: Path, 
         peft_config=_peft_config(recipe.model),
     )
     trainer.train()
-    return _finish_stage(trainer, start, work / "dpo-adapter", out, recipe.model.method == "lora")
+    return _finish_stage(trainer, start, work / f"{stage}-adapter", out, recipe.model.method == "lora")
 
 
 def fit(pairs: list[dict[str, Any]], recipe: Recipe, output: Path) -> FitResult:
@@ -171,8 +171,8 @@ def fit(pairs: list[dict[str, Any]], recipe: Recipe, output: Path) -> FitResult:
     started = time.perf_counter()
     base = resolve_model_dir(recipe.model.base, work / "base")
     sft = sft_rows(pairs)
-    sft_dir = run_sft(base, sft, recipe, work)
-    model_dir = run_dpo(sft_dir, dpo_rows(pairs), recipe, output / "model", work)
+    sft_dir = run_stage("sft", base, sft, recipe, work / "sft", work)
+    model_dir = run_stage("dpo", sft_dir, dpo_rows(pairs), recipe, output / "model", work)
     seconds = time.perf_counter() - started
     manifest = {
         "recipe": recipe.name,
