@@ -716,7 +716,7 @@ class Guard:
                 if call.released:
                     yield Retraction(reason=response.decision.label, replacement=response.text)
                 else:
-                    yield TextDelta(response.text)
+                    yield TextDelta(response.text, refusal=True)
             finished = True
             yield FinalEvent(response)
         finally:

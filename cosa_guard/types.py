@@ -207,9 +207,14 @@ class GuardResponse:
 
 @dataclass(frozen=True, slots=True)
 class TextDelta:
-    """Stream event: text released to the caller."""
+    """Stream event: text released to the caller.
+
+    `refusal` marks the one delta that carries the deployment's refusal text when a call ends
+    refused or failed before any model text was released (a `FinalEvent` follows at once).
+    """
 
     text: str
+    refusal: bool = False
 
 
 @dataclass(frozen=True, slots=True)

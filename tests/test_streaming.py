@@ -71,6 +71,7 @@ async def test_buffer_releases_nothing_before_the_verdict(tmp_path: Path) -> Non
     )
     assert released == REFUSAL
     assert [type(e) for e in events] == [TextDelta, FinalEvent]
+    assert isinstance(events[0], TextDelta) and events[0].refusal
     assert final.response.decision.label == "refused:output_violation"
 
 
@@ -90,7 +91,7 @@ async def test_leak_randomized_no_violating_character_is_ever_released(tmp_path:
             overlap_chars=rng.randint(len(MARKER), 40),
         )
         _, events, final = await collect(guard.stream("game", USER))
-        model_text = "".join(e.text for e in events if isinstance(e, TextDelta) and e.text != REFUSAL)
+        model_text = "".join(e.text for e in events if isinstance(e, TextDelta) and not e.refusal)
         assert text.startswith(model_text), trial  # only a prefix of the answer, in order
         assert len(model_text) <= position, (trial, len(model_text), position)  # nothing from the marker on
         assert final.response.decision.label == "refused:output_violation"
@@ -326,7 +327,7 @@ async def test_holdback_over_a_real_threaded_model_stream(tmp_path: Path) -> Non
         stream={"mode": "holdback", "window_chars": 8, "overlap_chars": 8},
     )
     _, events, final = await collect(guard.stream("game", USER, max_tokens=48))
-    shown = "".join(e.text for e in events if isinstance(e, TextDelta) and e.text != REFUSAL)
+    shown = "".join(e.text for e in events if isinstance(e, TextDelta) and not e.refusal)
     assert final.response.decision.label == "refused:output_violation"
     assert len(shown) < 24 - 8  # only text judged clean, minus the overlap, was ever shown
     assert final.response.model == "tiny"
