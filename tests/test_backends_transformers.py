@@ -104,13 +104,20 @@ def cut_params(stop: str) -> GenerationParams:
     return GenerationParams(max_tokens=24, temperature=0.0, stop=(stop,), extra=NO_REPEAT)
 
 
-async def test_closing_a_stream_early_stops_generation() -> None:
+def counted() -> tuple[TransformersBackend, CountingForward]:
     tok = tiny_tokenizer()
     model = tiny_llama(tok)
     counter = CountingForward(model)
-    backend = TransformersBackend.from_objects(model, tok)
-    params = GenerationParams(max_tokens=1500, temperature=0.0, extra={"min_new_tokens": 1500})
-    stream = backend.stream(MESSAGES, params)
+    return TransformersBackend.from_objects(model, tok), counter
+
+
+# Far more steps than any test waits for: a generation that is not stopped runs for seconds.
+LONG = GenerationParams(max_tokens=1500, temperature=0.0, extra={"min_new_tokens": 1500})
+
+
+async def test_closing_a_stream_early_stops_generation() -> None:
+    backend, counter = counted()
+    stream = backend.stream(MESSAGES, LONG)
     async for chunk in stream:
         if chunk.text:
             break
@@ -120,12 +127,8 @@ async def test_closing_a_stream_early_stops_generation() -> None:
 
 
 async def test_cancelling_generate_stops_the_worker_thread() -> None:
-    tok = tiny_tokenizer()
-    model = tiny_llama(tok)
-    counter = CountingForward(model)
-    backend = TransformersBackend.from_objects(model, tok)
-    params = GenerationParams(max_tokens=1500, temperature=0.0, extra={"min_new_tokens": 1500})
-    task = asyncio.create_task(backend.generate(MESSAGES, params))
+    backend, counter = counted()
+    task = asyncio.create_task(backend.generate(MESSAGES, LONG))
     assert await asyncio.to_thread(counter.running.wait, 30)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

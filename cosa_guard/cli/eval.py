@@ -80,7 +80,7 @@ def register(subparsers: Any) -> None:
         help="embedded: the judge spec that finds risk categories (default: the trained category judge)",
     )
     parser.add_argument(
-        "--concurrency", type=int, default=4, metavar="N", help="examples in flight (default 4)"
+        "--concurrency", type=_positive, default=4, metavar="N", help="examples in flight (default 4)"
     )
     parser.add_argument(
         "--out", type=Path, required=True, metavar="DIR", help="where results and the report go"
@@ -93,10 +93,14 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.concurrency < 1:
-        print("error: --concurrency must be at least 1", file=sys.stderr)
-        return 2
     return asyncio.run(_main(args))
 
 

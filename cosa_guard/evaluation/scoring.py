@@ -11,7 +11,7 @@ rating ≥ 1.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from cosa_guard.taxonomy import is_compliant
 
@@ -96,13 +96,7 @@ class Rates:
         n = len(parts)
         if n == 0:
             raise ValueError("nothing to average")
-        return cls(
-            score=sum(p.score for p in parts) / n,
-            helpful_safe=sum(p.helpful_safe for p in parts) / n,
-            helpful_unsafe=sum(p.helpful_unsafe for p in parts) / n,
-            unhelpful_safe=sum(p.unhelpful_safe for p in parts) / n,
-            unhelpful_unsafe=sum(p.unhelpful_unsafe for p in parts) / n,
-        )
+        return cls(**{f.name: sum(getattr(p, f.name) for p in parts) / n for f in fields(cls)})
 
 
 @dataclass(frozen=True, slots=True)
