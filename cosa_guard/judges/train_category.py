@@ -1,0 +1,338 @@
+"""Train the category judge: fine-tune the top MiniLM layers on (prompt, response) pairs.
+
+    nice -n 10 python -m cosa_guard.judges.train_category            # writes cosa_guard/data/category_judge/
+
+Reads the corpus (`cosa_guard.judges.corpus`: synthetic rows plus the public sets in
+../shared/data), trains a multi-label head (one sigmoid per category, `other` included) with the
+top transformer layers on the training split, then scores the family-held-out validation split
+with the int8 inference path the judge uses and picks, per category, the threshold with the best
+F-beta. Only the trained delta (head + top layers, float16) and a JSON description holding the
+thresholds, validation figures and corpus fingerprint are written: a few MB that ship in the
+package. Training stops early at `--time-budget` minutes so it fits a shared CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cosa_guard._optional import require
+from cosa_guard.judges.category import PROMPT_TOKENS, WEIGHTS_DIR, clip_prompt
+from cosa_guard.judges.corpus import TRAIN, VAL, Example, build_corpus
+from cosa_guard.taxonomy import CATEGORY_IDS
+
+_PURPOSE = "training the category judge"
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: float = 2.0
+    batch_size: int = 16
+    lr: float = 1e-4  # unfrozen transformer layers
+    head_lr: float = 2e-3
+    trainable_layers: int = 1
+    max_length: int = 256
+    stride: int = 32
+    prompt_tokens: int = PROMPT_TOKENS
+    beta: float = 1.0  # F-beta for threshold calibration; >1 favours catching violations
+    seed: int = 0
+    time_budget_s: float = 15 * 60
+    max_train: int | None = None  # subsample the training split (smoke runs)
+
+
+def labels_matrix(rows: Sequence[Example]) -> list[list[float]]:
+    return [[1.0 if c in row.categories else 0.0 for c in CATEGORY_IDS] for row in rows]
+
+
+def fbeta(tp: int, fp: int, fn: int, beta: float = 1.0) -> float:
+    b2 = beta * beta
+    denom = (1 + b2) * tp + b2 * fn + fp
+    return (1 + b2) * tp / denom if denom else 0.0
+
+
+def calibrate_thresholds(
+    probs: Sequence[Sequence[float]], labels: Sequence[Sequence[float]], beta: float = 1.0
+) -> dict[str, float]:
+    """Per category, the threshold in 0.05..0.95 with the best F-beta (ties: the lower threshold)."""
+    grid = [round(0.05 + 0.01 * i, 2) for i in range(91)]
+    chosen = {}
+    for j, cat in enumerate(CATEGORY_IDS):
+        pairs = [(p[j], y[j] >= 0.5) for p, y in zip(probs, labels, strict=True)]
+        best, best_t = -1.0, 0.5
+        for t in grid:
+            tp = sum(1 for p, y in pairs if p >= t and y)
+            fp = sum(1 for p, y in pairs if p >= t and not y)
+            fn = sum(1 for p, y in pairs if p < t and y)
+            score = fbeta(tp, fp, fn, beta)
+            if score > best:
+                best, best_t = score, t
+        chosen[cat] = best_t
+    return chosen
+
+
+def corpus_fingerprint(rows: Sequence[Example]) -> str:
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(json.dumps([row.prompt, row.response, row.categories, row.split]).encode("utf-8"))
+    return digest.hexdigest()[:16]
+
+
+def _batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Batches of similar length, so little compute goes to padding."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+class _SplitForward:
+    """The classifier's forward in two parts: frozen bottom layers (run once) and the trained top.
+
+    The frozen part's output never changes during training, so it is computed once per example
+    (through the int8 model the judge runs at inference) and cached; each epoch then pays only for
+    the top layers. `check` proves the split forward equals the model's own forward.
+    """
+
+    def __init__(self, model: Any) -> None:
+        from cosa_guard.encoder import mean_pool
+
+        self.torch = require("torch", "embed", _PURPOSE)
+        self.mean_pool = mean_pool
+        self.masking = require("transformers.masking_utils", "embed", _PURPOSE)
+        self.model = model
+        layers = model.backbone.encoder.layer
+        self.cut = len(layers) - model.config.trainable_layers
+
+    def _mask(self, backbone: Any, hidden: Any, mask: Any) -> Any:
+        return self.masking.create_bidirectional_mask(
+            config=backbone.config, inputs_embeds=hidden, attention_mask=mask
+        )
+
+    def _run(self, backbone: Any, layers: Sequence[Any], hidden: Any, mask: Any) -> Any:
+        extended = self._mask(backbone, hidden, mask)
+        for layer in layers:
+            out = layer(hidden, attention_mask=extended)
+            hidden = out[0] if isinstance(out, tuple) else out
+        return hidden
+
+    def bottom(self, frozen: Any, input_ids: Any, mask: Any) -> Any:
+        """Hidden states after the frozen layers of `frozen` (the model or its int8 copy)."""
+        backbone = frozen.backbone
+        with self.torch.inference_mode():
+            hidden = backbone.embeddings(input_ids=input_ids)
+            return self._run(backbone, backbone.encoder.layer[: self.cut], hidden, mask)
+
+    def top(self, hidden: Any, mask: Any) -> Any:
+        """Logits from cached bottom hidden states, through the trainable layers and the head."""
+        backbone = self.model.backbone
+        hidden = self._run(backbone, backbone.encoder.layer[self.cut :], hidden, mask)
+        pooled = self.mean_pool(hidden, mask)
+        return self.model.head(self.model.dropout(pooled))
+
+    def check(self, input_ids: Any, mask: Any) -> None:
+        with self.torch.inference_mode():
+            expected = self.model(input_ids, mask)
+            got = self.top(self.bottom(self.model, input_ids, mask), mask)
+        if not self.torch.allclose(expected, got, atol=1e-4):
+            raise RuntimeError(
+                "the cached forward differs from the model's; the transformers layer API changed"
+            )
+
+
+def train(
+    rows: Sequence[Example],
+    out_dir: Path,
+    settings: TrainSettings = TrainSettings(),
+    *,
+    backbone: Any = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Fine-tune, calibrate on the validation rows, save the delta to `out_dir`; returns the metadata."""
+    torch = require("torch", "embed", _PURPOSE)
+    tqdm = require("tqdm", "embed", _PURPOSE).tqdm
+    from cosa_guard.encoder import (
+        EncoderClassifier,
+        EncoderConfig,
+        EncoderPredictor,
+        load_tokenizer,
+        quantize_int8,
+    )
+
+    rng = random.Random(settings.seed)
+    torch.manual_seed(settings.seed)
+    train_rows = [r for r in rows if r.split == TRAIN]
+    val_rows = [r for r in rows if r.split == VAL]
+    if settings.max_train is not None and len(train_rows) > settings.max_train:
+        train_rows = rng.sample(train_rows, settings.max_train)
+    if not train_rows or not val_rows:
+        raise ValueError("the corpus needs both training and validation rows")
+
+    tokenizer = load_tokenizer()
+    prompts = clip_prompt(tokenizer, [r.prompt for r in train_rows], settings.prompt_tokens)
+    enc = tokenizer(
+        prompts, [r.response for r in train_rows], truncation="only_second", max_length=settings.max_length
+    )
+    ids: list[list[int]] = enc["input_ids"]
+    y = torch.tensor(labels_matrix(train_rows))
+
+    config = EncoderConfig(
+        labels=CATEGORY_IDS,
+        multi_label=True,
+        trainable_layers=settings.trainable_layers,
+        max_length=settings.max_length,
+        stride=settings.stride,
+    )
+    model = EncoderClassifier(config, backbone=backbone)
+    model.train(False)
+    split = _SplitForward(model)
+    pad = int(tokenizer.pad_token_id)
+    frozen = quantize_int8(model)
+    started = time.monotonic()
+    cached: list[tuple[list[int], Any, Any]] = []
+    for batch in tqdm(
+        _batches([len(x) for x in ids], settings.batch_size), desc="frozen layers", disable=not progress
+    ):
+        width = max(len(ids[i]) for i in batch)
+        input_ids = torch.tensor([ids[i] + [pad] * (width - len(ids[i])) for i in batch])
+        mask = (input_ids != pad).long()
+        if not cached:
+            split.check(input_ids, mask)
+        cached.append((batch, split.bottom(frozen, input_ids, mask).to(torch.float16), mask))
+    del frozen
+
+    head = list(model.head.parameters())
+    body = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("head.")]
+    optimizer = torch.optim.AdamW(
+        [{"params": body, "lr": settings.lr}, {"params": head, "lr": settings.head_lr}], weight_decay=0.01
+    )
+    # Rare categories get a larger positive weight, capped so that noise in them is not amplified.
+    positives = y.sum(dim=0)
+    pos_weight = ((len(train_rows) - positives) / positives.clamp(min=1)).sqrt().clamp(max=4.0)
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    total = max(1, math.ceil(len(cached) * settings.epochs))
+    warmup = max(1, total // 20)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
+    )
+    step, stopped_early, running = 0, False, 0.0
+    model.train(True)
+    bar = tqdm(total=total, desc="training category judge", disable=not progress)
+    while step < total and not stopped_early:
+        order = list(range(len(cached)))
+        rng.shuffle(order)
+        for k in order:
+            if step >= total:
+                break
+            if time.monotonic() - started > settings.time_budget_s:
+                stopped_early = True
+                break
+            batch, hidden, mask = cached[k]
+            loss = loss_fn(split.top(hidden.to(torch.float32), mask), y[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(body + head, 1.0)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            value = float(loss.detach())
+            running = 0.9 * running + 0.1 * value if step > 1 else value
+            bar.set_postfix(loss=f"{running:.3f}")
+            bar.update(1)
+    bar.close()
+    train_s = time.monotonic() - started
+    del cached
+
+    model.train(False)
+    model.round_trip()  # calibrate on exactly the float16 weights that ship
+    predictor = EncoderPredictor(model, int8=True)
+    val_prompts = clip_prompt(tokenizer, [r.prompt for r in val_rows], settings.prompt_tokens)
+    probs: list[list[float]] = []
+    chunk = 64
+    for start in tqdm(range(0, len(val_rows), chunk), desc="scoring validation", disable=not progress):
+        part = val_rows[start : start + chunk]
+        probs += predictor.predict(val_prompts[start : start + chunk], [r.response for r in part])
+    val_labels = labels_matrix(val_rows)
+    thresholds = calibrate_thresholds(probs, val_labels, settings.beta)
+    metadata: dict[str, Any] = {
+        "thresholds": thresholds,
+        "threshold_objective": f"F{settings.beta:g} per category on the validation split",
+        "prompt_tokens": settings.prompt_tokens,
+        "corpus": {
+            "fingerprint": corpus_fingerprint(rows),
+            "train_rows_used": len(train_rows),
+            "val_rows": len(val_rows),
+            "sources": sorted({r.source for r in rows}),
+        },
+        "training": {
+            "steps": step,
+            "planned_steps": total,
+            "stopped_early": stopped_early,
+            "seconds": round(train_s, 1),
+            "epochs": settings.epochs,
+            "batch_size": settings.batch_size,
+            "trainable_layers": settings.trainable_layers,
+            "lr": settings.lr,
+            "head_lr": settings.head_lr,
+            "seed": settings.seed,
+            "torch": str(torch.__version__),
+        },
+    }
+    model.config = dataclasses.replace(config, metadata=metadata)
+    model.save(out_dir)
+    return metadata
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    defaults = TrainSettings()
+    parser = argparse.ArgumentParser(
+        prog="python -m cosa_guard.judges.train_category",
+        description="Fine-tune the category judge on the corpus and write its delta weights + thresholds.",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=WEIGHTS_DIR, help="output folder (default: the package's)"
+    )
+    parser.add_argument(
+        "--data", type=Path, default=None, help="shared data folder (default: ../shared/data)"
+    )
+    parser.add_argument("--no-public", action="store_true", help="train on the synthetic rows only")
+    parser.add_argument("--epochs", type=float, default=defaults.epochs)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--head-lr", type=float, default=defaults.head_lr)
+    parser.add_argument("--trainable-layers", type=int, default=defaults.trainable_layers)
+    parser.add_argument("--max-length", type=int, default=defaults.max_length)
+    parser.add_argument("--beta", type=float, default=defaults.beta, help="F-beta used to pick thresholds")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--max-train", type=int, default=None, help="subsample the training split")
+    parser.add_argument("--time-budget", type=float, default=15.0, help="minutes of training before stopping")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    if args.threads:
+        require("torch", "embed", _PURPOSE).set_num_threads(args.threads)
+    rows = build_corpus(args.data, args.seed, public=not args.no_public)
+    settings = TrainSettings(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        head_lr=args.head_lr,
+        trainable_layers=args.trainable_layers,
+        max_length=args.max_length,
+        beta=args.beta,
+        seed=args.seed,
+        time_budget_s=args.time_budget * 60,
+        max_train=args.max_train,
+    )
+    metadata = train(rows, args.out, settings)
+    print(json.dumps({"out": str(args.out), **metadata}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
