@@ -22,16 +22,14 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from cosa_guard.audit import AuditRecord, AuditSink, JsonlAuditSink
+from cosa_guard.audit import AuditRecord, AuditSink
 from cosa_guard.backends.base import Backend
-from cosa_guard.cache import VerdictCache
-from cosa_guard.cascade import Verifier
 from cosa_guard.deployments import (
     BackendSpec,
     DeploymentRegistry,
@@ -43,11 +41,10 @@ from cosa_guard.deployments import (
 from cosa_guard.errors import BackendTimeoutError, ConfigError, CosaGuardError
 from cosa_guard.injection.base import Finding, InputGuard
 from cosa_guard.judges.base import Judge
-from cosa_guard.judges.factory import build_judge, default_backend_factory
+from cosa_guard.judges.factory import BackendFactory, build_judge, default_backend_factory
 from cosa_guard.metrics import Metrics, default_metrics
 from cosa_guard.privilege import apply_privilege_rule
-from cosa_guard.prompts import render_config
-from cosa_guard.routing import BreakerState, CircuitBreaker
+from cosa_guard.routing import BreakerState, CircuitBreaker, JudgeFactory, RoutePool, Routes
 from cosa_guard.streaming import StreamOutcome, backend_chunks, guard_stream
 from cosa_guard.types import (
     Decision,
@@ -68,9 +65,6 @@ from cosa_guard.types import (
 __all__ = ["BackendFactory", "Guard", "JudgeFactory"]
 
 logger = logging.getLogger("cosa_guard.guard")
-
-BackendFactory = Callable[[BackendSpec, Path], Backend]
-JudgeFactory = Callable[[JudgeSpec, Path], Judge]
 
 _warned_no_input_guard = False
 
@@ -111,48 +105,12 @@ def new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
 
 
-# --- One deployment, ready to serve -----------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Runtime:
-    """What one deployment needs per call, built once per config (and rebuilt on reload)."""
-
-    deployment: LoadedDeployment  # what this runtime serves
-    source: LoadedDeployment  # the registry entry it answers for (newer if that one failed to build)
-    system: Message  # the rendered config: the only system message a model ever sees
-    primary: Backend | None
-    fallback: Backend | None
-    verifier: Verifier | None  # None when nothing of this deployment is judged
-    breaker: CircuitBreaker | None
-    audit: AuditSink | None
-
-    @property
-    def fail_open(self) -> bool:
-        return self.deployment.spec.fail_mode == "open"
-
-
-def _key(spec: Any, base_dir: Path) -> str:
-    return f"{spec.model_dump_json()}@{base_dir}"
-
-
-@dataclass(slots=True)
-class _Pools:
-    """Backends, judges, caches, breakers and audit sinks, shared by equal specs and reused on reload."""
-
-    backends: dict[str, Backend] = field(default_factory=dict)
-    judges: dict[str, Judge] = field(default_factory=dict)
-    caches: dict[str, VerdictCache] = field(default_factory=dict)  # by deployment id + cache spec
-    breakers: dict[str, CircuitBreaker] = field(default_factory=dict)  # by deployment id + primary spec
-    sinks: dict[Path, JsonlAuditSink] = field(default_factory=dict)
-
-
 # --- One call in flight -----------------------------------------------------------------------------
 
 
 @dataclass(slots=True)
 class _Call:
-    rt: _Runtime
+    rt: Routes
     request_id: str
     received: tuple[Message, ...]  # the client's messages, for the audit record
     stream: bool
@@ -227,14 +185,13 @@ class Guard:
     ) -> None:
         self._registry = registry
         self._backend_factory = backend_factory or default_backend_factory
-        self._judge_factory: JudgeFactory = judge_factory or self._default_judge
-        self._audit = audit
         self._metrics = metrics if metrics is not None else default_metrics()
         self._input_guard = input_guard
         self._input_guard_resolved = input_guard is not None
-        self._borrowed: set[int] = set()  # objects the caller handed in: never closed by the guard
-        self._pools = _Pools()
-        self._runtimes: dict[str, _Runtime] = {}
+        self._pool = RoutePool(
+            self._backend_factory, judge_factory or self._default_judge, self._breaker_changed, audit
+        )
+        self._runtimes: dict[str, Routes] = {}
         self._reloading = False  # while a reload builds off the loop, calls keep their current runtime
         self._closed = False
         failures = self._rebuild()
@@ -301,7 +258,9 @@ class Guard:
             audit=audit,
             metrics=metrics,
         )
-        guard._borrowed = {id(b) for b in given.values()} | ({id(judge)} if judge is not None else set())
+        guard._pool.borrowed |= {id(b) for b in given.values()} | (
+            {id(judge)} if judge is not None else set()
+        )
         return guard
 
     def _default_judge(self, spec: JudgeSpec, base_dir: Path) -> Judge:
@@ -338,7 +297,9 @@ class Guard:
         for deployment_id in ids:
             deployment = self._registry.get(deployment_id)
             try:
-                runtimes[deployment_id] = self._build(deployment)
+                runtimes[deployment_id] = self._pool.build(deployment)
+                if deployment.spec.injection.enabled:
+                    self._resolve_input_guard()
             except (CosaGuardError, OSError, ValueError, ImportError) as exc:
                 failures[deployment_id] = f"{type(exc).__name__}: {exc}"
                 if deployment_id in self._runtimes:  # keep serving the last good one; do not retry every call
@@ -346,74 +307,10 @@ class Guard:
         self._runtimes = runtimes
         return failures
 
-    def _build(self, deployment: LoadedDeployment) -> _Runtime:
-        spec = deployment.spec
-        base = deployment.base_dir
-        pools = self._pools
-
-        def backend(bspec: BackendSpec | None) -> Backend | None:
-            if bspec is None:
-                return None
-            key = _key(bspec, base)
-            if key not in pools.backends:
-                pools.backends[key] = self._backend_factory(bspec, base)
-            return pools.backends[key]
-
-        primary = backend(spec.routes.primary)
-        fallback = backend(spec.routes.fallback)
-        verifier = None
-        if fallback is not None or spec.judge_cosalign:
-            judge_key = _key(spec.judge, base)
-            if judge_key not in pools.judges:
-                pools.judges[judge_key] = self._judge_factory(spec.judge, base)
-            cache_key = f"{deployment.id}:{spec.cache.model_dump_json()}"
-            if cache_key not in pools.caches:
-                pools.caches[cache_key] = VerdictCache.from_spec(spec.cache)
-            verifier = Verifier(
-                pools.judges[judge_key],
-                deployment.config,
-                deployment.config_hash,
-                floor=spec.floor,
-                cache=pools.caches[cache_key],
-            )
-        breaker = None
-        if primary is not None:
-            breaker_key = (
-                f"{deployment.id}:{_key(spec.routes.primary, base)}:{spec.breaker.model_dump_json()}"
-            )
-            if breaker_key not in pools.breakers:
-                pools.breakers[breaker_key] = CircuitBreaker.from_spec(
-                    spec.breaker, on_change=self._breaker_reporter(deployment.id)
-                )
-            breaker = pools.breakers[breaker_key]
-        if spec.injection.enabled:
-            self._resolve_input_guard()
-        return _Runtime(
-            deployment=deployment,
-            source=deployment,
-            system=Message("system", render_config(deployment.config, deployment.taxonomy)),
-            primary=primary,
-            fallback=fallback,
-            verifier=verifier,
-            breaker=breaker,
-            audit=self._audit if self._audit is not None else self._sink(deployment),
-        )
-
-    def _sink(self, deployment: LoadedDeployment) -> AuditSink | None:
-        if deployment.spec.audit.path is None:
-            return None
-        path = (deployment.base_dir / Path(deployment.spec.audit.path).expanduser()).resolve()
-        if path not in self._pools.sinks:
-            self._pools.sinks[path] = JsonlAuditSink(path)
-        return self._pools.sinks[path]
-
-    def _breaker_reporter(self, deployment_id: str) -> Callable[[BreakerState], None]:
-        def report(state: BreakerState) -> None:
-            level = logging.INFO if state is BreakerState.CLOSED else logging.WARNING
-            logger.log(level, "deployment %r: primary route breaker is %s", deployment_id, state.value)
-            self._metrics.breaker_state(deployment_id, state.value)
-
-        return report
+    def _breaker_changed(self, deployment_id: str, state: BreakerState) -> None:
+        level = logging.INFO if state is BreakerState.CLOSED else logging.WARNING
+        logger.log(level, "deployment %r: primary route breaker is %s", deployment_id, state.value)
+        self._metrics.breaker_state(deployment_id, state.value)
 
     # --- public surface --------------------------------------------------------------------------
 
@@ -425,7 +322,7 @@ class Guard:
         """The deployment this API key belongs to; UnknownDeploymentError otherwise."""
         return self._registry.by_api_key(key)
 
-    def _runtime(self, deployment_id: str) -> _Runtime:
+    def _runtime(self, deployment_id: str) -> Routes:
         if self._closed:
             raise RuntimeError("this Guard was closed (aclose); build a new one")
         deployment = self._registry.get(deployment_id)  # UnknownDeploymentError: never a default config
@@ -454,7 +351,7 @@ class Guard:
             failures = await asyncio.to_thread(self._rebuild)
         finally:
             self._reloading = False
-        await self._close_unused()
+        await self._pool.close_unused(self._runtimes.values())
         if not failures:
             return report
         for deployment_id, why in failures.items():
@@ -468,27 +365,8 @@ class Guard:
         """Close every backend and judge the guard built, and the audit files it opened."""
         self._closed = True
         self._runtimes = {}
-        await self._close_unused()
-        sinks, self._pools.sinks = list(self._pools.sinks.values()), {}
-        for sink in sinks:
-            await asyncio.to_thread(sink.close)
-
-    async def _close_unused(self) -> None:
-        used_backends = {id(b) for rt in self._runtimes.values() for b in (rt.primary, rt.fallback) if b}
-        used_judges = {id(rt.verifier.judge) for rt in self._runtimes.values() if rt.verifier is not None}
-        pools = self._pools
-        closing: list[object] = []
-        for pool, used in ((pools.backends, used_backends), (pools.judges, used_judges)):
-            for key in [k for k, obj in pool.items() if id(obj) not in used]:
-                closing.append(pool.pop(key))
-        for obj in closing:
-            aclose = getattr(obj, "aclose", None)
-            if aclose is None or id(obj) in self._borrowed:
-                continue
-            try:
-                await aclose()
-            except Exception:
-                logger.exception("closing %r failed", obj)
+        await self._pool.close_unused(())
+        await asyncio.to_thread(self._pool.close_sinks)
 
     def chat_sync(self, deployment_id: str, messages: Any, **params: Any) -> GuardResponse:
         """`chat` for scripts without an event loop. Never call it from async code."""
