@@ -227,16 +227,27 @@ async def test_streaming_with_tools_releases_the_judged_call_whole(make_guarded:
     assert meta(chunks[0])["decision"] == "allowed"
 
 
-async def test_with_structured_output_is_guarded(make_guarded: Any) -> None:
-    def weather(city: str, forecast: str) -> AIMessage:
-        args = {"city": city, "forecast": forecast}
-        return AIMessage(content="", tool_calls=[{"name": "Weather", "args": args, "id": "w"}])
+def weather(city: str, forecast: str) -> AIMessage:
+    args = {"city": city, "forecast": forecast}
+    return AIMessage(content="", tool_calls=[{"name": "Weather", "args": args, "id": "w"}])
 
+
+async def test_with_structured_output_is_guarded(make_guarded: Any) -> None:
     model = fake_model(weather("Rome", "sunny"), weather("Rome", f"{MARKER} storms"))
     structured = make_guarded(model).with_structured_output(Weather)
     assert await structured.ainvoke(QUESTION) == Weather(city="Rome", forecast="sunny")
     assert await structured.ainvoke(QUESTION) is None  # refused: the refusal carries no tool call to parse
     assert len(model.sent) == 2
+
+
+async def test_structured_output_with_raw_carries_the_decision(make_guarded: Any) -> None:
+    model = fake_model(weather("Rome", "sunny"), weather("Rome", f"{MARKER} storms"))
+    structured = make_guarded(model).with_structured_output(Weather, include_raw=True)
+    allowed, refused = await structured.abatch([QUESTION, QUESTION], config={"max_concurrency": 1})
+    assert allowed["parsed"] == Weather(city="Rome", forecast="sunny")
+    assert meta(allowed["raw"])["decision"] == "allowed"
+    assert refused["parsed"] is None and refused["raw"].content == REFUSAL
+    assert meta(refused["raw"])["decision"] == "refused:output_violation"
 
 
 async def test_history_with_tool_calls_reaches_the_model_intact(make_guarded: Any) -> None:
