@@ -80,16 +80,21 @@ async def responses(recipe: Recipe, paths: Paths) -> tuple[int, int]:
     spec = recipe.responses
     backend = build_generator(spec.backend)
     params = GenerationParams(max_tokens=spec.max_tokens, temperature=spec.temperature, top_p=spec.top_p)
-    return await generate_responses(
-        _configs(paths),
-        backend,
-        paths.responses,
-        candidates=spec.candidates,
-        params=params,
-        concurrency=spec.concurrency,
-        vanilla=spec.vanilla,
-        seed=recipe.seed,
-    )
+    try:
+        return await generate_responses(
+            _configs(paths),
+            backend,
+            paths.responses,
+            candidates=spec.candidates,
+            params=params,
+            concurrency=spec.concurrency,
+            vanilla=spec.vanilla,
+            seed=recipe.seed,
+        )
+    finally:
+        close = getattr(backend, "aclose", None)  # HTTP backends hold a connection pool
+        if close is not None:
+            await close()
 
 
 async def label(recipe: Recipe, paths: Paths) -> tuple[int, int]:
@@ -108,7 +113,13 @@ def pairs(recipe: Recipe, paths: Paths) -> int:
 
 def train(recipe: Recipe, paths: Paths, pairs_file: str | None = None) -> FitResult:
     source = Path(pairs_file) if pairs_file else _needs(paths.pairs, "pairs")
-    return fit(list(read_jsonl(source)), recipe, paths.root)
+    rows = list(read_jsonl(source))
+    if not rows:
+        raise TrainingError(
+            f"{source} holds no preference pairs: every answer to a prompt got the same score. Generate more "
+            "varied candidates (more of them, a higher temperature, a more permissive generator)"
+        )
+    return fit(rows, recipe, paths.root)
 
 
 async def run_steps(

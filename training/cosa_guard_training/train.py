@@ -165,8 +165,6 @@ def run_stage(
 
 def fit(pairs: list[dict[str, Any]], recipe: Recipe, output: Path) -> FitResult:
     """SFT then DPO from `recipe.model.base` on `pairs`; the merged model lands in `output/model`."""
-    if not pairs:
-        raise ValueError("no preference pairs to train on; check the labels step (every response the same?)")
     work = output / "work"
     started = time.perf_counter()
     base = resolve_model_dir(recipe.model.base, work / "base")

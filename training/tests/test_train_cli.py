@@ -64,3 +64,23 @@ def test_accelerate_launch_files_load(name: str) -> None:
     expected = "FSDP" if name.startswith("fsdp") else "DEEPSPEED"
     assert config.distributed_type.value == expected
     assert config.mixed_precision == "bf16" and config.num_processes >= 1
+
+
+def test_synth_labels_unlabelled_prompts_with_the_recipes_judge(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prompts = tmp_path / "pool.jsonl"
+    texts = ["How do I stab someone?", "Where to buy cocaine?", "What is the capital of France?"]
+    prompts.write_text("".join(json.dumps({"prompt": t}) + "\n" for t in texts))
+    out = tmp_path / "run"
+    argv = ["train", "synth", "--recipe", "tiny", "--output", str(out), "--prompts", str(prompts)]
+    assert main(argv) == 0
+    assert "heldout_prompts=1" in capsys.readouterr().out  # the cocaine prompt: drugs is held out
+    configs = [json.loads(line) for line in (out / "configs.jsonl").read_text().splitlines()]
+    assert {c["prompt"]: c["spec_j"] for c in configs} == {texts[0]: ["violence"], texts[2]: []}
+
+
+def test_fit_without_pairs_explains_why(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "pairs.jsonl").write_text("")
+    assert main(["train", "fit", "--recipe", "tiny", "--output", str(tmp_path)]) == 1
+    assert "no preference pairs" in capsys.readouterr().err
