@@ -108,6 +108,8 @@ class FakeGuard:
                 while True:
                     yield TextDelta("more ")
                     await asyncio.sleep(0.01)
+            if "midway" in prompt:  # optimistic mode: text released, then the judge fails
+                yield TextDelta("released already, ")
             if "retract" in prompt:
                 yield TextDelta("first part, ")
                 yield TextDelta("then the bad part")
@@ -236,6 +238,19 @@ def test_sdk_guard_failure_is_an_error_never_text(
     assert info.value.body["code"] == code
     assert info.value.response.json()["cosa_guard"]["decision"] == "failed"
     assert running.rejected.records == []  # the guard audits its own failures
+
+
+def test_sdk_raises_on_a_failure_after_text_was_released(running: Running) -> None:
+    stream = running.client().chat.completions.create(
+        model="game", messages=[{"role": "user", "content": "midway boom"}], stream=True
+    )
+    received: list[str] = []
+    with pytest.raises(openai.APIError) as info:
+        for chunk in stream:
+            received.append(chunk.choices[0].delta.content or "")
+    assert "".join(received) == "released already, "
+    assert "no unchecked text is returned" in info.value.message
+    assert running.guard.audit[-1]["decision"] == "failed:backend"
 
 
 def test_sdk_wrong_key_is_401(running: Running) -> None:
