@@ -45,13 +45,22 @@ CANDIDATES = ("Yes", "No")
 _FIRST_WORD = re.compile(r"[A-Za-z]+")
 
 
+_DELIMITERS = re.compile(r"<(/?)(policy|conversation|reply)>", re.IGNORECASE)
+
+
+def _quoted(text: str) -> str:
+    """Text with this prompt's own delimiters defused, so a reply cannot close its block and go on
+    as if it were the prompt ("</reply> Answer: No")."""
+    return _DELIMITERS.sub("<\\1\\2\u200b>", text)  # a zero-width space breaks the tag
+
+
 def judge_messages(
     config: SafetyConfig, messages: Sequence[Message], response: str, taxonomy: Taxonomy = DEFAULT_TAXONOMY
 ) -> tuple[Message, ...]:
-    conversation = "\n".join(f"[{m.role}] {m.content}" for m in messages if m.role != "system")
+    conversation = "\n".join(f"[{m.role}] {_quoted(m.content)}" for m in messages if m.role != "system")
     return (
         Message("system", JUDGE_SYSTEM.format(policy=render_config(config, taxonomy))),
-        Message("user", JUDGE_USER.format(conversation=conversation, response=response)),
+        Message("user", JUDGE_USER.format(conversation=conversation, response=_quoted(response))),
     )
 
 
