@@ -145,3 +145,30 @@ def test_without_a_deployments_file_serve_and_chat_use_the_demo(
     assert resolve(None).api_key == first.api_key  # restarts keep the key
     explicit = resolve(tmp_path / "mine.yaml")
     assert (explicit.path, explicit.api_key, explicit.demo_id) == (tmp_path / "mine.yaml", None, None)
+
+
+def test_ctrl_c_stops_the_answer_and_the_chat_goes_on(capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+
+    from cosa_guard.cli.chat import _run_turn
+
+    cancelled: list[bool] = []
+
+    async def endless_answer() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    def ctrl_c() -> None:
+        raise KeyboardInterrupt
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.call_later(0.05, ctrl_c)
+        assert _run_turn(loop, endless_answer()) is None
+    finally:
+        loop.close()
+    assert cancelled == [True]
+    assert "(stopped" in capsys.readouterr().out

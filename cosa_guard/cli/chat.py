@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 from cosa_guard.types import FinalEvent, GuardResponse, Message, Retraction, TextDelta
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             if not line:
                 continue
             history.append(Message("user", line))
-            response = loop.run_until_complete(_turn(guard, deployment_id, history))
+            response = _run_turn(loop, _turn(guard, deployment_id, history))
             if response is None or not response.decision.is_allowed:
                 history.pop()  # a blocked turn stays out of the context the model sees next time
             else:
@@ -72,6 +74,22 @@ def run(args: argparse.Namespace) -> int:
         loop.run_until_complete(guard.aclose())
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
+
+
+def _run_turn(
+    loop: asyncio.AbstractEventLoop, turn: Coroutine[Any, Any, GuardResponse | None]
+) -> GuardResponse | None:
+    """Run one turn; Ctrl-C stops the answer (the guard cancels generation) and keeps the chat going."""
+    task = loop.create_task(turn)
+    try:
+        return loop.run_until_complete(task)
+    except KeyboardInterrupt:
+        task.cancel()
+        # KeyboardInterrupt again when the signal landed inside the turn's own code.
+        with contextlib.suppress(asyncio.CancelledError, KeyboardInterrupt):
+            loop.run_until_complete(task)
+        print("\n(stopped; Ctrl-D or /quit leaves)")
+        return None
 
 
 def _pick(ids: tuple[str, ...], wanted: str | None) -> str:
