@@ -20,7 +20,8 @@ Chat in the terminal through a guarded deployment, in-process (no server needed)
 
 Answers stream as the deployment's stream mode releases them. After each answer a line shows
 the guard's decision, the route (cosalign / cascade), the categories the judge found and the
-latency. Commands: /reset forgets the conversation, /quit (or Ctrl-D) leaves.
+latency. Commands: /reset forgets the conversation, /quit (or Ctrl-D) leaves; Ctrl-C stops
+the answer being generated.
 """
 
 PROMPT = "you> "
