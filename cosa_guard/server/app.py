@@ -479,17 +479,22 @@ class _Reloader:
     async def reload(self, why: str) -> ReloadReport:
         async with self._lock:
             report = await self._guard.reload()
+        # Ids only: /healthz needs no key, and the reasons (in the log) name files and keys.
         self.last = {
             "trigger": why,
             "ok": report.ok,
             "loaded": list(report.loaded),
-            "kept": dict(report.kept),
+            "kept": sorted(report.kept),
+            "failed": sorted(report.failed),
         }
         if report.ok:
             logger.info("deployments reloaded (%s): %s", why, ", ".join(report.loaded) or "none")
         else:
             logger.warning(
-                "deployments reloaded (%s) with problems; last good configs kept: %s", why, report.kept
+                "deployments reloaded (%s) with problems; last good configs kept: %s; not loaded: %s",
+                why,
+                report.kept,
+                report.failed,
             )
         return report
 
