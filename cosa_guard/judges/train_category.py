@@ -218,10 +218,10 @@ def train(
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
     total = max(1, math.ceil(len(cached) * settings.epochs))
     warmup = max(1, total // 20)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
-    )
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
     step, stopped_early, running = 0, False, 0.0
+    loop_started = time.monotonic()
+    loop_budget = max(1.0, settings.time_budget_s - (loop_started - started))
     model.train(True)
     bar = tqdm(total=total, desc="training category judge", disable=not progress)
     while step < total and not stopped_early:
@@ -233,13 +233,18 @@ def train(
             if time.monotonic() - started > settings.time_budget_s:
                 stopped_early = True
                 break
+            # Linear warm-up, then linear decay to zero by the last planned step or the end of the
+            # time budget, whichever comes first: a run cut short by a busy CPU still anneals.
+            done = max(step / total, (time.monotonic() - loop_started) / loop_budget)
+            factor = max(0.0, min((step + 1) / warmup, 1.0 - done))
+            for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
+                group["lr"] = base * factor
             batch, hidden, mask = cached[k]
             loss = loss_fn(split.top(hidden.to(torch.float32), mask), y[batch])
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(body + head, 1.0)
             optimizer.step()
-            scheduler.step()
             step += 1
             value = float(loss.detach())
             running = 0.9 * running + 0.1 * value if step > 1 else value
