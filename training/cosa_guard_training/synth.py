@@ -129,6 +129,7 @@ def synthesize_configs(
     """
     rng = random.Random(seed)
     train = list(train_categories)
+    keys: set[str] = set()
     for prompt in prompts:
         if prompt.categories is None:
             raise ValueError(f"prompt has no categories; label the prompts first: {prompt.prompt[:60]!r}")
@@ -136,7 +137,11 @@ def synthesize_configs(
             continue
         for mode in modes:
             for index in range(per_mode):
-                yield render_config_row(prompt, mode, train, rng, index=index, taxonomy=taxonomy)
+                row = render_config_row(prompt, mode, train, rng, index=index, taxonomy=taxonomy)
+                # Prompt pools repeat prompts (WildGuard keeps exact duplicates): one row per key.
+                if row.key not in keys:
+                    keys.add(row.key)
+                    yield row
 
 
 def _normal(name: str) -> str:

@@ -13,7 +13,7 @@ from cosa_guard_training.synth import (
     synthesize_configs,
 )
 
-from cosa_guard.prompts import render_categorical
+from cosa_guard.prompts import CATEGORICAL_WRAPPERS, render_categorical
 from cosa_guard.taxonomy import SEEN_IDS
 
 TRAIN = sorted(SEEN_IDS)
@@ -58,6 +58,9 @@ def test_rows_render_spec_i_with_the_shared_renderer_and_skip_held_out_prompts()
     for r in rows:
         assert r.system_prompt == render_categorical(r.spec_i, wrapper=r.wrapper)
     assert len({r.key for r in rows}) == len(rows)
+    # A repeated prompt yields a row only for a rendering not seen yet (same rendering, same key).
+    repeated = list(synthesize_configs(prompts[:1] * 40, train_categories=TRAIN, modes=("safe",), seed=3))
+    assert 1 < len(repeated) == len({r.system_prompt for r in repeated}) <= len(CATEGORICAL_WRAPPERS)
     assert len({r.wrapper for r in rows}) > 1, "training should see several paraphrased wrappers"
     # Same seed, same data: synthesis is reproducible.
     again = list(synthesize_configs(prompts, train_categories=TRAIN, per_mode=2, seed=3))
