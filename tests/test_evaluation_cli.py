@@ -94,7 +94,9 @@ def test_eval_with_ica_baseline_writes_the_report(
 def test_a_second_run_resumes_and_restart_starts_over(setup: tuple[Path, Path], tmp_path: Path) -> None:
     deployments, dataset = setup
     out = tmp_path / "out"
-    args = eval_args(deployments, dataset, out, "--category-judge", CATEGORY_JUDGE, "--no-plots")
+    args = eval_args(
+        deployments, dataset, out, "--category-judge", CATEGORY_JUDGE, "--no-plots", "--max-tokens", "64"
+    )
     assert main(args) == 0
     records = (out / "studio.jsonl").read_text(encoding="utf-8")
     assert main(args) == 0

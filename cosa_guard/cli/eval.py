@@ -83,6 +83,12 @@ def register(subparsers: Any) -> None:
         "--concurrency", type=_positive, default=4, metavar="N", help="examples in flight (default 4)"
     )
     parser.add_argument(
+        "--max-tokens",
+        type=_positive,
+        metavar="N",
+        help="cap each answer at N tokens (default: the backend's own; a CPU model is much faster capped)",
+    )
+    parser.add_argument(
         "--out", type=Path, required=True, metavar="DIR", help="where results and the report go"
     )
     parser.add_argument(
@@ -141,6 +147,7 @@ def _targets(
 ) -> list[GuardTarget]:
     from cosa_guard.evaluation.targets import describe, ica_baseline, per_config_guard
 
+    params = {"max_tokens": args.max_tokens} if args.max_tokens else {}
     targets = []
     for deployment in deployments:
         if args.baseline == "ica":
@@ -152,11 +159,17 @@ def _targets(
                     name=f"{deployment.id} ICA",
                     backends=backends,
                     description=f"ICA baseline: {describe(baseline)}, config in the system prompt",
+                    params=params,
                 )
             )
         targets.append(
             per_config_guard(
-                deployment, dataset, name=deployment.id, backends=backends, description=describe(deployment)
+                deployment,
+                dataset,
+                name=deployment.id,
+                backends=backends,
+                description=describe(deployment),
+                params=params,
             )
         )
     return targets

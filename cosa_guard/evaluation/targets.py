@@ -13,7 +13,7 @@ Both targets share one backend and judge per spec, so a local model is loaded on
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,9 +68,10 @@ class GuardTarget:
     guard: Guard
     deployment_ids: Mapping[str, str]  # dataset config id -> guard deployment id
     description: str = ""
+    params: Mapping[str, Any] = field(default_factory=dict)  # generation parameters of every call
 
     async def respond(self, config: SafetyConfig, prompt: str) -> GuardResponse:
-        return await self.guard.chat(self.deployment_ids[config.id], [Message("user", prompt)])
+        return await self.guard.chat(self.deployment_ids[config.id], [Message("user", prompt)], **self.params)
 
     async def aclose(self) -> None:
         await self.guard.aclose()
@@ -99,6 +100,7 @@ def per_config_guard(
     name: str,
     backends: SharedBackends,
     description: str = "",
+    params: Mapping[str, Any] | None = None,
     **guard_options: Any,
 ) -> GuardTarget:
     """A `GuardTarget` serving `deployment` once under each of the dataset's configs."""
@@ -120,7 +122,7 @@ def per_config_guard(
     guard_options.setdefault("audit", _DiscardAudit())
     guard_options.setdefault("metrics", NoopMetrics())
     guard = Guard(DeploymentRegistry(served), backend_factory=backends, **guard_options)
-    return GuardTarget(name, guard, {d.config.id: d.id for d in served}, description)
+    return GuardTarget(name, guard, {d.config.id: d.id for d in served}, description, dict(params or {}))
 
 
 def describe(deployment: LoadedDeployment) -> str:
