@@ -124,3 +124,22 @@ async def test_keyword_judge_matches_word_starts_case_insensitively() -> None:
     assert verdict.categories == {"violence", "privacy"} and not verdict.complies
     clean = await judge.judge(config, (), "A mistabulation of addresses.")
     assert clean.categories == frozenset() and clean.complies
+
+
+async def test_rubrics_labeller_runs_the_papers_two_judge_prompts(tmp_path: Path) -> None:
+    from cosa_guard_training.build import build_labeller
+    from cosa_guard_training.recipe import LabelRecipe
+
+    from cosa_guard.deployments import BackendSpec
+    from cosa_guard.taxonomy import CATEGORY_IDS
+
+    verdicts = {c: c == "violence" for c in CATEGORY_IDS}
+    # One scripted judge model answers both rubrics: the rating parser reads `[[k]]`, the category
+    # parser the last JSON object.
+    reply = f"The answer is complete.\nRating: [[4]]\n{json.dumps(verdicts)}"
+    spec = BackendSpec(kind="scripted", model="judge-model", options={"replies": [reply]})
+    rater = build_labeller(LabelRecipe(kind="rubrics", backend=spec))
+    rows = _responses(tmp_path / "r.jsonl", ["He swings the sword."])
+    assert await label_responses(rows, rater, tmp_path / "labels.jsonl") == (1, 0)
+    row = next(read_jsonl(tmp_path / "labels.jsonl"))
+    assert (row["categories"], row["addressed"]) == (["violence"], True)
