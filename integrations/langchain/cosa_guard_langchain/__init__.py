@@ -27,7 +27,8 @@ def __getattr__(name: str) -> Any:
             if exc.name is None or exc.name.split(".")[0] != "langchain":
                 raise
             raise ImportError(
-                "CosaGuardMiddleware needs LangChain v1 agents: pip install 'cosa-guard-langchain[agents]'"
+                "CosaGuardMiddleware needs LangChain v1 agents: pip install 'cosa-guard-langchain[agents]' "
+                f"({exc})"
             ) from exc
         return CosaGuardMiddleware
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,18 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
 
-from langchain.agents.middleware import (
-    AgentMiddleware,
-    AgentState,
-    ExtendedModelResponse,
-    ModelRequest,
-    ModelResponse,
-    hook_config,
-)
+from langchain.agents.middleware import AgentMiddleware, AgentState, ModelRequest, ModelResponse, hook_config
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, SystemMessage
 
 from cosa_guard.backends.langchain import from_langchain
@@ -51,10 +45,11 @@ from cosa_guard_langchain.chat_model import guarded_message, keeps_produced
 
 __all__ = ["CosaGuardMiddleware"]
 
-AsyncHandler = Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]]
+# Strings: langchain 1.0's ModelRequest / ModelResponse / AgentMiddleware take no type parameters.
+AsyncHandler = Callable[["ModelRequest[Any]"], Awaitable["ModelResponse[Any]"]]
 
 
-class CosaGuardMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
+class CosaGuardMiddleware(AgentMiddleware):
     """Guards every model call of an agent with deployment `deployment_id` of `guard`.
 
     `guard`'s route must be a `ChatModelBackend()` slot for the agent's own model to answer
@@ -141,18 +136,13 @@ class CosaGuardMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
     # --- the model call, inside the guard -----------------------------------------------------
 
     async def awrap_model_call(self, request: ModelRequest[Any], handler: AsyncHandler) -> ModelResponse[Any]:
-        originals: list[BaseMessage] = [
-            *([request.system_message] if request.system_message else []),
-            *request.messages,
-        ]
+        originals: list[BaseMessage] = [*_system_messages(request), *request.messages]
         answered: list[ModelResponse[Any]] = []
 
         async def invoke(sent: list[BaseMessage], options: dict[str, Any]) -> AIMessage:
-            system = [m for m in sent if m.type == "system"]
-            merged = SystemMessage(content="\n\n".join(str(m.text) for m in system)) if system else None
+            system = "\n\n".join(str(m.text) for m in sent if m.type == "system")
             turns: list[Any] = [m for m in sent if m.type != "system"]
-            request_now = request.override(system_message=merged, messages=turns)
-            result = _as_model_response(await handler(request_now))
+            result = _as_model_response(await handler(_with_system(request, system, turns)))
             answered.append(result)
             return _first_ai(result)
 
@@ -193,9 +183,27 @@ def _default_input_guard() -> InputGuard | None:
     return detector
 
 
+# langchain 1.0 carries the system prompt as `system_prompt: str`; later 1.x as `system_message`.
+
+
+def _system_messages(request: ModelRequest[Any]) -> list[BaseMessage]:
+    message = getattr(request, "system_message", None)
+    if message is None and request.system_prompt:
+        message = SystemMessage(content=request.system_prompt)
+    return [message] if message is not None else []
+
+
+def _with_system(request: ModelRequest[Any], system: str, turns: list[Any]) -> ModelRequest[Any]:
+    if "system_message" in {f.name for f in dataclasses.fields(request)}:
+        return request.override(
+            system_message=SystemMessage(content=system) if system else None, messages=turns
+        )
+    return request.override(system_prompt=system or None, messages=turns)  # type: ignore[call-arg]
+
+
 def _as_model_response(result: Any) -> ModelResponse[Any]:
-    if isinstance(result, ExtendedModelResponse):
-        return result.model_response
+    if hasattr(result, "model_response"):  # ExtendedModelResponse (later 1.x): its command is not ours to run
+        return cast("ModelResponse[Any]", result.model_response)
     if isinstance(result, AIMessage):
         return ModelResponse(result=[result])
     return result  # type: ignore[no-any-return]
