@@ -137,6 +137,31 @@ def test_missing_category_judge_weights_say_what_to_do(
     assert "--judge llm" in capsys.readouterr().err
 
 
+def test_a_local_transformers_model_end_to_end(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    from cosa_guard.backends.transformers import clear_model_cache
+    from cosa_guard.testing.models import save_tiny_model
+
+    _, dataset = setup
+    model = save_tiny_model(tmp_path / "tiny")
+    deployments, _ = write_signed_deployment(
+        tmp_path / "local",
+        {"id": "local", "version": 1, "text": "A game studio.", "allow": ["violence"]},
+        routes={"fallback": {"kind": "transformers", "model": str(model), "options": {"progress": False}}},
+        judge={"kind": "scripted"},
+        injection={"enabled": False},
+    )
+    out = tmp_path / "out"
+    try:
+        args = eval_args(deployments, dataset, out, "--category-judge", CATEGORY_JUDGE, "--no-plots")
+        assert main([*args, "--max-tokens", "4", "--concurrency", "2"]) == 0
+    finally:
+        clear_model_cache()
+    records = [json.loads(line) for line in (out / "local.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(records) == 4
+    assert all(r["route"] == "cascade" and r["decision"] == "allowed" for r in records)
+
+
 def test_help_explains_the_score() -> None:
     with pytest.raises(SystemExit) as info:
         main(["eval", "--help"])

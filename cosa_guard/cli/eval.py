@@ -107,24 +107,26 @@ def _positive(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    return asyncio.run(_main(args))
-
-
-async def _main(args: argparse.Namespace) -> int:
     from cosa_guard.cli._guarded import prepare_models, resolve
     from cosa_guard.deployments import DeploymentRegistry
     from cosa_guard.evaluation.dataset import EvalDataset
-    from cosa_guard.evaluation.report import build_result, write_report
-    from cosa_guard.evaluation.targets import SharedBackends
 
     dataset = EvalDataset.load(args.dataset) if args.dataset else EvalDataset.bundled()
     source = resolve(args.deployments)
     registry = DeploymentRegistry.load(source.path)
-    ids = args.deployment or list(registry.ids())
-    deployments = [registry.get(i) for i in ids]
-    prepare_models(registry)
+    deployments = [registry.get(i) for i in args.deployment or registry.ids()]
+    prepare_models(registry)  # before the event loop: it runs its own to load local models
+    return asyncio.run(_main(args, dataset, deployments, source.path.parent))
+
+
+async def _main(
+    args: argparse.Namespace, dataset: EvalDataset, deployments: list[LoadedDeployment], base_dir: Path
+) -> int:
+    from cosa_guard.evaluation.report import build_result, write_report
+    from cosa_guard.evaluation.targets import SharedBackends
+
     backends = SharedBackends()
-    judge = _eval_judge(args, deployments, dataset, backends, source.path.parent)
+    judge = _eval_judge(args, deployments, dataset, backends, base_dir)
     targets = _targets(args, deployments, dataset, backends)
     runs: list[tuple[RunResult, str]] = []
     try:
