@@ -178,6 +178,27 @@ async def test_one_model_instance_per_folder(tiny_dir: Path) -> None:
         clear_model_cache()
 
 
+async def test_a_model_that_crashes_is_a_backend_error_not_a_hang() -> None:
+    tok = tiny_tokenizer()
+    model = tiny_llama(tok)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("CUDA out of memory")
+
+    model.forward = broken
+    backend = TransformersBackend.from_objects(model, tok)
+    with pytest.raises(BackendError, match="out of memory"):
+        await backend.generate(MESSAGES, GREEDY)
+    with pytest.raises(BackendError, match="out of memory"):
+        await asyncio.wait_for(stream_text(backend), 30)
+    with pytest.raises(BackendError, match="out of memory"):
+        await backend.next_token_logprobs(MESSAGES, ["Yes"])
+
+
+async def stream_text(backend: TransformersBackend) -> list[str]:
+    return [c.text async for c in backend.stream(MESSAGES, GREEDY)]
+
+
 async def test_a_folder_without_a_model_is_a_backend_error(tmp_path: Path) -> None:
     backend = TransformersBackend(tmp_path, progress=False)
     with pytest.raises(BackendError, match=r"no config\.json"):
