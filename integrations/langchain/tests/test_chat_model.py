@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import random
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ from lc_fixtures import (
     INJECTION,
     MARKER,
     REFUSAL,
+    StructuralInputGuard,
     fake_model,
     guard_options,
     meta,
@@ -315,3 +319,31 @@ async def test_tracers_see_the_inner_run_nested_under_the_guarded_one(make_guard
     by_name = {name: (run_id, parent) for run_id, (name, parent) in tracer.runs.items()}
     assert set(by_name) == {"GuardedChatModel", "RecordingChatModel"}
     assert by_name["RecordingChatModel"][1] == by_name["GuardedChatModel"][0]
+
+
+async def test_concurrent_calls_through_one_slot_each_run_their_own_model(tmp_path: Path) -> None:
+    class Slow(GenericFakeChatModel):
+        async def _agenerate(
+            self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any
+        ) -> ChatResult:
+            await asyncio.sleep(random.uniform(0, 0.01))  # interleave the calls
+            return self._generate(messages, stop, None, **kw)
+
+    class SlowGate(StructuralInputGuard):
+        async def check(self, messages: Any, spec: Any) -> Any:
+            await asyncio.sleep(
+                random.uniform(0, 0.01)
+            )  # other calls run between entering the guard and the model
+            return await super().check(messages, spec)
+
+    _, deployment = write_deployment(tmp_path)
+    guard = Guard.single(deployment, fallback=ChatModelBackend(), **guard_options(input_guard=SlowGate()))
+    models = {
+        name: GuardedChatModel.from_guard(
+            guard, DEPLOYMENT, model=Slow(messages=itertools.repeat(f"{name} says hi"))
+        )
+        for name in ("alpha", "beta")
+    }
+    names = ["alpha", "beta"] * 10
+    answers = await asyncio.gather(*(models[n].ainvoke(QUESTION) for n in names))
+    assert [a.content for a in answers] == [f"{n} says hi" for n in names]
