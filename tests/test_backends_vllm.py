@@ -91,6 +91,7 @@ class FakeEngine:
         self.sampling: list[SamplingParams] = []
         self.aborted: list[str] = []
         self.steps = 0
+        self.busy = asyncio.Event()  # set once a request has produced a few tokens
         self.fail_after: int | None = None
         FakeEngine.instances.append(self)
 
@@ -120,6 +121,8 @@ class FakeEngine:
         for i, ch in enumerate(text):
             await asyncio.sleep(0)
             self.steps += 1
+            if self.steps == 5:
+                self.busy.set()
             if self.fail_after is not None and i >= self.fail_after:
                 raise RuntimeError("CUDA error: device-side assert")
             done += ch
@@ -212,6 +215,19 @@ async def test_leaving_a_stream_early_aborts_the_request(backend: Any) -> None:
     engine = FakeEngine.instances[0]
     assert len(engine.aborted) == 1 and engine.aborted[0].startswith("cosa-guard-")
     assert engine.steps < len(engine.reply)
+
+
+async def test_cancelling_a_call_aborts_the_request(backend: Any) -> None:
+    await backend.load()
+    engine = FakeEngine.instances[0]
+    engine.reply = "x" * 10_000
+    task = asyncio.create_task(backend.generate(MESSAGES, GenerationParams(max_tokens=10_000)))
+    await asyncio.wait_for(engine.busy.wait(), 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(engine.aborted) == 1
+    assert engine.steps < 100
 
 
 async def test_engine_failure_is_a_backend_error(backend: Any) -> None:
