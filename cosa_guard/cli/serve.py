@@ -28,6 +28,9 @@ fails to verify never replaces the last good one. See docs/server.md.
 """
 
 
+_GRACE_S = 10
+
+
 def register(subparsers: Any) -> None:
     from cosa_guard.cli._guarded import add_deployments_option
 
@@ -110,7 +113,10 @@ def run(args: argparse.Namespace) -> int:
         )
     sys.stdout.flush()
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+        # Ctrl-C lets calls in flight finish for a while, then cancels them (audited as cancelled).
+        uvicorn.run(
+            app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=_GRACE_S
+        )
     finally:
         if audit is not None:
             audit.close()
