@@ -10,7 +10,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from tqdm.auto import tqdm
 
@@ -78,29 +78,38 @@ async def append_resumable(
     path = Path(output)
     done = await asyncio.to_thread(_finished_keys, path, key)
     todo = [item for item in items if item_key(item) not in done]
-    gate = asyncio.Semaphore(max(1, concurrency))
-    written = failed = 0
+    pending = iter(todo)
+    counts = {"written": 0, "failed": 0}
 
-    async def guarded(item: T) -> Mapping[str, Any] | None:
-        async with gate:
-            return await work(item)
-
+    # A fixed pool of workers takes items in order: calls start in a reproducible order (a scripted
+    # backend answers the same way on every run) and memory stays flat however long the list.
     # Rows are a line each: writing one is cheap next to the model call that produced it.
+    async def worker(fh: IO[str], bar: Any) -> None:
+        for item in pending:
+            row = await work(item)
+            bar.update()
+            if row is None:
+                counts["failed"] += 1
+                continue
+            fh.write(dumps(row) + "\n")
+            fh.flush()
+            counts["written"] += 1
+
     fh = await asyncio.to_thread(path.open, "a", encoding="utf-8")
     try:
         with tqdm(total=len(todo), desc=desc, unit="item") as bar:
-            for next_done in asyncio.as_completed([guarded(item) for item in todo]):
-                row = await next_done
-                bar.update()
-                if row is None:
-                    failed += 1
-                    continue
-                fh.write(dumps(row) + "\n")
-                fh.flush()
-                written += 1
+            workers = [asyncio.ensure_future(worker(fh, bar)) for _ in range(max(1, concurrency))]
+            try:
+                await asyncio.gather(*workers)
+            except BaseException:
+                # One worker failed (or we were cancelled): stop the others before the file closes.
+                for task in workers:
+                    task.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
+                raise
     finally:
         fh.close()
-    return written, failed, len(items) - len(todo)
+    return counts["written"], counts["failed"], len(items) - len(todo)
 
 
 def _finished_keys(path: Path, key: Callable[[Mapping[str, Any]], Hashable]) -> set[Hashable]:

@@ -143,3 +143,20 @@ async def test_rubrics_labeller_runs_the_papers_two_judge_prompts(tmp_path: Path
     assert await label_responses(rows, rater, tmp_path / "labels.jsonl") == (1, 0)
     row = next(read_jsonl(tmp_path / "labels.jsonl"))
     assert (row["categories"], row["addressed"]) == (["violence"], True)
+
+
+async def test_calls_start_in_plan_order_so_scripted_runs_repeat(tmp_path: Path) -> None:
+    runs = []
+    for name in ("a.jsonl", "b.jsonl"):
+        await generate_responses(
+            _configs(), ScriptedBackend(["r1", "r2", "r3"]), tmp_path / name, candidates=2, concurrency=4
+        )
+        runs.append({(r["key"], r["candidate"]): r["response"] for r in read_jsonl(tmp_path / name)})
+    assert runs[0] == runs[1]
+
+
+async def test_an_unexpected_error_stops_every_worker_and_propagates(tmp_path: Path) -> None:
+    backend = ScriptedBackend(["ok", RuntimeError("bug in a backend")])
+    with pytest.raises(RuntimeError, match="bug in a backend"):
+        await generate_responses(_configs(), backend, tmp_path / "r.jsonl", candidates=2, concurrency=2)
+    assert len(backend.calls) < 6  # the remaining work was cancelled, not run to the end
