@@ -226,3 +226,31 @@ def test_demo_serve_on_the_embedded_model(tmp_path: Path) -> None:
             openai.OpenAI(base_url=base_url, api_key="wrong", max_retries=0).models.list()
     finally:
         process.stop()
+
+
+def test_local_models_load_before_serving_once_per_spec(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cosa_guard.cli import _guarded
+    from cosa_guard.deployments import BackendSpec, DeploymentRegistry
+
+    loaded: list[str] = []
+
+    class Local:
+        def __init__(self, spec: BackendSpec) -> None:
+            self.spec = spec
+
+        async def load(self) -> None:
+            loaded.append(self.spec.model)
+
+    monkeypatch.setattr("cosa_guard.backends.factory.build_backend", lambda spec, base_dir: Local(spec))
+    local = {"kind": "transformers", "model": "models/small"}
+    remote = {"kind": "openai", "model": "big", "base_url": "http://127.0.0.1:9/v1"}
+    write_signed_deployment(
+        tmp_path, CONFIG, "a", routes={"primary": remote, "fallback": local}, judge={"kind": "scripted"}
+    )
+    path, _ = write_signed_deployment(
+        tmp_path, CONFIG, "b", routes={"fallback": local}, judge={"kind": "scripted"}
+    )
+    _guarded.prepare_models(DeploymentRegistry.load(path))
+    assert loaded == ["models/small"]  # shared by both deployments; the remote model is not touched
