@@ -13,6 +13,7 @@ pytest.importorskip("langchain_core")
 from langchain_core.language_models.fake_chat_models import FakeListChatModel, GenericFakeChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.runnables import RunnableLambda
 
 from cosa_guard.backends.base import Backend
 from cosa_guard.backends.langchain import LangChainBackend, from_langchain, message_text, to_langchain
@@ -160,3 +161,19 @@ def test_missing_langchain_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setitem(sys.modules, "langchain_core.messages", None)
     with pytest.raises(MissingExtraError, match=r"cosa-guard\[langchain\]"):
         LangChainBackend(FakeListChatModel(responses=["x"]))
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_stream_consumers_of_an_enclosing_run_never_see_the_models_tokens(streamed: bool) -> None:
+    # The guard may be called from inside a LangChain run that feeds astream_events to a client:
+    # the model's tokens are unjudged, so they must not reach it.
+    backend = LangChainBackend(GenericFakeChatModel(messages=iter(["raw unjudged tokens"])))
+
+    async def call_the_backend(_: object) -> str:
+        if streamed:
+            return "".join([c.text async for c in backend.stream(MESSAGES, GenerationParams())])
+        return (await backend.generate(MESSAGES, GenerationParams())).text
+
+    events = [e async for e in RunnableLambda(call_the_backend).astream_events("go", version="v2")]
+    assert events[-1]["data"]["output"] == "raw unjudged tokens"
+    assert not [e for e in events if e["event"].startswith("on_chat_model")]

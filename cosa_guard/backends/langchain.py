@@ -11,6 +11,10 @@ are rendered into the completion text (`tool_call: name {json args}`) so the jud
 model wants to *do*, not only what it says. Any exception from the model becomes a `BackendError`
 and the guard fails closed on it.
 
+The model runs without the callback handlers that forward tokens to clients (`astream_events`,
+`astream_log`, LangGraph's messages stream) even when the guard is called from inside a LangChain
+run: its tokens are unjudged, and only the guard may release text. Tracers still see the run.
+
 langchain-core is imported lazily (extra `langchain`); `import cosa_guard` never loads it.
 """
 
@@ -18,7 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
 from cosa_guard._optional import require
@@ -32,10 +37,13 @@ if TYPE_CHECKING:
 __all__ = [
     "LangChainBackend",
     "completion_of",
+    "detached_first_step",
+    "detached_streams",
     "from_langchain",
     "join_chunks",
     "message_text",
     "to_langchain",
+    "without_stream_consumers",
 ]
 
 _EXTRA = "langchain"
@@ -140,12 +148,13 @@ class LangChainBackend:
 
     async def invoke_messages(self, messages: list[BaseMessage], params: GenerationParams) -> AIMessage:
         """One call with LangChain messages; subclasses redirect it (see cosa_guard_langchain)."""
-        result = await self.chat_model.ainvoke(messages, self.config, **params.to_kwargs())
+        with detached_streams():
+            result = await self.chat_model.ainvoke(messages, self.config, **params.to_kwargs())
         return _as_ai_message(result, self.name)
 
     def stream_messages(self, messages: list[BaseMessage], params: GenerationParams) -> AsyncIterator[Any]:
         """A streamed call with LangChain messages: AIMessageChunks."""
-        return self.chat_model.astream(messages, self.config, **params.to_kwargs())
+        return detached_first_step(self.chat_model.astream(messages, self.config, **params.to_kwargs()))
 
     async def generate(self, messages: Sequence[Message], params: GenerationParams) -> Completion:
         try:
@@ -184,6 +193,69 @@ def join_chunks(chunks: Sequence[AIMessageChunk]) -> AIMessageChunk | None:
     if not chunks:
         return None
     return chunks[0] + list(chunks[1:]) if len(chunks) > 1 else chunks[0]
+
+
+def is_stream_consumer(handler: Any) -> bool:
+    """Whether a callback handler forwards tokens to a client (tracers do not).
+
+    langchain-core's streaming protocol (`tap_output_aiter`: `astream_events`, `astream_log`,
+    LangGraph's messages stream) and its v2 event marker class.
+    """
+    return hasattr(handler, "tap_output_aiter") or any(
+        c.__name__ == "_V2StreamingCallbackHandler" for c in type(handler).__mro__
+    )
+
+
+def without_stream_consumers(callbacks: Any) -> Any:
+    """A copy of `callbacks` (a callback manager or a list of handlers) without its stream consumers."""
+    base = require("langchain_core.callbacks.base", _EXTRA, "the LangChain backend")
+    if isinstance(callbacks, base.BaseCallbackManager):
+        manager = callbacks.copy()
+        for handler in [*manager.handlers, *manager.inheritable_handlers]:
+            if is_stream_consumer(handler):
+                manager.remove_handler(handler)
+        return manager
+    if isinstance(callbacks, list):
+        return [h for h in callbacks if not is_stream_consumer(h)]
+    return []
+
+
+@contextmanager
+def detached_streams(callbacks: Any = None) -> Iterator[None]:
+    """Inside: model runs get `callbacks` (None: the ambient run's) minus every stream consumer.
+
+    LangChain reads a run's callbacks from a context variable and *adds* explicit ones to them, so
+    only replacing that variable keeps an ambient stream consumer away from the model. Restored
+    by value, not by token: the block may span the yields of an async generator.
+    """
+    config_module = require("langchain_core.runnables.config", _EXTRA, "the LangChain backend")
+    variable = config_module.var_child_runnable_config
+    previous = variable.get()
+    config: dict[str, Any] = dict(previous or {})
+    config["callbacks"] = without_stream_consumers(
+        callbacks if callbacks is not None else config.get("callbacks")
+    )
+    variable.set(config)
+    try:
+        yield
+    finally:
+        variable.set(previous)
+
+
+async def detached_first_step(chunks: AsyncIterator[Any], callbacks: Any = None) -> AsyncIterator[Any]:
+    """`chunks` (a model's `astream`), its first step run under `detached_streams(callbacks)`.
+
+    A model reads its run config when its stream starts; detaching only for that step leaves the
+    caller's context as it was while the stream waits between chunks.
+    """
+    iterator = aiter(chunks)
+    with detached_streams(callbacks):
+        first = await anext(iterator, None)
+    if first is None:
+        return
+    yield first
+    async for chunk in iterator:
+        yield chunk
 
 
 def _as_ai_message(result: Any, name: str) -> AIMessage:

@@ -12,25 +12,27 @@ the guard allows it.
 
 The inner model runs without the callback handlers that consume streams (`astream_events`,
 LangGraph's `stream_mode="messages"`), so its raw, unjudged tokens never reach a streaming
-client; tracers (LangSmith) still see the inner run (`detached_streams`).
+client; tracers (LangSmith) still see the inner run, nested under the guarded one.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, cast
 
 from langchain_core.callbacks import AsyncCallbackManager
-from langchain_core.callbacks.base import BaseCallbackManager
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.runnables import RunnableConfig
-from langchain_core.runnables.config import var_child_runnable_config
 
-from cosa_guard.backends.langchain import LangChainBackend, from_langchain, join_chunks
+from cosa_guard.backends.langchain import (
+    LangChainBackend,
+    detached_first_step,
+    detached_streams,
+    from_langchain,
+    join_chunks,
+)
 from cosa_guard.errors import BackendError
 from cosa_guard.types import GenerationParams
 
@@ -38,12 +40,10 @@ __all__ = [
     "ChatModelBackend",
     "ModelCall",
     "current_call",
-    "detached_streams",
     "inner_callbacks",
     "restore_messages",
     "use_call",
     "whole_chunk",
-    "without_stream_consumers",
 ]
 
 Invoke = Callable[[list[BaseMessage], dict[str, Any]], Awaitable[AIMessage]]
@@ -127,22 +127,15 @@ class ChatModelBackend(LangChainBackend):
         call = self._call()
         if call is None:
             return super().stream_messages(messages, params)
-        return _recorded(call, call.stream(restore_messages(messages, call.originals), params.to_kwargs()))
+        chunks = call.stream(restore_messages(messages, call.originals), params.to_kwargs())
+        return _recorded(call, detached_first_step(chunks, call.callbacks))
 
 
 async def _recorded(call: ModelCall, chunks: AsyncIterator[AIMessageChunk]) -> AsyncIterator[AIMessageChunk]:
-    # The model reads its run config when it starts, on the first step: detach only for that step,
-    # so the caller's context is not left altered while this generator waits between chunks.
-    iterator = aiter(chunks)
-    with detached_streams(call.callbacks):
-        first = await anext(iterator, None)
     pieces: list[AIMessageChunk] = []
-    if first is not None:
-        pieces.append(first)
-        yield first
-        async for chunk in iterator:
-            pieces.append(chunk)
-            yield chunk
+    async for chunk in chunks:
+        pieces.append(chunk)
+        yield chunk
     call.result = join_chunks(pieces)
 
 
@@ -181,47 +174,6 @@ def inner_callbacks(run_manager: Any) -> Any:
     manager.add_tags(run_manager.inheritable_tags)
     manager.add_metadata(run_manager.inheritable_metadata)
     return manager
-
-
-@contextmanager
-def detached_streams(callbacks: Any = None) -> Iterator[None]:
-    """Inside: model runs get `callbacks` (None: the ambient run's) minus every stream consumer.
-
-    LangChain reads a run's callbacks from a context variable and *adds* explicit ones to them, so
-    only replacing that variable keeps an ambient `astream_events` or LangGraph messages handler
-    away from the inner model. Restored by value, like `use_call`.
-    """
-    previous = var_child_runnable_config.get()
-    config: dict[str, Any] = dict(previous or {})
-    config["callbacks"] = without_stream_consumers(
-        callbacks if callbacks is not None else config.get("callbacks")
-    )
-    var_child_runnable_config.set(cast("RunnableConfig", config))
-    try:
-        yield
-    finally:
-        var_child_runnable_config.set(previous)
-
-
-def is_stream_consumer(handler: Any) -> bool:
-    """Handlers that forward tokens to a client: langchain-core's streaming protocol (`tap_output_aiter`:
-    `astream_events`, `astream_log`, LangGraph's messages stream) and its v2 event marker class."""
-    return hasattr(handler, "tap_output_aiter") or any(
-        c.__name__ == "_V2StreamingCallbackHandler" for c in type(handler).__mro__
-    )
-
-
-def without_stream_consumers(callbacks: Any) -> Any:
-    """A copy of `callbacks` (a manager or a list) without its stream consumers; tracers stay."""
-    if isinstance(callbacks, BaseCallbackManager):
-        manager = callbacks.copy()
-        for handler in [*manager.handlers, *manager.inheritable_handlers]:
-            if is_stream_consumer(handler):
-                manager.remove_handler(handler)
-        return manager
-    if isinstance(callbacks, list):
-        return [h for h in callbacks if not is_stream_consumer(h)]
-    return []
 
 
 def whole_chunk(message: BaseMessage) -> AIMessageChunk:
