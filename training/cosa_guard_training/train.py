@@ -110,15 +110,18 @@ def _load_tokenizer(path: Path) -> Any:
     return tok
 
 
-def _finish_stage(trainer: Any, base: Path, stage_dir: Path, out: Path, lora: bool) -> Path:
+def _finish_stage(trainer: Any, base: Path, stage_dir: Path, out: Path, model: ModelRecipe) -> Path:
     """Save the stage; with LoRA, merge the adapter into `base` and save that as `out`."""
+    lora = model.method == "lora"
     trainer.save_model(str(out if not lora else stage_dir))
     trainer.accelerator.wait_for_everyone()
     if lora and trainer.accelerator.is_main_process:
         from peft import PeftModel
         from transformers import AutoModelForCausalLM
 
-        merged = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(base)), str(stage_dir))
+        # The merge runs once, on the main process, in the dtype the recipe trains in.
+        base_model = AutoModelForCausalLM.from_pretrained(str(base), dtype=model.dtype)
+        merged = PeftModel.from_pretrained(base_model, str(stage_dir))
         merged = merged.merge_and_unload()
         merged.save_pretrained(str(out))
         trainer.processing_class.save_pretrained(str(out))
@@ -160,7 +163,7 @@ def run_stage(
         peft_config=_peft_config(recipe.model),
     )
     trainer.train()
-    return _finish_stage(trainer, start, work / f"{stage}-adapter", out, recipe.model.method == "lora")
+    return _finish_stage(trainer, start, work / f"{stage}-adapter", out, recipe.model)
 
 
 def fit(pairs: list[dict[str, Any]], recipe: Recipe, output: Path) -> FitResult:
