@@ -41,6 +41,9 @@ from cosa_guard.taxonomy import CATEGORY_IDS, DEFAULT_TAXONOMY, OTHER
 TRAIN = "train"
 VAL = "val"
 VAL_FRACTION = 0.2
+# Rows whose harm sits in the response, not the request: they teach the judge to read the answer.
+MIXED_PER_TOPIC = 10
+UNPROMPTED_PER_STYLE = 4
 DATA_ENV = "COSA_GUARD_SHARED_DATA"
 
 
@@ -1078,7 +1081,7 @@ def synthetic_examples(seed: int = 0) -> list[Example]:
                         add(ask, response, [topic.category] if harmful else [], kind, topic.id, val)
     by_cat = {cat: [t for t in TOPICS if t.category == cat] for cat in CATEGORY_IDS}
     cats = list(CATEGORY_IDS)
-    for _ in range(len(TOPICS) * 6):
+    for _ in range(len(TOPICS) * MIXED_PER_TOPIC):
         ca, cb = rng.sample(cats, 2)
         ta, tb = rng.choice(by_cat[ca]), rng.choice(by_cat[cb])
         index = rng.randrange(len(_MIXED))
@@ -1092,10 +1095,10 @@ def synthetic_examples(seed: int = 0) -> list[Example]:
         for style in _BENIGN:
             add(question, style.format(answer=answer), [], "benign", f"benign/{family}", family in benign_val)
         for index, style in enumerate(_UNPROMPTED):
-            topic = rng.choice(TOPICS)
-            response = style.format(answer=answer, **render.slots(topic))
-            val = family in benign_val or topic.id in val_topics or _is_val_style(_UNPROMPTED, index)
-            add(question, response, [topic.category], "unprompted", f"benign/{family}", val)
+            for topic in rng.sample(TOPICS, UNPROMPTED_PER_STYLE):
+                response = style.format(answer=answer, **render.slots(topic))
+                val = family in benign_val or topic.id in val_topics or _is_val_style(_UNPROMPTED, index)
+                add(question, response, [topic.category], "unprompted", f"benign/{family}", val)
     return _unique(rows)
 
 
