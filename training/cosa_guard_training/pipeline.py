@@ -22,7 +22,13 @@ from cosa_guard_training.label import label_prompts, label_responses
 from cosa_guard_training.pairs import build_pairs
 from cosa_guard_training.recipe import Recipe, load_recipe
 from cosa_guard_training.responses import generate_responses
-from cosa_guard_training.synth import ConfigRow, is_held_out, load_prompts, synthesize_configs
+from cosa_guard_training.synth import (
+    ConfigRow,
+    heldout_eval_rows,
+    is_held_out,
+    load_prompts,
+    synthesize_configs,
+)
 from cosa_guard_training.train import FitResult, fit
 
 STEPS = ("synth", "responses", "label", "pairs", "fit")
@@ -34,7 +40,7 @@ class Paths:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.configs = root / "configs.jsonl"
-        self.heldout = root / "heldout.jsonl"
+        self.heldout = root / "eval_heldout.jsonl"
         self.responses = root / "responses.jsonl"
         self.labels = root / "labels.jsonl"
         self.pairs = root / "pairs.jsonl"
@@ -51,7 +57,7 @@ def _needs(path: Path, step: str) -> Path:
 
 
 async def synth(recipe: Recipe, paths: Paths, prompts: str | None = None) -> tuple[int, int]:
-    """Write configs.jsonl (training prompts) and heldout.jsonl; returns (configs, held-out prompts).
+    """Write configs.jsonl (training prompts) and eval_heldout.jsonl; returns (configs, held-out prompts).
 
     Prompts without `categories` are labelled first with the recipe's labeller.
     """
@@ -68,7 +74,7 @@ async def synth(recipe: Recipe, paths: Paths, prompts: str | None = None) -> tup
         seed=recipe.seed,
     )
     written = write_jsonl(paths.configs, (c.to_dict() for c in configs))
-    write_jsonl(paths.heldout, ({"prompt": r.prompt, "categories": list(r.categories or ())} for r in held))
+    write_jsonl(paths.heldout, heldout_eval_rows(held))
     return written, len(held)
 
 

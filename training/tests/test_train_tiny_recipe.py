@@ -15,6 +15,7 @@ from cosa_guard_training.train import MANIFEST
 from cosa_guard.backends.transformers import clear_model_cache
 from cosa_guard.cli import main
 from cosa_guard.config import SafetyConfig
+from cosa_guard.evaluation.dataset import EvalDataset
 from cosa_guard.testing.deployments import write_signed_deployment
 from cosa_guard.types import DecisionKind, Route
 
@@ -56,6 +57,9 @@ async def test_tiny_recipe_runs_every_step_and_exports_a_loadable_model(
     assert int(values["pairs"]) == len(pairs) > 0
     assert float(values["train_seconds"]) > 0
     assert int(values["heldout_prompts"]) == 2  # the drugs and weapons prompts are kept out of training
+    heldout = EvalDataset.load(out / "eval_heldout.jsonl")  # ready for `cosa-guard eval --dataset`
+    assert len(heldout) == 4 and {e.type for e in heldout.examples} == {"allowed", "disallowed"}
+    assert {i for i, c in heldout.configs.items() if not c.seen} == {"allow-drugs", "allow-weapons"}
     assert all(p["chosen_category_error_score"] < 3 for p in pairs)
     assert all(p["chosen_category_error_score"] < p["rejected_category_error_score"] for p in pairs)
     manifest = json.loads((out / "model" / MANIFEST).read_text())
