@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +81,7 @@ class SafetyConfig(BaseModel):
         return not self.allow
 
     def is_expired(self, now: datetime | None = None) -> bool:
-        return self.expires_at is not None and (now or datetime.now(timezone.utc)) >= self.expires_at
+        return self.expires_at is not None and (now or datetime.now(UTC)) >= self.expires_at
 
     def canonical_json(self) -> bytes:
         return canonical_json(self.model_dump(mode="json"))

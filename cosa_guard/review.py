@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import yaml
@@ -165,7 +165,7 @@ def lint(
             issues.extend(_injection_issues(field, value))
 
     if config is not None:
-        if config.is_expired(now or datetime.now(timezone.utc)):
+        if config.is_expired(now or datetime.now(UTC)):
             issues.append(
                 LintIssue(
                     "expires_at",

@@ -27,7 +27,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -257,7 +257,7 @@ def sign_config(
             "refusing to sign a config with lint errors: " + "; ".join(str(i) for i in report.errors),
             list(report.errors),
         )
-    when = now or datetime.now(timezone.utc)
+    when = now or datetime.now(UTC)
     review = ReviewRecord(reviewer=reviewer, reviewed_at=when, lint=report.summary(), note=note)
     payload = {"config": config.model_dump(mode="json"), "review": review.model_dump(mode="json")}
     unsigned = Bundle(format=BUNDLE_FORMAT, payload=payload)
@@ -273,7 +273,7 @@ def add_signature(bundle: Bundle, key: Ed25519PrivateKey, signer: str, now: date
         key_id=kid,
         signature=base64.b64encode(key.sign(bundle.payload_bytes())).decode("ascii"),
         signer=signer,
-        signed_at=now or datetime.now(timezone.utc),
+        signed_at=now or datetime.now(UTC),
     )
     return bundle.model_copy(update={"signatures": (*bundle.signatures, signature)})
 

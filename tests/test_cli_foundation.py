@@ -7,7 +7,7 @@ import os
 import re
 import shlex
 import stat
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -221,7 +221,7 @@ def test_two_reviewers_end_to_end(workdir: Path, capsys: Cap) -> None:
 def _signed_bundle(workdir: Path, capsys: Cap, **changes: object) -> Path:
     keygen(capsys, "alice")
     config = SafetyConfig.from_mapping({**CONFIG, **changes})
-    when = datetime.now(timezone.utc) - timedelta(days=10)
+    when = datetime.now(UTC) - timedelta(days=10)
     bundle = sign_config(config, load_private_key(workdir / "keys" / "alice"), reviewer="alice", now=when)
     return bundle.save(workdir / "b.json")
 
@@ -259,7 +259,7 @@ def test_verify_rejections_each_give_their_reason(workdir: Path, capsys: Cap) ->
 
 
 def test_verify_rejects_an_expired_config(workdir: Path, capsys: Cap) -> None:
-    expired = (datetime.now(timezone.utc) - timedelta(days=1)).isoformat()
+    expired = (datetime.now(UTC) - timedelta(days=1)).isoformat()
     _signed_bundle(workdir, capsys, expires_at=expired)
     assert _verify_reason(capsys, "b.json", "--trust", "keys/alice.pub") == "expired"
 

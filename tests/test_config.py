@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
@@ -82,7 +82,7 @@ def test_bad_yaml_and_non_mapping_are_config_errors() -> None:
 
 
 def test_expiry() -> None:
-    when = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    when = datetime(2030, 1, 1, tzinfo=UTC)
     config = SafetyConfig.from_mapping({**BASE, "expires_at": when.isoformat()})
     assert not config.is_expired(when - timedelta(seconds=1))
     assert config.is_expired(when)

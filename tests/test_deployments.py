@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +133,7 @@ def test_min_signers_needs_a_second_trusted_reviewer(tmp_path: Path) -> None:
 
 
 def test_an_expired_config_does_not_load(tmp_path: Path) -> None:
-    expires = datetime.now(timezone.utc) + timedelta(days=1)
+    expires = datetime.now(UTC) + timedelta(days=1)
     path, _ = write_signed_deployment(tmp_path, GAME.model_copy(update={"expires_at": expires}))
     DeploymentRegistry.load(path)
     with pytest.raises(DeploymentError, match="ExpiredConfigError"):

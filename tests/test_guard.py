@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -520,13 +520,13 @@ async def test_reload_keeps_the_last_good_runtime_when_the_new_one_cannot_be_bui
 
 
 async def test_a_config_that_expires_while_served_fails_as_config(tmp_path: Path) -> None:
-    soon = datetime.now(timezone.utc) + timedelta(seconds=0.5)
+    soon = datetime.now(UTC) + timedelta(seconds=0.5)
     path, _ = write_signed_deployment(
         tmp_path, config().model_copy(update={"expires_at": soon}), routes=CASCADE_ONLY
     )
     fallback = ScriptedBackend([ANSWER], name="fallback")
     guard = guard_over(DeploymentRegistry.load(path), {"fallback": fallback})
-    await asyncio.sleep(max(0.0, (soon - datetime.now(timezone.utc)).total_seconds()) + 0.05)
+    await asyncio.sleep(max(0.0, (soon - datetime.now(UTC)).total_seconds()) + 0.05)
     response = await guard.chat("game", USER)
     assert response.decision.label == "failed:config"
     assert fallback.calls == [] and response.text == REFUSAL

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
@@ -10,7 +10,7 @@ import yaml
 from cosa_guard.config import MAX_TEXT_CHARS
 from cosa_guard.review import LintIssue, LintReport, ReviewRecord, is_deployable, lint
 
-NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
 CLEAN = {
     "id": "prosecutor",
     "version": 2,

@@ -6,7 +6,7 @@ import base64
 import json
 import os
 import stat
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -43,7 +43,7 @@ from cosa_guard.signing import (
 ALICE = generate_key()
 BOB = generate_key()
 MALLORY = generate_key()
-NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
 CONFIG = SafetyConfig(
     id="game-studio",
     version=1,
