@@ -44,6 +44,8 @@ DEMO_SPEC: dict[str, Any] = {
     "routes": {"fallback": {"kind": "transformers", "model": "embedded"}},
     "judge": {"kind": "category"},
     "stream": {"mode": "holdback"},
+    # A 135M model on a busy 2-core laptop can take longer than the 30 s server default for one answer.
+    "deadline_s": 120,
 }
 
 
