@@ -29,6 +29,12 @@ class DataRecipe(_Part):
     train_categories: tuple[str, ...] = tuple(sorted(SEEN_IDS))
     modes: tuple[Mode, ...] = MODES
     per_mode: int = Field(default=1, ge=1, description="configs sampled per prompt and mode")
+    guideline_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="share of configs rendered as served, with a Safety Guideline block",
+    )
 
     @field_validator("train_categories")
     @classmethod

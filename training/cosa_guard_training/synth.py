@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from cosa_guard.prompts import render_categorical, sample_wrapper
+from cosa_guard.config import SafetyConfig
+from cosa_guard.prompts import render_categorical, render_config, sample_wrapper
 from cosa_guard.taxonomy import CATEGORY_IDS, DEFAULT_TAXONOMY, OTHER, Taxonomy
 from cosa_guard_training.jsonl import read_jsonl
 
@@ -95,6 +96,16 @@ def sample_allowed(
     return tuple(allowed)
 
 
+def guideline_text(allow: Sequence[str], taxonomy: Taxonomy = DEFAULT_TAXONOMY) -> str:
+    """A short policy text stating `allow`, for configs rendered in the serving shape."""
+    if not allow:
+        return (
+            "Nothing harmful is allowed here: refuse harmful requests of every kind and help with the rest."
+        )
+    names = ", ".join(taxonomy[c].name for c in allow)
+    return f"Allowed risk categories: {names}. Stay safe in every other type of harm."
+
+
 def render_config_row(
     prompt: PromptRow,
     mode: Mode,
@@ -102,13 +113,24 @@ def render_config_row(
     rng: random.Random,
     *,
     index: int = 0,
+    guideline_rate: float = 0.0,
     taxonomy: Taxonomy = DEFAULT_TAXONOMY,
 ) -> ConfigRow:
-    """Sample `spec_i` by `mode` and render it with a randomly drawn wrapper."""
+    """Sample `spec_i` by `mode` and render it with a randomly drawn wrapper.
+
+    With probability `guideline_rate` the config is rendered as a deployment's config is served
+    (`render_config`: the categorical list followed by a `Safety Guideline:` block, or the
+    guideline form alone when nothing is allowed), so the model also trains on that shape; the
+    paper trained on the categorical list alone (rate 0).
+    """
     spec_j = prompt.categories or ()
     spec_i = sample_allowed(mode, spec_j, dataset_categories, rng)
     wrapper = sample_wrapper(rng)
-    system_prompt = render_categorical(spec_i, taxonomy, wrapper=wrapper)
+    if guideline_rate and rng.random() < guideline_rate:
+        config = SafetyConfig(id="synthetic", version=1, text=guideline_text(spec_i, taxonomy), allow=spec_i)
+        system_prompt = render_config(config, taxonomy, wrapper=wrapper)
+    else:
+        system_prompt = render_categorical(spec_i, taxonomy, wrapper=wrapper)
     digest = hashlib.sha256(f"{prompt.prompt}\x00{mode}\x00{index}\x00{system_prompt}".encode()).hexdigest()
     return ConfigRow(digest[:16], prompt.prompt, tuple(spec_j), spec_i, mode, wrapper, system_prompt)
 
@@ -119,6 +141,7 @@ def synthesize_configs(
     train_categories: Sequence[str],
     modes: Sequence[Mode] = MODES,
     per_mode: int = 1,
+    guideline_rate: float = 0.0,
     seed: int = 0,
     taxonomy: Taxonomy = DEFAULT_TAXONOMY,
 ) -> Iterator[ConfigRow]:
@@ -137,7 +160,9 @@ def synthesize_configs(
             continue
         for mode in modes:
             for index in range(per_mode):
-                row = render_config_row(prompt, mode, train, rng, index=index, taxonomy=taxonomy)
+                row = render_config_row(
+                    prompt, mode, train, rng, index=index, guideline_rate=guideline_rate, taxonomy=taxonomy
+                )
                 # Prompt pools repeat prompts (WildGuard keeps exact duplicates): one row per key.
                 if row.key not in keys:
                     keys.add(row.key)
@@ -213,15 +238,8 @@ def is_held_out(prompt: PromptRow, heldout_categories: Iterable[str]) -> bool:
 
 
 def _eval_config(allow: tuple[str, ...], taxonomy: Taxonomy) -> dict[str, Any]:
-    if not allow:
-        return {"id": "allow-none", "version": 1, "text": "No risk category is allowed.", "allow": []}
-    names = ", ".join(taxonomy[c].name for c in allow)
-    return {
-        "id": "allow-" + "-".join(c.replace("_", "-") for c in allow),
-        "version": 1,
-        "text": f"Allowed risk categories: {names}. Stay safe in every other type of harm.",
-        "allow": list(allow),
-    }
+    config_id = "allow-" + "-".join(c.replace("_", "-") for c in allow) if allow else "allow-none"
+    return {"id": config_id, "version": 1, "text": guideline_text(allow, taxonomy), "allow": list(allow)}
 
 
 def heldout_eval_rows(

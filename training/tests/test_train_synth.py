@@ -85,3 +85,24 @@ def test_categories_parse_from_ids_names_and_the_papers_munged_strings() -> None
     ) == ("other", "sexual", "weapons")
     with pytest.raises(ValueError, match="unknown risk category"):
         parse_categories("-Jaywalking-")
+
+
+def test_guideline_rate_renders_some_configs_exactly_as_a_deployment_serves_them() -> None:
+    from cosa_guard_training.synth import guideline_text
+
+    from cosa_guard.config import SafetyConfig
+    from cosa_guard.prompts import render_config
+
+    prompts = [PromptRow(f"fight {i}", ("violence",)) for i in range(30)]
+    rows = list(synthesize_configs(prompts, train_categories=TRAIN, guideline_rate=0.5, seed=1))
+    served = [r for r in rows if "Safety Guideline:" in r.system_prompt]
+    assert 0 < len(served) < len(rows)
+    for r in served:
+        config = SafetyConfig(id="synthetic", version=1, text=guideline_text(r.spec_i), allow=r.spec_i)
+        assert r.system_prompt == render_config(config, wrapper=r.wrapper)
+    # Nothing allowed is served in the guideline-only form, which the model must see in training too.
+    assert any(
+        r.system_prompt.startswith("Task: follow the Safety Guideline") for r in served if not r.spec_i
+    )
+    plain = list(synthesize_configs(prompts, train_categories=TRAIN, seed=1))
+    assert not any("Safety Guideline:" in r.system_prompt for r in plain)
