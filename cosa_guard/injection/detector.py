@@ -1,0 +1,147 @@
+"""The config-injection defence: normaliser → structural rules → trained classifier → action.
+
+Per scanned turn (user turns, and tool/retrieved content when the deployment scans tool output),
+the verdict is *attack* when a decisive structural rule fires or the classifier's score reaches
+the threshold (the deployment's, else the one calibrated at training time). The deployment's
+action then decides what happens: `block` refuses with `input_injection`, `sanitise` cuts the
+offending spans (or the whole turn, when what is left still reads as an attack) and lets the
+request through, `flag` only records. Client system messages are the guard's privilege rule, not
+this module's business. A classifier that cannot run fails closed: `JudgeError`, never a pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from cachetools import LRUCache
+
+from cosa_guard.deployments import InjectionSpec
+from cosa_guard.errors import JudgeError
+from cosa_guard.injection.base import Finding, InputCheck, InputGuard
+from cosa_guard.injection.classifier import InjectionClassifier, Scorer
+from cosa_guard.injection.normalise import normalise
+from cosa_guard.injection.structural import DECISIVE, scan
+from cosa_guard.types import Message, RefusalReason
+
+REMOVED_SPAN = "[removed]"  # neutral on purpose: the remainder is scanned again
+REMOVED_TURN = "[removed: this turn looked like an attempt to change the assistant's safety configuration]"
+SCANNED_ROLES = frozenset({"user"})
+TOOL_ROLES = frozenset({"tool", "function"})
+
+
+@dataclass(frozen=True, slots=True)
+class TurnVerdict:
+    """One text's verdict: `score` is the strongest evidence (structural or classifier) in [0, 1]."""
+
+    attack: bool
+    score: float
+    findings: tuple[Finding, ...]
+    classifier_score: float | None = None
+
+
+class InjectionDetector:
+    """An `InputGuard`. `classifier=None` loads the shipped one on first use."""
+
+    def __init__(self, classifier: Scorer | None = None, *, cache_size: int = 4096) -> None:
+        self._classifier = classifier
+        # Chat history is re-sent every turn: remember each text's classifier score.
+        self._scores: LRUCache[str, float] = LRUCache(maxsize=cache_size)
+
+    @property
+    def classifier(self) -> Scorer:
+        if self._classifier is None:
+            self._classifier = InjectionClassifier()
+        return self._classifier
+
+    async def _classify(self, texts: Sequence[str]) -> list[float]:
+        missing = [t for t in dict.fromkeys(texts) if t not in self._scores]
+        if missing:
+            try:
+                scores = await self.classifier.score(missing)
+            except Exception as exc:  # any failure of the model is a failure of the guard, not a pass
+                raise JudgeError(
+                    f"the injection classifier failed ({type(exc).__name__}: {exc}); install the 'embed' "
+                    "extra or set injection.classifier: false in the deployment to use the rules alone"
+                ) from exc
+            self._scores.update(zip(missing, scores, strict=True))
+        return [self._scores[t] for t in texts]
+
+    async def scan(
+        self, texts: Sequence[str], *, use_classifier: bool = True, threshold: float | None = None
+    ) -> list[TurnVerdict]:
+        """Verdicts for raw texts (what `check`, `cosa-guard scan` and the benchmark use)."""
+        if not texts:
+            return []
+        normalised = [normalise(t) for t in texts]
+        structural = [tuple(scan(n)) for n in normalised]
+        scores: list[float | None] = [None] * len(texts)
+        if use_classifier:
+            scores = list(await self._classify([n.detection_text() for n in normalised]))
+        cut = threshold if threshold is not None or not use_classifier else self.classifier.threshold
+        verdicts = []
+        for found, score in zip(structural, scores, strict=True):
+            decisive = any(f.score >= DECISIVE for f in found)
+            fired = score is not None and cut is not None and score >= cut
+            if fired:
+                reason = f"classifier score {score:.3f} >= threshold {cut:.3f}"
+                found = (*found, Finding("classifier", reason, score=float(score or 0.0)))
+            strongest = max([f.score for f in found] + [score or 0.0])
+            verdicts.append(TurnVerdict(decisive or fired, strongest, found, score))
+        return verdicts
+
+    async def check(self, messages: Sequence[Message], spec: InjectionSpec) -> InputCheck:
+        original = tuple(messages)
+        if not spec.enabled:
+            return InputCheck(original)
+        roles = SCANNED_ROLES | (TOOL_ROLES if spec.scan_tool_output else frozenset())
+        indices = [i for i, m in enumerate(original) if m.role in roles and m.content]
+        verdicts = await self.scan(
+            [original[i].content for i in indices], use_classifier=spec.classifier, threshold=spec.threshold
+        )
+        findings = tuple(
+            replace(f, message_index=i) for i, v in zip(indices, verdicts, strict=True) for f in v.findings
+        )
+        score = max((v.score for v in verdicts), default=0.0)
+        attacked = [(i, v) for i, v in zip(indices, verdicts, strict=True) if v.attack]
+        if not attacked:
+            return InputCheck(original, score=score, findings=findings)
+        where = ", ".join(f"message {i} ({v.findings[0].reason})" for i, v in attacked)
+        if spec.action == "block":
+            return InputCheck(
+                original,
+                refusal=RefusalReason.INPUT_INJECTION,
+                score=score,
+                findings=findings,
+                notes=(f"blocked: config injection in {where}",),
+            )
+        if spec.action == "flag":
+            return InputCheck(original, score=score, findings=findings, notes=(f"flagged: {where}",))
+        cleaned = list(original)
+        for i, verdict in attacked:
+            cleaned[i] = replace(
+                original[i], content=await self._sanitise(original[i].content, verdict, spec)
+            )
+        return InputCheck(tuple(cleaned), score=score, findings=findings, notes=(f"sanitised: {where}",))
+
+    async def _sanitise(self, text: str, verdict: TurnVerdict, spec: InjectionSpec) -> str:
+        """Cut the flagged spans; when that leaves an attack (or there were no spans), drop the turn."""
+        spans = sorted(f.span for f in verdict.findings if f.span is not None and f.span[1] > f.span[0])
+        if not spans:
+            return REMOVED_TURN
+        pieces: list[str] = []
+        pos = 0
+        for start, end in spans:
+            if start >= pos:
+                pieces.append(text[pos:start])
+                pieces.append(REMOVED_SPAN)
+            pos = max(pos, end)
+        pieces.append(text[pos:])
+        remainder = "".join(pieces)
+        again = await self.scan([remainder], use_classifier=spec.classifier, threshold=spec.threshold)
+        return REMOVED_TURN if again[0].attack else remainder
+
+
+def default_input_guard() -> InputGuard:
+    """The detector with the shipped classifier (loaded lazily, on the first turn that needs it)."""
+    return InjectionDetector()
