@@ -131,7 +131,7 @@ def _queue_streamer_class() -> type:
     class QueueStreamer(base):  # type: ignore[misc]
         """TextStreamer's word-boundary decoding, handing each piece to an asyncio queue on `loop`.
 
-        (transformers' own AsyncTextIteratorStreamer needs Python 3.11's asyncio.timeout.)
+        (transformers' AsyncTextIteratorStreamer would do, but this one also outlives a closed loop.)
         """
 
         def __init__(
