@@ -68,7 +68,7 @@ def _common_args(stage: StageRecipe, model: ModelRecipe, out: Path, seed: int) -
         "max_length": stage.max_length,
         "max_grad_norm": stage.max_grad_norm,
         "bf16": model.bf16,
-        "gradient_checkpointing": model.gradient_checkpointing,
+        "activation_checkpointing": model.gradient_checkpointing,  # transformers 5 name
         "model_init_kwargs": {"dtype": model.dtype},
         "save_strategy": "no",
         "report_to": "none",
