@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 _STEPS = {
@@ -86,7 +87,7 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from cosa_guard_training.pipeline import run_steps
+    from cosa_guard_training.pipeline import STEPS, data_step, open_run, train
 
     if not args.recipe or not args.output:
         print(
@@ -95,12 +96,21 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    return asyncio.run(
-        run_steps(
-            args.recipe,
-            args.output,
-            step=args.step,
-            prompts=getattr(args, "prompts", None),
-            pairs_file=getattr(args, "pairs", None),
-        )
-    )
+    recipe, paths = open_run(args.recipe, args.output)
+    report: Mapping[str, object]
+    for name in STEPS if args.step is None else (args.step,):
+        if name != "fit":
+            report = asyncio.run(data_step(name, recipe, paths, getattr(args, "prompts", None)))
+        else:
+            # Training runs on the main thread, outside any event loop: distributed launchers
+            # (accelerate, DeepSpeed) expect to own it.
+            result = train(recipe, paths, getattr(args, "pairs", None))
+            report = {
+                "model": result.model_dir,
+                "pairs": result.dpo_pairs,
+                "sft_examples": result.sft_examples,
+                "train_seconds": f"{result.train_seconds:.1f}",
+            }
+        for key, value in report.items():
+            print(f"{key}={value}", flush=True)
+    return 0

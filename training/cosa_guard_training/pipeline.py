@@ -10,7 +10,6 @@ DIR/model/           fit        SFT then DPO, merged, loadable by transformers a
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from cosa_guard.errors import CosaGuardError
@@ -129,39 +128,27 @@ def train(recipe: Recipe, paths: Paths, pairs_file: str | None = None) -> FitRes
     return fit(rows, recipe, paths.root)
 
 
-async def run_steps(
-    recipe_name: str,
-    output: str | Path,
-    *,
-    step: str | None = None,
-    prompts: str | None = None,
-    pairs_file: str | None = None,
-) -> int:
-    """Run one step (or all, in order) and print `name=value` lines a script or benchmark can read."""
+def open_run(recipe_name: str, output: str | Path) -> tuple[Recipe, Paths]:
     try:
         recipe = load_recipe(recipe_name)
     except ValueError as exc:  # pydantic's ValidationError included: it lists every bad field
         raise TrainingError(f"recipe {recipe_name}: {exc}") from exc
     paths = Paths(Path(output))
     paths.root.mkdir(parents=True, exist_ok=True)
-    todo = STEPS if step is None else (step,)
-    for name in todo:
-        if name == "synth":
-            configs, held = await synth(recipe, paths, prompts)
-            print(f"configs={configs}\nheldout_prompts={held}")
-        elif name == "responses":
-            written, failed = await responses(recipe, paths)
-            print(f"responses_written={written}\nresponses_failed={failed}")
-        elif name == "label":
-            written, invalid = await label(recipe, paths)
-            print(f"labels_written={written}\nlabels_invalid={invalid}")
-        elif name == "pairs":
-            print(f"pairs_written={pairs(recipe, paths)}")
-        elif name == "fit":
-            # Training blocks for minutes to hours; it runs outside the loop's thread.
-            result = await asyncio.to_thread(train, recipe, paths, pairs_file)
-            print(f"model={result.model_dir}")
-            print(f"pairs={result.dpo_pairs}")
-            print(f"sft_examples={result.sft_examples}")
-            print(f"train_seconds={result.train_seconds:.1f}")
-    return 0
+    return recipe, paths
+
+
+async def data_step(name: str, recipe: Recipe, paths: Paths, prompts: str | None = None) -> dict[str, int]:
+    """Run one data step; returns the `name=value` counts it reports."""
+    if name == "synth":
+        configs, held = await synth(recipe, paths, prompts)
+        return {"configs": configs, "heldout_prompts": held}
+    if name == "responses":
+        written, failed = await responses(recipe, paths)
+        return {"responses_written": written, "responses_failed": failed}
+    if name == "label":
+        written, invalid = await label(recipe, paths)
+        return {"labels_written": written, "labels_invalid": invalid}
+    if name == "pairs":
+        return {"pairs_written": pairs(recipe, paths)}
+    raise ValueError(f"unknown data step {name!r}; steps are {list(STEPS)}")
