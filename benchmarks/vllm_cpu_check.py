@@ -1,0 +1,145 @@
+"""A full guarded call on a real vLLM: `Guard.chat` and `Guard.stream` through a deployments file.
+
+    python benchmarks/vllm_cpu_check.py --kind openai --model smollm2 --base-url http://127.0.0.1:8000/v1
+    python benchmarks/vllm_cpu_check.py --kind vllm --model /path/to/model \\
+        --engine-options '{"dtype": "bfloat16", "max_model_len": 2048, "enforce_eager": true}'
+
+Run by benchmarks/vllm_cpu_check.sh inside its own vllm-cpu virtualenv (never in CI). It signs a
+throwaway config and writes two deployments over the same backend spec, as a real
+deployments.yaml would: `cascade` (the model generates, an LLM judge on the same model scores the
+answer from its next-token logprobs, holdback streaming) and `cosalign` (the model as the primary
+route). The 135M model's judgement is not the point, only that every path runs on the real engine:
+a call passes when its decision is `allowed` or `refused`, never `failed`. Prints `name=value`
+lines, prefixed with `--prefix`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from cosa_guard.backends.factory import build_backend
+from cosa_guard.config import SafetyConfig
+from cosa_guard.deployments import BackendSpec
+from cosa_guard.guard import Guard
+from cosa_guard.testing.deployments import write_signed_deployment
+from cosa_guard.types import DecisionKind, FinalEvent, GuardResponse, TextDelta
+
+CONFIG = SafetyConfig(
+    id="vllm-check",
+    version=1,
+    text="A cooking assistant for a recipe site. Discuss food and cooking only.",
+    refusal="Sorry, I can only help with cooking.",
+)
+QUESTION = [{"role": "user", "content": "Give me a short recipe for pancakes."}]
+
+
+def _spec(args: argparse.Namespace) -> dict[str, Any]:
+    spec: dict[str, Any] = {"kind": args.kind, "model": args.model, "timeout_s": 300}
+    if args.kind == "openai":
+        spec["base_url"] = args.base_url
+    else:
+        spec["options"] = json.loads(args.engine_options)
+    return spec
+
+
+def _deployments(folder: Path, spec: dict[str, Any]) -> Path:
+    common: dict[str, Any] = {
+        "judge": {"kind": "llm", "backend": spec},
+        "injection": {"enabled": False},  # the detector needs the embed extra, absent from this venv
+        "deadline_s": 600,  # CPU: a first call may wait behind the engine's warm-up
+    }
+    write_signed_deployment(
+        folder,
+        CONFIG,
+        "cascade",
+        routes={"fallback": spec},
+        stream={"mode": "holdback", "window_chars": 40, "overlap_chars": 8},
+        **common,
+    )
+    path, _ = write_signed_deployment(folder, CONFIG, "cosalign", routes={"primary": spec}, **common)
+    return path
+
+
+def _report(prefix: str, name: str, response: GuardResponse, elapsed: float) -> bool:
+    ok = response.decision.kind is not DecisionKind.FAILED and bool(response.text.strip())
+    print(f"{prefix}{name}_ok={int(ok)}")
+    print(f"{prefix}{name}_decision={response.decision.label}")
+    print(f"{prefix}{name}_route={response.route.value}")
+    print(f"{prefix}{name}_ms={elapsed * 1000:.0f}")
+    if response.verdict is not None:
+        print(f"{prefix}{name}_judge_score={response.verdict.score:.3f}")
+    print(f"# {name}: {response.text[:100]!r} {response.decision.detail[:200]}")
+    return ok
+
+
+async def main(args: argparse.Namespace) -> bool:
+    spec = _spec(args)
+    prefix = args.prefix
+    with tempfile.TemporaryDirectory(prefix="cosa-guard-vllm-") as tmp:
+        path = _deployments(Path(tmp), spec)
+        started = time.perf_counter()
+        # An in-process engine lives on the loop that starts it: start it here, on this loop, before
+        # the guard's first call; the guard's backends find the same shared engine.
+        load = getattr(build_backend(BackendSpec.model_validate(spec), Path(tmp)), "load", None)
+        if load is not None:
+            await load()
+        guard = Guard.from_file(path)
+        print(f"{prefix}load_s={time.perf_counter() - started:.2f}")
+        params = {"max_tokens": args.max_tokens, "temperature": 0.0}
+        results = []
+        try:
+            for deployment in ("cascade", "cosalign"):
+                started = time.perf_counter()
+                response = await guard.chat(deployment, QUESTION, **params)
+                results.append(_report(prefix, f"{deployment}_chat", response, time.perf_counter() - started))
+
+            started = time.perf_counter()
+            deltas: list[str] = []
+            first_delta_ms = 0.0
+            final: GuardResponse | None = None
+            async for event in guard.stream("cascade", QUESTION, **params):
+                if isinstance(event, TextDelta):
+                    if not deltas:
+                        first_delta_ms = (time.perf_counter() - started) * 1000
+                    deltas.append(event.text)
+                elif isinstance(event, FinalEvent):
+                    final = event.response
+            if final is None:
+                raise AssertionError("the stream ended without a final decision")
+            results.append(_report(prefix, "cascade_stream", final, time.perf_counter() - started))
+            print(f"{prefix}cascade_stream_deltas={len(deltas)}")
+            # holdback: the first text leaves only once a window of it has been judged
+            print(f"{prefix}cascade_stream_first_delta_ms={first_delta_ms:.0f}")
+            if final.decision.kind is DecisionKind.ALLOWED and "".join(deltas) != final.text:
+                raise AssertionError("released deltas differ from the final text")
+        finally:
+            await guard.aclose()
+            if args.kind == "vllm":
+                from cosa_guard.backends.vllm import clear_engine_cache
+
+                clear_engine_cache()  # stop the engine's worker process before the loop closes
+    return all(results)
+
+
+if __name__ == "__main__":  # vLLM starts its engine with spawn
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--kind", choices=["openai", "vllm"], required=True, help="the backend kind to route to"
+    )
+    parser.add_argument("--model", required=True, help="openai: the served model name; vllm: a model folder")
+    parser.add_argument("--base-url", default="http://127.0.0.1:8000/v1", help="openai: the vllm serve URL")
+    parser.add_argument(
+        "--engine-options", default="{}", help="vllm: AsyncEngineArgs fields as a JSON object"
+    )
+    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--prefix", default="", help="prepended to every name=value line")
+    sys.exit(0 if asyncio.run(main(parser.parse_args())) else 1)
