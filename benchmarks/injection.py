@@ -96,9 +96,10 @@ async def main(argv: Sequence[str] | None = None) -> int:
 
     meta = json.loads((Path(args.weights) / "encoder.json").read_text(encoding="utf-8"))["metadata"]
     public = corpus.public_rows(args.data_dir)
-    rows = [
-        r for r in corpus.build_corpus(meta["seed"], meta["per_family"], public) if r.split == "validation"
-    ]
+    full = corpus.build_corpus(meta["seed"], meta["per_family"], public)
+    if corpus.corpus_digest(full) != meta["corpus_sha256"]:
+        print("# warning: this corpus differs from the one the weights were trained on", file=sys.stderr)
+    rows = [r for r in full if r.split == "validation"]
     if not public:
         print("# ../shared/data absent: generated corpus only", file=sys.stderr)
     rng = random.Random(0)

@@ -244,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--per-family", type=int, default=120, help="generated rows per attack template family"
     )
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--trainable-layers", type=int, default=2)
     parser.add_argument("--max-length", type=int, default=128)
