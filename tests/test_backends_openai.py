@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
-from collections.abc import AsyncIterator, Callable, Iterable
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -268,3 +271,131 @@ def test_from_options_reads_key_from_env(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.delenv("UPSTREAM_KEY")
     with pytest.raises(DeploymentError, match="UPSTREAM_KEY"):
         OpenAIBackend.from_options("m", base_url=None, api_key_env="UPSTREAM_KEY", timeout_s=3.0, options={})
+
+
+# --- the connection pool, against a real uvicorn upstream on loopback -------------------------------
+
+
+class Upstream:
+    """A streaming chat endpoint that records which TCP connection (client port) served each request.
+
+    Each answer sends its first chunk, then waits until `hold` requests are in flight at once (or
+    until `release` is set), then finishes: a test knows its calls really overlapped, or can keep a
+    connection busy for as long as it likes. A stuck pool shows in the counts, never as a hang.
+    """
+
+    def __init__(self, hold: int = 0) -> None:
+        self.hold = hold
+        self.ports: list[int] = []
+        self.in_flight = 0
+        self.peak = 0
+        self.release = threading.Event()  # the app runs in uvicorn's thread and loop
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        self.ports.append(scope["client"][1])
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            if self.in_flight >= self.hold:
+                self.release.set()
+            headers = [(b"content-type", b"text/event-stream")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send(
+                {"type": "http.response.body", "body": sse(delta("Par"), done=False), "more_body": True}
+            )
+            for _ in range(1000):
+                if self.release.is_set():
+                    break
+                await asyncio.sleep(0.01)
+            await send({"type": "http.response.body", "body": sse(delta("is."), delta(None, "stop"))})
+        finally:
+            self.in_flight -= 1
+
+
+@contextlib.contextmanager
+def upstream(app: Upstream, **config: Any) -> Iterator[str]:
+    pytest.importorskip("uvicorn")
+    from cosa_guard.testing.server import serve_in_thread
+
+    with serve_in_thread(app, lifespan="off", **config) as url:
+        yield url + "/v1"
+
+
+async def test_64_concurrent_streams_share_a_pool_of_reused_connections() -> None:
+    app = Upstream(hold=64)
+    with upstream(app) as url:
+        b = OpenAIBackend("m", base_url=url, timeout_s=30, max_connections=64)
+        for _ in range(3):
+            answers = await asyncio.gather(
+                *(collect(b.stream(MESSAGES, GenerationParams())) for _ in range(64))
+            )
+            assert all("".join(c.text for c in chunks) == "Paris." for chunks in answers)
+        await b.aclose()
+    assert app.peak == 64  # every call was in flight at once: none waited behind another
+    assert len(app.ports) == 3 * 64
+    assert len(set(app.ports)) == 64  # rounds two and three reused the first round's connections
+
+
+async def test_max_connections_bounds_requests_in_flight() -> None:
+    app = Upstream()
+    with upstream(app) as url:
+        b = OpenAIBackend("m", base_url=url, max_connections=2)
+        answers = await asyncio.gather(*(collect(b.stream(MESSAGES, GenerationParams())) for _ in range(12)))
+        await b.aclose()
+    assert len(answers) == 12 and all(chunks[-1].finish_reason == "stop" for chunks in answers)
+    assert app.peak <= 2 and len(set(app.ports)) <= 2
+
+
+async def test_waiting_longer_than_timeout_for_a_connection_is_backend_timeout() -> None:
+    app = Upstream(hold=2)  # the first answer stops after one chunk until released
+    with upstream(app) as url:
+        b = OpenAIBackend("m", base_url=url, max_connections=1, timeout_s=0.2)
+        first = b.stream(MESSAGES, GenerationParams())
+        assert (await anext(first)).text == "Par"  # its connection is now busy until we read on
+        with pytest.raises(BackendTimeoutError, match="PoolTimeout"):
+            await collect(b.stream(MESSAGES, GenerationParams()))
+        app.release.set()
+        rest = await collect(first)
+        await b.aclose()
+    assert "".join(c.text for c in rest) == "is." and rest[-1].finish_reason == "stop"
+    assert len(app.ports) == 1  # the second call never reached the server
+
+
+async def test_abandoned_stream_gives_its_connection_back() -> None:
+    app = Upstream()
+    with upstream(app) as url:
+        b = OpenAIBackend("m", base_url=url, max_connections=1, timeout_s=5)
+        stream = b.stream(MESSAGES, GenerationParams())
+        assert (await anext(stream)).text == "Par"
+        await stream.aclose()  # the consumer stops after one chunk, mid-body
+        chunks = await collect(b.stream(MESSAGES, GenerationParams()))  # a leaked slot would time out here
+        await b.aclose()
+    assert "".join(c.text for c in chunks) == "Paris."
+    assert len(app.ports) == 2
+
+
+async def test_connection_closed_by_the_server_is_replaced() -> None:
+    app = Upstream()
+    with upstream(app, timeout_keep_alive=0.1) as url:
+        b = OpenAIBackend("m", base_url=url, max_retries=0)
+        await collect(b.stream(MESSAGES, GenerationParams()))
+        for _ in range(500):  # until the server's keep-alive timeout has closed the idle connection
+            if not _idle_connections(b):
+                break
+            await asyncio.sleep(0.01)
+        else:
+            pytest.fail("uvicorn never closed the idle connection")
+        chunks = await collect(b.stream(MESSAGES, GenerationParams()))
+        await b.aclose()
+    assert chunks[-1].finish_reason == "stop"
+    assert len(set(app.ports)) == 2
+
+
+def _idle_connections(b: OpenAIBackend) -> list[Any]:
+    """The pool's idle connections the server has not closed (has_expired() sees the closed socket)."""
+    pool = b._client._transport._pool  # type: ignore[attr-defined]
+    return [c for stack in pool._idle.values() for c in stack if not c.has_expired()]

@@ -9,6 +9,7 @@ because the model may already have produced (and the caller seen) part of an ans
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -19,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from cosa_guard.backends._http_pool import PooledTransport
 from cosa_guard.errors import BackendError, BackendTimeoutError, DeploymentError
 from cosa_guard.types import Chunk, Completion, GenerationParams, Message, Usage
 
@@ -27,6 +29,7 @@ __all__ = ["RETRY_STATUSES", "OpenAIBackend"]
 RETRY_STATUSES = frozenset({429, 502, 503})
 _TOP_LOGPROBS = 20  # the most OpenAI accepts; vLLM follows it
 _MAX_RETRY_AFTER_S = 5.0  # never sleep longer than this on a server's Retry-After
+_FINISH_BODY_S = 1.0  # how long the body's end may lag behind [DONE] before the connection is dropped
 
 
 class OpenAIBackend:
@@ -59,12 +62,12 @@ class OpenAIBackend:
         all_headers = {"Accept": "application/json", **(headers or {})}
         if api_key:
             all_headers["Authorization"] = f"Bearer {api_key}"
-        self._url = base_url.rstrip("/") + "/chat/completions"
+        self._url = httpx.URL(base_url.rstrip("/") + "/chat/completions")  # parsed once, not per call
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self._client = httpx.AsyncClient(
             headers=all_headers,
             timeout=httpx.Timeout(timeout_s),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            transport=transport,
+            transport=transport or PooledTransport(limits=limits),
         )
 
     @classmethod
@@ -144,15 +147,13 @@ class OpenAIBackend:
     async def _post_json(self, body: dict[str, Any]) -> Any:
         """One non-streamed call, bounded as a whole by `timeout_s` (retries included)."""
 
-        async def call() -> Any:
-            async with self._response(body, stream=False) as response:
-                return _json(response.content)
-
         try:
-            return await asyncio.wait_for(call(), self.timeout_s)
+            async with asyncio.timeout(self.timeout_s):  # no extra task per call, unlike wait_for
+                async with self._response(body, stream=False) as response:
+                    return _json(response.content)
         except BackendError:
             raise
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise BackendTimeoutError(f"{self.name}: no answer within {self.timeout_s:g} s") from exc
 
     async def generate(self, messages: Sequence[Message], params: GenerationParams) -> Completion:
@@ -163,9 +164,11 @@ class OpenAIBackend:
         body = self._body(messages, params, stream=True)
         async with self._response(body, stream=True) as response:
             finished = False
+            events = _sse_events(response.aiter_lines())
             try:
-                async for data in _sse_events(response.aiter_lines()):
+                async for data in events:
                     if data == "[DONE]":
+                        await _finish_body(events)
                         return
                     for chunk in _chunks(_json(data)):
                         finished = finished or chunk.finish_reason is not None
@@ -230,6 +233,19 @@ async def _sse_events(lines: AsyncIterator[str]) -> AsyncIterator[str]:
         yield "\n".join(data)
 
 
+async def _finish_body(events: AsyncIterator[str]) -> None:
+    """Read what follows [DONE] (normally just the body's end) so the connection can be reused.
+
+    A response closed before its end takes its connection with it: every streamed call would pay a
+    new TCP (and TLS) handshake. The answer is complete already, so a server that keeps the body
+    open, or fails now, only costs that connection.
+    """
+    with contextlib.suppress(TimeoutError, httpx.HTTPError):
+        async with asyncio.timeout(_FINISH_BODY_S):
+            async for _ in events:
+                pass
+
+
 def _json(raw: bytes | str) -> Any:
     try:
         return json.loads(raw)
@@ -279,7 +295,7 @@ def _raise_error_payload(data: Any) -> None:
         raise BackendError(f"the server reported an error: {message}")
 
 
-def _translate(exc: httpx.HTTPError, url: str) -> BackendError:
+def _translate(exc: httpx.HTTPError, url: httpx.URL) -> BackendError:
     if isinstance(exc, httpx.TimeoutException):
         return BackendTimeoutError(f"{type(exc).__name__} talking to {url}: {exc}")
     return BackendError(f"{type(exc).__name__} talking to {url}: {exc}")
