@@ -1,9 +1,11 @@
 """Any OpenAI-compatible chat endpoint (`vllm serve`, llama.cpp server, OpenAI, ...) over httpx.
 
-One `httpx.AsyncClient` per backend keeps connections alive across calls. Retries happen only
-where the request cannot have been processed: the connection failed, or the server answered
-429 / 502 / 503 before sending any body. Once a response body has started, nothing is retried,
-because the model may already have produced (and the caller seen) part of an answer.
+One `httpx.AsyncClient` per backend keeps connections alive across calls, through a pool that
+stays flat under many concurrent calls (`_http_pool`; httpx's default one stalls, encode/httpx#3215).
+Retries happen only where the request cannot have been processed: the connection failed, or the
+server answered 429 / 502 / 503 before sending any body. Once a response body has started,
+nothing is retried, because the model may already have produced (and the caller seen) part of
+an answer.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class OpenAIBackend:
     `timeout_s` bounds each network phase (connect, each read, write) and the whole non-streamed
     call; a stream may run longer as long as bytes keep coming. `max_retries` counts extra
     attempts on the safe failures above, with jittered exponential backoff from `backoff_s`.
+    `max_connections` bounds the calls in flight; more wait for a connection (up to `timeout_s`).
     """
 
     def __init__(
