@@ -35,11 +35,11 @@ _PURPOSE = "training the category judge"
 
 @dataclass(frozen=True)
 class TrainSettings:
-    epochs: float = 2.0
+    epochs: float = 3.0
     batch_size: int = 16
     lr: float = 1e-4  # unfrozen transformer layers
     head_lr: float = 2e-3
-    trainable_layers: int = 1
+    trainable_layers: int = 2
     max_length: int = 256
     stride: int = 32
     prompt_tokens: int = PROMPT_TOKENS
@@ -316,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--beta", type=float, default=defaults.beta, help="F-beta used to pick thresholds")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--max-train", type=int, default=None, help="subsample the training split")
-    parser.add_argument("--time-budget", type=float, default=15.0, help="minutes of training before stopping")
+    parser.add_argument("--time-budget", type=float, default=14.0, help="minutes of training before stopping")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args(argv)
     if args.threads:
