@@ -365,6 +365,25 @@ async def test_waiting_longer_than_timeout_for_a_connection_is_backend_timeout()
     assert len(app.ports) == 1  # the second call never reached the server
 
 
+async def test_cancelled_wait_for_a_connection_takes_no_slot() -> None:
+    app = Upstream(hold=2)  # the first answer stops after one chunk until released
+    with upstream(app) as url:
+        b = OpenAIBackend("m", base_url=url, max_connections=1, timeout_s=5)
+        first = b.stream(MESSAGES, GenerationParams())
+        assert (await anext(first)).text == "Par"
+        waiting = asyncio.ensure_future(collect(b.stream(MESSAGES, GenerationParams())))
+        await asyncio.sleep(0.05)  # let it queue for the only connection
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        app.release.set()
+        await collect(first)
+        chunks = await collect(b.stream(MESSAGES, GenerationParams()))  # a lost slot would time out here
+        await b.aclose()
+    assert "".join(c.text for c in chunks) == "Paris."
+    assert len(app.ports) == 2 and len(set(app.ports)) == 1  # the cancelled call never reached the server
+
+
 async def test_abandoned_stream_gives_its_connection_back() -> None:
     app = Upstream()
     with upstream(app) as url:
