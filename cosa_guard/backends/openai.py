@@ -31,7 +31,7 @@ __all__ = ["RETRY_STATUSES", "OpenAIBackend"]
 RETRY_STATUSES = frozenset({429, 502, 503})
 _TOP_LOGPROBS = 20  # the most OpenAI accepts; vLLM follows it
 _MAX_RETRY_AFTER_S = 5.0  # never sleep longer than this on a server's Retry-After
-_FINISH_BODY_S = 1.0  # how long the body's end may lag behind [DONE] before the connection is dropped
+_FINISH_BODY_S = 0.25  # how long the body's end may lag behind [DONE] before the connection is dropped
 
 
 class OpenAIBackend:
