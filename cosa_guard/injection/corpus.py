@@ -751,7 +751,12 @@ def _generate(
             if label == ATTACK:
                 reqs += _split_half(FOLLOW_UPS, validation)
             encodings = ENCODINGS if label == ATTACK else _BENIGN_ENCODINGS
-            for _ in range(per_family):
+            seen: set[str] = set()
+            # Negatives have fewer slots, so draws repeat: draw until the family has its share of
+            # distinct texts (bounded, for families that cannot reach it).
+            for _ in range(per_family * 5):
+                if len(seen) == per_family:
+                    break
                 template = rng.choice(templates)
                 if label == ATTACK:
                     text = _fill(template, rng, payloads, reqs)
@@ -760,6 +765,9 @@ def _generate(
                 _, wrap = _weighted(rng, WRAPPERS)
                 encoding, encode = _weighted(rng, encodings)
                 text = encode(wrap(text, rng), rng)
+                if text in seen:
+                    continue
+                seen.add(text)
                 split = "validation" if validation else "train"
                 yield Row(text, label, kind, f"{kind}/{family}", split, encoding)
 
