@@ -290,6 +290,7 @@ class Upstream:
         self.in_flight = 0
         self.peak = 0
         self.release = threading.Event()  # the app runs in uvicorn's thread and loop
+        self.first = sse(delta("Par"), done=False)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -304,9 +305,7 @@ class Upstream:
                 self.release.set()
             headers = [(b"content-type", b"text/event-stream")]
             await send({"type": "http.response.start", "status": 200, "headers": headers})
-            await send(
-                {"type": "http.response.body", "body": sse(delta("Par"), done=False), "more_body": True}
-            )
+            await send({"type": "http.response.body", "body": self.first, "more_body": True})
             for _ in range(1000):
                 if self.release.is_set():
                     break
@@ -382,6 +381,19 @@ async def test_cancelled_wait_for_a_connection_takes_no_slot() -> None:
         await b.aclose()
     assert "".join(c.text for c in chunks) == "Paris."
     assert len(app.ports) == 2 and len(set(app.ports)) == 1  # the cancelled call never reached the server
+
+
+async def test_stream_ends_at_done_even_if_the_body_stays_open() -> None:
+    app = Upstream(hold=2)
+    app.first = sse(delta("Paris.", "stop"))  # [DONE], then the server holds the body open
+    with upstream(app) as url:
+        b = OpenAIBackend("m", base_url=url, timeout_s=5)
+        chunks = await collect(b.stream(MESSAGES, GenerationParams()))
+        still_open = app.in_flight == 1
+        app.release.set()
+        await b.aclose()
+    assert "".join(c.text for c in chunks) == "Paris." and chunks[-1].finish_reason == "stop"
+    assert still_open  # the answer did not wait for the server to end the body
 
 
 async def test_abandoned_stream_gives_its_connection_back() -> None:
