@@ -7,8 +7,8 @@ import contextlib
 import json
 import math
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -339,14 +339,15 @@ async def test_64_concurrent_streams_share_a_pool_of_reused_connections() -> Non
     assert len(set(app.ports)) == 64  # rounds two and three reused the first round's connections
 
 
-async def test_max_connections_bounds_requests_in_flight() -> None:
-    app = Upstream()
+async def test_max_connections_option_bounds_requests_in_flight() -> None:
+    app = Upstream(hold=2)  # the first answer waits for a second one in flight
     with upstream(app) as url:
-        b = OpenAIBackend("m", base_url=url, max_connections=2)
+        options = {"max_connections": 2}  # as a deployment's BackendSpec.options
+        b = OpenAIBackend.from_options("m", base_url=url, api_key_env=None, timeout_s=5, options=options)
         answers = await asyncio.gather(*(collect(b.stream(MESSAGES, GenerationParams())) for _ in range(12)))
         await b.aclose()
     assert len(answers) == 12 and all(chunks[-1].finish_reason == "stop" for chunks in answers)
-    assert app.peak <= 2 and len(set(app.ports)) <= 2
+    assert app.peak == 2 and len(set(app.ports)) == 2
 
 
 async def test_waiting_longer_than_timeout_for_a_connection_is_backend_timeout() -> None:
@@ -400,7 +401,7 @@ async def test_abandoned_stream_gives_its_connection_back() -> None:
     app = Upstream()
     with upstream(app) as url:
         b = OpenAIBackend("m", base_url=url, max_connections=1, timeout_s=5)
-        stream = b.stream(MESSAGES, GenerationParams())
+        stream = cast(AsyncGenerator[Chunk, None], b.stream(MESSAGES, GenerationParams()))
         assert (await anext(stream)).text == "Par"
         await stream.aclose()  # the consumer stops after one chunk, mid-body
         chunks = await collect(b.stream(MESSAGES, GenerationParams()))  # a leaked slot would time out here
