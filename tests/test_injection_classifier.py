@@ -58,3 +58,12 @@ async def test_detector_blocks_with_the_real_classifier(classifier: InjectionCla
     attack, benign = await detector.scan([ATTACK, BENIGN])
     assert attack.attack and not benign.attack
     assert any(f.detector == "classifier" for f in attack.findings)
+
+
+def test_a_score_does_not_depend_on_the_rest_of_the_batch(classifier: InjectionClassifier) -> None:
+    # Padding to a long neighbour used to shift int8 activation ranges and with them the score.
+    long_neighbour = " ".join(PREAMBLES * 2)
+    (alone,) = classifier.predict([BENIGN])
+    together = classifier.predict([long_neighbour, BENIGN, ATTACK])
+    assert together[1] == alone
+    assert together == [classifier.predict([t])[0] for t in (long_neighbour, BENIGN, ATTACK)]

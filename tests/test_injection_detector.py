@@ -158,3 +158,18 @@ async def test_a_request_without_scanned_turns_never_touches_the_classifier() ->
     scorer = FakeScorer(fail=True)
     result = await check([Message("system", "be nice"), Message("assistant", "hello")], scorer)
     assert result.refusal is None and scorer.calls == []
+
+
+async def test_a_turn_the_rules_block_is_not_sent_to_the_classifier() -> None:
+    scorer = FakeScorer()
+    forged, plain = await InjectionDetector(scorer).scan([FORGED, "what is the capital of Peru?"])
+    assert forged.attack and forged.classifier_score is None
+    assert not plain.attack and plain.classifier_score == pytest.approx(0.1)
+    assert scorer.calls == [["what is the capital of Peru?"]]
+
+
+async def test_a_request_larger_than_the_cache_still_gets_every_score() -> None:
+    scorer = FakeScorer()
+    texts = [f"turn {i} EVIL" if i % 2 else f"turn {i}" for i in range(5)]
+    verdicts = await InjectionDetector(scorer, cache_size=2).scan(texts)
+    assert [v.attack for v in verdicts] == [bool(i % 2) for i in range(5)]

@@ -34,9 +34,14 @@ class Scorer(Protocol):
 class InjectionClassifier:
     """Scores detection texts (`Normalised.detection_text()`) with the shipped fine-tuned encoder."""
 
-    def __init__(self, directory: str | Path = WEIGHTS_DIR, *, int8: bool = True) -> None:
+    def __init__(
+        self, directory: str | Path = WEIGHTS_DIR, *, int8: bool = True, threads: int | None = 1
+    ) -> None:
         self.directory = Path(directory)
         self.int8 = int8
+        # Per-turn inputs are small: a second intra-op thread costs more in sync than it saves,
+        # and under contention it measured several times slower. None keeps torch's setting.
+        self.threads = threads
         self._predictor: EncoderPredictor | None = None
         self._lock = threading.Lock()
         self._threshold: float | None = None
@@ -58,8 +63,12 @@ class InjectionClassifier:
             return self._predictor
 
     def predict(self, texts: Sequence[str]) -> list[float]:
-        """Blocking: the attack probability of each text (max over its token windows)."""
-        return [row[0] for row in self._load().predict(list(texts))]
+        """Blocking: the attack probability of each text (max over its token windows).
+
+        Each text is scored on its own, exactly as training calibrated the threshold, so a turn's
+        score does not depend on what else is in the call.
+        """
+        return [row[0] for row in self._load().predict_each(list(texts), threads=self.threads)]
 
     async def score(self, texts: Sequence[str]) -> list[float]:
         if not texts:

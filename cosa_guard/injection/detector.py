@@ -11,6 +11,7 @@ this module's business. A classifier that cannot run fails closed: `JudgeError`,
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -45,8 +46,9 @@ class InjectionDetector:
 
     def __init__(self, classifier: Scorer | None = None, *, cache_size: int = 4096) -> None:
         self._classifier = classifier
-        # Chat history is re-sent every turn: remember each text's classifier score.
-        self._scores: LRUCache[str, float] = LRUCache(maxsize=cache_size)
+        # Chat history is re-sent every turn: remember each text's classifier score, keyed by a
+        # digest of its detection text so a full cache holds 4,096 small keys, not 4,096 long turns.
+        self._scores: LRUCache[bytes, float] = LRUCache(maxsize=cache_size)
 
     @property
     def classifier(self) -> Scorer:
@@ -55,17 +57,20 @@ class InjectionDetector:
         return self._classifier
 
     async def _classify(self, texts: Sequence[str]) -> list[float]:
-        missing = [t for t in dict.fromkeys(texts) if t not in self._scores]
-        if missing:
+        keys = [_digest(t) for t in texts]
+        known = {k: self._scores[k] for k in keys if k in self._scores}
+        todo = {k: t for k, t in zip(keys, texts, strict=True) if k not in known}
+        if todo:
             try:
-                scores = await self.classifier.score(missing)
+                scores = await self.classifier.score(list(todo.values()))
             except Exception as exc:  # any failure of the model is a failure of the guard, not a pass
                 raise JudgeError(
                     f"the injection classifier failed ({type(exc).__name__}: {exc}); install the 'embed' "
                     "extra or set injection.classifier: false in the deployment to use the rules alone"
                 ) from exc
-            self._scores.update(zip(missing, scores, strict=True))
-        return [self._scores[t] for t in texts]
+            known.update(zip(todo, scores, strict=True))
+            self._scores.update(known)
+        return [known[k] for k in keys]
 
     async def scan(
         self, texts: Sequence[str], *, use_classifier: bool = True, threshold: float | None = None
@@ -75,13 +80,18 @@ class InjectionDetector:
             return []
         normalised = [normalise(t) for t in texts]
         structural = [tuple(scan(n)) for n in normalised]
+        decisive_turns = [any(f.score >= DECISIVE for f in found) for found in structural]
         scores: list[float | None] = [None] * len(texts)
-        if use_classifier:
-            scores = list(await self._classify([n.detection_text() for n in normalised]))
+        # A turn the rules already block needs no classifier score: skipping it saves ~10 ms a turn.
+        todo = [i for i, d in enumerate(decisive_turns) if use_classifier and not d]
+        if todo:
+            for i, s in zip(
+                todo, await self._classify([normalised[i].detection_text() for i in todo]), strict=True
+            ):
+                scores[i] = s
         cut = threshold if threshold is not None or not use_classifier else self.classifier.threshold
         verdicts = []
-        for found, score in zip(structural, scores, strict=True):
-            decisive = any(f.score >= DECISIVE for f in found)
+        for found, score, decisive in zip(structural, scores, decisive_turns, strict=True):
             fired = score is not None and cut is not None and score >= cut
             if fired:
                 reason = f"classifier score {score:.3f} >= threshold {cut:.3f}"
@@ -140,6 +150,10 @@ class InjectionDetector:
         remainder = "".join(pieces)
         again = await self.scan([remainder], use_classifier=spec.classifier, threshold=spec.threshold)
         return REMOVED_TURN if again[0].attack else remainder
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def default_input_guard() -> InputGuard:

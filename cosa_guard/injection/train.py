@@ -216,10 +216,13 @@ def calibrate_and_save(
     target_fpr: float,
     out: str | Path,
 ) -> dict[str, Any]:
-    """Score validation through the shipped path (int8, windows), set the threshold, write everything."""
+    """Score validation through the serving path (int8, windows, one text at a time), set the threshold,
+    write everything."""
     from cosa_guard.encoder import EncoderPredictor
 
-    scores = [p[0] for p in EncoderPredictor(model, int8=True).predict(detection_texts(val_rows))]
+    # The serving path exactly (`InjectionClassifier.predict`): int8, one text per forward pass.
+    texts = detection_texts(val_rows)
+    scores = [p[0] for p in EncoderPredictor(model, int8=True).predict_each(texts, threads=1)]
     flags = structural_flags(val_rows)
     labels = [int(r.label == corpus_mod.ATTACK) for r in val_rows]
     threshold = calibrate(scores, labels, flags, target_fpr)
