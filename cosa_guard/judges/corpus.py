@@ -1317,7 +1317,7 @@ def public_examples(data_dir: Path | None = None, seed: int = 0, *, gptfuzz_cap:
             names = r["categories"]
             assert isinstance(names, list)
             pairs.append((str(r["prompt"]), tuple(sorted(_NAME_TO_ID[str(n)] for n in names))))
-        rows += _prompt_rows("cosa_bt_prompt_labels", pairs, rng, cap=500)
+        rows += _prompt_rows("cosa_bt_prompt_labels", pairs, rng, cap=1500)
     return rows
 
 
