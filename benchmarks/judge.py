@@ -1,7 +1,7 @@
 """Quality and speed of the trained category judge on the family-held-out validation split.
 
-    python benchmarks/category_judge.py --quick          # a sample of the split, under a minute
-    python benchmarks/category_judge.py                  # the whole validation split
+    python benchmarks/judge.py --quick          # a sample of the split, under a minute
+    python benchmarks/judge.py                  # the whole validation split
 
 Scores every validation row of `cosa_guard.judges.corpus` (synthetic topics and response styles
 never seen in training, and held-out GPTFuzz questions / public prompt groups) with the shipped
