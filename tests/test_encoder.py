@@ -7,6 +7,7 @@ A tiny random BERT stands in for all-MiniLM-L6-v2; only the tokenizer comes from
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,19 +26,11 @@ from cosa_guard.encoder import (  # noqa: E402
     load_tokenizer,
     mean_pool,
 )
+from cosa_guard.testing.models import tiny_bert  # noqa: E402
 
 
-def tiny_backbone() -> transformers.PreTrainedModel:
-    torch.manual_seed(0)
-    config = transformers.BertConfig(
-        vocab_size=load_tokenizer().vocab_size,
-        hidden_size=16,
-        num_hidden_layers=3,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=128,
-    )
-    return transformers.BertModel(config, add_pooling_layer=False)
+def tiny_backbone() -> Any:
+    return tiny_bert(num_hidden_layers=3)
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ from cosa_guard.judges.category import FREE_FORM_NOTE, WEIGHTS_DIR, CategoryJudg
 from cosa_guard.judges.corpus import TRAIN, VAL, synthetic_examples  # noqa: E402
 from cosa_guard.judges.train_category import TrainSettings, calibrate_thresholds, train  # noqa: E402
 from cosa_guard.taxonomy import CATEGORY_IDS  # noqa: E402
+from cosa_guard.testing.models import tiny_bert  # noqa: E402
 from cosa_guard.types import Message  # noqa: E402
 
 
@@ -178,16 +179,7 @@ def test_threshold_calibration_picks_the_separating_threshold() -> None:
 
 
 def tiny_backbone() -> Any:
-    torch.manual_seed(0)
-    cfg = transformers.BertConfig(
-        vocab_size=load_tokenizer().vocab_size,
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=128,
-    )
-    return transformers.BertModel(cfg, add_pooling_layer=False)
+    return tiny_bert()
 
 
 def test_train_save_load_and_judge_on_a_tiny_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

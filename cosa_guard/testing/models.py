@@ -108,6 +108,25 @@ def tiny_llama(tokenizer: Any = None, *, seed: int = 0, **config: Any) -> LlamaF
     return model
 
 
+def tiny_bert(*, num_hidden_layers: int = 2, seed: int = 0) -> Any:
+    """A random BERT (hidden 16) on the shipped MiniLM tokenizer's vocabulary: a stand-in backbone for
+    the encoder-based classifiers (`cosa_guard.encoder.load_backbone`) in unit tests."""
+    torch = require("torch", "embed", "the tiny test encoder")
+    transformers = require("transformers", "embed", "the tiny test encoder")
+    from cosa_guard.encoder import load_tokenizer
+
+    torch.manual_seed(seed)
+    config = transformers.BertConfig(
+        vocab_size=load_tokenizer().vocab_size,
+        hidden_size=16,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=128,
+    )
+    return transformers.BertModel(config, add_pooling_layer=False)
+
+
 def save_tiny_model(directory: str | Path, *, seed: int = 0) -> Path:
     """Write the tiny tokenizer and model to `directory` (created) and return it, for path-based loading."""
     path = Path(directory)
