@@ -63,6 +63,22 @@ async def timed(detector: InjectionDetector, texts: Sequence[str]) -> tuple[list
     return structural_ms, full_ms
 
 
+def token_count(text: str) -> int:
+    from cosa_guard.encoder import load_tokenizer
+
+    return len(load_tokenizer()(text, add_special_tokens=False, verbose=False)["input_ids"])
+
+
+def longest_turn(rng: random.Random, tokens: int) -> str:
+    """Preambles joined up to the longest text that stays within `tokens` tokens (the target's cap)."""
+    text = rng.choice(corpus.PREAMBLES)
+    while True:
+        longer = f"{text} {rng.choice(corpus.PREAMBLES)}"
+        if token_count(longer) > tokens:
+            return text
+        text = longer
+
+
 def bipia_rows(data_dir: Path, limit: int) -> list[corpus.Row]:
     """Indirect injections (BIPIA instructions inside real emails), reported apart: not config attacks."""
     attacks = data_dir / "bipia_indirect_injection" / "bipia_attacks_train.jsonl"
@@ -164,7 +180,8 @@ async def main(argv: Sequence[str] | None = None) -> int:
     emit("latency_structural_p95_ms", percentile(structural_ms, 0.95))
     emit("latency_full_median_ms", statistics.median(full_ms))
     emit("latency_full_p95_ms", percentile(full_ms, 0.95))
-    long_text = " ".join(rng.choice(corpus.PREAMBLES) for _ in range(12))  # ~500 tokens
+    long_text = longest_turn(rng, 512)
+    emit("long_turn_tokens", token_count(long_text))
     _, long_ms = await timed(
         InjectionDetector(classifier), [long_text + str(i) for i in range(3 if args.quick else 10)]
     )
