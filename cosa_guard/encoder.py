@@ -272,15 +272,19 @@ class EncoderPredictor:
         In one batch, padding to the longest text changes the activation ranges that dynamic int8
         quantises with, so a turn's score moved with its neighbours; serving scores one turn at a
         time, and calibrating a threshold on batched scores then missed its false-positive target.
-        `threads` sets torch's intra-op threads for the calling thread only (OpenMP keeps the
-        setting per thread): one thread was much faster than two on a contended 2-core box.
+        `threads` sets torch's intra-op threads for this call (restored afterwards; OpenMP keeps the
+        setting per thread anyway): one thread was faster than two on a contended 2-core box.
         """
         out: list[list[float]] = []
         with self._lock, torch.inference_mode():
+            before = torch.get_num_threads()
             if threads is not None:
                 torch.set_num_threads(threads)
-            for text in texts:
-                win = encode_windows(self.tokenizer, [text], self.config.max_length, self.config.stride)
-                probs = self.model.probabilities(self.model(win.input_ids, win.attention_mask))
-                out.append(probs.max(dim=0).values.tolist())
+            try:
+                for text in texts:
+                    win = encode_windows(self.tokenizer, [text], self.config.max_length, self.config.stride)
+                    probs = self.model.probabilities(self.model(win.input_ids, win.attention_mask))
+                    out.append(probs.max(dim=0).values.tolist())
+            finally:
+                torch.set_num_threads(before)
         return out

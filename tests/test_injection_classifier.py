@@ -67,3 +67,15 @@ def test_a_score_does_not_depend_on_the_rest_of_the_batch(classifier: InjectionC
     together = classifier.predict([long_neighbour, BENIGN, ATTACK])
     assert together[1] == alone
     assert together == [classifier.predict([t])[0] for t in (long_neighbour, BENIGN, ATTACK)]
+
+
+def test_scoring_leaves_the_callers_thread_setting_alone(classifier: InjectionClassifier) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(before + 1)
+    try:
+        classifier.predict([BENIGN])
+        assert torch.get_num_threads() == before + 1
+    finally:
+        torch.set_num_threads(before)
