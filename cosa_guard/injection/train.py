@@ -116,7 +116,7 @@ def fine_tune(
     batch_size: int = 32,
     lr: float = 1e-4,
     head_lr: float = 1e-3,
-    trainable_layers: int = 2,
+    trainable_layers: int = 3,
     max_length: int = 128,
     metadata: dict[str, Any] | None = None,
     progress: bool = True,
@@ -249,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--trainable-layers", type=int, default=2)
+    parser.add_argument("--trainable-layers", type=int, default=3)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--target-fpr", type=float, default=0.02)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 keeps runs bit-for-bit)")
