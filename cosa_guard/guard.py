@@ -368,10 +368,6 @@ class Guard:
         await self._pool.close_unused(())
         await asyncio.to_thread(self._pool.close_sinks)
 
-    def chat_sync(self, deployment_id: str, messages: Any, **params: Any) -> GuardResponse:
-        """`chat` for scripts without an event loop. Never call it from async code."""
-        return asyncio.run(self.chat(deployment_id, messages, **params))
-
     # --- one call ----------------------------------------------------------------------------------
 
     async def chat(self, deployment_id: str, messages: Any, **params: Any) -> GuardResponse:

@@ -443,11 +443,6 @@ async def test_aclose_closes_built_backends(tmp_path: Path) -> None:
     assert fallback.closed
 
 
-def test_chat_sync_runs_at_the_edge(tmp_path: Path) -> None:
-    guard = make_guard(tmp_path, {"fallback": ScriptedBackend([ANSWER], name="fallback")})
-    assert guard.chat_sync("game", USER).text == ANSWER
-
-
 async def test_a_registry_reloaded_elsewhere_is_served_from_the_next_call(tmp_path: Path) -> None:
     reg = registry(tmp_path)
     guard = guard_over(reg, {"fallback": ScriptedBackend([ANSWER], name="fallback")})
