@@ -25,8 +25,8 @@ import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
+from cosa_guard import jsonl
 from cosa_guard.taxonomy import DEFAULT_TAXONOMY, OTHER
 
 ATTACK, BENIGN = "attack", "benign"
@@ -808,13 +808,6 @@ def build_corpus(seed: int = 0, per_family: int = 120, public: Iterable[Row] = (
 # --- public data from ../shared/data ---------------------------------------------------------------
 
 
-def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                yield json.loads(line)
-
-
 def _group_split(key: str) -> str:
     digest = int(hashlib.sha1(key.encode()).hexdigest()[:8], 16)
     return "validation" if digest % 100 < VALIDATION_SHARE * 100 else "train"
@@ -829,7 +822,7 @@ def public_rows(data_dir: str | Path) -> list[Row]:
     rows: list[Row] = []
     jailbreaks = root / "jailbreak_injection_prompts" / "jailbreak_injection_train.jsonl"
     if jailbreaks.is_file():
-        for r in _read_jsonl(jailbreaks):
+        for r in jsonl.read_jsonl(jailbreaks):
             kind = f"public_{r['type']}"
             rows.append(
                 Row(r["text"], r["label"], kind, kind, _group_split(r["group"]), source=str(r["source"]))
@@ -843,7 +836,7 @@ def public_rows(data_dir: str | Path) -> list[Row]:
         if path.is_file():
             # A harmful request with no attempt to change the config is the judge's business, not an
             # injection: these teach the classifier that topic alone is not the signal.
-            for r in _read_jsonl(path):
+            for r in jsonl.read_jsonl(path):
                 text = str(r[field])
                 rows.append(
                     Row(text, BENIGN, "public_harmful_request", "public_harmful_request", _group_split(text),
@@ -864,7 +857,7 @@ def write_jsonl(rows: Iterable[Row], path: str | Path) -> int:
 
 
 def read_jsonl(path: str | Path) -> list[Row]:
-    return [Row(**r) for r in _read_jsonl(Path(path))]
+    return [Row(**r) for r in jsonl.read_jsonl(Path(path))]
 
 
 def corpus_digest(rows: Iterable[Row]) -> str:

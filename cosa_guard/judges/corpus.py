@@ -32,10 +32,11 @@ import os
 import random
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from cosa_guard import jsonl
 from cosa_guard.taxonomy import CATEGORY_IDS, DEFAULT_TAXONOMY, OTHER
 
 TRAIN = "train"
@@ -1226,13 +1227,6 @@ def default_data_dir() -> Path | None:
     return next((p for p in candidates if p.is_dir()), None)
 
 
-def _read_jsonl(path: Path) -> Iterator[dict[str, object]]:
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                yield json.loads(line)
-
-
 def _group_val(key: str) -> bool:
     return stable_fraction(key) < VAL_FRACTION
 
@@ -1268,7 +1262,7 @@ def public_examples(data_dir: Path | None = None, seed: int = 0, *, gptfuzz_cap:
     if fuzz.exists():
         qids = sorted(GPTFUZZ_CATEGORIES, key=lambda q: stable_fraction(f"gptfuzz/q{q}"))
         val_qids = frozenset(qids[: round(len(qids) * VAL_FRACTION)])
-        items = [r for r in _read_jsonl(fuzz) if int(str(r["question_id"])) in GPTFUZZ_CATEGORIES]
+        items = [r for r in jsonl.read_jsonl(fuzz) if int(str(r["question_id"])) in GPTFUZZ_CATEGORIES]
         rng.shuffle(items)
         taken = Counter[str]()
         for r in items:
@@ -1292,7 +1286,7 @@ def public_examples(data_dir: Path | None = None, seed: int = 0, *, gptfuzz_cap:
     ail = root / "ailuminate_demo" / "airr_1.0_demo_en_us_prompts.jsonl"
     if ail.exists():
         pairs: list[tuple[str, tuple[str, ...]]] = []
-        for r in _read_jsonl(ail):
+        for r in jsonl.read_jsonl(ail):
             hazard, text = str(r["hazard"]), str(r["prompt_text"])
             cat = (
                 crime_category(text, "financial_crime") if hazard == "ncr" else AILUMINATE_HAZARDS.get(hazard)
@@ -1303,7 +1297,7 @@ def public_examples(data_dir: Path | None = None, seed: int = 0, *, gptfuzz_cap:
     sr = root / "harmful_requests_misc" / "strongreject_dataset.jsonl"
     if sr.exists():
         pairs = []
-        for r in _read_jsonl(sr):
+        for r in jsonl.read_jsonl(sr):
             text, category = str(r["forbidden_prompt"]), str(r["category"])
             if category == "Illegal goods and services":
                 pairs.append((text, (crime_category(text, OTHER),)))
@@ -1313,7 +1307,7 @@ def public_examples(data_dir: Path | None = None, seed: int = 0, *, gptfuzz_cap:
     bt = root / "cosa_bt_prompt_labels" / "cosa_gpt4_labelled_prompts.jsonl"
     if bt.exists():
         pairs = []
-        for r in _read_jsonl(bt):
+        for r in jsonl.read_jsonl(bt):
             names = r["categories"]
             assert isinstance(names, list)
             pairs.append((str(r["prompt"]), tuple(sorted(_NAME_TO_ID[str(n)] for n in names))))
