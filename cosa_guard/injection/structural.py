@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from cosa_guard.injection.base import Finding
 from cosa_guard.injection.normalise import Normalised, normalise
@@ -24,6 +24,31 @@ WEAK = 0.4  # evidence worth reporting, not enough alone
 
 Hit = tuple[int, int, str, float]  # start, end (in the scanned text), reason, score
 Rule = Callable[[str], Iterator[Hit]]
+
+
+@dataclass(frozen=True, slots=True)
+class Cue:
+    """A rule's pattern plus lower-case words, one of which is inside every match.
+
+    Most traffic never names an authority or a config: on ASCII text a substring test rules the
+    pattern out in a fraction of the ~3 µs the regex engine spends trying every position of a
+    short turn, which is most of the guard's per-call cost. Non-ASCII text always runs the
+    pattern, because IGNORECASE folds a few non-ASCII letters (the Kelvin sign, dotless ı) onto
+    ASCII ones where `str.lower` does not. A test checks every match contains one of the words.
+    """
+
+    pattern: re.Pattern[str]
+    words: tuple[str, ...]
+
+    def finditer(self, text: str, lowered: str) -> Iterator[re.Match[str]]:
+        if text.isascii():
+            for word in self.words:  # a plain loop: twice as fast as any() over a generator
+                if word in lowered:
+                    break
+            else:
+                return iter(())
+        return self.pattern.finditer(text)
+
 
 # --- chat templates -----------------------------------------------------------------------------
 
@@ -130,13 +155,13 @@ _XML_ROLE = re.compile(
 
 
 def role_header(text: str) -> Iterator[Hit]:
-    for m in _ROLE_HEADER.finditer(text):
+    for m in _ROLE_HEADER.finditer(text) if ":" in text or "：" in text else ():
         role = m.group(1).lower()
         if _SAFETY_WORDS.search(m.group("body")) and len(_SAFETY_WORDS.findall(m.group("body"))) >= 2:
             yield m.start(), m.end(), f"'{role}:' header carrying safety instructions", DECISIVE
         else:
             yield m.start(), m.end(), f"'{role}:' header", WEAK
-    for m in _XML_ROLE.finditer(text):
+    for m in _XML_ROLE.finditer(text) if "<" in text else ():
         tag = m.group("tag").lower()
         if len(_SAFETY_WORDS.findall(m.group("body"))) >= 2:
             yield m.start(), m.end(), f"<{tag}> block carrying safety instructions", DECISIVE
@@ -258,6 +283,8 @@ _POLICY_WORDS = re.compile(
 
 
 def signed_blob(text: str) -> Iterator[Hit]:
+    if not ("-----" in text or ":" in text or "=" in text or not text.isascii() or "eyj" in text.lower()):
+        return
     for m in _BLOB.finditer(text):
         if len(_POLICY_WORDS.findall(text)) >= 2:
             yield m.start(), m.end(), "signature-looking blob vouching for a safety config", DECISIVE
@@ -268,38 +295,81 @@ def signed_blob(text: str) -> Iterator[Hit]:
 
 # --- authority claims and override directives ---------------------------------------------------
 
-_AUTHORITY = re.compile(
-    r"\b(?:i am|i'm|this is|message from|sent by|on behalf of|speaking as|as|signed,?)\s+"
-    r"(?:the |your |an? |its )?(?:system |lead |chief |head |senior )?"
-    r"(?:admin(?:istrator)?|developer|operator|owner|creator|reviewer|safety team|trust (?:and|&) safety|"
-    r"security team|openai|anthropic|deployment owner|compliance (?:team|officer)|moderator|root|sysadmin|"
-    r"policy team|red team|engineer who (?:built|deployed) you)\b",
-    re.IGNORECASE,
+_AUTHORITY = Cue(
+    re.compile(
+        r"\b(?:i am|i'm|this is|message from|sent by|on behalf of|speaking as|as|signed,?)\s+"
+        r"(?:the |your |an? |its )?(?:system |lead |chief |head |senior )?"
+        r"(?:admin(?:istrator)?|developer|operator|owner|creator|reviewer|safety team|trust (?:and|&) safety|"
+        r"security team|openai|anthropic|deployment owner|compliance (?:team|officer)|moderator|root|"
+        r"sysadmin|policy team|red team|engineer who (?:built|deployed) you)\b",
+        re.IGNORECASE,
+    ),
+    (
+        "admin",
+        "developer",
+        "operator",
+        "owner",
+        "creator",
+        "reviewer",
+        "team",
+        "trust",
+        "openai",
+        "anthropic",
+        "compliance",
+        "moderator",
+        "root",
+        "engineer",
+    ),
 )
-_CONFIG_CLAIM = re.compile(
-    r"\b(?:new|updated|revised|amended|replacement|emergency|temporary|override|overriding|corrected|"
-    r"latest|signed|approved|authori[sz]ed)\s+(?:safety |content |system |cosa |moderation )?"
-    r"(?:config(?:uration)?|polic(?:y|ies)|guidelines?|rules|settings|instructions|system prompt|"
-    r"directive)\b",
-    re.IGNORECASE,
+_CONFIG_CLAIM = Cue(
+    re.compile(
+        r"\b(?:new|updated|revised|amended|replacement|emergency|temporary|override|overriding|corrected|"
+        r"latest|signed|approved|authori[sz]ed)\s+(?:safety |content |system |cosa |moderation )?"
+        r"(?:config(?:uration)?|polic(?:y|ies)|guidelines?|rules|settings|instructions|system prompt|"
+        r"directive)\b",
+        re.IGNORECASE,
+    ),
+    ("config", "polic", "guideline", "rule", "setting", "instruction", "prompt", "directive"),
 )
-_STATE_CLAIM = re.compile(
-    r"\b(?:safety|content|moderation|cosa)\s+(?:config(?:uration)?|polic(?:y|ies)|filters?|guidelines?|"
-    r"settings|restrictions|rules|mode|guard ?rails?)\s+(?:(?:has|have)\s+been|(?:is|are)(?:\s+now)?|were)\s+"
-    r"(?:disabled|removed|lifted|revoked|updated|changed|suspended|turned off|replaced|overridden|"
-    r"deactivated|switched off|relaxed|expired|off|null and void|void)\b",
-    re.IGNORECASE,
+_STATE_CLAIM = Cue(
+    re.compile(
+        r"\b(?:safety|content|moderation|cosa)\s+(?:config(?:uration)?|polic(?:y|ies)|filters?|guidelines?|"
+        r"settings|restrictions|rules|mode|guard ?rails?)\s+"
+        r"(?:(?:has|have)\s+been|(?:is|are)(?:\s+now)?|were)\s+"
+        r"(?:disabled|removed|lifted|revoked|updated|changed|suspended|turned off|replaced|overridden|"
+        r"deactivated|switched off|relaxed|expired|off|null and void|void)\b",
+        re.IGNORECASE,
+    ),
+    ("safety", "content", "moderation", "cosa"),
 )
 _SETUP_CLAIM = re.compile(r"safety|content|moderation|cosa|system|config|polic", re.IGNORECASE)
-_STATE_NOUNS = ("safety", "content", "moderation", "cosa")
-_OVERRIDE = re.compile(
-    r"\b(?:ignore|disregard|forget|override|bypass|disable|deactivate|turn off|switch off|lift|suspend|"
-    r"circumvent|throw out|abandon)\s+"
-    r"(?P<quals>(?:(?:all|any|the|your|its|these|those|every|previous|prior|above|earlier|existing|current|"
-    r"original|safety|content|system|of|that)\s+){0,4})"
-    r"(?P<target>instructions?|rules|guidelines|restrictions|settings|config(?:uration)?|polic(?:y|ies)|"
-    r"filters?|guard ?rails?|system prompt|programming|constraints|limitations|moderation|censorship)\b",
-    re.IGNORECASE,
+_OVERRIDE = Cue(
+    re.compile(
+        r"\b(?:ignore|disregard|forget|override|bypass|disable|deactivate|turn off|switch off|lift|suspend|"
+        r"circumvent|throw out|abandon)\s+"
+        r"(?P<quals>(?:(?:all|any|the|your|its|these|those|every|previous|prior|above|earlier|existing|current|"
+        r"original|safety|content|system|of|that)\s+){0,4})"
+        r"(?P<target>instructions?|rules|guidelines|restrictions|settings|config(?:uration)?|polic(?:y|ies)|"
+        r"filters?|guard ?rails?|system prompt|programming|constraints|limitations|moderation|censorship)\b",
+        re.IGNORECASE,
+    ),
+    (
+        "instruction",
+        "rule",
+        "guideline",
+        "restriction",
+        "setting",
+        "config",
+        "polic",
+        "filter",
+        "guard",
+        "prompt",
+        "programming",
+        "constraint",
+        "limitation",
+        "moderation",
+        "censorship",
+    ),
 )
 # "Ignore the rules of chess", "disable the config cache": generic nouns need a qualifier that
 # points at the assistant's own setup; these targets only ever mean it.
@@ -310,26 +380,32 @@ _OWN_SETUP = frozenset(
     }
 )  # fmt: skip
 _ALWAYS_SETUP = re.compile(r"guard ?rails?|system prompt|programming|moderation|censorship", re.IGNORECASE)
-_GRANT = re.compile(
-    r"\b(?:all|every|any)\s+(?:risk |harm |content )?categor(?:y|ies)\s+(?:are|is)\s+(?:now\s+)?"
-    r"(?:allowed|permitted|enabled|unlocked)\b"
-    r"|\byou(?: are|'re) now (?:unrestricted|unfiltered|uncensored|jailbroken|free of|"
-    r"in (?:developer|god|dan) mode)"
-    r"|\b(?:developer|god|dan|jailbreak|unrestricted|unfiltered) mode(?: is)? (?:enabled|activated|on)\b"
-    r"|\beverything is (?:now )?(?:allowed|permitted)\b",
-    re.IGNORECASE,
+_GRANT = Cue(
+    re.compile(
+        r"\b(?:all|every|any)\s+(?:risk |harm |content )?categor(?:y|ies)\s+(?:are|is)\s+(?:now\s+)?"
+        r"(?:allowed|permitted|enabled|unlocked)\b"
+        r"|\byou(?: are|'re) now (?:unrestricted|unfiltered|uncensored|jailbroken|free of|"
+        r"in (?:developer|god|dan) mode)"
+        r"|\b(?:developer|god|dan|jailbreak|unrestricted|unfiltered) mode(?: is)? (?:enabled|activated|on)\b"
+        r"|\beverything is (?:now )?(?:allowed|permitted)\b",
+        re.IGNORECASE,
+    ),
+    ("categor", "now", "mode", "everything"),
 )
 # The same directives in the languages attacks most often switch to.
-_MULTILINGUAL = re.compile(
-    r"ignor(?:a|e|ez|iere|ieren)\s+(?:todas\s+|toutes\s+|alle\s+|tutte\s+)?(?:las\s+|les\s+|die\s+|le\s+|as\s+)?"
-    r"(?:instrucciones|instructions|anweisungen|istruzioni|instruções|regeln|reglas|règles|regole)"
-    r"|(?:nueva|nouvelle|neue|nuova|nova)\s+(?:configuración|configuration|konfiguration|configurazione|"
-    r"configuração|política|politique|richtlinie)(?:\s+de|\s+di)?\s*(?:seguridad|sécurité|sicherheit|"
-    r"sicurezza|segurança)?"
-    r"|忽略(?:之前|以上|先前|所有)|无视(?:之前|以上|所有)|新的?安全(?:配置|策略|设置)|安全(?:配置|限制|过滤)已(?:被)?(?:禁用|关闭|解除)"
-    r"|игнорируй|игнорировать (?:все )?(?:предыдущие )?инструкции|новая конфигурация безопасности"
-    r"|以前の指示を無視|安全設定を無効",
-    re.IGNORECASE,
+_MULTILINGUAL = Cue(
+    re.compile(
+        r"ignor(?:a|e|ez|iere|ieren)\s+(?:todas\s+|toutes\s+|alle\s+|tutte\s+)?(?:las\s+|les\s+|die\s+|le\s+|as\s+)?"
+        r"(?:instrucciones|instructions|anweisungen|istruzioni|instruções|regeln|reglas|règles|regole)"
+        r"|(?:nueva|nouvelle|neue|nuova|nova)\s+(?:configuración|configuration|konfiguration|configurazione|"
+        r"configuração|política|politique|richtlinie)(?:\s+de|\s+di)?\s*(?:seguridad|sécurité|sicherheit|"
+        r"sicurezza|segurança)?"
+        r"|忽略(?:之前|以上|先前|所有)|无视(?:之前|以上|所有)|新的?安全(?:配置|策略|设置)|安全(?:配置|限制|过滤)已(?:被)?(?:禁用|关闭|解除)"
+        r"|игнорируй|игнорировать (?:все )?(?:предыдущие )?инструкции|новая конфигурация безопасности"
+        r"|以前の指示を無視|安全設定を無効",
+        re.IGNORECASE,
+    ),
+    ("ignor", "nueva", "nouvelle", "neue", "nuova", "nova"),
 )
 _QUESTION_START = re.compile(
     r"^\s*(?:how|what|why|when|where|which|who|can|could|should|would|is|are|does|do|did|has|have|"
@@ -353,16 +429,18 @@ def _asks_about(text: str, start: int, end: int) -> bool:
 
 
 def authority(text: str) -> Iterator[Hit]:
-    claims = [(m, "authority claim") for m in _AUTHORITY.finditer(text)]
-    configs = [(m, "claims a new config") for m in _CONFIG_CLAIM.finditer(text)]
     lowered = text.lower()
+    claims = [(m, "authority claim") for m in _AUTHORITY.finditer(text, lowered)]
+    configs = [(m, "claims a new config") for m in _CONFIG_CLAIM.finditer(text, lowered)]
     states = [
         (m, "claims the safety settings changed")
-        for m in (_STATE_CLAIM.finditer(text) if any(w in lowered for w in _STATE_NOUNS) else ())
+        for m in _STATE_CLAIM.finditer(text, lowered)
         if not _OWN.search(text[max(0, m.start() - 12) : m.start()])
     ]
-    grants = [(m, "declares restrictions lifted") for m in _GRANT.finditer(text)]
-    overrides = [(m, f"orders to override {m.group('target').lower()}") for m in _OVERRIDE.finditer(text)]
+    grants = [(m, "declares restrictions lifted") for m in _GRANT.finditer(text, lowered)]
+    overrides = [
+        (m, f"orders to override {m.group('target').lower()}") for m in _OVERRIDE.finditer(text, lowered)
+    ]
     overrides = [
         (m, why)
         for m, why in overrides
@@ -372,7 +450,7 @@ def authority(text: str) -> Iterator[Hit]:
             r"\s+(?:about|on|regarding|for) (?:the )?(?:format|tone|style|length)", text[m.end() :]
         )
     ]
-    multi = [(m, "override directive (non-English)") for m in _MULTILINGUAL.finditer(text)]
+    multi = [(m, "override directive (non-English)") for m in _MULTILINGUAL.finditer(text, lowered)]
     directives = states + grants + overrides + multi
     # An order stands alone; a claim needs a second cue ("I am the admin" + "new safety config").
     strong = {m.span() for m, _ in directives if not _asks_about(text, *m.span())}
