@@ -47,7 +47,7 @@ async def test_openai_reads_the_key_from_the_environment(monkeypatch: pytest.Mon
     spec = BackendSpec(kind="openai", model="m", base_url="http://gpu:8000/v1", api_key_env="UPSTREAM_KEY")
     backend = build_backend(spec)
     assert isinstance(backend, OpenAIBackend)
-    assert backend._client.headers["authorization"] == "Bearer sk-test"
+    assert backend._headers["authorization"] == "Bearer sk-test"
     assert backend._url == "http://gpu:8000/v1/chat/completions"
     await backend.aclose()
     monkeypatch.delenv("UPSTREAM_KEY")

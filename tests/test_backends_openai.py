@@ -13,6 +13,7 @@ from typing import Any, cast
 import httpx
 import pytest
 
+from cosa_guard.backends._aiohttp_transport import AiohttpTransport
 from cosa_guard.backends.openai import OpenAIBackend, match_candidates
 from cosa_guard.errors import BackendError, BackendTimeoutError, DeploymentError
 from cosa_guard.types import Chunk, GenerationParams, Message
@@ -92,15 +93,26 @@ async def test_generate_sends_messages_and_params_and_parses_answer() -> None:
     await b.aclose()
 
 
-async def test_client_is_reused_across_calls() -> None:
+async def test_one_transport_serves_every_call_until_aclose() -> None:
+    closed: list[bool] = []
+
+    class Closing(httpx.MockTransport):
+        async def aclose(self) -> None:
+            closed.append(True)
+
     rec = Recorder([httpx.Response(200, json=completion_json("x"))])
-    b = backend(rec)
-    client = b._client
+    b = OpenAIBackend("m", base_url="http://upstream/v1", transport=Closing(rec))
     for _ in range(3):
         await b.generate(MESSAGES, GenerationParams())
-    assert b._client is client and len(rec.requests) == 3
+    assert len(rec.requests) == 3 and not closed
+    assert all(r.headers["content-type"] == "application/json" for r in rec.requests)
     await b.aclose()
-    assert client.is_closed
+    assert closed == [True]
+
+
+def test_unknown_http_client_is_a_deployment_error() -> None:
+    with pytest.raises(DeploymentError, match="http must be one of auto, aiohttp, httpx"):
+        OpenAIBackend("m", http="requests")
 
 
 async def test_stream_yields_deltas_until_done() -> None:
@@ -266,7 +278,7 @@ def test_from_options_reads_key_from_env(monkeypatch: pytest.MonkeyPatch) -> Non
     b = OpenAIBackend.from_options(
         "m", base_url="http://x/v1", api_key_env="UPSTREAM_KEY", timeout_s=3.0, options={"max_retries": 0}
     )
-    assert b._client.headers["authorization"] == "Bearer sk-env"
+    assert b._headers["authorization"] == "Bearer sk-env"
     assert b.max_retries == 0 and b.timeout_s == 3.0
     monkeypatch.delenv("UPSTREAM_KEY")
     with pytest.raises(DeploymentError, match="UPSTREAM_KEY"):
@@ -315,6 +327,14 @@ class Upstream:
             self.in_flight -= 1
 
 
+@pytest.fixture(params=["httpx", "aiohttp"])
+def http(request: pytest.FixtureRequest) -> str:
+    """Every real-upstream test runs on both transports: httpcore's (pooled) and aiohttp's."""
+    if request.param == "aiohttp":
+        pytest.importorskip("aiohttp")
+    return str(request.param)
+
+
 @contextlib.contextmanager
 def upstream(app: Upstream, **config: Any) -> Iterator[str]:
     pytest.importorskip("uvicorn")
@@ -324,10 +344,10 @@ def upstream(app: Upstream, **config: Any) -> Iterator[str]:
         yield url + "/v1"
 
 
-async def test_64_concurrent_streams_share_a_pool_of_reused_connections() -> None:
+async def test_64_concurrent_streams_share_a_pool_of_reused_connections(http: str) -> None:
     app = Upstream(hold=64)
     with upstream(app) as url:
-        b = OpenAIBackend("m", base_url=url, timeout_s=30, max_connections=64)
+        b = OpenAIBackend("m", base_url=url, http=http, timeout_s=30, max_connections=64)
         for _ in range(3):
             answers = await asyncio.gather(
                 *(collect(b.stream(MESSAGES, GenerationParams())) for _ in range(64))
@@ -339,10 +359,10 @@ async def test_64_concurrent_streams_share_a_pool_of_reused_connections() -> Non
     assert len(set(app.ports)) == 64  # rounds two and three reused the first round's connections
 
 
-async def test_max_connections_option_bounds_requests_in_flight() -> None:
+async def test_max_connections_option_bounds_requests_in_flight(http: str) -> None:
     app = Upstream(hold=2)  # the first answer waits for a second one in flight
     with upstream(app) as url:
-        options = {"max_connections": 2}  # as a deployment's BackendSpec.options
+        options = {"max_connections": 2, "http": http}  # as a deployment's BackendSpec.options
         b = OpenAIBackend.from_options("m", base_url=url, api_key_env=None, timeout_s=5, options=options)
         answers = await asyncio.gather(*(collect(b.stream(MESSAGES, GenerationParams())) for _ in range(12)))
         await b.aclose()
@@ -350,10 +370,10 @@ async def test_max_connections_option_bounds_requests_in_flight() -> None:
     assert app.peak == 2 and len(set(app.ports)) == 2
 
 
-async def test_waiting_longer_than_timeout_for_a_connection_is_backend_timeout() -> None:
+async def test_waiting_longer_than_timeout_for_a_connection_is_backend_timeout(http: str) -> None:
     app = Upstream(hold=2)  # the first answer stops after one chunk until released
     with upstream(app) as url:
-        b = OpenAIBackend("m", base_url=url, max_connections=1, timeout_s=0.2)
+        b = OpenAIBackend("m", base_url=url, http=http, max_connections=1, timeout_s=0.2)
         first = b.stream(MESSAGES, GenerationParams())
         assert (await anext(first)).text == "Par"  # its connection is now busy until we read on
         with pytest.raises(BackendTimeoutError, match="PoolTimeout"):
@@ -365,10 +385,10 @@ async def test_waiting_longer_than_timeout_for_a_connection_is_backend_timeout()
     assert len(app.ports) == 1  # the second call never reached the server
 
 
-async def test_cancelled_wait_for_a_connection_takes_no_slot() -> None:
+async def test_cancelled_wait_for_a_connection_takes_no_slot(http: str) -> None:
     app = Upstream(hold=2)  # the first answer stops after one chunk until released
     with upstream(app) as url:
-        b = OpenAIBackend("m", base_url=url, max_connections=1, timeout_s=5)
+        b = OpenAIBackend("m", base_url=url, http=http, max_connections=1, timeout_s=5)
         first = b.stream(MESSAGES, GenerationParams())
         assert (await anext(first)).text == "Par"
         waiting = asyncio.ensure_future(collect(b.stream(MESSAGES, GenerationParams())))
@@ -384,11 +404,11 @@ async def test_cancelled_wait_for_a_connection_takes_no_slot() -> None:
     assert len(app.ports) == 2 and len(set(app.ports)) == 1  # the cancelled call never reached the server
 
 
-async def test_stream_ends_at_done_even_if_the_body_stays_open() -> None:
+async def test_stream_ends_at_done_even_if_the_body_stays_open(http: str) -> None:
     app = Upstream(hold=2)
     app.first = sse(delta("Paris.", "stop"))  # [DONE], then the server holds the body open
     with upstream(app) as url:
-        b = OpenAIBackend("m", base_url=url, timeout_s=5)
+        b = OpenAIBackend("m", base_url=url, http=http, timeout_s=5)
         chunks = await collect(b.stream(MESSAGES, GenerationParams()))
         still_open = app.in_flight == 1
         app.release.set()
@@ -397,10 +417,10 @@ async def test_stream_ends_at_done_even_if_the_body_stays_open() -> None:
     assert still_open  # the answer did not wait for the server to end the body
 
 
-async def test_abandoned_stream_gives_its_connection_back() -> None:
+async def test_abandoned_stream_gives_its_connection_back(http: str) -> None:
     app = Upstream()
     with upstream(app) as url:
-        b = OpenAIBackend("m", base_url=url, max_connections=1, timeout_s=5)
+        b = OpenAIBackend("m", base_url=url, http=http, max_connections=1, timeout_s=5)
         stream = cast(AsyncGenerator[Chunk, None], b.stream(MESSAGES, GenerationParams()))
         assert (await anext(stream)).text == "Par"
         await stream.aclose()  # the consumer stops after one chunk, mid-body
@@ -410,10 +430,10 @@ async def test_abandoned_stream_gives_its_connection_back() -> None:
     assert len(app.ports) == 2
 
 
-async def test_connection_closed_by_the_server_is_replaced() -> None:
+async def test_connection_closed_by_the_server_is_replaced(http: str) -> None:
     app = Upstream()
     with upstream(app, timeout_keep_alive=0.1) as url:
-        b = OpenAIBackend("m", base_url=url, max_retries=0)
+        b = OpenAIBackend("m", base_url=url, http=http, max_retries=0)
         await collect(b.stream(MESSAGES, GenerationParams()))
         for _ in range(500):  # until the server's keep-alive timeout has closed the idle connection
             if not _idle_connections(b):
@@ -428,6 +448,12 @@ async def test_connection_closed_by_the_server_is_replaced() -> None:
 
 
 def _idle_connections(b: OpenAIBackend) -> list[Any]:
-    """The pool's idle connections the server has not closed (has_expired() sees the closed socket)."""
-    pool = b._client._transport._pool  # type: ignore[attr-defined]
+    """The transport's idle connections the server has not closed."""
+    transport = b._transport
+    if isinstance(transport, AiohttpTransport):
+        session = transport._session
+        assert session is not None and session.connector is not None
+        idle = session.connector._conns  # type: ignore[attr-defined]
+        return [proto for conns in idle.values() for proto, _ in conns if proto.is_connected()]
+    pool = transport._pool  # type: ignore[attr-defined]
     return [c for stack in pool._idle.values() for c in stack if not c.has_expired()]
