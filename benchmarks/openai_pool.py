@@ -1,15 +1,16 @@
-"""The `openai` backend's connection pool against httpx's default one, at many concurrent calls.
+"""The `openai` backend's two transports against httpx's default one, at many concurrent calls.
 
     python benchmarks/openai_pool.py --quick       # < 60 s
     python benchmarks/openai_pool.py --concurrency 16
 
 The fake upstream of benchmarks/server.py (a fixed completion, no model) runs in its own process;
-this process makes `OpenAIBackend.generate` calls to it from N concurrent callers, once through
-the backend's pool (`cosa_guard/backends/_http_pool.py`) and once through httpx's default
-transport (httpcore's `AsyncConnectionPool`), alternating rounds so both see the same machine
-load. Prints `name=value` lines per pool (`ours_`, `httpx_`): calls per second, median / p99 /
-max latency and CPU time of this process per call, then
-`cpu_per_call_ratio` (httpx / ours) and `p99_ratio` (httpx / ours).
+this process makes `OpenAIBackend.generate` calls to it from N concurrent callers through each
+of: the aiohttp transport (`http: aiohttp`, the default when aiohttp is installed), the backend's
+httpcore pool (`http: httpx`, `cosa_guard/backends/_http_pool.py`) and httpx's default transport
+(httpcore's `AsyncConnectionPool`), alternating rounds so all see the same machine load. Prints
+`name=value` lines per transport (`aiohttp_`, `pooled_`, `httpx_`): calls per second, median /
+p99 / max latency and CPU time of this process per call, then `cpu_per_call_ratio_<name>` and
+`p99_ratio_<name>` (httpx's default / that transport).
 """
 
 from __future__ import annotations
@@ -34,13 +35,21 @@ from server import run_upstream, wait_ready  # the same fake upstream as the ser
 MESSAGES = (Message("user", "Write the opening line of a duel scene."),)
 
 
+POOLS = ("aiohttp", "pooled", "httpx")
+
+
 def backend(url: str, pool: str, max_connections: int) -> OpenAIBackend:
     transport = None
     if pool == "httpx":
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         transport = httpx.AsyncHTTPTransport(limits=limits)
     return OpenAIBackend(
-        "fake", base_url=url, max_retries=0, max_connections=max_connections, transport=transport
+        "fake",
+        base_url=url,
+        max_retries=0,
+        max_connections=max_connections,
+        http="aiohttp" if pool == "aiohttp" else "httpx",
+        transport=transport,
     )
 
 
@@ -63,7 +72,7 @@ async def round_of_calls(b: OpenAIBackend, concurrency: int, calls: int) -> tupl
 
 
 async def measure(url: str, concurrency: int, calls: int, rounds: int) -> dict[str, float]:
-    backends = {pool: backend(url, pool, max(concurrency, 1)) for pool in ("ours", "httpx")}
+    backends = {pool: backend(url, pool, max(concurrency, 1)) for pool in POOLS}
     totals: dict[str, tuple[list[float], float, float]] = {pool: ([], 0.0, 0.0) for pool in backends}
     try:
         for b in backends.values():  # warm up: open the connections
@@ -85,10 +94,11 @@ async def measure(url: str, concurrency: int, calls: int, rounds: int) -> dict[s
         results[f"{pool}_c{concurrency}_max_ms"] = ordered[-1] * 1000
         results[f"{pool}_c{concurrency}_cpu_us_per_call"] = cpu / len(ordered) * 1e6
     prefix = f"_c{concurrency}_"
-    results["cpu_per_call_ratio"] = (
-        results[f"httpx{prefix}cpu_us_per_call"] / results[f"ours{prefix}cpu_us_per_call"]
-    )
-    results["p99_ratio"] = results[f"httpx{prefix}p99_ms"] / results[f"ours{prefix}p99_ms"]
+    for pool in POOLS[:-1]:
+        results[f"cpu_per_call_ratio_{pool}"] = (
+            results[f"httpx{prefix}cpu_us_per_call"] / results[f"{pool}{prefix}cpu_us_per_call"]
+        )
+        results[f"p99_ratio_{pool}"] = results[f"httpx{prefix}p99_ms"] / results[f"{pool}{prefix}p99_ms"]
     return results
 
 
