@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from cosa_guard._optional import require
+from cosa_guard.backends._slots import InFlightSlots
 
 if TYPE_CHECKING:
     import aiohttp
@@ -44,7 +45,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     def __init__(self, *, limits: httpx.Limits) -> None:
         self._aiohttp = require("aiohttp", "server", "the aiohttp HTTP client of the openai backend")
         self._limits = limits
-        self._slots = asyncio.Semaphore(limits.max_connections) if limits.max_connections else None
+        self._slots = InFlightSlots(limits.max_connections, httpx.PoolTimeout)
         self._session: aiohttp.ClientSession | None = None  # bound to the loop of the first call
 
     def _client(self) -> aiohttp.ClientSession:
@@ -59,7 +60,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeout = request.extensions.get("timeout", {})
         connect, read = timeout.get("connect"), timeout.get("read")
-        await self._acquire(timeout.get("pool"))
+        await self._slots.acquire(timeout.get("pool"))
         try:
             aio = self._aiohttp
             try:
@@ -77,7 +78,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             except Exception as exc:
                 raise _mapped(aio, exc) from exc
         except BaseException:
-            self._release()
+            self._slots.release()
             raise
         return httpx.Response(
             status_code=response.status,
@@ -86,19 +87,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             request=request,
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": (response.reason or "").encode()},
         )
-
-    async def _acquire(self, pool_timeout: float | None) -> None:
-        if self._slots is None:
-            return
-        try:
-            async with asyncio.timeout(pool_timeout):
-                await self._slots.acquire()
-        except TimeoutError as exc:
-            raise httpx.PoolTimeout(f"no free connection within {pool_timeout:g} s") from exc
-
-    def _release(self) -> None:
-        if self._slots is not None:
-            self._slots.release()
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -133,7 +121,7 @@ class _Body(httpx.AsyncByteStream):
         if self._open:
             self._open = False
             self._response.release()  # back to the pool when the body was read, else the socket closes
-            self._transport._release()
+            self._transport._slots.release()
 
 
 def _mapped(aio: Any, exc: Exception) -> httpx.TransportError:

@@ -16,7 +16,6 @@ socket options and HTTP/1.1 framing are exactly httpx's; only the bookkeeping is
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterable, AsyncIterator
 from types import TracebackType
 from typing import Any
@@ -24,6 +23,8 @@ from typing import Any
 import anyio
 import httpcore
 import httpx
+
+from cosa_guard.backends._slots import InFlightSlots
 
 __all__ = ["PooledTransport"]
 
@@ -45,12 +46,12 @@ class PooledTransport(httpx.AsyncHTTPTransport):
 class _ExclusivePool:
     def __init__(self, factory: httpcore.AsyncConnectionPool, max_connections: int | None) -> None:
         self._factory = factory
-        self._slots = asyncio.Semaphore(max_connections) if max_connections else None
+        self._slots = InFlightSlots(max_connections, httpcore.PoolTimeout)
         self._idle: dict[tuple[bytes, bytes, int], list[httpcore.AsyncConnectionInterface]] = {}
         self._closed = False
 
     async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
-        await self._acquire_slot(request.extensions.get("timeout", {}).get("pool"))
+        await self._slots.acquire(request.extensions.get("timeout", {}).get("pool"))
         try:
             while True:
                 connection = await self._checkout(request.url.origin)
@@ -66,7 +67,7 @@ class _ExclusivePool:
                     raise
                 break
         except BaseException:
-            self._release_slot()
+            self._slots.release()
             raise
         assert isinstance(response.stream, AsyncIterable)
         return httpcore.Response(
@@ -75,19 +76,6 @@ class _ExclusivePool:
             content=_ReturningStream(response.stream, self, connection, request.url.origin),
             extensions=response.extensions,
         )
-
-    async def _acquire_slot(self, wait_s: float | None) -> None:
-        if self._slots is None:
-            return
-        try:
-            async with asyncio.timeout(wait_s):
-                await self._slots.acquire()
-        except TimeoutError as exc:
-            raise httpcore.PoolTimeout(f"no connection became free within {wait_s:g} s") from exc
-
-    def _release_slot(self) -> None:
-        if self._slots is not None:
-            self._slots.release()
 
     async def _checkout(self, origin: httpcore.Origin) -> httpcore.AsyncConnectionInterface:
         idle = self._idle.get(_key(origin))
@@ -159,7 +147,7 @@ class _ReturningStream:
                     await self._stream.aclose()
                 await self._pool._checkin(connection, self._origin)
         finally:
-            self._pool._release_slot()
+            self._pool._slots.release()
 
 
 def _key(origin: httpcore.Origin) -> tuple[bytes, bytes, int]:
