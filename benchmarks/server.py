@@ -24,6 +24,7 @@ import json
 import multiprocessing
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -208,14 +209,19 @@ async def check_guarded(url: str, headers: dict[str, str]) -> None:
 
 
 def cpu_seconds(pid: int | None) -> float | None:
-    """User + system CPU time of a process (Linux /proc); None elsewhere."""
+    """User + system CPU time of a process and its live children (workers); Linux /proc, None elsewhere."""
+    from cosa_guard.testing.server import worker_pids
+
     if pid is None:
         return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for one in (pid, *worker_pids(pid)):
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 async def measure(
@@ -276,7 +282,16 @@ def main(argv: list[str] | None = None) -> int:
         help="the fake upstream waits this long before answering, like a model generating; 0 (default) "
         "makes the upstream as cheap as possible, the hardest case for the throughput ratio",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="run the guarded server as `cosa-guard serve --workers N` (N processes on one port) "
+        "instead of one in-process app; only with the openai backend (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
+    if args.workers > 1 and args.backend != "openai":
+        parser.error("--workers needs --backend openai: the workers build their backends from the deployment")
     requests = args.requests or (2000 if args.quick else 10000)
     sizes = {1: requests // 2, 64: requests}
 
@@ -288,16 +303,25 @@ def main(argv: list[str] | None = None) -> int:
     guarded = f"http://127.0.0.1:{guard_port}"
     with tempfile.TemporaryDirectory() as tmp:
         deployments, api_key = write_deployment(Path(tmp), upstream + "/v1")
-        processes = [
-            context.Process(target=run_upstream, args=(up_port, args.upstream_delay_ms / 1000), daemon=True),
-            context.Process(
+        upstream_process = context.Process(
+            target=run_upstream, args=(up_port, args.upstream_delay_ms / 1000), daemon=True
+        )
+        upstream_process.start()
+        guarded_process: Any
+        if args.workers > 1:
+            command = ["serve", "--deployments", str(deployments), "--port", str(guard_port)]
+            command += ["--workers", str(args.workers), "--watch-interval", "0", "--log-level", "error"]
+            guarded_process = subprocess.Popen(
+                [sys.executable, "-m", "cosa_guard", *command], stdout=subprocess.DEVNULL
+            )
+        else:
+            guarded_process = context.Process(
                 target=run_guarded,
                 args=(guard_port, str(deployments), args.backend, args.upstream_delay_ms / 1000),
                 daemon=True,
-            ),
-        ]
-        for process in processes:
-            process.start()
+            )
+            guarded_process.start()
+        processes = [upstream_process, guarded_process]
         try:
             asyncio.run(wait_ready(upstream + "/"))
             asyncio.run(wait_ready(guarded + "/healthz"))
@@ -317,8 +341,9 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for process in processes:
                 process.terminate()
-                process.join(10)
+                process.wait(10) if isinstance(process, subprocess.Popen) else process.join(10)
     print(f"backend={args.backend}")
+    print(f"workers={args.workers}")
     print(f"upstream_delay_ms={args.upstream_delay_ms:g}")
     print(f"requests_per_measurement={requests}")
     print(f"added_latency_median_ms={results['guarded_c1_median_ms'] - results['direct_c1_median_ms']:.3f}")

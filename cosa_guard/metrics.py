@@ -86,7 +86,11 @@ class PrometheusMetrics:
         )
         self._stage_children: dict[tuple[str, str], Any] = {}
         self._breaker = prom.Gauge(
-            "breaker_state", "Primary route breaker: 0 closed, 1 half-open, 2 open", ["deployment"], **kwargs
+            "breaker_state",
+            "Primary route breaker: 0 closed, 1 half-open, 2 open",
+            ["deployment"],
+            multiprocess_mode="max",  # with several server workers: open if any worker's breaker is
+            **kwargs,
         )
         self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 

@@ -25,7 +25,7 @@ httpx = pytest.importorskip("httpx")
 
 from cosa_guard.config import SafetyConfig  # noqa: E402
 from cosa_guard.testing.deployments import write_signed_deployment  # noqa: E402
-from cosa_guard.testing.server import free_port  # noqa: E402
+from cosa_guard.testing.server import free_port, worker_pids  # noqa: E402
 
 CONFIG = SafetyConfig(id="game", version=1, text="Fictional violence is fine.", allow=["violence"])
 
@@ -161,6 +161,69 @@ def test_sighup_reloads_and_keeps_the_last_good_config(
         model="game", messages=[{"role": "user", "content": "a duel"}]
     )
     assert completion.model_extra["cosa_guard"]["config_hash"] == CONFIG.hash
+
+
+def _decisions(root: str) -> float:
+    text = httpx.get(root + "/metrics").text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("cosa_guard_decisions_total{")
+    )
+
+
+def _answer(base_url: str, key: str) -> dict[str, str]:
+    client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0)
+    completion = client.chat.completions.create(
+        model="game", messages=[{"role": "user", "content": "a duel"}]
+    )
+    assert completion.choices[0].message.content == "A duel at dawn."
+    return dict(completion.model_extra["cosa_guard"])
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="counts worker processes through /proc")
+def test_workers_share_the_port_sum_metrics_and_roll_back_a_bad_reload(
+    deployments: tuple[Path, str], tmp_path: Path
+) -> None:
+    path, key = deployments
+    port = free_port()
+    process = Server(
+        "--deployments", str(path), "--port", str(port), "--workers", "2", "--watch-interval", "0"
+    )
+    try:
+        base_url = process.wait_for("base_url=", 60).split("=", 1)[1]
+        root = base_url.removesuffix("/v1")
+        _ready(root, 60)
+        deadline = time.monotonic() + 30
+        while len(workers := worker_pids(process.process.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(workers) == 2
+        for _ in range(20):
+            assert _answer(base_url, key)["config_hash"] == CONFIG.hash
+        # Whichever worker answers the scrape, it reports every worker's calls.
+        assert [_decisions(root) for _ in range(4)] == [20.0] * 4
+
+        bundle = tmp_path / "bundles" / "game.json"
+        good = bundle.read_text()
+        bundle.write_text(good.replace("Fictional violence", "Any violence"))  # breaks the signature
+        process.process.send_signal(signal.SIGHUP)
+        time.sleep(3)  # the replacement fails to verify the config and never takes over
+        assert worker_pids(process.process.pid) == workers
+        assert _answer(base_url, key)["config_hash"] == CONFIG.hash
+
+        bundle.write_text(good)
+        process.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while worker_pids(process.process.pid) & workers and time.monotonic() < deadline:
+            time.sleep(0.2)
+        replaced = worker_pids(process.process.pid)
+        assert len(replaced) == 2 and not replaced & workers  # a rolling restart onto the good config
+        assert _answer(base_url, key)["config_hash"] == CONFIG.hash
+        assert process.stop() == 0
+    finally:
+        if process.process.poll() is None:
+            process.process.kill()
+    assert (tmp_path / "audit.jsonl").read_text().count('"decision": "allowed"') == 22
 
 
 def test_busy_port_is_reported_before_loading_anything(deployments: tuple[Path, str]) -> None:

@@ -17,6 +17,7 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import signal
 import threading
 import time
@@ -100,6 +101,7 @@ def create_app(
     reload_on_sighup: bool = True,
     close_guard: bool = False,
     audit: AuditSink | None = None,
+    close_audit: bool = False,
 ) -> FastAPI:
     """A FastAPI app serving `guard`.
 
@@ -108,6 +110,7 @@ def create_app(
     `close_guard`: `await guard.aclose()` at shutdown, for callers that hand the guard over.
     `audit`: also record requests refused before they reach the guard (bad key, malformed body, wrong
     model, ...); the guard records every call that reaches it in its deployments' audit files.
+    `close_audit`: close `audit` at shutdown, for callers that hand it over.
     """
     reloader = _Reloader(guard)
 
@@ -126,6 +129,8 @@ def create_app(
                     await watcher
             if close_guard:
                 await guard.aclose()
+            if close_audit and audit is not None:
+                await asyncio.to_thread(audit.close)
 
     app = FastAPI(
         title="cosa-guard",
@@ -174,7 +179,7 @@ def create_app(
 
     async def metrics(_request: Request) -> Response:
         prom = require("prometheus_client", "server", "the /metrics endpoint")
-        return Response(prom.generate_latest(), media_type=prom.CONTENT_TYPE_LATEST)
+        return Response(prom.generate_latest(_scraped_registry(prom)), media_type=prom.CONTENT_TYPE_LATEST)
 
     # Plain Starlette routes: the endpoints read the request themselves, so FastAPI's dependency
     # solving would only add per-request work (about a fifth of the server's CPU per call).
@@ -184,6 +189,16 @@ def create_app(
     app.router.add_route("/healthz", healthz, methods=["GET"])
     app.router.add_route("/metrics", metrics, methods=["GET"])
     return app
+
+
+def _scraped_registry(prom: Any) -> Any:
+    """The process's registry, or with several workers (`PROMETHEUS_MULTIPROC_DIR`) all workers' sums."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return prom.REGISTRY
+    multiprocess = require("prometheus_client.multiprocess", "server", "the /metrics endpoint")
+    registry = prom.CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
 
 
 # --- Requests --------------------------------------------------------------------------------------

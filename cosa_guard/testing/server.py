@@ -14,11 +14,29 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from cosa_guard._optional import require
 
-__all__ = ["free_port", "serve_in_thread"]
+__all__ = ["free_port", "serve_in_thread", "worker_pids"]
+
+
+def worker_pids(supervisor: int) -> set[int]:
+    """Live child processes of `supervisor` (server workers), read from Linux's /proc; empty elsewhere.
+
+    multiprocessing's resource tracker is a child too, and is left out.
+    """
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == supervisor and fields[0] != "Z" and b"resource_tracker" not in cmdline:
+            found.add(int(stat.parent.name))
+    return found
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -1,0 +1,76 @@
+"""`cosa-guard serve --workers N`: the same app in N processes sharing one listening socket.
+
+One process serves about 1,500 guarded calls per second per core (docs/server.md); more cores
+need more processes. uvicorn's supervisor starts the workers, and each builds its own guard from
+the options `cosa-guard serve` left in the environment (`COSA_GUARD_SERVE`), verifying every
+config itself.
+
+Reloads keep the last good config in every worker. SIGHUP to the supervisor replaces the
+workers one at a time, each replacement serving before its predecessor retires; a replacement
+whose configs fail to verify never starts, so the old worker keeps serving and the rest of the
+restart is abandoned (logged). Each worker also watches the deployments file and reloads in place.
+
+Metrics: with `PROMETHEUS_MULTIPROC_DIR` set (the CLI sets a private one), prometheus_client
+writes every worker's samples there and `/metrics` answers with all workers' sums, whichever
+worker a scrape reaches.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+OPTIONS_ENV = "COSA_GUARD_SERVE"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+APP_FACTORY = "cosa_guard.server.workers:create_worker_app"
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """What each worker needs to build the app `cosa-guard serve` would build in one process."""
+
+    deployments: str
+    max_body_bytes: int
+    watch_interval_s: float | None
+    audit: str | None = None
+
+    def to_env(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_env(cls) -> WorkerOptions:
+        raw = os.environ.get(OPTIONS_ENV)
+        if raw is None:
+            raise RuntimeError(
+                f"{OPTIONS_ENV} is not set: start workers with `cosa-guard serve --workers N`, "
+                f"which passes its options to {APP_FACTORY}"
+            )
+        return cls(**json.loads(raw))
+
+
+def create_worker_app() -> Any:
+    """uvicorn's app factory in each worker process."""
+    from cosa_guard.audit import JsonlAuditSink
+    from cosa_guard.cli._guarded import open_guard
+    from cosa_guard.server.app import create_app
+
+    options = WorkerOptions.from_env()
+    # uvicorn calls the factory inside its running loop, and loading local models runs a loop of
+    # its own: load them in a thread (nothing is served until the factory returns).
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        guard = pool.submit(open_guard, Path(options.deployments)).result()
+    audit = JsonlAuditSink(options.audit) if options.audit else None
+    return create_app(
+        guard,
+        max_body_bytes=options.max_body_bytes,
+        watch_interval_s=options.watch_interval_s,
+        # SIGHUP goes to the supervisor, which replaces the workers; a worker never sees it.
+        reload_on_sighup=False,
+        close_guard=True,
+        audit=audit,
+        close_audit=True,
+    )
