@@ -20,7 +20,7 @@ weights (or `--weights`), then prints `name=value` lines:
                                                           families (the shipped ones were tuned on this
                                                           split, so the plain figures are optimistic)
     latency_median_ms, latency_p95_ms                     one `judge()` call, end to end
-    ms_per_example                                        batched scoring throughput
+    ms_per_example                                        scoring throughput, one pair per forward
 """
 
 from __future__ import annotations
@@ -36,23 +36,18 @@ from pathlib import Path
 from cosa_guard.config import SafetyConfig
 from cosa_guard.judges.category import CategoryJudge
 from cosa_guard.judges.corpus import VAL, Example, build_corpus, stable_fraction
-from cosa_guard.judges.train_category import calibrate_thresholds, fbeta, labels_matrix
+from cosa_guard.judges.train_category import calibrate_thresholds, fbeta, labels_matrix, score_rows
 from cosa_guard.taxonomy import ALLOWABLE_IDS, CATEGORY_IDS, is_compliant
 from cosa_guard.types import Message
 
 HUMAN_SOURCES = {"gptfuzz_jailbreak_responses", "ailuminate_demo", "harmful_requests_misc"}
 
 
-def score(judge: CategoryJudge, rows: Sequence[Example], batch: int = 32) -> tuple[list[list[float]], float]:
-    """Per row, the probability of each category (in CATEGORY_IDS order); and ms per row."""
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i].prompt) + len(rows[i].response))
-    probs: list[list[float]] = [[] for _ in rows]
+def score(judge: CategoryJudge, rows: Sequence[Example]) -> tuple[list[list[float]], float]:
+    """Per row, the probability of each category (in CATEGORY_IDS order), each pair scored alone as
+    `judge()` scores it (so the figures match serving); and ms per row."""
     start = time.perf_counter()
-    for k in range(0, len(order), batch):
-        part = order[k : k + batch]
-        out = judge.score_pairs([rows[i].prompt for i in part], [rows[i].response for i in part])
-        for i, row in zip(part, out, strict=True):
-            probs[i] = [row[c] for c in CATEGORY_IDS]
+    probs = score_rows(judge, rows)
     return probs, (time.perf_counter() - start) * 1000.0 / max(1, len(rows))
 
 

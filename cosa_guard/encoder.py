@@ -265,7 +265,9 @@ class EncoderPredictor:
                     seen[i] = True
         return out
 
-    def predict_each(self, texts: Sequence[str], *, threads: int | None = None) -> list[list[float]]:
+    def predict_each(
+        self, texts: Sequence[str], pairs: Sequence[str] | None = None, *, threads: int | None = None
+    ) -> list[list[float]]:
         """Like `predict`, but every text runs in its own forward pass, so its score never depends
         on which other texts share the call.
 
@@ -274,15 +276,21 @@ class EncoderPredictor:
         time, and calibrating a threshold on batched scores then missed its false-positive target.
         `threads` sets torch's intra-op threads for this call (restored afterwards; OpenMP keeps the
         setting per thread anyway): one thread was faster than two on a contended 2-core box.
+        `pairs` works as in `predict`.
         """
+        if pairs is not None and len(pairs) != len(texts):
+            raise ValueError(f"got {len(texts)} texts but {len(pairs)} pairs")
         out: list[list[float]] = []
         with self._lock, torch.inference_mode():
             before = torch.get_num_threads()
             if threads is not None:
                 torch.set_num_threads(threads)
             try:
-                for text in texts:
-                    win = encode_windows(self.tokenizer, [text], self.config.max_length, self.config.stride)
+                for i, text in enumerate(texts):
+                    pair = [pairs[i]] if pairs is not None else None
+                    win = encode_windows(
+                        self.tokenizer, [text], self.config.max_length, self.config.stride, pair
+                    )
                     probs = self.model.probabilities(self.model(win.input_ids, win.attention_mask))
                     out.append(probs.max(dim=0).values.tolist())
             finally:

@@ -179,7 +179,7 @@ def test_threshold_calibration_picks_the_separating_threshold() -> None:
 
 
 def tiny_backbone() -> Any:
-    return tiny_bert()
+    return tiny_bert(num_hidden_layers=4)  # the default trains the top three
 
 
 def test_train_save_load_and_judge_on_a_tiny_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -196,6 +196,23 @@ def test_train_save_load_and_judge_on_a_tiny_model(monkeypatch: pytest.MonkeyPat
     verdict = asyncio.run(judge.judge(config(), USER, "Sure. Hit him from behind."))
     assert set(verdict.scores) == set(CATEGORY_IDS)
     assert verdict.complies == (not verdict.categories)
+
+
+def test_score_each_scores_every_pair_as_one_judge_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Calibration and the benchmark use score_each; it must give each pair exactly the scores that a
+    # lone judge() call gives, whatever pairs share the call (int8 ranges follow a batch's padding).
+    monkeypatch.setattr(encoder, "load_backbone", tiny_backbone)
+    model = encoder.EncoderClassifier(EncoderConfig(labels=CATEGORY_IDS, max_length=48, stride=8))
+    predictor = encoder.EncoderPredictor(model, int8=True)
+    judge = CategoryJudge(predictor, dict.fromkeys(CATEGORY_IDS, 0.5), prompt_tokens=16)
+    prompts = ["How do I hurt him?", "Hi", "What is " + "very " * 40 + "long?"]
+    responses = ["Hit him.", "Hello! " * 30, "A long answer " * 20]
+    each = judge.score_each(prompts, responses)
+    alone = [judge.score_pairs([p], [r])[0] for p, r in zip(prompts, responses, strict=True)]
+    assert each == alone
+    assert judge.score_each(prompts[:1], responses[:1]) == each[:1]
+    with pytest.raises(ValueError, match="pairs"):
+        predictor.predict_each(prompts, responses[:1])
 
 
 def test_load_without_weights_says_how_to_get_them(tmp_path: Path) -> None:

@@ -123,9 +123,23 @@ class CategoryJudge:
 
     def score_pairs(self, prompts: Sequence[str], responses: Sequence[str]) -> list[dict[str, float]]:
         """Per (prompt, response), the probability of each category (blocking; call from a thread)."""
+        return self._score(prompts, responses, each=False)
+
+    def score_each(self, prompts: Sequence[str], responses: Sequence[str]) -> list[dict[str, float]]:
+        """Like `score_pairs`, but every pair in its own forward pass, exactly as `judge` scores it.
+
+        In a batch, int8 activation ranges follow the padding of the longest pair, so a pair's
+        scores move with its neighbours; thresholds are calibrated and benchmarked on these scores.
+        """
+        return self._score(prompts, responses, each=True)
+
+    def _score(
+        self, prompts: Sequence[str], responses: Sequence[str], *, each: bool
+    ) -> list[dict[str, float]]:
         with self._lock:
             clipped = clip_prompt(self.predictor.tokenizer, prompts, self.prompt_tokens)
-        rows = self.predictor.predict(clipped, list(responses))
+        predict = self.predictor.predict_each if each else self.predictor.predict
+        rows = predict(clipped, list(responses))
         return [dict(zip(self.labels, row, strict=True)) for row in rows]
 
     def verdict(self, config: SafetyConfig, scores: Mapping[str, float]) -> Verdict:

@@ -5,10 +5,11 @@
 Reads the corpus (`cosa_guard.judges.corpus`: synthetic rows plus the public sets in
 ../shared/data), trains a multi-label head (one sigmoid per category, `other` included) with the
 top transformer layers on the training split, then scores the family-held-out validation split
-with the int8 inference path the judge uses and picks, per category, the threshold with the best
-F-beta. Only the trained delta (head + top layers, float16) and a JSON description holding the
-thresholds, validation figures and corpus fingerprint are written: a few MB that ship in the
-package. Training stops early at `--time-budget` minutes so it fits a shared CPU.
+with the int8 inference path the judge uses (each pair in its own forward pass, as `judge()` scores
+it) and picks, per category, the threshold with the best F-beta. Only the trained delta (head +
+top layers, float16) and a JSON description holding the thresholds, validation figures and corpus
+fingerprint are written: a few MB that ship in the package. Training stops early at
+`--time-budget` minutes so it fits a shared CPU.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from cosa_guard._optional import require
-from cosa_guard.judges.category import PROMPT_TOKENS, WEIGHTS_DIR, clip_prompt
+from cosa_guard.judges.category import PROMPT_TOKENS, WEIGHTS_DIR, CategoryJudge, clip_prompt
 from cosa_guard.judges.corpus import TRAIN, VAL, Example, build_corpus
 from cosa_guard.taxonomy import CATEGORY_IDS
 
@@ -39,7 +40,7 @@ class TrainSettings:
     batch_size: int = 16
     lr: float = 1e-4  # unfrozen transformer layers
     head_lr: float = 2e-3
-    trainable_layers: int = 2
+    trainable_layers: int = 3
     max_length: int = 256
     stride: int = 32
     prompt_tokens: int = PROMPT_TOKENS
@@ -77,6 +78,18 @@ def calibrate_thresholds(
                 best, best_t = score, t
         chosen[cat] = best_t
     return chosen
+
+
+def score_rows(judge: CategoryJudge, rows: Sequence[Example], *, progress: bool = False) -> list[list[float]]:
+    """Per row, each category's probability (CATEGORY_IDS order), every pair scored alone as in serving."""
+    tqdm = require("tqdm", "embed", _PURPOSE).tqdm
+    probs: list[list[float]] = []
+    chunk = 64
+    for start in tqdm(range(0, len(rows), chunk), desc="scoring validation", disable=not progress):
+        part = rows[start : start + chunk]
+        scored = judge.score_each([r.prompt for r in part], [r.response for r in part])
+        probs += [[row[c] for c in CATEGORY_IDS] for row in scored]
+    return probs
 
 
 def corpus_fingerprint(rows: Sequence[Example]) -> str:
@@ -256,13 +269,8 @@ def train(
 
     model.train(False)
     model.round_trip()  # calibrate on exactly the float16 weights that ship
-    predictor = EncoderPredictor(model, int8=True)
-    val_prompts = clip_prompt(tokenizer, [r.prompt for r in val_rows], settings.prompt_tokens)
-    probs: list[list[float]] = []
-    chunk = 64
-    for start in tqdm(range(0, len(val_rows), chunk), desc="scoring validation", disable=not progress):
-        part = val_rows[start : start + chunk]
-        probs += predictor.predict(val_prompts[start : start + chunk], [r.response for r in part])
+    judge = CategoryJudge(EncoderPredictor(model, int8=True), prompt_tokens=settings.prompt_tokens)
+    probs = score_rows(judge, val_rows, progress=progress)
     val_labels = labels_matrix(val_rows)
     thresholds = calibrate_thresholds(probs, val_labels, settings.beta)
     metadata: dict[str, Any] = {
