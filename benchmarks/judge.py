@@ -102,14 +102,17 @@ def compliance_metrics(
     }
 
 
-def crossfit(probs: Sequence[Sequence[float]], rows: Sequence[Example]) -> list[frozenset[str]]:
-    """Categories found with thresholds calibrated on the other half of the families."""
+def crossfit(
+    probs: Sequence[Sequence[float]], rows: Sequence[Example], beta: float = 1.0
+) -> list[frozenset[str]]:
+    """Categories found with thresholds calibrated (F-beta, as in training) on the other half of the
+    families."""
     fold = [stable_fraction("fold:" + r.family) < 0.5 for r in rows]
     labels = labels_matrix(rows)
     pred: list[frozenset[str]] = [frozenset()] * len(rows)
     for side in (True, False):
         fit = [i for i, f in enumerate(fold) if f != side]
-        thresholds = calibrate_thresholds([probs[i] for i in fit], [labels[i] for i in fit])
+        thresholds = calibrate_thresholds([probs[i] for i in fit], [labels[i] for i in fit], beta)
         for i in (i for i, f in enumerate(fold) if f == side):
             pred[i] = found([probs[i]], thresholds)[0]
     return pred
@@ -159,7 +162,7 @@ def evaluate(
     if fuzz_bad and fuzz_ok:
         results["gptfuzz_violation_recall"] = sum(1 for i in fuzz_bad if pred[i]) / len(fuzz_bad)
         results["gptfuzz_refusal_pass_rate"] = sum(1 for i in fuzz_ok if not pred[i]) / len(fuzz_ok)
-    cross = crossfit(probs, rows)
+    cross = crossfit(probs, rows, float(judge.predictor.config.metadata.get("threshold_beta", 1.0)))
     results["macro_f1_crossfit"] = category_metrics(cross, rows)["macro_f1"]
     cross_compliance = compliance_metrics(cross, rows, cases)
     results["compliance_accuracy_crossfit"] = cross_compliance["compliance_accuracy"]

@@ -30,7 +30,12 @@ from cosa_guard.judges import category  # noqa: E402
 from cosa_guard.judges.base import Judge  # noqa: E402
 from cosa_guard.judges.category import FREE_FORM_NOTE, WEIGHTS_DIR, CategoryJudge, clip_prompt  # noqa: E402
 from cosa_guard.judges.corpus import TRAIN, VAL, synthetic_examples  # noqa: E402
-from cosa_guard.judges.train_category import TrainSettings, calibrate_thresholds, train  # noqa: E402
+from cosa_guard.judges.train_category import (  # noqa: E402
+    TrainSettings,
+    calibrate_thresholds,
+    recalibrate,
+    train,
+)
 from cosa_guard.taxonomy import CATEGORY_IDS  # noqa: E402
 from cosa_guard.testing.models import tiny_bert  # noqa: E402
 from cosa_guard.types import Message  # noqa: E402
@@ -196,6 +201,13 @@ def test_train_save_load_and_judge_on_a_tiny_model(monkeypatch: pytest.MonkeyPat
     verdict = asyncio.run(judge.judge(config(), USER, "Sure. Hit him from behind."))
     assert set(verdict.scores) == set(CATEGORY_IDS)
     assert verdict.complies == (not verdict.categories)
+    # Re-picking thresholds reproduces training's calibration and never touches the weights.
+    delta = (tmp_path / "delta.safetensors").read_bytes()
+    assert recalibrate(tmp_path, subset, 1.0, progress=False)["thresholds"] == metadata["thresholds"]
+    again = recalibrate(tmp_path, subset, 3.0, progress=False)
+    assert again["threshold_beta"] == 3.0 and again["training"] == metadata["training"]
+    assert CategoryJudge.load(tmp_path).thresholds == again["thresholds"]
+    assert (tmp_path / "delta.safetensors").read_bytes() == delta
 
 
 def test_score_each_scores_every_pair_as_one_judge_call(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -173,7 +173,6 @@ def train(
     from cosa_guard.encoder import (
         EncoderClassifier,
         EncoderConfig,
-        EncoderPredictor,
         load_tokenizer,
         quantize_int8,
     )
@@ -269,13 +268,8 @@ def train(
 
     model.train(False)
     model.round_trip()  # calibrate on exactly the float16 weights that ship
-    judge = CategoryJudge(EncoderPredictor(model, int8=True), prompt_tokens=settings.prompt_tokens)
-    probs = score_rows(judge, val_rows, progress=progress)
-    val_labels = labels_matrix(val_rows)
-    thresholds = calibrate_thresholds(probs, val_labels, settings.beta)
     metadata: dict[str, Any] = {
-        "thresholds": thresholds,
-        "threshold_objective": f"F{settings.beta:g} per category on the validation split",
+        **_calibrated(model, val_rows, settings.beta, settings.prompt_tokens, progress),
         "prompt_tokens": settings.prompt_tokens,
         "corpus": {
             "fingerprint": corpus_fingerprint(rows),
@@ -299,6 +293,39 @@ def train(
     }
     model.config = dataclasses.replace(config, metadata=metadata)
     model.save(out_dir)
+    return metadata
+
+
+def _calibrated(
+    model: Any, val_rows: Sequence[Example], beta: float, prompt_tokens: int, progress: bool
+) -> dict[str, Any]:
+    """The thresholds (F-beta per category on `val_rows`) and how they were chosen, as metadata."""
+    from cosa_guard.encoder import EncoderPredictor
+
+    judge = CategoryJudge(EncoderPredictor(model, int8=True), prompt_tokens=prompt_tokens)
+    probs = score_rows(judge, val_rows, progress=progress)
+    return {
+        "thresholds": calibrate_thresholds(probs, labels_matrix(val_rows), beta),
+        "threshold_objective": f"F{beta:g} per category on the validation split",
+        "threshold_beta": beta,
+    }
+
+
+def recalibrate(
+    directory: Path, rows: Sequence[Example], beta: float, *, progress: bool = True
+) -> dict[str, Any]:
+    """Re-pick the thresholds of trained weights in `directory` for another F-beta; weights untouched.
+
+    Training does not depend on `beta`, so this equals retraining with `--beta`, minus the training.
+    """
+    from cosa_guard.encoder import CONFIG_FILE, EncoderClassifier
+
+    model = EncoderClassifier.load(directory)
+    val_rows = [r for r in rows if r.split == VAL]
+    prompt_tokens = int(model.config.metadata.get("prompt_tokens", PROMPT_TOKENS))
+    metadata = {**model.config.metadata, **_calibrated(model, val_rows, beta, prompt_tokens, progress)}
+    config = dataclasses.replace(model.config, metadata=metadata)
+    (directory / CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
     return metadata
 
 
@@ -326,10 +353,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-train", type=int, default=None, help="subsample the training split")
     parser.add_argument("--time-budget", type=float, default=14.0, help="minutes of training before stopping")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--calibrate-only",
+        action="store_true",
+        help="no training: re-pick the thresholds of the weights in --out with --beta",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         require("torch", "embed", _PURPOSE).set_num_threads(args.threads)
     rows = build_corpus(args.data, args.seed, public=not args.no_public)
+    if args.calibrate_only:
+        metadata = recalibrate(args.out, rows, args.beta)
+        print(json.dumps({"out": str(args.out), **metadata}, indent=2))
+        return 0
     settings = TrainSettings(
         epochs=args.epochs,
         batch_size=args.batch_size,
