@@ -203,7 +203,8 @@ def test_train_save_load_and_judge_on_a_tiny_model(monkeypatch: pytest.MonkeyPat
     assert verdict.complies == (not verdict.categories)
     # Re-picking thresholds reproduces training's calibration and never touches the weights.
     delta = (tmp_path / "delta.safetensors").read_bytes()
-    assert recalibrate(tmp_path, subset, 1.0, progress=False)["thresholds"] == metadata["thresholds"]
+    same = recalibrate(tmp_path, subset, settings.beta, progress=False)
+    assert same["thresholds"] == metadata["thresholds"]
     again = recalibrate(tmp_path, subset, 3.0, progress=False)
     assert again["threshold_beta"] == 3.0 and again["training"] == metadata["training"]
     assert CategoryJudge.load(tmp_path).thresholds == again["thresholds"]

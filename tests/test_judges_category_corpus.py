@@ -67,6 +67,18 @@ def test_the_last_style_of_each_kind_is_validation_only() -> None:
     assert all(r.split == VAL for r in rows if r.response.startswith(marker))
 
 
+def test_training_only_extras_leave_the_validation_rows_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = synthetic_examples()
+    extra_ids = {t.id for t in corpus.EXTRA_TOPICS}
+    extras = [r for r in rows if r.family in extra_ids or r.family.startswith("extra/")]
+    assert extras and all(r.split == TRAIN for r in extras)
+    assert not extra_ids & {t.id for t in corpus.TOPICS}
+    monkeypatch.setattr(corpus, "_training_extras", lambda seed, val_topics: [])
+    without = synthetic_examples()
+    assert [r for r in rows if r.split == VAL] == [r for r in without if r.split == VAL]
+    assert len(rows) > len(without)
+
+
 def test_public_rows_are_empty_without_the_shared_folder(tmp_path: Path) -> None:
     assert public_examples(tmp_path / "absent") == []
     assert build_corpus(tmp_path / "absent") == synthetic_examples()
@@ -106,3 +118,17 @@ def test_public_sets_are_split_by_source_group() -> None:
         by_family.setdefault(r.family, set()).add(r.split)
     assert all(len(splits) == 1 for fam, splits in by_family.items() if fam.startswith("gptfuzz/"))
     assert {r.split for r in rows if r.source == "gptfuzz_jailbreak_responses"} == {TRAIN, VAL}
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(SHARED is None, reason="../shared/data is absent")
+def test_prompts_past_the_cap_add_training_rows_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = public_examples(SHARED)
+    monkeypatch.setattr(corpus, "_leftover_rows", lambda leftover, rng: [])
+    without = public_examples(SHARED)
+    added = rows[len(without) :]
+    assert rows[: len(without)] == without
+    assert added and all(r.split == TRAIN and r.kind == "public_comply" for r in added)
+    held_out = {r.family for r in without if r.kind == "public_refusal" and r.split == VAL}
+    assert held_out and not held_out & {r.family for r in added}
+    assert not {r.prompt for r in without} & {r.prompt for r in added}
