@@ -88,7 +88,8 @@ def _judge_log(judge: CategoryJudge, path: Path, default: SafetyConfig, out: Tex
     def flush(batch: list[dict[str, Any]]) -> None:
         if not batch:
             return
-        scores = judge.score_pairs([str(r.get("prompt", "")) for r in batch], [r["response"] for r in batch])
+        # One forward pass per pair, as the guard scores it: batched int8 scores move with padding.
+        scores = judge.score_each([str(r.get("prompt", "")) for r in batch], [r["response"] for r in batch])
         for row, row_scores in zip(batch, scores, strict=True):
             config = _config(None, row["allow"]) if "allow" in row else default
             result = verdict_json(judge.verdict(config, row_scores))
