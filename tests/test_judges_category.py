@@ -58,6 +58,9 @@ class FakePredictor:
             raise self.scores
         return [[self.scores.get(c, 0.0) for c in CATEGORY_IDS] for _ in texts]
 
+    def predict_each(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[list[float]]:
+        return self.predict(texts, pairs)  # fixed scores: one pass per pair changes nothing here
+
 
 def config(*allow: str) -> SafetyConfig:
     return SafetyConfig(id="t", version=1, text="test policy", allow=allow)
