@@ -448,12 +448,69 @@ async def test_connection_closed_by_the_server_is_replaced(http: str) -> None:
 
 
 def _idle_connections(b: OpenAIBackend) -> list[Any]:
-    """The transport's idle connections the server has not closed."""
-    transport = b._transport
+    """The running loop's transport's idle connections the server has not closed."""
+    transport = b._transport._by_loop[asyncio.get_running_loop()]  # type: ignore[attr-defined]
     if isinstance(transport, AiohttpTransport):
         session = transport._session
         assert session is not None and session.connector is not None
-        idle = session.connector._conns  # type: ignore[attr-defined]
+        idle = session.connector._conns
         return [proto for conns in idle.values() for proto, _ in conns if proto.is_connected()]
-    pool = transport._pool  # type: ignore[attr-defined]
+    pool = transport._pool
     return [c for stack in pool._idle.values() for c in stack if not c.has_expired()]
+
+
+def test_each_asyncio_run_of_a_script_gets_its_own_working_pool(http: str) -> None:
+    """A script that calls `asyncio.run` per request must not find the last loop's dead connections."""
+    app = Upstream()
+    with upstream(app) as url:
+        b = OpenAIBackend("m", base_url=url, http=http, timeout_s=5, max_retries=0)
+        pools = []
+        for _ in range(3):
+            chunks = asyncio.run(collect(b.stream(MESSAGES, GenerationParams())))
+            assert "".join(c.text for c in chunks) == "Paris."
+            pools.append(list(b._transport._by_loop.values()))  # type: ignore[attr-defined]
+        asyncio.run(b.aclose())
+        _collect_orphaned_sockets()
+    assert all(len(p) == 1 for p in pools)  # each new loop dropped the closed loop's pool
+    assert len({id(p[0]) for p in pools}) == 3
+    assert len(set(app.ports)) == 3  # a fresh connection per loop
+
+
+async def test_a_backend_serves_two_live_loops_at_once(http: str) -> None:
+    """LangChain's sync shim calls from its own background loop while `ainvoke` uses the caller's."""
+    app = Upstream(hold=2)  # each answer waits until both loops' calls are in flight
+    other = asyncio.new_event_loop()
+    thread = threading.Thread(target=other.run_forever, daemon=True)
+    thread.start()
+    try:
+        with upstream(app) as url:
+            b = OpenAIBackend("m", base_url=url, http=http, timeout_s=5, max_retries=0)
+            there = asyncio.run_coroutine_threadsafe(collect(b.stream(MESSAGES, GenerationParams())), other)
+            here = await collect(b.stream(MESSAGES, GenerationParams()))
+            assert "".join(c.text for c in there.result(5)) == "Paris." == "".join(c.text for c in here)
+            pools = dict(b._transport._by_loop)  # type: ignore[attr-defined]
+            await b.aclose()  # closes this loop's pool here and asks the other loop to close its own
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(asyncio.sleep(0.05), other))
+    finally:
+        other.call_soon_threadsafe(other.stop)
+        thread.join(5)
+        other.close()
+    assert set(pools) == {asyncio.get_running_loop(), other} and app.peak == 2
+    assert all(_closed(pool) for pool in pools.values())
+
+
+def _closed(transport: Any) -> bool:
+    if isinstance(transport, AiohttpTransport):
+        return transport._session is None
+    return bool(transport._pool._closed)
+
+
+def _collect_orphaned_sockets() -> None:
+    """Sockets opened on a loop that has since closed can only be closed by the garbage collector,
+    which reports each as a ResourceWarning: collect them here, where that is expected."""
+    import gc
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()

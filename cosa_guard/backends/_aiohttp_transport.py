@@ -28,7 +28,7 @@ from cosa_guard.backends._slots import InFlightSlots
 if TYPE_CHECKING:
     import aiohttp
 
-__all__ = ["AiohttpTransport", "aiohttp_available"]
+__all__ = ["AiohttpTransport", "aiohttp_available", "aiohttp_module"]
 
 
 def aiohttp_available() -> bool:
@@ -39,11 +39,16 @@ def aiohttp_available() -> bool:
     return True
 
 
+def aiohttp_module() -> Any:
+    """aiohttp, or an error naming the extra that installs it."""
+    return require("aiohttp", "server", "the aiohttp HTTP client of the openai backend")
+
+
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """`limits.max_connections` bounds the requests in flight; idle connections live `keepalive_expiry`."""
 
     def __init__(self, *, limits: httpx.Limits) -> None:
-        self._aiohttp = require("aiohttp", "server", "the aiohttp HTTP client of the openai backend")
+        self._aiohttp = aiohttp_module()
         self._limits = limits
         self._slots = InFlightSlots(limits.max_connections, httpx.PoolTimeout)
         self._session: aiohttp.ClientSession | None = None  # bound to the loop of the first call

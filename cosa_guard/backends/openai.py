@@ -1,10 +1,10 @@
 """Any OpenAI-compatible chat endpoint (`vllm serve`, llama.cpp server, OpenAI, ...) over httpx.
 
-One httpx transport per backend keeps connections alive across calls: aiohttp's (`_aiohttp_transport`,
-a C parser; when aiohttp is installed) or httpcore's behind a pool that stays flat under many
-concurrent calls (`_http_pool`; httpx's default one stalls, encode/httpx#3215). Requests go to the
-transport directly: `httpx.AsyncClient`'s cookie, auth and redirect machinery cost ~150 µs a call
-and a chat API needs none of it.
+One httpx transport per backend and event loop (`_per_loop`) keeps connections alive across
+calls: aiohttp's (`_aiohttp_transport`, a C parser; when aiohttp is installed) or httpcore's behind
+a pool that stays flat under many concurrent calls (`_http_pool`; httpx's default one stalls,
+encode/httpx#3215). Requests go to the transport directly: `httpx.AsyncClient`'s cookie, auth and
+redirect machinery cost ~150 µs a call and a chat API needs none of it.
 Retries happen only where the request cannot have been processed: the connection failed, or the
 server answered 429 / 502 / 503 before sending any body. Once a response body has started,
 nothing is retried, because the model may already have produced (and the caller seen) part of
@@ -25,8 +25,9 @@ from typing import Any
 
 import httpx
 
-from cosa_guard.backends._aiohttp_transport import AiohttpTransport, aiohttp_available
+from cosa_guard.backends._aiohttp_transport import AiohttpTransport, aiohttp_available, aiohttp_module
 from cosa_guard.backends._http_pool import PooledTransport
+from cosa_guard.backends._per_loop import PerLoopTransport
 from cosa_guard.errors import BackendError, BackendTimeoutError, DeploymentError
 from cosa_guard.types import Chunk, Completion, GenerationParams, Message, Usage
 
@@ -46,7 +47,8 @@ class OpenAIBackend:
     `timeout_s` bounds each network phase (connect, each read, write) and the whole non-streamed
     call; a stream may run longer as long as bytes keep coming. `max_retries` counts extra
     attempts on the safe failures above, with jittered exponential backoff from `backoff_s`.
-    `max_connections` bounds the calls in flight; more wait for a connection (up to `timeout_s`).
+    `max_connections` bounds the calls in flight on each event loop; more wait for a connection (up
+    to `timeout_s`). Connections belong to the loop that opened them, so each loop gets its own pool.
     `http` picks the transport: `aiohttp` (fastest), `httpx` (httpcore, pure Python) or `auto`
     (aiohttp when installed); `transport` overrides it (tests pass an `httpx.MockTransport`).
     """
@@ -230,12 +232,13 @@ class OpenAIBackend:
 
 
 def _transport(http: str, max_connections: int) -> httpx.AsyncBaseTransport:
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
     if http not in HTTP_CLIENTS:
         raise DeploymentError(f"openai backend: http must be one of {', '.join(HTTP_CLIENTS)}, got {http!r}")
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
     if http == "aiohttp" or (http == "auto" and aiohttp_available()):
-        return AiohttpTransport(limits=limits)
-    return PooledTransport(limits=limits)
+        aiohttp_module()  # a missing extra fails at load, not on the first call
+        return PerLoopTransport(lambda: AiohttpTransport(limits=limits))
+    return PerLoopTransport(lambda: PooledTransport(limits=limits))
 
 
 def match_candidates(pairs: Sequence[tuple[str, float]], candidates: Sequence[str]) -> dict[str, float]:
