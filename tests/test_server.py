@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -379,6 +380,9 @@ def test_healthz_and_metrics(running: Running) -> None:
     health = httpx.get(running.url + "/healthz")
     assert health.status_code == 200
     assert health.json()["deployments"] == 2
+    start = health.json()["last_reload"]
+    assert (start["trigger"], start["ok"], start["loaded"]) == ("start", True, ["game", "other"])
+    assert datetime.fromisoformat(start["at"]) <= datetime.now(UTC)
     before = _rejected_count(httpx.get(running.url + "/metrics").text, 401, "invalid_api_key")
     _post(running, GOOD, key="cg-wrong")
     metrics = httpx.get(running.url + "/metrics")
@@ -427,7 +431,7 @@ def test_file_change_reloads_and_keeps_last_good_config(running: Running) -> Non
     health: dict[str, Any] = {}
     while time.monotonic() < deadline:
         health = httpx.get(running.url + "/healthz").json()
-        if health["last_reload"]:
+        if health["last_reload"]["trigger"] != "start":
             break
         time.sleep(0.05)
     assert health["last_reload"]["ok"] is False

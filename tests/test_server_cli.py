@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -149,11 +150,10 @@ def test_sighup_reloads_and_keeps_the_last_good_config(
     )  # breaks the signature
     process.process.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + 10
-    last = None
-    while last is None and time.monotonic() < deadline:
-        last = httpx.get(root + "/healthz").json()["last_reload"]
+    last = httpx.get(root + "/healthz").json()["last_reload"]
+    while last["trigger"] == "start" and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert last is not None
+        last = httpx.get(root + "/healthz").json()["last_reload"]
     assert last["trigger"] == "SIGHUP"
     assert last["ok"] is False and "game" in last["kept"]
     client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0)
@@ -212,12 +212,17 @@ def test_workers_share_the_port_sum_metrics_and_roll_back_a_bad_reload(
         assert _answer(base_url, key)["config_hash"] == CONFIG.hash
 
         bundle.write_text(good)
+        restart_sent = datetime.now(UTC).replace(microsecond=0)
         process.process.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 60
         while worker_pids(process.process.pid) & workers and time.monotonic() < deadline:
             time.sleep(0.2)
         replaced = worker_pids(process.process.pid)
         assert len(replaced) == 2 and not replaced & workers  # a rolling restart onto the good config
+        # A replacement reports its own start, not an empty history.
+        started = httpx.get(root + "/healthz").json()["last_reload"]
+        assert started["trigger"] == "start" and started["ok"] and started["loaded"] == ["game"]
+        assert datetime.fromisoformat(started["at"]) >= restart_sent
         assert _answer(base_url, key)["config_hash"] == CONFIG.hash
         assert process.stop() == 0
     finally:

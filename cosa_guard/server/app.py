@@ -23,6 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from cosa_guard._optional import require
@@ -483,25 +484,33 @@ def _count_rejection(error: ApiError) -> None:
 # --- Reload ----------------------------------------------------------------------------------------
 
 
+def _reload_record(trigger: str, report: ReloadReport) -> dict[str, Any]:
+    """How a load went, for /healthz: ids only, since it needs no key and the reasons (in the log)
+    name files and keys."""
+    return {
+        "trigger": trigger,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "ok": report.ok,
+        "loaded": list(report.loaded),
+        "kept": sorted(report.kept),
+        "failed": sorted(report.failed),
+    }
+
+
 class _Reloader:
     """Serialises reloads from SIGHUP and the file watcher; remembers how the last one went."""
 
     def __init__(self, guard: GuardLike) -> None:
         self._guard = guard
         self._lock = asyncio.Lock()
-        self.last: dict[str, Any] | None = None
+        # The load this process started with counts as the first: a worker that a SIGHUP rolling
+        # restart started shows when it loaded, where a reload in place shows when it reloaded.
+        self.last = _reload_record("start", ReloadReport(loaded=tuple(sorted(guard.registry.ids()))))
 
     async def reload(self, why: str) -> ReloadReport:
         async with self._lock:
             report = await self._guard.reload()
-        # Ids only: /healthz needs no key, and the reasons (in the log) name files and keys.
-        self.last = {
-            "trigger": why,
-            "ok": report.ok,
-            "loaded": list(report.loaded),
-            "kept": sorted(report.kept),
-            "failed": sorted(report.failed),
-        }
+        self.last = _reload_record(why, report)
         if report.ok:
             logger.info("deployments reloaded (%s): %s", why, ", ".join(report.loaded) or "none")
         else:
