@@ -187,7 +187,7 @@ def test_threshold_calibration_picks_the_separating_threshold() -> None:
 
 
 def tiny_backbone() -> Any:
-    return tiny_bert(num_hidden_layers=4)  # the default trains the top three
+    return tiny_bert(num_hidden_layers=5)  # one frozen layer below the four the default trains
 
 
 def test_train_save_load_and_judge_on_a_tiny_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

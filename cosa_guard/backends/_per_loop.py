@@ -1,9 +1,10 @@
 """One HTTP transport per event loop, so one backend serves callers on several loops.
 
 A pooled connection belongs to the loop that opened it (aiohttp's session and httpcore's anyio
-streams both bind to it): without this, the second `asyncio.run(guard.chat(...))` of a script
-fails with "Event loop is closed", and a LangChain model used through both `invoke` (the sync
-shim's background loop) and `ainvoke` (the caller's loop) breaks whichever came second.
+streams both bind to it): without this, a script that gives each call a fresh event loop fails
+from its second call on with "Event loop is closed", and a LangChain model used through both
+`invoke` (the sync shim's background loop) and `ainvoke` (the caller's loop) breaks whichever
+came second.
 Transports of loops that have since closed are dropped when a new loop appears.
 """
 

@@ -46,7 +46,7 @@ class TrainSettings:
     prompt_tokens: int = PROMPT_TOKENS
     beta: float = 1.3  # F-beta for threshold calibration; >1 favours catching violations (see docs)
     seed: int = 0
-    time_budget_s: float = 45 * 60  # a cap for busy machines: a 2-core one runs every step in ~25 min
+    time_budget_s: float = 45 * 60  # a cap for busy machines: a 2-core one ran every step in 25 min
     max_train: int | None = None  # subsample the training split (smoke runs)
 
 
@@ -351,7 +351,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--beta", type=float, default=defaults.beta, help="F-beta used to pick thresholds")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--max-train", type=int, default=None, help="subsample the training split")
-    parser.add_argument("--time-budget", type=float, default=14.0, help="minutes of training before stopping")
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        default=defaults.time_budget_s / 60,
+        help="minutes of training before stopping (default: %(default)g)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument(
         "--calibrate-only",

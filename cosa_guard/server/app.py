@@ -38,6 +38,7 @@ from cosa_guard.server.wire import (
     finish_reason,
     parse_request,
 )
+from cosa_guard.server.workers import MULTIPROC_ENV
 from cosa_guard.types import (
     DecisionKind,
     FinalEvent,
@@ -194,7 +195,7 @@ def create_app(
 
 def _scraped_registry(prom: Any) -> Any:
     """The process's registry, or with several workers (`PROMETHEUS_MULTIPROC_DIR`) all workers' sums."""
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if not os.environ.get(MULTIPROC_ENV):
         return prom.REGISTRY
     multiprocess = require("prometheus_client.multiprocess", "server", "the /metrics endpoint")
     registry = prom.CollectorRegistry()
