@@ -9,7 +9,9 @@ The YAML file looks like:
     deployments:
       game-studio:
         bundle: bundles/game-studio.json      # relative paths are relative to this file
+        config_id: game-studio                 # optional: the config id it serves (default: its own id)
         pin: sha256:...                        # optional: the exact config hash to accept
+        allow_downgrade: false                 # true: a reload may go back to a lower config version
         trusted_keys: [keys/alice.pub]         # reviewer public keys
         min_signers: 1
         floor: [sexual]                        # categories no config of this deployment may unlock
@@ -43,8 +45,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cosa_guard.config import SafetyConfig, format_validation_error
-from cosa_guard.errors import CosaGuardError, DeploymentError, UnknownDeploymentError
+from cosa_guard.errors import (
+    ConfigDowngradeError,
+    ConfigIdMismatchError,
+    CosaGuardError,
+    DeploymentError,
+    UnknownDeploymentError,
+)
 from cosa_guard.review import lint
+from cosa_guard.served import Served, ServedLedger
 from cosa_guard.signing import Keyring, load_bundle, verify_bundle
 from cosa_guard.taxonomy import CATEGORY_IDS, DEFAULT_TAXONOMY, Taxonomy
 
@@ -118,6 +127,9 @@ class InjectionSpec(_Spec):
 class AuditSpec(_Spec):
     path: str | None = None
     include_text: bool = False
+    required: bool = Field(
+        default=False, description="refuse calls (503) while the audit log cannot be written"
+    )
 
 
 class CacheSpec(_Spec):
@@ -127,7 +139,13 @@ class CacheSpec(_Spec):
 
 class DeploymentSpec(_Spec):
     bundle: str
+    config_id: str | None = Field(
+        default=None, description="the id the bundle's config must have; None: the deployment's own id"
+    )
     pin: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")
+    allow_downgrade: bool = Field(
+        default=False, description="let a reload replace the serving config with a lower version"
+    )
     trusted_keys: tuple[str, ...] = Field(min_length=1)
     min_signers: int = Field(default=1, ge=1)
     floor: tuple[str, ...] = ()
@@ -143,6 +161,9 @@ class DeploymentSpec(_Spec):
     injection: InjectionSpec = Field(default_factory=InjectionSpec)
     audit: AuditSpec = Field(default_factory=AuditSpec)
     cache: CacheSpec = Field(default_factory=CacheSpec)
+    max_answer_chars: int = Field(
+        default=100_000, ge=1, description="a longer model answer is a backend failure, never returned"
+    )
 
 
 class DeploymentsFile(_Spec):
@@ -175,6 +196,10 @@ class LoadedDeployment:
     @property
     def refusal_text(self) -> str:
         return self.config.refusal or DEFAULT_REFUSAL
+
+    @property
+    def served(self) -> Served:
+        return Served(self.config.id, self.config.version, self.config_hash)
 
 
 DEFAULT_REFUSAL = "I'm sorry, but I can't help with that request under this service's safety policy."
@@ -215,28 +240,41 @@ class DeploymentRegistry:
         report = registry.reload()          # after the file or a bundle changed
 
     Readers never lock: every lookup reads one immutable snapshot, and a reload replaces that
-    snapshot with a single assignment.
+    snapshot with a single assignment. A reload never lowers a deployment's config version (unless
+    its `allow_downgrade`); `ledger` extends that rule to the other processes of one server.
     """
 
-    def __init__(self, deployments: Iterable[LoadedDeployment] = (), path: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        deployments: Iterable[LoadedDeployment] = (),
+        path: str | Path | None = None,
+        ledger: ServedLedger | None = None,
+    ) -> None:
         self._path = Path(path) if path is not None else None
+        self._ledger = ledger
         self._reload_lock = threading.Lock()
         loaded = {d.id: d for d in deployments}
         self._state = _State(MappingProxyType(loaded), _api_key_index(loaded), ())
 
     @classmethod
-    def load(cls, path: str | Path, now: datetime | None = None) -> DeploymentRegistry:
-        """Load and verify every deployment; DeploymentError naming each one that fails."""
-        registry = cls(path=path)
+    def load(
+        cls, path: str | Path, now: datetime | None = None, ledger: ServedLedger | None = None
+    ) -> DeploymentRegistry:
+        """Load and verify every deployment; DeploymentError naming each one that fails.
+
+        With a `ledger`, a config below what another process of the server records fails too.
+        """
+        registry = cls(path=path, ledger=ledger)
         try:
             parsed, fingerprint = _read_file(registry._path_or_raise())
         except DeploymentError as exc:
             raise DeploymentError(f"cannot load deployments: {exc}") from exc
-        loaded, failures = _load_all(parsed, now)
+        loaded, failures = _load_all(parsed, now, ledger.read() if ledger is not None else {})
         if failures:
             reasons = "; ".join(f"deployment {i!r}: {why}" for i, why in sorted(failures.items()))
             raise DeploymentError(f"{path}: {reasons}")
         registry._state = _State(MappingProxyType(loaded), _api_key_index(loaded), fingerprint)
+        registry._record_served()
         return registry
 
     def get(self, deployment_id: str) -> LoadedDeployment:
@@ -279,10 +317,14 @@ class DeploymentRegistry:
                 seen = [Path(p) for p, _, _ in old.fingerprint] or [self._path_or_raise()]
                 self._state = replace(old, fingerprint=_fingerprint(seen))
                 return ReloadReport(kept={i: reason for i in old.deployments})
-            loaded, failures = _load_all(parsed, now)
+            loaded, failures = _load_all(parsed, now, self._floor(old.deployments))
             kept = {i: why for i, why in failures.items() if i in old.deployments}
             failed = {i: why for i, why in failures.items() if i not in old.deployments}
-            merged = {**loaded, **{i: old.deployments[i] for i in kept}}
+            # A failing bundle keeps its last good config, but never a key the operator removed.
+            merged = {
+                **loaded,
+                **{i: _with_api_keys(old.deployments[i], parsed.deployments[i]) for i in kept},
+            }
             try:
                 index = _api_key_index(merged)
             except DeploymentError as exc:
@@ -291,6 +333,7 @@ class DeploymentRegistry:
                 self._state = replace(old, fingerprint=fingerprint)
                 return ReloadReport(kept={i: reason for i in old.deployments})
             self._state = _State(MappingProxyType(merged), index, fingerprint)
+            self._record_served()
         for deployment_id, why in kept.items():
             _log.warning("deployment %r keeps serving its last good config: %s", deployment_id, why)
         for deployment_id, why in failed.items():
@@ -321,6 +364,23 @@ class DeploymentRegistry:
                     report.removed,
                 )
 
+    def _floor(self, serving: Mapping[str, LoadedDeployment]) -> dict[str, Served]:
+        """What each deployment serves here, or in another process of this server when that is newer."""
+        floor = self._ledger.read() if self._ledger is not None else {}
+        for deployment_id, deployment in serving.items():
+            other = floor.get(deployment_id)
+            if (
+                other is None
+                or other.config_id != deployment.config.id
+                or other.version < deployment.config.version
+            ):
+                floor[deployment_id] = deployment.served
+        return floor
+
+    def _record_served(self) -> None:
+        if self._ledger is not None:
+            self._ledger.record({i: d.served for i, d in self._state.deployments.items()})
+
     def _path_or_raise(self) -> Path:
         if self._path is None:
             raise DeploymentError("this registry was built in memory and has no deployments file to read")
@@ -336,7 +396,7 @@ def check_file(
     deployments shows up as a failure under `(api_keys)`.
     """
     parsed, _ = _read_file(Path(path))
-    loaded, failures = _load_all(parsed, now)
+    loaded, failures = _load_all(parsed, now, {})
     try:
         _api_key_index(loaded)
     except DeploymentError as exc:
@@ -390,20 +450,25 @@ def _fingerprint(paths: Iterable[Path]) -> tuple[tuple[str, int, int], ...]:
 
 
 def _load_all(
-    parsed: _ParsedFile, now: datetime | None
+    parsed: _ParsedFile, now: datetime | None, floor: Mapping[str, Served]
 ) -> tuple[dict[str, LoadedDeployment], dict[str, str]]:
+    """Every deployment of `parsed` that verifies; `floor`: what each one serves now, if anything."""
     loaded: dict[str, LoadedDeployment] = {}
     failures: dict[str, str] = {}
     for deployment_id, spec in parsed.deployments.items():
         try:
-            loaded[deployment_id] = _load_one(deployment_id, spec, parsed, now)
+            loaded[deployment_id] = _load_one(deployment_id, spec, parsed, now, floor.get(deployment_id))
         except (CosaGuardError, OSError, ValueError) as exc:
             failures[deployment_id] = f"{type(exc).__name__}: {exc}"
     return loaded, failures
 
 
 def _load_one(
-    deployment_id: str, spec: DeploymentSpec, parsed: _ParsedFile, now: datetime | None
+    deployment_id: str,
+    spec: DeploymentSpec,
+    parsed: _ParsedFile,
+    now: datetime | None,
+    serving: Served | None,
 ) -> LoadedDeployment:
     unknown_floor = sorted(set(spec.floor) - set(CATEGORY_IDS))
     if unknown_floor:
@@ -423,6 +488,9 @@ def _load_one(
         pin=spec.pin,
         floor=spec.floor,
     )
+    _check_binding(deployment_id, spec, verified.config)
+    if serving is not None and not spec.allow_downgrade:
+        _check_forward(verified.config, verified.config_hash, serving)
     taxonomy = Taxonomy.from_file(parsed.resolve(spec.taxonomy)) if spec.taxonomy else DEFAULT_TAXONOMY
     for issue in lint(
         verified.config.model_dump(mode="json"), floor=spec.floor, judge_kind=spec.judge.kind, now=now
@@ -437,6 +505,53 @@ def _load_one(
         taxonomy=taxonomy,
         base_dir=parsed.base_dir,
     )
+
+
+def _check_binding(deployment_id: str, spec: DeploymentSpec, config: SafetyConfig) -> None:
+    """A bundle signed for one deployment must not serve another: its config id names the deployment."""
+    expected = spec.config_id or deployment_id
+    if config.id == expected:
+        return
+    how = (
+        f"its config_id is {expected!r}"
+        if spec.config_id
+        else "a deployment serves the config whose id is its own unless it sets config_id"
+    )
+    raise ConfigIdMismatchError(
+        f"the bundle holds config {config.id!r}, but deployment {deployment_id!r} serves {expected!r} "
+        f"({how}); point bundle at a bundle of {expected!r}, or set config_id: {config.id} if this "
+        "deployment is meant to serve that config"
+    )
+
+
+def _check_forward(config: SafetyConfig, config_hash: str, serving: Served) -> None:
+    """Versions only move forward: an older or same-numbered changed config never replaces the serving one."""
+    if config.id != serving.config_id or config_hash == serving.config_hash:
+        return  # another config on purpose (config_id changed), or the same config again
+    if config.version > serving.version:
+        return
+    what = (
+        "a lower version than"
+        if config.version < serving.version
+        else "a different config with the same version as"
+    )
+    raise ConfigDowngradeError(
+        f"config {config.id!r} v{config.version} is {what} v{serving.version}, which is serving: versions "
+        f"only move forward; sign the change as v{serving.version + 1}, or set allow_downgrade: true on this "
+        "deployment to go back on purpose"
+    )
+
+
+def _with_api_keys(kept: LoadedDeployment, spec: DeploymentSpec) -> LoadedDeployment:
+    """`kept` (its last good config) reached by the API keys the file lists now.
+
+    A key removed from the file stops working even when the same reload rejects the new bundle;
+    entries that are not hashes (themselves a reason the deployment failed) are left out.
+    """
+    keys = tuple(k for k in spec.api_keys if _API_KEY_HASH.match(k))
+    if keys == kept.spec.api_keys:
+        return kept
+    return replace(kept, spec=kept.spec.model_copy(update={"api_keys": keys}))
 
 
 def _api_key_index(deployments: Mapping[str, LoadedDeployment]) -> tuple[tuple[str, str], ...]:

@@ -13,7 +13,9 @@
     │   ├── PinMismatchError                   the config hash differs from the deployment's pin
     │   └── FloorViolationError                the config allows one of the deployment's floor categories
     ├── DeploymentError                        a deployments file or deployment is unusable
-    │   └── UnknownDeploymentError             no such deployment id / API key
+    │   ├── UnknownDeploymentError             no such deployment id / API key
+    │   ├── ConfigIdMismatchError              the bundle's config is not the one the deployment serves
+    │   └── ConfigDowngradeError               the config's version does not move forward
     ├── BackendError                           a model backend failed
     │   └── BackendTimeoutError                it did not answer within the deadline
     └── JudgeError                             a judge failed: crashed, timed out or could not be parsed
@@ -94,6 +96,14 @@ class UnknownDeploymentError(DeploymentError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable
         return str(self.args[0]) if self.args else "unknown deployment"
+
+
+class ConfigIdMismatchError(DeploymentError):
+    """A validly signed bundle holds another deployment's config (its `id` is not the one expected)."""
+
+
+class ConfigDowngradeError(DeploymentError):
+    """A reload would replace the serving config with a lower version, or a changed one with the same."""
 
 
 class BackendError(CosaGuardError):

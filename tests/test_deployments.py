@@ -296,3 +296,91 @@ def test_reload_keeps_the_last_good_config_when_the_taxonomy_file_breaks(tmp_pat
     report = registry.reload()
     assert report.kept["game"].startswith("ValueError: ") and "bad YAML" in report.kept["game"]
     assert registry.by_api_key(key).taxonomy["violence"].definition == "v1 violence"
+
+
+# --- A bundle belongs to one deployment, and versions only move forward ------------------------------
+
+
+def test_a_bundle_signed_for_one_deployment_is_not_served_under_another(tmp_path: Path) -> None:
+    path, _ = write_signed_deployment(tmp_path, GAME)
+    _edit(path, "game", bundle="bundles/bank.json")
+    _resign(tmp_path, BANK, "bank")  # validly signed, by a trusted key, for the bank deployment
+    _, failures = check_file(path)
+    assert failures["game"].startswith("ConfigIdMismatchError: the bundle holds config 'bank'")
+    with pytest.raises(DeploymentError, match="ConfigIdMismatchError"):
+        DeploymentRegistry.load(path)
+
+
+def test_a_deployment_may_name_the_config_it_serves(tmp_path: Path) -> None:
+    path, key = write_signed_deployment(tmp_path, GAME, deployment_id="game-eu")
+    assert yaml.safe_load(path.read_text())["deployments"]["game-eu"]["config_id"] == "game"
+    assert DeploymentRegistry.load(path).by_api_key(key).config == GAME
+    _edit(path, "game-eu", config_id="bank")
+    assert check_file(path)[1]["game-eu"].startswith("ConfigIdMismatchError")
+
+
+def test_reload_keeps_the_serving_config_when_the_new_bundle_holds_another_deployments(
+    tmp_path: Path,
+) -> None:
+    write_signed_deployment(tmp_path, BANK)
+    path, key = write_signed_deployment(tmp_path, GAME)
+    registry = DeploymentRegistry.load(path)
+    _edit(path, "game", bundle="bundles/bank.json")
+    report = registry.reload()
+    assert report.kept["game"].startswith("ConfigIdMismatchError")
+    assert registry.by_api_key(key).config == GAME
+
+
+@pytest.mark.parametrize(
+    ("serving", "older"),
+    [
+        (GAME.model_copy(update={"version": 3}), GAME.model_copy(update={"version": 2})),
+        (GAME.model_copy(update={"version": 3}), GAME.model_copy(update={"version": 3, "text": "Anything."})),
+    ],
+    ids=["lower-version", "same-version-changed"],
+)
+def test_reload_refuses_to_roll_a_config_back(
+    tmp_path: Path, serving: SafetyConfig, older: SafetyConfig
+) -> None:
+    path, key = write_signed_deployment(tmp_path, serving)
+    registry = DeploymentRegistry.load(path)
+    _resign(tmp_path, older, "game")  # an older bundle, still validly signed, copied back
+    report = registry.reload()
+    assert report.kept["game"].startswith("ConfigDowngradeError: config 'game' v")
+    assert "allow_downgrade" in report.kept["game"]
+    assert registry.by_api_key(key).config_hash == serving.hash
+
+
+def test_allow_downgrade_lets_the_operator_roll_back(tmp_path: Path) -> None:
+    path, key = write_signed_deployment(tmp_path, GAME.model_copy(update={"version": 3}))
+    registry = DeploymentRegistry.load(path)
+    _resign(tmp_path, GAME, "game")
+    _edit(path, "game", allow_downgrade=True)
+    assert registry.reload().ok
+    assert registry.by_api_key(key).config == GAME
+
+
+def test_the_served_ledger_stops_a_rollback_in_another_process(tmp_path: Path) -> None:
+    """A worker started by a rolling restart has no memory; the ledger the others keep is its floor."""
+    from cosa_guard.served import ServedLedger
+
+    ledger = ServedLedger(tmp_path / "served.json")
+    path, _ = write_signed_deployment(tmp_path, GAME.model_copy(update={"version": 2}))
+    DeploymentRegistry.load(path, ledger=ledger)  # the first worker
+    _resign(tmp_path, GAME, "game")
+    with pytest.raises(DeploymentError, match="ConfigDowngradeError"):
+        DeploymentRegistry.load(path, ledger=ledger)  # its replacement
+    assert DeploymentRegistry.load(path).get("game").config == GAME  # a fresh server has no floor
+
+
+def test_removing_an_api_key_applies_even_when_the_bundle_fails(tmp_path: Path) -> None:
+    path, leaked = write_signed_deployment(tmp_path, GAME)
+    registry = DeploymentRegistry.load(path)
+    fresh = new_api_key()
+    _edit(path, "game", api_keys=[hash_api_key(fresh)])
+    _tamper(tmp_path / "bundles" / "game.json")  # the same reload brings a failing bundle
+    report = registry.reload()
+    assert report.kept["game"].startswith("TamperedBundleError")
+    with pytest.raises(UnknownDeploymentError):
+        registry.by_api_key(leaked)
+    assert registry.by_api_key(fresh).config == GAME  # the last good config, under the new key

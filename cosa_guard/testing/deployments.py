@@ -37,6 +37,8 @@ def write_signed_deployment(
 ) -> tuple[Path, str]:
     """Sign `config` and add it as a deployment (id: `deployment_id` or the config's id).
 
+    A `deployment_id` other than the config's id is bound to it with `config_id`.
+
     Returns the deployments file and the deployment's API key in clear.
     """
     directory = Path(directory)
@@ -58,6 +60,8 @@ def write_signed_deployment(
     api_key = new_api_key()
     spec: dict[str, Any] = {
         "bundle": str(bundle_path.relative_to(directory)),
+        # A deployment serves the config named after it; another id has to be said (config_id).
+        **({"config_id": config.id} if deployment_id != config.id else {}),
         "trusted_keys": ["keys/reviewer.pub"],
         "api_keys": [hash_api_key(api_key)],
         "routes": DEFAULT_ROUTES,
