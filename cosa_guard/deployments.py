@@ -131,6 +131,12 @@ class AuditSpec(_Spec):
         default=False, description="refuse calls (503) while the audit log cannot be written"
     )
 
+    @model_validator(mode="after")
+    def _required_needs_a_file(self) -> AuditSpec:
+        if self.required and self.path is None:
+            raise ValueError("required: true needs a path: the audit log that must be writable")
+        return self
+
 
 class CacheSpec(_Spec):
     maxsize: int = Field(default=10_000, ge=0)

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from cosa_guard.audit import AuditRecord, AuditSink
+from cosa_guard.answers import checked_answer, checked_chunks
+from cosa_guard.audit import AuditHealth, AuditRecord, AuditSink, sink_health
 from cosa_guard.backends.base import Backend
 from cosa_guard.deployments import (
     BackendSpec,
@@ -322,6 +323,21 @@ class Guard:
         """The deployment this API key belongs to; UnknownDeploymentError otherwise."""
         return self._registry.by_api_key(key)
 
+    def unservable(self) -> dict[str, str]:
+        """Deployments that fail every call right now, and why: a config past its `expires_at`, or
+        an audit log the deployment requires (`audit.required`) that cannot be written."""
+        out = {}
+        for deployment_id, rt in self._runtimes.items():
+            why = _unservable(rt)
+            if why is not None:
+                out[deployment_id] = why[1]
+        return out
+
+    def audit_health(self) -> tuple[AuditHealth, ...]:
+        """How each audit file the guard writes is doing (sinks that do not report are left out)."""
+        sinks = [self._pool.audit] if self._pool.audit is not None else list(self._pool.sinks.values())
+        return tuple(h for h in map(sink_health, sinks) if h is not None)
+
     def _runtime(self, deployment_id: str) -> Routes:
         if self._closed:
             raise RuntimeError("this Guard was closed (aclose); build a new one")
@@ -401,9 +417,9 @@ class Guard:
     async def _prepare(self, call: _Call) -> tuple[Message, ...] | None:
         """Privilege rule and input guard: the messages the model may see, or None after a decision."""
         spec = call.rt.deployment.spec
-        config = call.rt.deployment.config
-        if config.expires_at is not None and config.is_expired():
-            call.decision = Decision.failed(FailureKind.CONFIG, "the deployment's config has expired")
+        unservable = _unservable(call.rt)
+        if unservable is not None:
+            call.decision = Decision.failed(*unservable)
             return None
         privileged = apply_privilege_rule(call.received, spec.injection.system_messages)
         call.notes.extend(privileged.notes)
@@ -488,6 +504,7 @@ class Guard:
         started = time.perf_counter()
         try:
             completion = await primary.generate(messages, params)
+            text = checked_answer(completion.text, call.rt.deployment.spec.max_answer_chars)
         except Exception as exc:
             call.lap("generate", started)
             call.breaker_pending = False
@@ -499,7 +516,7 @@ class Guard:
         call.lap("generate", started)
         call.breaker_pending = False
         breaker.record_success(time.perf_counter() - started)
-        call.text, call.model = completion.text, completion.model or primary.name
+        call.text, call.model = text, completion.model or primary.name
         return True
 
     async def _cascade(
@@ -514,12 +531,13 @@ class Guard:
         started = time.perf_counter()
         try:
             completion = await fallback.generate(model_messages, params)
+            text = checked_answer(completion.text, call.rt.deployment.spec.max_answer_chars)
         except Exception as exc:
             call.lap("generate", started)
             call.decision = Decision.failed(_failure_kind(exc), f"cascade backend failed: {exc!r}")
             return
         call.lap("generate", started)
-        call.text, call.model = completion.text, completion.model or fallback.name
+        call.text, call.model = text, completion.model or fallback.name
         await self._judge(call, messages)
 
     async def _judge(self, call: _Call, messages: tuple[Message, ...]) -> None:
@@ -675,7 +693,9 @@ class Guard:
             return verifier.decide(verdict)
 
         stream_spec = rt.deployment.spec.stream
-        chunks = backend_chunks(backend, model_messages, params)
+        chunks = checked_chunks(
+            backend_chunks(backend, model_messages, params), rt.deployment.spec.max_answer_chars
+        )
         started = time.perf_counter()
         judged_before = call.timings.get("judge", 0.0)
         released = guard_stream(
@@ -762,6 +782,18 @@ class Guard:
             prompt=[m.to_dict() for m in call.received] if include_text else None,
             response=call.text if include_text else None,
         )
+
+
+def _unservable(rt: Routes) -> tuple[FailureKind, str] | None:
+    """Why every call of this deployment fails now, or None."""
+    config = rt.deployment.config
+    if config.expires_at is not None and config.is_expired():
+        return FailureKind.CONFIG, "the deployment's config has expired"
+    if rt.deployment.spec.audit.required:
+        health = sink_health(rt.audit) if rt.audit is not None else None
+        if rt.audit is None or (health is not None and not health.ok):
+            return FailureKind.AUDIT, "the deployment requires its audit log, which cannot be written now"
+    return None
 
 
 def _finding(finding: Finding) -> Mapping[str, Any]:

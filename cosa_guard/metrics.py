@@ -37,6 +37,18 @@ class Metrics(Protocol):
     def breaker_state(self, deployment: str, state: str) -> None: ...
 
 
+class AuditMetrics(Protocol):
+    """What an audit sink reports; `sink` is the audit file's name."""
+
+    def audit_records(self, sink: str, outcome: str, count: int) -> None:
+        """`outcome`: `written` or `dropped`."""
+        ...
+
+    def audit_write_error(self, sink: str) -> None: ...
+
+    def audit_up(self, sink: str, up: bool) -> None: ...
+
+
 class NoopMetrics:
     def observe(
         self,
@@ -51,6 +63,15 @@ class NoopMetrics:
     def breaker_state(self, deployment: str, state: str) -> None:
         pass
 
+    def audit_records(self, sink: str, outcome: str, count: int) -> None:
+        pass
+
+    def audit_write_error(self, sink: str) -> None:
+        pass
+
+    def audit_up(self, sink: str, up: bool) -> None:
+        pass
+
 
 class PrometheusMetrics:
     """Guard metrics on a prometheus_client registry.
@@ -58,7 +79,9 @@ class PrometheusMetrics:
     `cosa_guard_decisions_total{deployment,decision,route}`,
     `cosa_guard_request_seconds{deployment,route}`, `cosa_guard_stage_seconds{deployment,stage}`
     (time spent in the input guard, the model and the judge, for the calls that reached them) and
-    `cosa_guard_breaker_state{deployment}` (0 closed, 1 half-open, 2 open).
+    `cosa_guard_breaker_state{deployment}` (0 closed, 1 half-open, 2 open); for the audit files,
+    `cosa_guard_audit_records_total{sink,outcome}` (written, dropped),
+    `cosa_guard_audit_write_errors_total{sink}` and `cosa_guard_audit_up{sink}` (1 writing, 0 failing).
     """
 
     def __init__(self, registry: Any = None, namespace: str = "cosa_guard") -> None:
@@ -93,6 +116,19 @@ class PrometheusMetrics:
             **kwargs,
         )
         self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self._audit_records = prom.Counter(
+            "audit_records", "Audit records by outcome (written, dropped)", ["sink", "outcome"], **kwargs
+        )
+        self._audit_errors = prom.Counter(
+            "audit_write_errors", "Failed attempts to write the audit file", ["sink"], **kwargs
+        )
+        self._audit_up = prom.Gauge(
+            "audit_up",
+            "1 while the audit file is being written, 0 while writing it fails",
+            ["sink"],
+            multiprocess_mode="livemin",  # with several server workers: 0 if any live worker's audit fails
+            **kwargs,
+        )
 
     def observe(
         self,
@@ -123,12 +159,24 @@ class PrometheusMetrics:
     def breaker_state(self, deployment: str, state: str) -> None:
         self._breaker.labels(deployment).set(BREAKER_VALUES.get(state, -1.0))
 
+    def audit_records(self, sink: str, outcome: str, count: int) -> None:
+        self._audit_records.labels(sink, outcome).inc(count)
 
-_default: Metrics | None = None
+    def audit_write_error(self, sink: str) -> None:
+        self._audit_errors.labels(sink).inc()
+
+    def audit_up(self, sink: str, up: bool) -> None:
+        self._audit_up.labels(sink).set(1.0 if up else 0.0)
 
 
-def default_metrics() -> Metrics:
-    """Process-wide metrics on prometheus_client's default registry (what `/metrics` serves), or no-ops."""
+_default: PrometheusMetrics | NoopMetrics | None = None
+
+
+def default_metrics() -> PrometheusMetrics | NoopMetrics:
+    """Process-wide metrics on prometheus_client's default registry (what `/metrics` serves), or no-ops.
+
+    The one object serves as `Metrics` (the guard's) and `AuditMetrics` (the audit sinks').
+    """
     global _default
     if _default is None:
         try:

@@ -145,6 +145,7 @@ class FailureKind(str, enum.Enum):
     BACKEND = "backend"
     JUDGE = "judge"
     CONFIG = "config"
+    AUDIT = "audit"  # the deployment requires its audit log, and it cannot be written
 
 
 @dataclass(frozen=True, slots=True)
