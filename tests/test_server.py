@@ -23,7 +23,7 @@ pytest.importorskip("uvicorn")
 openai = pytest.importorskip("openai")
 httpx = pytest.importorskip("httpx")
 
-from cosa_guard.audit import MemoryAuditSink  # noqa: E402
+from cosa_guard.audit import AuditHealth, MemoryAuditSink  # noqa: E402
 from cosa_guard.config import SafetyConfig  # noqa: E402
 from cosa_guard.deployments import DeploymentRegistry, LoadedDeployment, ReloadReport  # noqa: E402
 from cosa_guard.server import create_app  # noqa: E402
@@ -127,6 +127,12 @@ class FakeGuard:
 
     async def reload(self) -> ReloadReport:
         return await asyncio.to_thread(self.registry.reload)
+
+    def unservable(self) -> dict[str, str]:
+        return {}
+
+    def audit_health(self) -> tuple[AuditHealth, ...]:
+        return ()
 
     async def aclose(self) -> None:
         self.closed = True

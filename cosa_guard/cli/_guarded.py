@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from cosa_guard.deployments import DeploymentRegistry
+    from cosa_guard.served import ServedLedger
 
 # Backends whose loaded model is shared process-wide: loading one here warms the guard's.
 _SHARED_LOCAL_KINDS = ("transformers",)
@@ -65,10 +66,11 @@ def prepare_models(registry: DeploymentRegistry) -> None:
                 asyncio.run(load())
 
 
-def open_guard(path: Path) -> Any:
-    """A Guard over `path`, with the embedded model ready."""
+def open_guard(path: Path, ledger: ServedLedger | None = None) -> Any:
+    """A Guard over `path`, with the embedded model ready; `ledger`: see `DeploymentRegistry.load`."""
+    from cosa_guard.deployments import DeploymentRegistry
     from cosa_guard.guard import Guard
 
-    guard = Guard.from_file(path)
+    guard = Guard(DeploymentRegistry.load(path, ledger=ledger))
     prepare_models(guard.registry)
     return guard

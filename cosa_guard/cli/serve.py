@@ -53,6 +53,13 @@ def register(subparsers: Any) -> None:
         help="larger request bodies get 413 (default: %(default)s)",
     )
     parser.add_argument(
+        "--body-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="a request body that takes longer to arrive gets 408 (default: %(default)s)",
+    )
+    parser.add_argument(
         "--watch-interval",
         type=float,
         default=2.0,
@@ -76,6 +83,14 @@ def register(subparsers: Any) -> None:
         "core for throughput (default: %(default)s)",
     )
     parser.add_argument(
+        "--worker-start-timeout",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="with --workers: how long a worker may take to load its models and answer, at a SIGHUP "
+        "restart and when the supervisor checks a worker is alive (default: %(default)s)",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=["critical", "error", "warning", "info", "debug"],
@@ -95,6 +110,9 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)
         return 2
+    if args.body_timeout <= 0 or args.worker_start_timeout <= 0:
+        print("error: --body-timeout and --worker-start-timeout must be positive", file=sys.stderr)
+        return 2
     if problem := _port_problem(args.host, args.port):
         print(f"error: {problem}", file=sys.stderr)
         return 1
@@ -112,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(
         guard,
         max_body_bytes=args.max_body_bytes,
+        body_timeout_s=args.body_timeout,
         watch_interval_s=args.watch_interval or None,
         close_guard=True,
         audit=audit,
@@ -139,13 +158,18 @@ def _run_workers(args: argparse.Namespace, deployments: Path) -> int:
 
     uvicorn = require("uvicorn", "server", "cosa-guard serve")
     DeploymentRegistry.load(deployments)  # a config that fails to verify stops here, not in N workers
-    options = WorkerOptions(
-        deployments=str(deployments.resolve()),
-        max_body_bytes=args.max_body_bytes,
-        watch_interval_s=args.watch_interval or None,
-        audit=str(args.audit.resolve()) if args.audit is not None else None,
-    )
-    with tempfile.TemporaryDirectory(prefix="cosa-guard-metrics-") as metrics_dir:
+    with (
+        tempfile.TemporaryDirectory(prefix="cosa-guard-metrics-") as metrics_dir,
+        tempfile.TemporaryDirectory(prefix="cosa-guard-served-") as served_dir,
+    ):
+        options = WorkerOptions(
+            deployments=str(deployments.resolve()),
+            max_body_bytes=args.max_body_bytes,
+            body_timeout_s=args.body_timeout,
+            watch_interval_s=args.watch_interval or None,
+            audit=str(args.audit.resolve()) if args.audit is not None else None,
+            served_ledger=str(Path(served_dir) / "served.json"),
+        )
         os.environ[OPTIONS_ENV] = options.to_env()
         os.environ.setdefault(MULTIPROC_ENV, metrics_dir)  # the workers inherit both at spawn
         uvicorn.run(
@@ -156,6 +180,9 @@ def _run_workers(args: argparse.Namespace, deployments: Path) -> int:
             port=args.port,
             log_level=args.log_level,
             timeout_graceful_shutdown=_GRACE_S,
+            # A replacement that loads models for longer than uvicorn's 5 s would be killed, and
+            # the SIGHUP restart abandoned with the new configs unserved.
+            timeout_worker_healthcheck=args.worker_start_timeout,
         )
     return 0
 

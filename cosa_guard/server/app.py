@@ -26,8 +26,9 @@ from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
+from cosa_guard import utf8
 from cosa_guard._optional import require
-from cosa_guard.audit import AuditRecord, AuditSink
+from cosa_guard.audit import AuditHealth, AuditRecord, AuditSink, sink_health
 from cosa_guard.deployments import LoadedDeployment, ReloadReport
 from cosa_guard.errors import CosaGuardError, MissingExtraError, UnknownDeploymentError
 from cosa_guard.server.errors import ApiError, guard_failure, unauthorized
@@ -61,6 +62,7 @@ logger = logging.getLogger("cosa_guard.server")
 T = TypeVar("T")
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
+DEFAULT_BODY_TIMEOUT_S = 30.0
 _CLIENT_GONE = 499  # nginx's "client closed request": nobody reads it, but the access log shows why
 _JSON_TYPES = ("application/json",)
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -92,6 +94,10 @@ class GuardLike(Protocol):
 
     async def reload(self) -> ReloadReport: ...
 
+    def unservable(self) -> Mapping[str, str]: ...
+
+    def audit_health(self) -> Sequence[AuditHealth]: ...
+
     async def aclose(self) -> None: ...
 
 
@@ -99,6 +105,7 @@ def create_app(
     guard: GuardLike,
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
     watch_interval_s: float | None = 2.0,
     reload_on_sighup: bool = True,
     close_guard: bool = False,
@@ -107,6 +114,8 @@ def create_app(
 ) -> FastAPI:
     """A FastAPI app serving `guard`.
 
+    `max_body_bytes` and `body_timeout_s`: a request body must be at most this large (else 413)
+    and arrive within this time (else 408), so that a slow or huge upload cannot hold a connection.
     `watch_interval_s`: poll the deployments file and its bundles and reload on change (None: off).
     `reload_on_sighup`: reload on SIGHUP (only when the server runs in the main thread, as uvicorn does).
     `close_guard`: `await guard.aclose()` at shutdown, for callers that hand the guard over.
@@ -149,7 +158,7 @@ def create_app(
     async def chat_completions(request: Request) -> Response:
         request.state.started = time.perf_counter()
         deployment = _authenticate(guard, request)
-        chat, messages = parse_request(await _read_json(request, max_body_bytes))
+        chat, messages = parse_request(await _read_json(request, max_body_bytes, body_timeout_s))
         model = _check_model(chat.model, deployment)
         params = chat.guard_params()
         request.state.guarded = True  # from here on the guard writes the audit record
@@ -160,7 +169,7 @@ def create_app(
             return Response(status_code=_CLIENT_GONE)
         if response.decision.kind is DecisionKind.FAILED:
             raise guard_failure(response, decision_payload(response))
-        return JSONResponse(completion_body(response, model))
+        return _json(completion_body(response, model))
 
     async def list_models(request: Request) -> Response:
         request.state.started = time.perf_counter()
@@ -174,10 +183,7 @@ def create_app(
         return JSONResponse(_model_card(deployment))
 
     async def healthz(_request: Request) -> Response:
-        count = len(guard.registry.ids())
-        status = "ok" if count else "no deployments"
-        body = {"status": status, "deployments": count, "last_reload": reloader.last}
-        return JSONResponse(body, status_code=200 if count else 503)
+        return JSONResponse(*_health(guard, reloader, audit))
 
     async def metrics(_request: Request) -> Response:
         prom = require("prometheus_client", "server", "the /metrics endpoint")
@@ -191,6 +197,44 @@ def create_app(
     app.router.add_route("/healthz", healthz, methods=["GET"])
     app.router.add_route("/metrics", metrics, methods=["GET"])
     return app
+
+
+def _health(guard: GuardLike, reloader: _Reloader, audit: AuditSink | None) -> tuple[dict[str, Any], int]:
+    """/healthz: `ok`; `degraded` (200) while a deployment fails every call (`unservable`: an expired
+    config, a required audit log that cannot be written) or an audit file fails; 503 when nothing
+    can be served. Ids, file names and OS error texts only: the endpoint needs no key."""
+    count = len(guard.registry.ids())
+    unservable = dict(guard.unservable())
+    audits = list(guard.audit_health())
+    own = sink_health(audit) if audit is not None else None
+    if own is not None:
+        audits.append(own)
+    if not count:
+        status = "no deployments"
+    elif unservable or not all(h.ok for h in audits):
+        status = "degraded"
+    else:
+        status = "ok"
+    body = {
+        "status": status,
+        "deployments": count,
+        "unservable": unservable,
+        "audit": [_audit_status(h) for h in audits],
+        "last_reload": reloader.last,
+    }
+    return body, 503 if count == len(unservable) else 200
+
+
+def _audit_status(health: AuditHealth) -> dict[str, Any]:
+    return {
+        "sink": health.sink,
+        "ok": health.ok,
+        "written": health.written,
+        "dropped": health.dropped,
+        "write_errors": health.write_errors,
+        "backlog": health.backlog,
+        "error": health.error or None,
+    }
 
 
 def _scraped_registry(prom: Any) -> Any:
@@ -223,8 +267,9 @@ def _authenticate(guard: GuardLike, request: Request) -> LoadedDeployment:
     return deployment
 
 
-async def _read_json(request: Request, limit: int) -> Any:
-    """The body as JSON. At most `limit` bytes are read: an oversize body is refused, never buffered."""
+async def _read_json(request: Request, limit: int, timeout_s: float) -> Any:
+    """The body as JSON. At most `limit` bytes are read, within `timeout_s`: an oversize or slow body
+    is refused, never buffered or waited for."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in _JSON_TYPES:
         raise ApiError(
@@ -236,14 +281,22 @@ async def _read_json(request: Request, limit: int) -> Any:
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     body = bytearray()
-    async for part in request.stream():
-        body += part
-        if len(body) > limit:
-            raise _too_large(limit)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for part in request.stream():
+                body += part
+                if len(body) > limit:
+                    raise _too_large(limit)
+    except TimeoutError:
+        raise ApiError(
+            408, f"the request body did not arrive within {timeout_s:g} s", code="request_timeout"
+        ) from None
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+    except RecursionError:  # the C parser's recursion guard: no chat request nests anywhere near it
+        raise ApiError(400, "the request body is nested too deeply", code="invalid_json") from None
 
 
 def _too_large(limit: int) -> ApiError:
@@ -383,7 +436,13 @@ def _final_chunk(
 
 
 def _event(body: Mapping[str, Any]) -> bytes:
-    return b"data: " + json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n\n"
+    return b"data: " + utf8.encode(json.dumps(body, ensure_ascii=False, separators=(",", ":"))) + b"\n\n"
+
+
+def _json(body: Mapping[str, Any]) -> Response:
+    """JSONResponse, except that text UTF-8 cannot carry is sent as U+FFFD instead of failing the response."""
+    text = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))  # as JSONResponse
+    return Response(utf8.encode(text), media_type="application/json")
 
 
 # --- Client disconnects ---------------------------------------------------------------------------

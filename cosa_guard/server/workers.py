@@ -8,7 +8,13 @@ config itself.
 Reloads keep the last good config in every worker. SIGHUP to the supervisor replaces the
 workers one at a time, each replacement serving before its predecessor retires; a replacement
 whose configs fail to verify never starts, so the old worker keeps serving and the rest of the
-restart is abandoned (logged). Each worker also watches the deployments file and reloads in place.
+restart is abandoned (logged). A replacement may take up to `--worker-start-timeout` to load its
+models and start serving (uvicorn's own default, 5 s, is shorter than loading the category judge).
+Each worker also watches the deployments file and reloads in place.
+
+Versions only move forward across workers too: each records the config versions it serves in a
+ledger file private to this server (`cosa_guard.served`), and a replacement refuses to start on an
+older config than the ledger holds.
 
 Metrics: with `PROMETHEUS_MULTIPROC_DIR` set (the CLI sets a private one), prometheus_client
 writes every worker's samples there and `/metrics` answers with all workers' sums, whichever
@@ -37,6 +43,8 @@ class WorkerOptions:
     max_body_bytes: int
     watch_interval_s: float | None
     audit: str | None = None
+    body_timeout_s: float = 30.0
+    served_ledger: str | None = None  # the versions every worker serves (`cosa_guard.served`)
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -56,17 +64,20 @@ def create_worker_app() -> Any:
     """uvicorn's app factory in each worker process."""
     from cosa_guard.audit import JsonlAuditSink
     from cosa_guard.cli._guarded import open_guard
+    from cosa_guard.served import ServedLedger
     from cosa_guard.server.app import create_app
 
     options = WorkerOptions.from_env()
+    ledger = ServedLedger(options.served_ledger) if options.served_ledger else None
     # uvicorn calls the factory inside its running loop, and loading local models runs a loop of
     # its own: load them in a thread (nothing is served until the factory returns).
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        guard = pool.submit(open_guard, Path(options.deployments)).result()
+        guard = pool.submit(open_guard, Path(options.deployments), ledger).result()
     audit = JsonlAuditSink(options.audit) if options.audit else None
     return create_app(
         guard,
         max_body_bytes=options.max_body_bytes,
+        body_timeout_s=options.body_timeout_s,
         watch_interval_s=options.watch_interval_s,
         # SIGHUP goes to the supervisor, which replaces the workers; a worker never sees it.
         reload_on_sighup=False,
