@@ -52,6 +52,7 @@ from cosa_guard.review import LintReport, ReviewRecord, lint
 
 BUNDLE_FORMAT: Literal["cosa-guard-bundle/1"] = "cosa-guard-bundle/1"
 KEY_ID_CHARS = 16
+MAX_DEPTH = 32  # a real bundle nests 4 levels; Python's JSON and hashing recurse, so deeper is refused
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:
@@ -216,6 +217,10 @@ def parse_bundle(data: Bundle | str | bytes | Mapping[str, Any]) -> Bundle:
             raise MalformedBundleError(
                 f"bundle is not valid JSON ({exc}); re-create it with `cosa-guard sign`"
             ) from exc
+        except RecursionError:  # deeper than the parser goes
+            raise _too_deep() from None
+    if _depth(obj) > MAX_DEPTH:
+        raise _too_deep()
     if not isinstance(obj, Mapping):
         raise MalformedBundleError("bundle must be a JSON object; re-create it with `cosa-guard sign`")
     if obj.get("format") != BUNDLE_FORMAT:
@@ -226,6 +231,27 @@ def parse_bundle(data: Bundle | str | bytes | Mapping[str, Any]) -> Bundle:
         return Bundle.model_validate(obj)
     except ValidationError as exc:
         raise MalformedBundleError(f"malformed bundle ({format_validation_error(exc)})") from exc
+
+
+def _too_deep() -> MalformedBundleError:
+    return MalformedBundleError(
+        f"bundle nests deeper than {MAX_DEPTH} levels; re-create it with `cosa-guard sign`"
+    )
+
+
+def _depth(obj: object) -> int:
+    """How deeply `obj` nests (a scalar is 0), without recursing; stops counting past MAX_DEPTH."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(obj, 0)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, Mapping) else item if isinstance(item, list) else ()
+        if children:
+            deepest = max(deepest, depth + 1)
+            if deepest > MAX_DEPTH:
+                return deepest
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def load_bundle(path: str | Path) -> Bundle:

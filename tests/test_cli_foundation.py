@@ -255,6 +255,8 @@ def test_verify_rejections_each_give_their_reason(workdir: Path, capsys: Cap) ->
 
     (workdir / "junk.json").write_text("{oops", encoding="utf-8")
     assert _verify_reason(capsys, "junk.json", "--trust", "keys/alice.pub") == "malformed"
+    (workdir / "deep.json").write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    assert _verify_reason(capsys, "deep.json", "--trust", "keys/alice.pub") == "malformed"  # no traceback
     assert _verify_reason(capsys, "absent.json", "--trust", "keys/alice.pub") == "malformed"
 
 

@@ -170,6 +170,14 @@ def test_malformed_bundles(document: object, reason: str) -> None:
         parse_bundle(document if isinstance(document, dict) else json.dumps(document))
 
 
+@pytest.mark.parametrize("depth", [40, 100_000], ids=["parses-but-too-deep", "deeper-than-the-parser"])
+def test_a_deeply_nested_bundle_is_malformed_not_a_crash(depth: int) -> None:
+    nested = "[" * depth + "]" * depth
+    raw = f'{{"format": "cosa-guard-bundle/1", "payload": {{"config": {nested}}}, "signatures": []}}'
+    with pytest.raises(MalformedBundleError, match="nests deeper than 32 levels"):
+        verify_bundle(raw, TRUST_ALICE)
+
+
 def test_a_signed_payload_without_a_config_is_malformed() -> None:
     bundle = add_signature(Bundle(format="cosa-guard-bundle/1", payload={"review": {}}), ALICE, "alice")
     with pytest.raises(MalformedBundleError, match="no config object"):
