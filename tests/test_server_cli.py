@@ -66,6 +66,15 @@ class Server:
                 return line
         raise AssertionError(f"no line starting with {prefix!r}; output so far: {self.seen}")
 
+    def wait_for_text(self, text: str, timeout: float) -> str:
+        """The next line that contains `text`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.wait_for("", deadline - time.monotonic())
+            if text in line:
+                return line
+        raise AssertionError(f"no line containing {text!r}; output so far: {self.seen}")
+
     def stop(self) -> int:
         self.process.send_signal(signal.SIGINT)
         try:
@@ -207,7 +216,8 @@ def test_workers_share_the_port_sum_metrics_and_roll_back_a_bad_reload(
         good = bundle.read_text()
         bundle.write_text(good.replace("Fictional violence", "Any violence"))  # breaks the signature
         process.process.send_signal(signal.SIGHUP)
-        time.sleep(3)  # the replacement fails to verify the config and never takes over
+        # The replacement fails to verify the config and never takes over; the supervisor says so.
+        process.wait_for_text("aborting the restart", 120)
         assert worker_pids(process.process.pid) == workers
         assert _answer(base_url, key)["config_hash"] == CONFIG.hash
 
