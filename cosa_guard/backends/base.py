@@ -17,7 +17,7 @@ class Backend(Protocol):
     not implement its own, but it must be cancellable. `params.stop` cuts the answer before the
     first stop string, in `generate` and in `stream`, and no streamed chunk ever holds any part of
     one. `aclose` releases connections and threads; closing twice is harmless. Every backend here
-    passes the contract suite in tests/backend_contract.py.
+    passes the contract suite in tests/_backend_contract.py.
     """
 
     name: str

@@ -24,7 +24,7 @@ class ScriptedBackend:
     check what the model was sent (for example, that the system prompt is the rendered config);
     `steps` counts the streamed pieces produced, so tests can see how far a stream ran.
 
-    It honours the backend contract (tests/backend_contract.py) like a real model: `max_tokens`
+    It honours the backend contract (tests/_backend_contract.py) like a real model: `max_tokens`
     counts words (a reply cut there ends with finish_reason `length`), `stop` cuts the reply
     before the stop string and holds back a streamed piece's end while it could start one
     (finish_reason `stop`), and `stream` joins to what `generate` returns. A scripted exception
