@@ -28,7 +28,13 @@ import httpx
 from cosa_guard.backends._aiohttp_transport import AiohttpTransport, aiohttp_available, aiohttp_module
 from cosa_guard.backends._http_pool import PooledTransport
 from cosa_guard.backends._per_loop import PerLoopTransport
-from cosa_guard.errors import BackendError, BackendTimeoutError, DeploymentError
+from cosa_guard.errors import (
+    BackendError,
+    BackendRequestError,
+    BackendTimeoutError,
+    DeploymentError,
+    UpstreamStatusError,
+)
 from cosa_guard.types import Chunk, Completion, GenerationParams, Message, Usage
 
 __all__ = ["HTTP_CLIENTS", "RETRY_STATUSES", "OpenAIBackend"]
@@ -36,6 +42,8 @@ __all__ = ["HTTP_CLIENTS", "RETRY_STATUSES", "OpenAIBackend"]
 HTTP_CLIENTS = ("auto", "aiohttp", "httpx")
 
 RETRY_STATUSES = frozenset({429, 502, 503})
+# Statuses that judge what this request asked for, not the server's health (BackendRequestError).
+REQUEST_STATUSES = frozenset({400, 413, 422})
 _TOP_LOGPROBS = 20  # the most OpenAI accepts; vLLM follows it
 _MAX_RETRY_AFTER_S = 5.0  # never sleep longer than this on a server's Retry-After
 _FINISH_BODY_S = 0.25  # how long the body's end may lag behind [DONE] before the connection is dropped
@@ -128,6 +136,7 @@ class OpenAIBackend:
     @asynccontextmanager
     async def _response(self, body: dict[str, Any], *, stream: bool) -> AsyncIterator[httpx.Response]:
         """Open a response whose status is 2xx, retrying only the failures that are safe to retry."""
+        content = _encode(body)
         attempt = 0
         while True:
             retry_after: float | None = None
@@ -136,9 +145,7 @@ class OpenAIBackend:
                     "POST",
                     self._url,
                     headers=self._headers,
-                    content=json.dumps(
-                        body, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-                    ).encode(),
+                    content=content,
                     extensions={"timeout": self._timeouts},
                 )
                 response = await self._transport.handle_async_request(request)
@@ -156,7 +163,7 @@ class OpenAIBackend:
                     try:
                         if response.status_code >= 400:
                             await response.aread()
-                            raise BackendError(_status_message(response))
+                            raise _status_error(response)
                         if not stream:
                             await response.aread()
                         yield response
@@ -330,20 +337,33 @@ def _raise_error_payload(data: Any) -> None:
         raise BackendError(f"the server reported an error: {message}")
 
 
+def _encode(body: dict[str, Any]) -> bytes:
+    """The request body as JSON bytes; text no server could receive is this request's fault."""
+    try:
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    except (UnicodeEncodeError, ValueError) as exc:  # a lone surrogate; NaN or infinity in a parameter
+        raise BackendRequestError(f"the request cannot be encoded as JSON: {exc}") from exc
+
+
 def _translate(exc: httpx.HTTPError, url: httpx.URL) -> BackendError:
     if isinstance(exc, httpx.TimeoutException):
         return BackendTimeoutError(f"{type(exc).__name__} talking to {url}: {exc}")
     return BackendError(f"{type(exc).__name__} talking to {url}: {exc}")
 
 
-def _status_message(response: httpx.Response) -> str:
+def _status_error(response: httpx.Response) -> BackendError:
+    """The error for a non-2xx answer. Its message quotes the body: for the detail log, never a decision."""
     detail = response.text
     try:
         error = response.json().get("error")
         detail = error.get("message", detail) if isinstance(error, dict) else str(error or detail)
     except (ValueError, AttributeError):
         pass
-    return f"HTTP {response.status_code} from {response.request.url}: {_clip(detail)}"
+    status = response.status_code
+    message = f"HTTP {status} from {response.request.url}: {_clip(detail)}"
+    if status in REQUEST_STATUSES:
+        return BackendRequestError(message, status)
+    return UpstreamStatusError(message, status)
 
 
 def _retry_after(response: httpx.Response) -> float | None:
