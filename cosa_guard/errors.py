@@ -135,6 +135,17 @@ class BackendRequestError(BackendError):
         self.status = status
 
 
+# Statuses that judge what a request asked for, not the server's health.
+REQUEST_STATUSES = frozenset({400, 413, 422})
+
+
+def status_error(message: str, status: int) -> BackendError:
+    """The error for an upstream's HTTP error status: this request's fault, or the upstream's."""
+    if status in REQUEST_STATUSES:
+        return BackendRequestError(message, status)
+    return UpstreamStatusError(message, status)
+
+
 class JudgeError(CosaGuardError):
     """A judge could not produce a verdict. The guard treats this as a failure, never a pass."""
 

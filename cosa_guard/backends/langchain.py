@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
 from cosa_guard._optional import require
-from cosa_guard.errors import BackendError, CosaGuardError
+from cosa_guard.errors import BackendError, CosaGuardError, status_error
 from cosa_guard.types import ROLES, Chunk, Completion, GenerationParams, Message, Usage
 
 if TYPE_CHECKING:
@@ -275,4 +275,8 @@ def _as_chunk(piece: Any, name: str) -> AIMessageChunk:
 
 
 def _backend_error(name: str, exc: Exception) -> BackendError:
-    return BackendError(f"{name}: {type(exc).__name__}: {exc}")
+    message = f"{name}: {type(exc).__name__}: {exc}"
+    status = getattr(exc, "status_code", None)  # the provider SDKs' HTTP errors (openai, anthropic, ...)
+    return (
+        status_error(message, status) if isinstance(status, int) and status >= 400 else BackendError(message)
+    )

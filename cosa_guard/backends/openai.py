@@ -33,7 +33,7 @@ from cosa_guard.errors import (
     BackendRequestError,
     BackendTimeoutError,
     DeploymentError,
-    UpstreamStatusError,
+    status_error,
 )
 from cosa_guard.types import Chunk, Completion, GenerationParams, Message, Usage
 
@@ -42,8 +42,6 @@ __all__ = ["HTTP_CLIENTS", "RETRY_STATUSES", "OpenAIBackend"]
 HTTP_CLIENTS = ("auto", "aiohttp", "httpx")
 
 RETRY_STATUSES = frozenset({429, 502, 503})
-# Statuses that judge what this request asked for, not the server's health (BackendRequestError).
-REQUEST_STATUSES = frozenset({400, 413, 422})
 _TOP_LOGPROBS = 20  # the most OpenAI accepts; vLLM follows it
 _MAX_RETRY_AFTER_S = 5.0  # never sleep longer than this on a server's Retry-After
 _FINISH_BODY_S = 0.25  # how long the body's end may lag behind [DONE] before the connection is dropped
@@ -359,11 +357,9 @@ def _status_error(response: httpx.Response) -> BackendError:
         detail = error.get("message", detail) if isinstance(error, dict) else str(error or detail)
     except (ValueError, AttributeError):
         pass
-    status = response.status_code
-    message = f"HTTP {status} from {response.request.url}: {_clip(detail)}"
-    if status in REQUEST_STATUSES:
-        return BackendRequestError(message, status)
-    return UpstreamStatusError(message, status)
+    return status_error(
+        f"HTTP {response.status_code} from {response.request.url}: {_clip(detail)}", response.status_code
+    )
 
 
 def _retry_after(response: httpx.Response) -> float | None:
