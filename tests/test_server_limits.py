@@ -160,3 +160,10 @@ def test_a_key_over_its_concurrency_gets_429_and_others_are_served(gated: Gated,
     slots = gated.app.state.key_slots
     _wait_until(lambda: slots.in_flight(busy) == 0)  # given back once the response has ended
     assert _post(gated.url, busy, {"messages": [{"role": "user", "content": "hi"}]}).status_code == 200
+
+
+def test_a_request_refused_after_taking_its_slot_gives_it_back(gated: Gated) -> None:
+    busy = gated.keys["busy"]
+    assert _post(gated.url, busy, b"{not json").status_code == 400  # refused after the slot was taken
+    _wait_until(lambda: gated.app.state.key_slots.in_flight(busy) == 0)
+    assert _post(gated.url, busy, {"messages": [{"role": "user", "content": "hi"}]}).status_code == 200
