@@ -210,6 +210,26 @@ async def test_model_failures_become_backend_errors() -> None:
     assert released == ["partial "]
 
 
+class ProviderStatusError(Exception):
+    """What provider SDKs raise for an HTTP error (openai.APIStatusError and friends carry `status_code`)."""
+
+    def __init__(self, status_code: int) -> None:
+        super().__init__(f"HTTP {status_code}")
+        self.status_code = status_code
+
+
+@pytest.mark.parametrize(("status", "upstream_fault"), [(400, False), (422, False), (500, True), (429, True)])
+async def test_provider_statuses_say_whose_fault_a_failure_is(status: int, upstream_fault: bool) -> None:
+    class Rejecting(GenericFakeChatModel):
+        def _generate(self, *args: Any, **kwargs: Any) -> ChatResult:
+            raise ProviderStatusError(status)
+
+    with pytest.raises(BackendError) as info:
+        await LangChainBackend(Rejecting(messages=iter([]))).generate(MESSAGES, GenerationParams())
+    assert info.value.upstream_fault is upstream_fault
+    assert getattr(info.value, "status", None) == status
+
+
 async def test_a_model_that_returns_no_message_is_a_backend_error() -> None:
     class TextModel(GenericFakeChatModel):
         async def ainvoke(self, *args: Any, **kwargs: Any) -> Any:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from cosa_guard._optional import require
 from cosa_guard.backends._stops import StopBuffer, cut_at_stop
-from cosa_guard.errors import BackendError, CosaGuardError
+from cosa_guard.errors import BackendError, CosaGuardError, status_error
 from cosa_guard.types import ROLES, Chunk, Completion, GenerationParams, Message, Usage
 
 if TYPE_CHECKING:
@@ -298,4 +298,8 @@ async def _aclose(source: AsyncIterator[Any]) -> None:
 
 
 def _backend_error(name: str, exc: Exception) -> BackendError:
-    return BackendError(f"{name}: {type(exc).__name__}: {exc}")
+    message = f"{name}: {type(exc).__name__}: {exc}"
+    status = getattr(exc, "status_code", None)  # the provider SDKs' HTTP errors (openai, anthropic, ...)
+    return (
+        status_error(message, status) if isinstance(status, int) and status >= 400 else BackendError(message)
+    )

@@ -33,7 +33,13 @@ from cosa_guard.backends._aiohttp_transport import AiohttpTransport, aiohttp_ava
 from cosa_guard.backends._http_pool import PooledTransport
 from cosa_guard.backends._per_loop import PerLoopTransport
 from cosa_guard.backends._stops import StopBuffer, cut_at_stop
-from cosa_guard.errors import BackendError, BackendTimeoutError, DeploymentError
+from cosa_guard.errors import (
+    BackendError,
+    BackendRequestError,
+    BackendTimeoutError,
+    DeploymentError,
+    status_error,
+)
 from cosa_guard.types import Chunk, Completion, GenerationParams, Message, Usage
 
 __all__ = ["HTTP_CLIENTS", "RETRY_STATUSES", "OpenAIBackend"]
@@ -133,6 +139,7 @@ class OpenAIBackend:
     @asynccontextmanager
     async def _response(self, body: dict[str, Any], *, stream: bool) -> AsyncIterator[httpx.Response]:
         """Open a response whose status is 2xx, retrying only the failures that are safe to retry."""
+        content = _encode(body)
         attempt = 0
         while True:
             retry_after: float | None = None
@@ -141,9 +148,7 @@ class OpenAIBackend:
                     "POST",
                     self._url,
                     headers=self._headers,
-                    content=json.dumps(
-                        body, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-                    ).encode(),
+                    content=content,
                     extensions={"timeout": self._timeouts},
                 )
                 response = await self._transport.handle_async_request(request)
@@ -161,7 +166,7 @@ class OpenAIBackend:
                     try:
                         if response.status_code >= 400:
                             await response.aread()
-                            raise BackendError(_status_message(response))
+                            raise _status_error(response)
                         if not stream:
                             await response.aread()
                         yield response
@@ -347,20 +352,31 @@ def _raise_error_payload(data: Any) -> None:
         raise BackendError(f"the server reported an error: {message}")
 
 
+def _encode(body: dict[str, Any]) -> bytes:
+    """The request body as JSON bytes; text no server could receive is this request's fault."""
+    try:
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    except (UnicodeEncodeError, ValueError) as exc:  # a lone surrogate; NaN or infinity in a parameter
+        raise BackendRequestError(f"the request cannot be encoded as JSON: {exc}") from exc
+
+
 def _translate(exc: httpx.HTTPError, url: httpx.URL) -> BackendError:
     if isinstance(exc, httpx.TimeoutException):
         return BackendTimeoutError(f"{type(exc).__name__} talking to {url}: {exc}")
     return BackendError(f"{type(exc).__name__} talking to {url}: {exc}")
 
 
-def _status_message(response: httpx.Response) -> str:
+def _status_error(response: httpx.Response) -> BackendError:
+    """The error for a non-2xx answer. Its message quotes the body: for the detail log, never a decision."""
     detail = response.text
     try:
         error = response.json().get("error")
         detail = error.get("message", detail) if isinstance(error, dict) else str(error or detail)
     except (ValueError, AttributeError):
         pass
-    return f"HTTP {response.status_code} from {response.request.url}: {_clip(detail)}"
+    return status_error(
+        f"HTTP {response.status_code} from {response.request.url}: {_clip(detail)}", response.status_code
+    )
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -24,7 +24,7 @@ from typing import Any
 
 from cosa_guard._optional import require
 from cosa_guard.backends.openai import match_candidates
-from cosa_guard.errors import BackendError, CosaGuardError
+from cosa_guard.errors import BackendError, BackendRequestError, CosaGuardError
 from cosa_guard.types import Chunk, Completion, GenerationParams, Message, Usage
 
 __all__ = ["VLLMBackend", "clear_engine_cache"]
@@ -159,6 +159,8 @@ class VLLMBackend:
                 yield output, len(prompt["prompt_token_ids"])
         except CosaGuardError:
             raise
+        except ValueError as exc:  # vLLM's answer to a request it will not run (prompt too long, ...)
+            raise BackendRequestError(f"{self.name}: vLLM rejected the request: {exc}") from exc
         except Exception as exc:
             raise BackendError(f"{self.name}: vLLM failed: {type(exc).__name__}: {exc}") from exc
         finally:
