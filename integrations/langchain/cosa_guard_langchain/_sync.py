@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -70,8 +70,11 @@ async def _next(items: AsyncIterator[T]) -> T:
     return await items.__anext__()
 
 
-async def iterate_in_thread(items: Iterator[T]) -> AsyncIterator[T]:
-    """A sync iterator (a model's `stream`) as an async one: each step in a worker thread; closed when abandoned."""
+async def iterate_in_thread(items: Iterator[T]) -> AsyncGenerator[T, None]:
+    """A sync iterator (a model's `stream`) as an async one, each step in a worker thread.
+
+    Closing it (or abandoning it) closes `items`, in a worker thread too.
+    """
     done = object()
     try:
         while (item := await asyncio.to_thread(next, items, done)) is not done:

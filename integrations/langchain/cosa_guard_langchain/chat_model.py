@@ -13,8 +13,9 @@ a failed one raises `GuardFailedError`.
 Streaming follows the deployment's stream mode. In `buffer` and `holdback` only judged text is
 released. In `optimistic` text is released at once and, on a violation, the last chunk carries
 the refusal and `response_metadata["cosa_guard"]["retracted"] = True`: the caller must discard
-what it showed (a failure, or a refusal under `raise_on_refusal`, raises there instead). Calls that can produce tool calls (tools bound, structured output) are released
-as one chunk after the verdict, tool calls included.
+what it showed (a failure, or a refusal under `raise_on_refusal`, raises there instead). Calls
+that can produce tool calls (tools bound, structured output) are released as one chunk after
+the verdict, tool calls included.
 """
 
 from __future__ import annotations
@@ -224,7 +225,9 @@ class GuardedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        return run_sync(self._chat(messages, stop, self._model_call(messages, run_manager, sync=True), kwargs))
+        return run_sync(
+            self._chat(messages, stop, self._model_call(messages, run_manager, sync=True), kwargs)
+        )
 
     async def _agenerate(
         self,
@@ -255,16 +258,26 @@ class GuardedChatModel(BaseChatModel):
         return self._chat_stream(messages, stop, self._model_call(messages, run_manager, sync=False), kwargs)
 
     async def _chat(
-        self, messages: list[BaseMessage], stop: list[str] | None, call: ModelCall | None, kwargs: dict[str, Any]
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        call: ModelCall | None,
+        kwargs: dict[str, Any],
     ) -> ChatResult:
         with use_call(call):
-            response = await self.guard.chat(self.deployment_id, from_langchain(messages), **_params(stop, kwargs))
+            response = await self.guard.chat(
+                self.deployment_id, from_langchain(messages), **_params(stop, kwargs)
+            )
         raise_for(response, raise_on_refusal=self.raise_on_refusal)
         produced = call.result if call is not None else None
         return ChatResult(generations=[ChatGeneration(message=guarded_message(response, produced))])
 
     async def _chat_stream(
-        self, messages: list[BaseMessage], stop: list[str] | None, call: ModelCall | None, kwargs: dict[str, Any]
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        call: ModelCall | None,
+        kwargs: dict[str, Any],
     ) -> AsyncIterator[ChatGenerationChunk]:
         if self.bound is not None or _TOOL_OPTIONS & kwargs.keys():
             # Tool calls arrive as argument fragments and are judged whole: release them whole.
