@@ -7,8 +7,8 @@
 
 Raising is what lets LangChain's own recovery work: `with_retry(retry_if_exception_type=
 (GuardFailedError,))` retries an outage, `with_fallbacks([...])` answers with another runnable.
-The exceptions carry the guard's decision and identifiers, never the prompt or the model's
-text, so they are safe to log.
+The exceptions carry the guard's decision and identifiers; their message says only the decision's
+label and the identifiers, never the prompt or the model's text, so it is safe to log.
 """
 
 from __future__ import annotations
