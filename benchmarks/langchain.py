@@ -9,7 +9,7 @@ cost is `benchmarks/overhead.py`'s). The bare call is `await model.ainvoke(...)`
 the same kind. Prints `name=value` lines:
 
     langchain_overhead_median_ms, langchain_overhead_p95_ms     ainvoke, guarded minus bare
-    langchain_sync_overhead_median_ms                           invoke (the guard on its private loop)
+    langchain_sync_overhead_median_ms                           invoke (the model through its own invoke)
     langchain_stream_overhead_median_ms_<mode>                  a whole astream, per stream mode
     langchain_tools_overhead_median_ms                          ainvoke with tools bound, a tool call answer
 """

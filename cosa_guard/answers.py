@@ -3,7 +3,7 @@
 Both rules hold where the answer enters the guard, before it is judged, cached, audited or sent,
 so that every later step sees the same text: a lone surrogate becomes U+FFFD (what the client
 receives is what the judge read and the audit records), and an answer past
-`max_answer_chars` is a backend failure (an upstream that never stops costs no more memory than
+`limits.max_answer_chars` is a backend failure (an upstream that never stops costs no more memory than
 that, and nothing of it is returned unchecked).
 """
 
@@ -13,15 +13,8 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import replace
 
 from cosa_guard import utf8
-from cosa_guard.errors import BackendError
+from cosa_guard.errors import AnswerTooLongError
 from cosa_guard.types import Chunk
-
-
-class AnswerTooLongError(BackendError):
-    """The model's answer passed the deployment's `max_answer_chars`."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"the model's answer is longer than this deployment's max_answer_chars ({limit})")
 
 
 def checked_answer(text: str, max_chars: int) -> str:

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from cosa_guard import utf8
 from cosa_guard.metrics import AuditMetrics, default_metrics
 
 logger = logging.getLogger("cosa_guard.audit")
@@ -123,8 +122,8 @@ class JsonlAuditSink:
     for the GIL except to hand lines to the OS. The writer wakes every `interval_s`, or at once
     when `batch` lines are waiting, and appends what it finds with `os.write` on an O_APPEND file.
 
-    Failures: text UTF-8 cannot carry (a lone surrogate) is written as U+FFFD; a write that fails
-    or stops short keeps the unwritten bytes and is retried (after `retry_s`), so a full disk loses
+    Failures: text UTF-8 cannot carry (a lone surrogate) is written as its JSON escape; a write that
+    fails or stops short keeps the unwritten bytes and is retried (after `retry_s`), so a full disk loses
     nothing until the backlog reaches `max_backlog` records. From then on each new record is
     dropped and counted (the oldest are kept: they are the ones an auditor will look for first).
     `health()`, the log (once per outage, and when writing resumes) and `metrics` say so.
@@ -238,7 +237,9 @@ class JsonlAuditSink:
 
     def _write(self) -> None:
         while self._pending:
-            self._unwritten.append(utf8.encode(self._pending.popleft() + "\n"))
+            # A lone surrogate (a client's, kept with `include_text`) is not UTF-8: written as a
+            # backslash escape it is the JSON escape for the same character.
+            self._unwritten.append((self._pending.popleft() + "\n").encode("utf-8", "backslashreplace"))
         try:
             self._append()
         finally:

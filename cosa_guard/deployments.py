@@ -23,6 +23,7 @@ The YAML file looks like:
         stream: {mode: holdback}
         fail_mode: closed
         deadline_s: 30
+        limits: {max_turn_chars: 100000, max_request_chars: 400000, max_concurrency_per_key: 128}
 """
 
 from __future__ import annotations
@@ -143,6 +144,19 @@ class CacheSpec(_Spec):
     ttl_s: float = Field(default=600.0, gt=0)
 
 
+class LimitsSpec(_Spec):
+    """What one request (and one API key) may ask of the server. Defaults a real chat never reaches."""
+
+    max_turn_chars: int = Field(default=100_000, ge=1, description="characters in one message")
+    max_request_chars: int = Field(default=400_000, ge=1, description="characters in all messages together")
+    max_concurrency_per_key: int | None = Field(
+        default=128, ge=1, description="server: calls one API key may have in flight (None: no limit)"
+    )
+    max_answer_chars: int = Field(
+        default=100_000, ge=1, description="a longer model answer is a backend failure, never returned"
+    )
+
+
 class DeploymentSpec(_Spec):
     bundle: str
     config_id: str | None = Field(
@@ -167,9 +181,7 @@ class DeploymentSpec(_Spec):
     injection: InjectionSpec = Field(default_factory=InjectionSpec)
     audit: AuditSpec = Field(default_factory=AuditSpec)
     cache: CacheSpec = Field(default_factory=CacheSpec)
-    max_answer_chars: int = Field(
-        default=100_000, ge=1, description="a longer model answer is a backend failure, never returned"
-    )
+    limits: LimitsSpec = Field(default_factory=LimitsSpec)
 
 
 class DeploymentsFile(_Spec):

@@ -15,11 +15,12 @@ nothing in `cosa_guard/__init__` imports it, so `import cosa_guard` stays light.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import threading
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,8 +56,27 @@ def load_tokenizer() -> PreTrainedTokenizerBase:
 def load_backbone() -> PreTrainedModel:
     """A fresh copy of the base encoder (fresh because fine-tuning mutates it)."""
     transformers = require("transformers", "embed", _PURPOSE)
-    model: PreTrainedModel = transformers.AutoModel.from_pretrained(str(base_model_path()))
+    with _no_weight_bar(transformers.utils.logging):
+        model: PreTrainedModel = transformers.AutoModel.from_pretrained(str(base_model_path()))
     return model
+
+
+_bar_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _no_weight_bar(logging: Any) -> Iterator[None]:
+    """Without transformers' "Loading weights" bar, which it draws on the app's stderr at every load
+    (each guard a library user builds); the switch is process-wide, so it is restored after."""
+    with _bar_lock:
+        shown = logging.is_progress_bar_enabled()
+        if shown:
+            logging.disable_progress_bar()
+        try:
+            yield
+        finally:
+            if shown:
+                logging.enable_progress_bar()
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -146,6 +146,9 @@ class FailureKind(str, enum.Enum):
     JUDGE = "judge"
     CONFIG = "config"
     AUDIT = "audit"  # the deployment requires its audit log, and it cannot be written
+    # The request itself cannot be served (the client's fault, checked before any model is called).
+    TOO_LARGE = "too_large"
+    INVALID_REQUEST = "invalid_request"
 
 
 @dataclass(frozen=True, slots=True)

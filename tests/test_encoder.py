@@ -127,3 +127,19 @@ def test_softmax_when_not_multi_label(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     probs = EncoderPredictor(model, int8=False).predict(["some text"])[0]
     assert sum(probs) == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("shown", [True, False], ids=["bars-on", "bars-off"])
+def test_loading_the_backbone_draws_no_bar_and_keeps_the_apps_setting(
+    capfd: pytest.CaptureFixture[str], shown: bool
+) -> None:
+    logging = transformers.utils.logging
+    before = logging.is_progress_bar_enabled()
+    (logging.enable_progress_bar if shown else logging.disable_progress_bar)()
+    try:
+        capfd.readouterr()
+        encoder.load_backbone()
+        assert "Loading weights" not in capfd.readouterr().err
+        assert logging.is_progress_bar_enabled() is shown
+    finally:
+        (logging.enable_progress_bar if before else logging.disable_progress_bar)()

@@ -26,18 +26,20 @@ LONG = "The hero swings the sword. " * 40  # 1,080 characters
 
 async def test_an_answer_past_max_answer_chars_fails_and_returns_nothing_of_it(tmp_path: Path) -> None:
     guard = make_guard(
-        tmp_path, {"fallback": ScriptedBackend([LONG], name="fallback")}, max_answer_chars=1000
+        tmp_path, {"fallback": ScriptedBackend([LONG], name="fallback")}, limits={"max_answer_chars": 1000}
     )
     response = await guard.chat("game", USER)
-    assert (
-        response.decision.label == "failed:backend" and "max_answer_chars (1000)" in response.decision.detail
+    assert response.decision.label == "failed:backend" and response.decision.detail.endswith(
+        "the model's answer passed limits.max_answer_chars (1000)"
     )
     assert response.text == REFUSAL
 
 
 async def test_a_streamed_answer_stops_at_max_answer_chars(tmp_path: Path) -> None:
     fallback = ScriptedBackend([LONG], name="fallback", chunk_size=100)
-    guard = make_guard(tmp_path, {"fallback": fallback}, max_answer_chars=1000, stream={"mode": "buffer"})
+    guard = make_guard(
+        tmp_path, {"fallback": fallback}, limits={"max_answer_chars": 1000}, stream={"mode": "buffer"}
+    )
     events = [e async for e in guard.stream("game", USER)]
     final = events[-1]
     assert isinstance(final, FinalEvent) and final.response.decision.label == "failed:backend"

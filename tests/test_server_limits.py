@@ -1,144 +1,169 @@
-"""The server at its edges, in front of the real Guard: bodies that nest too deep or arrive too slowly,
-answers UTF-8 cannot carry, and a /healthz that tells when a deployment or an audit file is down."""
+"""The server's side of issue 15, item 4: 413 for an oversize request, 400 for unsendable text, 429
+once an API key has `limits.max_concurrency_per_key` calls in flight, while other keys are served."""
 
 from __future__ import annotations
 
-import json
-import socket
+import asyncio
+import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
-guard_module = pytest.importorskip("cosa_guard.guard")
+
+from _guard_fixtures import CASCADE_ONLY, config  # noqa: E402
 
 from cosa_guard.backends.fake import ScriptedBackend  # noqa: E402
-from cosa_guard.config import SafetyConfig  # noqa: E402
-from cosa_guard.deployments import DeploymentRegistry  # noqa: E402
+from cosa_guard.deployments import DeploymentRegistry, LoadedDeployment, ReloadReport  # noqa: E402
+from cosa_guard.guard import Guard  # noqa: E402
 from cosa_guard.server import create_app  # noqa: E402
 from cosa_guard.testing.deployments import write_signed_deployment  # noqa: E402
 from cosa_guard.testing.server import serve_in_thread  # noqa: E402
-
-CONFIG = SafetyConfig(id="game", version=1, text="Fictional violence is fine.", allow=["violence"])
-BROKEN = "a broken \ud83d emoji"  # what json.loads makes of an upstream's "\ud83d" escape
+from cosa_guard.types import Decision, FinalEvent, GuardResponse, Message, Route, StreamEvent, TextDelta  # noqa: E402
 
 
-def _spec(**overrides: Any) -> dict[str, Any]:
-    return {
-        "routes": {"fallback": {"kind": "scripted", "model": "echo"}},
-        "judge": {"kind": "scripted"},
-        "injection": {"enabled": False},
-        **overrides,
-    }
+def _post(url: str, key: str, body: dict[str, Any] | bytes) -> Any:
+    headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+    if isinstance(body, bytes):
+        return httpx.post(url + "/v1/chat/completions", content=body, headers=headers, timeout=20)
+    return httpx.post(url + "/v1/chat/completions", json=body, headers=headers, timeout=20)
 
 
-def _guard(registry: DeploymentRegistry) -> Any:
-    return guard_module.Guard(
-        registry, backend_factory=lambda spec, base: ScriptedBackend([BROKEN], chunk_size=4)
-    )
+# --- 413 and 400 from the guard's own checks ---------------------------------------------------------
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
+def guarded(tmp_path: Path) -> Iterator[tuple[str, str]]:
     path, key = write_signed_deployment(
-        tmp_path, CONFIG, **_spec(audit={"path": "audit.jsonl", "include_text": True})
+        tmp_path,
+        config(),
+        routes=CASCADE_ONLY,
+        judge={"kind": "scripted"},
+        injection={"enabled": False},
+        limits={"max_turn_chars": 50},
     )
-    app = create_app(
-        _guard(DeploymentRegistry.load(path)), body_timeout_s=0.2, watch_interval_s=None, close_guard=True
-    )
-    with serve_in_thread(app) as url:
-        yield url, key, tmp_path / "audit.jsonl"
+    guard = Guard.from_file(path, backend_factory=lambda spec, base: ScriptedBackend(["an answer"]))
+    with serve_in_thread(create_app(guard, watch_interval_s=None, close_guard=True)) as url:
+        yield url, key
 
 
-def _post(url: str, key: str, body: bytes) -> Any:
-    headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
-    return httpx.post(url + "/v1/chat/completions", content=body, headers=headers, timeout=10)
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_turn_over_the_limit_is_413_naming_the_limit(guarded: tuple[str, str], stream: bool) -> None:
+    url, key = guarded
+    response = _post(url, key, {"messages": [{"role": "user", "content": "x" * 51}], "stream": stream})
+    assert response.status_code == 413
+    error = response.json()["error"]
+    assert (error["code"], error["type"]) == ("guard_too_large", "invalid_request_error")
+    assert "limits.max_turn_chars is 50" in error["message"]
+    assert response.json()["cosa_guard"]["label"] == "failed:too_large"
+    assert _post(url, key, {"messages": [{"role": "user", "content": "x" * 50}]}).status_code == 200
 
 
-def test_deeply_nested_json_is_a_400_in_openais_shape(served: tuple[str, str, Path]) -> None:
-    url, key, _ = served
-    response = _post(url, key, b"[" * 100_000 + b"]" * 100_000)
+def test_a_lone_surrogate_is_400_and_quotes_nothing(guarded: tuple[str, str]) -> None:
+    url, key = guarded
+    response = _post(url, key, b'{"messages": [{"role": "user", "content": "secret \\ud800"}]}')
     assert response.status_code == 400
-    assert (
-        response.json()["error"]["code"] == "invalid_json" and "nested" in response.json()["error"]["message"]
-    )
+    assert response.json()["error"]["code"] == "guard_invalid_request"
+    assert "secret" not in response.text and "Fictional violence" not in response.text
 
 
-def test_a_body_that_does_not_arrive_in_time_is_a_408(served: tuple[str, str, Path]) -> None:
-    url, key, _ = served
-    parts = urlsplit(url)
-    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
-        sock.sendall(
-            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            + f"Authorization: Bearer {key}\r\nContent-Length: 100\r\n\r\n".encode()
-            + b'{"messages": '  # ... and the rest never comes
-        )
-        head = sock.recv(4096).decode()
-    assert head.startswith("HTTP/1.1 408") and "request_timeout" in head
+# --- 429 per API key -------------------------------------------------------------------------------
 
 
-def test_a_lone_surrogate_in_the_answer_is_sent_as_a_replacement_character(
-    served: tuple[str, str, Path],
-) -> None:
-    url, key, audit = served
-    body = json.dumps({"messages": [{"role": "user", "content": "hi"}]}).encode()
-    plain = _post(url, key, body)
-    assert plain.status_code == 200
-    assert plain.json()["choices"][0]["message"]["content"] == "a broken \ufffd emoji"
-    stream = _post(
-        url, key, json.dumps({"messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
-    )
-    events = [json.loads(line[6:]) for line in stream.text.splitlines() if line.startswith("data: {")]
-    assert not [e for e in events if "error" in e]
-    sent = "".join(e["choices"][0]["delta"].get("content") or "" for e in events)
-    assert sent == "a broken \ufffd emoji" and events[-1]["cosa_guard"]["decision"] == "allowed"
-    _eventually(lambda: audit.exists() and len(audit.read_text(encoding="utf-8").splitlines()) == 2)
-    records = [json.loads(line) for line in audit.read_text(encoding="utf-8").splitlines()]
-    assert [(r["decision"], r["response"]) for r in records] == [("allowed", sent)] * 2
+@dataclass
+class GatedGuard:
+    """Answers at once, except a call whose prompt is `wait`: it holds its slot until `gate` opens."""
+
+    registry: DeploymentRegistry
+    entered: threading.Event = field(default_factory=threading.Event)
+    gate: threading.Event = field(default_factory=threading.Event)
+
+    def by_api_key(self, api_key: str) -> LoadedDeployment:
+        return self.registry.by_api_key(api_key)
+
+    def _answer(self, deployment_id: str) -> GuardResponse:
+        deployment = self.registry.get(deployment_id)
+        return GuardResponse("ok", Decision.allowed(), Route.CASCADE, deployment_id, deployment.config_hash)
+
+    async def _hold(self, messages: Sequence[Message]) -> None:
+        if messages[-1].content == "wait":
+            self.entered.set()
+            await asyncio.to_thread(self.gate.wait, 10)
+
+    async def chat(self, deployment_id: str, messages: Sequence[Message], **params: Any) -> GuardResponse:
+        await self._hold(messages)
+        return self._answer(deployment_id)
+
+    async def stream(
+        self, deployment_id: str, messages: Sequence[Message], **params: Any
+    ) -> AsyncIterator[StreamEvent]:
+        yield TextDelta("ok")  # the response has started: the slot must be held until it ends
+        await self._hold(messages)
+        yield FinalEvent(self._answer(deployment_id))
+
+    async def reload(self) -> ReloadReport:
+        return ReloadReport()
+
+    async def aclose(self) -> None:
+        pass
 
 
-def test_healthz_is_degraded_while_a_deployment_cannot_serve_and_503_when_none_can(tmp_path: Path) -> None:
-    write_signed_deployment(tmp_path, CONFIG, **_spec())
-    path, _ = write_signed_deployment(tmp_path, CONFIG.model_copy(update={"id": "kids"}), **_spec())
-    registry = DeploymentRegistry.load(path)
-    game = registry.get("game")
-    past = datetime.now(UTC) - timedelta(days=1)
-    expired = replace(game, config=game.config.model_copy(update={"expires_at": past}))  # served since before
-    for deployments, status, code in (
-        ([expired, registry.get("kids")], "degraded", 200),
-        ([expired], "degraded", 503),
-    ):
-        app = create_app(_guard(DeploymentRegistry(deployments)), watch_interval_s=None, close_guard=True)
-        with serve_in_thread(app) as url:
-            health = httpx.get(url + "/healthz")
-        assert (health.status_code, health.json()["status"]) == (code, status)
-        assert health.json()["unservable"] == {"game": "the deployment's config has expired"}
+@dataclass
+class Gated:
+    url: str
+    guard: GatedGuard
+    keys: dict[str, str]
+    app: Any
 
 
-def test_healthz_and_metrics_show_an_audit_file_that_cannot_be_written(tmp_path: Path) -> None:
-    (tmp_path / "audit.jsonl").mkdir()  # a directory where the audit file should be
-    path, _ = write_signed_deployment(tmp_path, CONFIG, **_spec(audit={"path": "audit.jsonl"}))
-    app = create_app(_guard(DeploymentRegistry.load(path)), watch_interval_s=None, close_guard=True)
+@pytest.fixture
+def gated(tmp_path: Path) -> Iterator[Gated]:
+    _, busy = write_signed_deployment(tmp_path, config(), "busy", limits={"max_concurrency_per_key": 1})
+    path, other = write_signed_deployment(tmp_path, config(), "other", limits={"max_concurrency_per_key": 1})
+    guard = GatedGuard(DeploymentRegistry.load(path))
+    app = create_app(guard, watch_interval_s=None)
     with serve_in_thread(app) as url:
-        health = httpx.get(url + "/healthz").json()
-        metrics = httpx.get(url + "/metrics").text
-    assert health["status"] == "degraded" and health["unservable"] == {}  # the calls still run, unaudited
-    (audit,) = health["audit"]
-    assert (audit["sink"], audit["ok"], audit["error"]) == ("audit.jsonl", False, "Is a directory")
-    assert 'cosa_guard_audit_up{sink="audit.jsonl"} 0.0' in metrics
-    assert 'cosa_guard_audit_write_errors_total{sink="audit.jsonl"}' in metrics
+        yield Gated(url, guard, {"busy": busy, "other": other}, app)
+    guard.gate.set()
 
 
-def _eventually(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
+def _wait_until(condition: Any) -> None:
+    deadline = time.monotonic() + 10
     while not condition():
-        assert time.monotonic() < deadline, "never happened"
-        time.sleep(0.02)
+        assert time.monotonic() < deadline, "the condition never became true"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_key_over_its_concurrency_gets_429_and_others_are_served(gated: Gated, stream: bool) -> None:
+    busy, other = gated.keys["busy"], gated.keys["other"]
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(
+            _post, gated.url, busy, {"messages": [{"role": "user", "content": "wait"}], "stream": stream}
+        )
+        assert gated.guard.entered.wait(10)
+        refused = _post(gated.url, busy, {"messages": [{"role": "user", "content": "hi"}]})
+        assert refused.status_code == 429
+        assert refused.headers["retry-after"] == "1"
+        assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+        assert "limits.max_concurrency_per_key" in refused.json()["error"]["message"]
+        assert _post(gated.url, other, {"messages": [{"role": "user", "content": "hi"}]}).status_code == 200
+        gated.guard.gate.set()
+        assert held.result().status_code == 200
+    slots = gated.app.state.key_slots
+    _wait_until(lambda: slots.in_flight(busy) == 0)  # given back once the response has ended
+    assert _post(gated.url, busy, {"messages": [{"role": "user", "content": "hi"}]}).status_code == 200
+
+
+def test_a_request_refused_after_taking_its_slot_gives_it_back(gated: Gated) -> None:
+    busy = gated.keys["busy"]
+    assert _post(gated.url, busy, b"{not json").status_code == 400  # refused after the slot was taken
+    _wait_until(lambda: gated.app.state.key_slots.in_flight(busy) == 0)
+    assert _post(gated.url, busy, {"messages": [{"role": "user", "content": "hi"}]}).status_code == 200

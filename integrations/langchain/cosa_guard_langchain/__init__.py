@@ -5,6 +5,8 @@
 - `guard_chain`: guard the model steps of an existing LCEL chain.
 - `CosaGuardMiddleware`: a LangChain v1 agent middleware (needs the `agents` extra).
 - `ChatModelBackend`: the guard backend that runs the LangChain model of the current call.
+- `GuardFailedError`, `GuardRefusalError` (both `GuardDecisionError`): what a failed call, and a
+  refused one where asked (`raise_on_refusal=True`), raise.
 """
 
 from __future__ import annotations
@@ -13,9 +15,18 @@ from typing import Any
 
 from cosa_guard_langchain.backend import ChatModelBackend
 from cosa_guard_langchain.chat_model import GuardedChatModel
+from cosa_guard_langchain.errors import GuardDecisionError, GuardFailedError, GuardRefusalError
 from cosa_guard_langchain.runnable import guard_chain
 
-__all__ = ["ChatModelBackend", "CosaGuardMiddleware", "GuardedChatModel", "guard_chain"]
+__all__ = [
+    "ChatModelBackend",
+    "CosaGuardMiddleware",
+    "GuardDecisionError",
+    "GuardFailedError",
+    "GuardRefusalError",
+    "GuardedChatModel",
+    "guard_chain",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -3,14 +3,20 @@
 The guard is async all the way down. Sync calls run it on one long-lived event loop in a daemon
 thread rather than a fresh loop per call: the guard's clients, locks and breakers stay on one
 loop, and a sync call made from inside a running loop (a sync tool in an async app) does not
-need a nested loop.
+need a nested loop. The guarded call runs in a copy of the caller's context (its LangChain run
+config), as `asyncio.run_coroutine_threadsafe` schedules it.
+
+The wrapped model never runs on that loop. A sync call runs the model's own sync API in a worker
+thread (`asyncio.to_thread`, `iterate_in_thread`), so the model's async clients only ever see the
+app's loops and one model serves `invoke` and `ainvoke` alike; the worker thread gets a copy of
+the guarded call's context, so the model runs under the guard's detached callbacks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -62,3 +68,18 @@ def iterate_sync(items: AsyncIterator[T]) -> Iterator[T]:
 
 async def _next(items: AsyncIterator[T]) -> T:
     return await items.__anext__()
+
+
+async def iterate_in_thread(items: Iterator[T]) -> AsyncGenerator[T, None]:
+    """A sync iterator (a model's `stream`) as an async one, each step in a worker thread.
+
+    Closing it (or abandoning it) closes `items`, in a worker thread too.
+    """
+    done = object()
+    try:
+        while (item := await asyncio.to_thread(next, items, done)) is not done:
+            yield item  # type: ignore[misc]
+    finally:
+        close = getattr(items, "close", None)
+        if close is not None:
+            await asyncio.to_thread(close)

@@ -23,7 +23,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, cast
 
-from langchain_core.callbacks import AsyncCallbackManager
+from langchain_core.callbacks import AsyncCallbackManager, CallbackManager
+from langchain_core.callbacks.manager import AsyncRunManager
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 
 from cosa_guard.backends.langchain import (
@@ -166,10 +167,12 @@ def inner_callbacks(run_manager: Any) -> Any:
     """Callbacks for a model run nested under `run_manager`'s run (an LLM run has no `get_child`).
 
     None without a run manager (LangChain's streaming paths pass none): the ambient run's then.
+    A sync run manager gets a sync manager: the model then runs through its sync API.
     """
     if run_manager is None:
         return None
-    manager = AsyncCallbackManager(handlers=[], parent_run_id=run_manager.run_id)
+    kind = AsyncCallbackManager if isinstance(run_manager, AsyncRunManager) else CallbackManager
+    manager = kind(handlers=[], parent_run_id=run_manager.run_id)
     manager.set_handlers(run_manager.inheritable_handlers)
     manager.add_tags(run_manager.inheritable_tags)
     manager.add_metadata(run_manager.inheritable_metadata)

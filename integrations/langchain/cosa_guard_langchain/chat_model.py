@@ -3,20 +3,24 @@
     guarded = GuardedChatModel.from_deployments(ChatOpenAI(model="gpt-4o-mini"), "deployments.yaml", "kids")
     chain = prompt | guarded | StrOutputParser()
 
-Every path is guarded: `invoke`, `ainvoke`, `batch`, `abatch`, `stream`, `astream` (the sync ones
-run the async guard on a private event loop). The guard's decision, route, config hash and
-judged categories are in `message.response_metadata["cosa_guard"]`; a refused or failed call
-answers with the refusal text, never with the model's text or tool calls.
+Every path is guarded: `invoke`, `ainvoke`, `batch`, `abatch`, `stream`, `astream`. The sync ones
+run the async guard on a private event loop and the wrapped model through its own sync API (see
+`_sync`). The guard's decision, route, config hash and judged categories are in
+`message.response_metadata["cosa_guard"]`. A refused call answers with the refusal text, never
+with the model's text or tool calls (or raises `GuardRefusalError` with `raise_on_refusal=True`);
+a failed one raises `GuardFailedError`.
 
 Streaming follows the deployment's stream mode. In `buffer` and `holdback` only judged text is
 released. In `optimistic` text is released at once and, on a violation, the last chunk carries
 the refusal and `response_metadata["cosa_guard"]["retracted"] = True`: the caller must discard
-what it showed. Calls that can produce tool calls (tools bound, structured output) are released
-as one chunk after the verdict, tool calls included.
+what it showed (a failure, or a refusal under `raise_on_refusal`, raises there instead). Calls
+that can produce tool calls (tools bound, structured output) are released as one chunk after
+the verdict, tool calls included.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import aclosing
 from pathlib import Path
@@ -33,9 +37,10 @@ from cosa_guard.backends.langchain import from_langchain, message_text
 from cosa_guard.deployments import LoadedDeployment
 from cosa_guard.errors import CosaGuardError
 from cosa_guard.types import DecisionKind, FinalEvent, GuardResponse, Retraction, TextDelta
-from cosa_guard_langchain._sync import iterate_sync, run_sync
+from cosa_guard_langchain._sync import iterate_in_thread, iterate_sync, run_sync
 from cosa_guard_langchain._walk import replace_chat_models
 from cosa_guard_langchain.backend import ChatModelBackend, ModelCall, inner_callbacks, use_call, whole_chunk
+from cosa_guard_langchain.errors import raise_for
 
 __all__ = ["GuardedChatModel", "guard_metadata", "guarded_message", "keeps_produced"]
 
@@ -97,6 +102,8 @@ class GuardedChatModel(BaseChatModel):
     model: BaseChatModel | None = None
     guard: Any = Field(exclude=True)
     deployment_id: str
+    raise_on_refusal: bool = False
+    """Raise `GuardRefusalError` on a refusal instead of answering with the refusal text."""
     bound: Runnable[Any, Any] | None = Field(default=None, exclude=True)
     """What runs for a call: `model` bound to tools or options; None: `model` itself."""
 
@@ -104,10 +111,15 @@ class GuardedChatModel(BaseChatModel):
 
     @classmethod
     def from_guard(
-        cls, guard: Any, deployment_id: str, *, model: BaseChatModel | None = None
+        cls,
+        guard: Any,
+        deployment_id: str,
+        *,
+        model: BaseChatModel | None = None,
+        raise_on_refusal: bool = False,
     ) -> GuardedChatModel:
         """Wrap an existing guard. `model` is run wherever the guard's route is a `ChatModelBackend`."""
-        return cls(guard=guard, deployment_id=deployment_id, model=model)
+        return cls(guard=guard, deployment_id=deployment_id, model=model, raise_on_refusal=raise_on_refusal)
 
     @classmethod
     def from_deployments(
@@ -117,18 +129,22 @@ class GuardedChatModel(BaseChatModel):
         deployment_id: str,
         *,
         route: Literal["cascade", "cosalign"] = "cascade",
+        raise_on_refusal: bool = False,
         **guard_options: Any,
     ) -> GuardedChatModel:
         """Guard `model` with deployment `deployment_id` of the signed deployments file at `path`.
 
         `route` says what `model` is: a general model, judged by the cascade (default), or a
-        CoSAlign-trained model that follows the config from its system prompt. Other keyword
-        arguments (`judge`, `input_guard`, `audit`, `metrics`) go to `Guard.single`.
+        CoSAlign-trained model that follows the config from its system prompt. `raise_on_refusal`
+        makes a refusal raise `GuardRefusalError`. Other keyword arguments (`judge`, `input_guard`,
+        `audit`, `metrics`) go to `Guard.single`.
         """
         from cosa_guard.deployments import DeploymentRegistry
 
         deployment = DeploymentRegistry.load(path).get(deployment_id)
-        return cls.for_deployment(model, deployment, route=route, **guard_options)
+        return cls.for_deployment(
+            model, deployment, route=route, raise_on_refusal=raise_on_refusal, **guard_options
+        )
 
     @classmethod
     def for_deployment(
@@ -137,6 +153,7 @@ class GuardedChatModel(BaseChatModel):
         deployment: LoadedDeployment,
         *,
         route: Literal["cascade", "cosalign"] = "cascade",
+        raise_on_refusal: bool = False,
         **guard_options: Any,
     ) -> GuardedChatModel:
         """Like `from_deployments`, for a deployment already loaded (one registry, many models)."""
@@ -150,7 +167,7 @@ class GuardedChatModel(BaseChatModel):
             fallback=None if cosalign else backend,
             **guard_options,
         )
-        return cls(guard=guard, deployment_id=deployment.id, model=model)
+        return cls(guard=guard, deployment_id=deployment.id, model=model, raise_on_refusal=raise_on_refusal)
 
     # --- delegation ---------------------------------------------------------------------------
 
@@ -159,15 +176,22 @@ class GuardedChatModel(BaseChatModel):
         return self.with_runnable(self._require_model("bind_tools").bind_tools(tools, **kwargs))
 
     def with_structured_output(self, schema: Any, **kwargs: Any) -> Runnable[LanguageModelInput, Any]:
-        """The wrapped model's own structured output, with its model call guarded."""
+        """The wrapped model's own structured output, with its model call guarded.
+
+        A refusal is no instance of the schema, so it raises `GuardRefusalError` rather than reach
+        the provider's parser (which would return None, fail to parse, or raise its own refusal
+        error, by provider and method). With `include_raw=True` nothing is raised for a refusal:
+        `raw` is the refusal message and `parsed` is None.
+        """
         model = self._require_model("with_structured_output")
+        strict = self if kwargs.get("include_raw") else self.model_copy(update={"raise_on_refusal": True})
         structured = model.with_structured_output(schema, **kwargs)
         guarded, replaced = replace_chat_models(
             structured,
-            lambda found, binding: self.with_runnable(binding or found) if found is model else None,
+            lambda found, binding: strict.with_runnable(binding or found) if found is model else None,
         )
         if not replaced:  # an implementation that hides its model call: fall back to tool calling
-            return super().with_structured_output(schema, **kwargs)
+            return super(GuardedChatModel, strict).with_structured_output(schema, **kwargs)
         return guarded
 
     def _require_model(self, what: str) -> BaseChatModel:
@@ -201,7 +225,9 @@ class GuardedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        return run_sync(self._agenerate(messages, stop, run_manager, **kwargs))  # type: ignore[arg-type]
+        return run_sync(
+            self._chat(messages, stop, self._model_call(messages, run_manager, sync=True), kwargs)
+        )
 
     async def _agenerate(
         self,
@@ -210,12 +236,7 @@ class GuardedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        call = self._model_call(messages, run_manager)
-        params = _params(stop, kwargs)
-        with use_call(call):
-            response = await self.guard.chat(self.deployment_id, from_langchain(messages), **params)
-        produced = call.result if call is not None else None
-        return ChatResult(generations=[ChatGeneration(message=guarded_message(response, produced))])
+        return await self._chat(messages, stop, self._model_call(messages, run_manager, sync=False), kwargs)
 
     def _stream(
         self,
@@ -224,21 +245,45 @@ class GuardedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        yield from iterate_sync(self._astream(messages, stop, run_manager, **kwargs))  # type: ignore[arg-type]
+        call = self._model_call(messages, run_manager, sync=True)
+        yield from iterate_sync(self._chat_stream(messages, stop, call, kwargs))
 
-    async def _astream(
+    def _astream(
         self,
         messages: list[BaseMessage],
         stop: list[str] | None = None,
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
+        return self._chat_stream(messages, stop, self._model_call(messages, run_manager, sync=False), kwargs)
+
+    async def _chat(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        call: ModelCall | None,
+        kwargs: dict[str, Any],
+    ) -> ChatResult:
+        with use_call(call):
+            response = await self.guard.chat(
+                self.deployment_id, from_langchain(messages), **_params(stop, kwargs)
+            )
+        raise_for(response, raise_on_refusal=self.raise_on_refusal)
+        produced = call.result if call is not None else None
+        return ChatResult(generations=[ChatGeneration(message=guarded_message(response, produced))])
+
+    async def _chat_stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        call: ModelCall | None,
+        kwargs: dict[str, Any],
+    ) -> AsyncIterator[ChatGenerationChunk]:
         if self.bound is not None or _TOOL_OPTIONS & kwargs.keys():
             # Tool calls arrive as argument fragments and are judged whole: release them whole.
-            result = await self._agenerate(messages, stop, run_manager, **kwargs)
+            result = await self._chat(messages, stop, call, kwargs)
             yield ChatGenerationChunk(message=whole_chunk(result.generations[0].message))
             return
-        call = self._model_call(messages, run_manager)
         released: list[str] = []
         retraction: Retraction | None = None
         final: GuardResponse | None = None
@@ -248,7 +293,8 @@ class GuardedChatModel(BaseChatModel):
             async with aclosing(events):
                 async for event in events:
                     if isinstance(event, TextDelta):
-                        if event.text:
+                        # The refusal delta is held back: the last chunk carries it, or the error replaces it.
+                        if event.text and not event.refusal:
                             released.append(event.text)
                             yield ChatGenerationChunk(message=AIMessageChunk(content=event.text))
                     elif isinstance(event, Retraction):
@@ -257,25 +303,36 @@ class GuardedChatModel(BaseChatModel):
                         final = event.response
         if final is None:
             raise CosaGuardError(f"the guard's stream for {self.deployment_id!r} ended without a decision")
+        raise_for(final, raise_on_refusal=self.raise_on_refusal)
         yield ChatGenerationChunk(message=_last_chunk(final, "".join(released), retraction))
 
-    def _model_call(self, messages: list[BaseMessage], run_manager: Any) -> ModelCall | None:
-        """What the guard's ChatModelBackend runs for this call; None (no model): a slot says so loudly."""
+    def _model_call(self, messages: list[BaseMessage], run_manager: Any, *, sync: bool) -> ModelCall | None:
+        """What the guard's ChatModelBackend runs for this call; None (no model): a slot says so loudly.
+
+        `sync`: through the model's own sync API, in a worker thread, as the caller asked.
+        """
         if self.model is None:
             return None
         runnable: Any = self.bound if self.bound is not None else self.model
 
         async def invoke(sent: list[BaseMessage], options: dict[str, Any]) -> AIMessage:
-            result = await runnable.ainvoke(sent, **options)
-            if not isinstance(result, AIMessage):
-                raise TypeError(f"the wrapped model returned {type(result).__name__}, not an AIMessage")
-            return result
+            if sync:
+                return _ai_message(await asyncio.to_thread(runnable.invoke, sent, **options))
+            return _ai_message(await runnable.ainvoke(sent, **options))
 
         def stream(sent: list[BaseMessage], options: dict[str, Any]) -> AsyncIterator[AIMessageChunk]:
+            if sync:
+                return iterate_in_thread(runnable.stream(sent, **options))
             return runnable.astream(sent, **options)  # type: ignore[no-any-return]
 
         callbacks = inner_callbacks(run_manager)
         return ModelCall(self.model, invoke, stream, originals=messages, callbacks=callbacks)
+
+
+def _ai_message(result: Any) -> AIMessage:
+    if not isinstance(result, AIMessage):
+        raise TypeError(f"the wrapped model returned {type(result).__name__}, not an AIMessage")
+    return result
 
 
 def _params(stop: list[str] | None, kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -293,6 +350,6 @@ def _last_chunk(final: GuardResponse, released: str, retraction: Retraction | No
         content = ""
     elif retraction is not None:
         content = retraction.replacement
-    else:  # buffer / holdback: nothing unjudged went out; the refusal ends the stream
-        content = "" if released.endswith(final.text) else final.text
+    else:  # nothing unjudged went out: the refusal ends the stream
+        content = final.text
     return AIMessageChunk(content=content, response_metadata=meta, chunk_position="last")

