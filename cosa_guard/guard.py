@@ -48,6 +48,7 @@ from cosa_guard.limits import check_request
 from cosa_guard.metrics import Metrics, default_metrics
 from cosa_guard.privilege import apply_privilege_rule
 from cosa_guard.routing import BreakerState, CircuitBreaker, JudgeFactory, RoutePool, Routes
+from cosa_guard.served import ServedLedger
 from cosa_guard.streaming import StreamOutcome, backend_chunks, guard_stream
 from cosa_guard.types import (
     Decision,
@@ -212,9 +213,9 @@ class Guard:
     # --- construction ----------------------------------------------------------------------------
 
     @classmethod
-    def from_file(cls, path: str | Path, **kw: Any) -> Guard:
-        """Load and verify a deployments file (`DeploymentRegistry.load`) and serve it."""
-        return cls(DeploymentRegistry.load(path), **kw)
+    def from_file(cls, path: str | Path, *, ledger: ServedLedger | None = None, **kw: Any) -> Guard:
+        """Load and verify a deployments file (`DeploymentRegistry.load`, with `ledger`) and serve it."""
+        return cls(DeploymentRegistry.load(path, ledger=ledger), **kw)
 
     @classmethod
     def single(

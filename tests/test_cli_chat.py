@@ -42,8 +42,9 @@ def _backend(spec: BackendSpec, base_dir: Path) -> ScriptedBackend:
 def deployments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     Guard = guard_module.Guard
 
-    def from_file(cls: Any, path: Any, **kw: Any) -> Any:  # the scripted models instead of real ones
-        return cls(DeploymentRegistry.load(path), backend_factory=_backend, **kw)
+    def from_file(cls: Any, path: Any, ledger: Any = None, **kw: Any) -> Any:
+        # the scripted models instead of real ones
+        return cls(DeploymentRegistry.load(path, ledger=ledger), backend_factory=_backend, **kw)
 
     monkeypatch.setattr(Guard, "from_file", classmethod(from_file))
     path, _ = write_signed_deployment(

@@ -68,9 +68,8 @@ def prepare_models(registry: DeploymentRegistry) -> None:
 
 def open_guard(path: Path, ledger: ServedLedger | None = None) -> Any:
     """A Guard over `path`, with the embedded model ready; `ledger`: see `DeploymentRegistry.load`."""
-    from cosa_guard.deployments import DeploymentRegistry
     from cosa_guard.guard import Guard
 
-    guard = Guard(DeploymentRegistry.load(path, ledger=ledger))
+    guard = Guard.from_file(path, ledger=ledger)
     prepare_models(guard.registry)
     return guard
