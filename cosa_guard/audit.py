@@ -146,7 +146,10 @@ class JsonlAuditSink:
         self._thread.join()
 
     def _run(self) -> None:
-        with self.path.open("a", encoding="utf-8") as fh:
+        # A lone surrogate (sent by a client, kept with `include_text`) is not UTF-8: written as a
+        # backslash escape it is the JSON escape for the same character, where a strict encoder
+        # would kill this thread and every record after it.
+        with self.path.open("a", encoding="utf-8", errors="backslashreplace") as fh:
             while True:
                 self._wake.wait(self._interval_s)
                 self._wake.clear()

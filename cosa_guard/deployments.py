@@ -21,6 +21,7 @@ The YAML file looks like:
         stream: {mode: holdback}
         fail_mode: closed
         deadline_s: 30
+        limits: {max_turn_chars: 100000, max_request_chars: 400000, max_concurrency_per_key: 128}
 """
 
 from __future__ import annotations
@@ -132,6 +133,16 @@ class CacheSpec(_Spec):
     ttl_s: float = Field(default=600.0, gt=0)
 
 
+class LimitsSpec(_Spec):
+    """What one request (and one API key) may ask of the server. Defaults a real chat never reaches."""
+
+    max_turn_chars: int = Field(default=100_000, ge=1, description="characters in one message")
+    max_request_chars: int = Field(default=400_000, ge=1, description="characters in all messages together")
+    max_concurrency_per_key: int | None = Field(
+        default=128, ge=1, description="server: calls one API key may have in flight (None: no limit)"
+    )
+
+
 class DeploymentSpec(_Spec):
     bundle: str
     pin: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")
@@ -150,6 +161,7 @@ class DeploymentSpec(_Spec):
     injection: InjectionSpec = Field(default_factory=InjectionSpec)
     audit: AuditSpec = Field(default_factory=AuditSpec)
     cache: CacheSpec = Field(default_factory=CacheSpec)
+    limits: LimitsSpec = Field(default_factory=LimitsSpec)
 
 
 class DeploymentsFile(_Spec):

@@ -14,8 +14,10 @@
     │   └── FloorViolationError                the config allows one of the deployment's floor categories
     ├── DeploymentError                        a deployments file or deployment is unusable
     │   └── UnknownDeploymentError             no such deployment id / API key
-    ├── BackendError                           a model backend failed
-    │   └── BackendTimeoutError                it did not answer within the deadline
+    ├── BackendError                           a model backend failed (`upstream_fault`: breaker counts it)
+    │   ├── BackendTimeoutError                it did not answer within the deadline
+    │   ├── UpstreamStatusError                the model server answered an error status (5xx, 401, 429, ...)
+    │   └── BackendRequestError                this request was at fault (400, 413, 422, unencodable text)
     └── JudgeError                             a judge failed: crashed, timed out or could not be parsed
         └── JudgeParseError                    its answer could not be parsed (never a pass)
 
@@ -97,11 +99,51 @@ class UnknownDeploymentError(DeploymentError, KeyError):
 
 
 class BackendError(CosaGuardError):
-    """A model backend failed."""
+    """A model backend failed.
+
+    `upstream_fault` says whether the failure is evidence that the model server is unhealthy (it
+    timed out, refused the connection, answered 5xx or garbage): only those count against the
+    primary route's circuit breaker, so one client's bad requests cannot open it for everyone.
+    The message may quote the upstream's answer: it is for the detail log, never for a decision.
+    """
+
+    upstream_fault: bool = True
 
 
 class BackendTimeoutError(BackendError, TimeoutError):
     pass
+
+
+class UpstreamStatusError(BackendError):
+    """The model server answered an HTTP error status that is not about this request's content."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class BackendRequestError(BackendError):
+    """The backend rejected this request (HTTP 400/413/422, or text that cannot be encoded).
+
+    It says nothing about the upstream's health: the next request may well succeed.
+    """
+
+    upstream_fault = False
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# Statuses that judge what a request asked for, not the server's health.
+REQUEST_STATUSES = frozenset({400, 413, 422})
+
+
+def status_error(message: str, status: int) -> BackendError:
+    """The error for an upstream's HTTP error status: this request's fault, or the upstream's."""
+    if status in REQUEST_STATUSES:
+        return BackendRequestError(message, status)
+    return UpstreamStatusError(message, status)
 
 
 class JudgeError(CosaGuardError):

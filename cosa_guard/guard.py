@@ -40,9 +40,11 @@ from cosa_guard.deployments import (
     RoutesSpec,
 )
 from cosa_guard.errors import BackendTimeoutError, ConfigError, CosaGuardError
+from cosa_guard.failures import describe, is_upstream_fault, log_detail
 from cosa_guard.injection.base import Finding, InputGuard
 from cosa_guard.judges.base import Judge
 from cosa_guard.judges.factory import BackendFactory, build_judge, default_backend_factory
+from cosa_guard.limits import check_request
 from cosa_guard.metrics import Metrics, default_metrics
 from cosa_guard.privilege import PrivilegeResult, apply_privilege_rule
 from cosa_guard.prompts import with_instructions
@@ -161,6 +163,12 @@ class _Call:
 
 def _failure_kind(exc: BaseException) -> FailureKind:
     return FailureKind.TIMEOUT if isinstance(exc, BackendTimeoutError) else FailureKind.BACKEND
+
+
+def _failure_detail(call: _Call, where: str, exc: BaseException) -> str:
+    """`where: <fixed description>` for the decision; the exception goes to the detail log only."""
+    log_detail(call.request_id, where, exc)
+    return f"{where}: {describe(exc)}"
 
 
 def _digest(*texts: str) -> str:
@@ -437,7 +445,7 @@ class Guard:
             check = await input_guard.check(messages, spec.injection)
         except Exception as exc:
             call.lap("input", started)
-            return self._check_failed(call, f"input guard failed: {exc!r}", privileged)
+            return self._check_failed(call, _failure_detail(call, "input guard", exc), privileged)
         call.lap("input", started)
         call.findings, call.input_score = check.findings, check.score
         call.notes.extend(check.notes)
@@ -465,8 +473,13 @@ class Guard:
         call.decision = Decision.failed(FailureKind.JUDGE, detail)
         return None
 
+    def _admit(self, call: _Call) -> bool:
+        """False (with the decision) for a request the guard answers without any check or model."""
+        call.decision = check_request(call.received, call.rt.deployment.spec.limits)
+        return call.decision is None
+
     async def _pipeline(self, call: _Call, params: GenerationParams) -> None:
-        messages = await self._prepare(call)
+        messages = await self._prepare(call) if self._admit(call) else None
         if messages is None:
             return
         rt = call.rt
@@ -507,10 +520,14 @@ class Guard:
         except Exception as exc:
             call.lap("generate", started)
             call.breaker_pending = False
-            breaker.record_failure()
-            logger.warning("deployment %r: primary failed: %r", call.rt.deployment.id, exc)
-            call.notes.append(f"primary failed: {exc!r}")
-            call.decision = Decision.failed(_failure_kind(exc), f"primary failed: {exc!r}")
+            if is_upstream_fault(exc):
+                breaker.record_failure()
+            else:  # this request's own fault (or a bug): the primary's health is unknown
+                breaker.release()
+            detail = _failure_detail(call, "primary", exc)
+            logger.warning("deployment %r request %s: %s", call.rt.deployment.id, call.request_id, detail)
+            call.notes.append(detail)
+            call.decision = Decision.failed(_failure_kind(exc), detail)
             return False
         call.lap("generate", started)
         call.breaker_pending = False
@@ -532,7 +549,7 @@ class Guard:
             completion = await fallback.generate(model_messages, params)
         except Exception as exc:
             call.lap("generate", started)
-            call.decision = Decision.failed(_failure_kind(exc), f"cascade backend failed: {exc!r}")
+            call.decision = Decision.failed(_failure_kind(exc), _failure_detail(call, "cascade backend", exc))
             return
         call.lap("generate", started)
         call.text, call.model = completion.text, completion.model or fallback.name
@@ -547,7 +564,7 @@ class Guard:
             verdict = await verifier.verdict(messages, call.text)
         except Exception as exc:
             call.lap("judge", started)
-            self._judge_failed(call, FailureKind.JUDGE, f"judge failed: {exc!r}")
+            self._judge_failed(call, FailureKind.JUDGE, _failure_detail(call, "judge", exc))
             return
         call.lap("judge", started)
         call.verdict = verdict
@@ -593,7 +610,7 @@ class Guard:
         try:
             try:
                 async with asyncio.timeout_at(deadline):
-                    messages = await self._prepare(call)
+                    messages = await self._prepare(call) if self._admit(call) else None
             except TimeoutError:
                 self._on_deadline(call)
                 messages = None
@@ -717,6 +734,8 @@ class Guard:
             )
             call.text = outcome.text
             call.decision = outcome.decision
+            if outcome.error is not None:
+                log_detail(call.request_id, call.stage, outcome.error)
             if outcome.fail_open:
                 logger.warning(
                     "deployment %r request %s: %s; streamed UNJUDGED text because fail_mode is open",
@@ -727,13 +746,14 @@ class Guard:
 
     def _record_primary(self, call: _Call, breaker: CircuitBreaker, outcome: StreamOutcome) -> None:
         call.breaker_pending = False
-        decision = outcome.decision
-        primary_failed = decision is not None and (
-            decision.failure is FailureKind.BACKEND
-            or (decision.failure is FailureKind.TIMEOUT and not outcome.backend_done)
-        )
-        if primary_failed:
+        failure = outcome.decision.failure if outcome.decision is not None else None
+        if failure is FailureKind.TIMEOUT and not outcome.backend_done:
             breaker.record_failure()
+        elif failure is FailureKind.BACKEND:
+            if is_upstream_fault(outcome.error):
+                breaker.record_failure()
+            else:  # this request's own fault (or a bug): the primary's health is unknown
+                breaker.release()
         else:
             breaker.record_success(call.timings.get("generate", 0.0) / 1000.0)
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from cosa_guard.backends.base import Backend
 from cosa_guard.errors import BackendTimeoutError
+from cosa_guard.failures import describe
 from cosa_guard.types import Chunk, Decision, FailureKind, GenerationParams, Message, TextDelta
 
 Check = Callable[[str, bool], Awaitable[Decision]]
@@ -46,6 +47,7 @@ class StreamOutcome:
     first_chunk_s: float | None = None
     backend_done: bool = False  # the backend finished its answer (a later failure is the judge's)
     fail_open: bool = False
+    error: BaseException | None = None  # what ended the stream: for the breaker and the detail log only
 
 
 async def backend_chunks(
@@ -75,11 +77,12 @@ async def backend_chunks(
 
 
 def _failure(exc: BaseException, timer: asyncio.Timeout, stage: str) -> tuple[FailureKind, str]:
+    """The kind and a fixed detail: the exception's text may quote unjudged text, so it stays out."""
     if timer.expired():
         return FailureKind.TIMEOUT, f"deadline passed while {stage}"
     if isinstance(exc, BackendTimeoutError) and stage == "generating":
-        return FailureKind.TIMEOUT, f"backend timed out: {exc}"
-    return (FailureKind.BACKEND if stage == "generating" else FailureKind.JUDGE), f"{stage} failed: {exc!r}"
+        return FailureKind.TIMEOUT, f"{stage}: {describe(exc)}"
+    return (FailureKind.BACKEND if stage == "generating" else FailureKind.JUDGE), f"{stage}: {describe(exc)}"
 
 
 async def guard_stream(
@@ -111,6 +114,7 @@ async def guard_stream(
             async with asyncio.timeout_at(deadline) as timer:
                 return await check(text, final)
         except Exception as exc:
+            outcome.error = exc
             kind, detail = _failure(exc, timer, "judging")
             if fail_open:
                 outcome.fail_open = True
@@ -132,6 +136,7 @@ async def guard_stream(
             outcome.backend_done = True
             break
         except Exception as exc:
+            outcome.error = exc
             outcome.decision = Decision.failed(*_failure(exc, timer, "generating"))
             return
         if outcome.first_chunk_s is None:

@@ -148,6 +148,9 @@ class FailureKind(str, enum.Enum):
     BACKEND = "backend"
     JUDGE = "judge"
     CONFIG = "config"
+    # The request itself cannot be served (the client's fault, checked before any model is called).
+    TOO_LARGE = "too_large"
+    INVALID_REQUEST = "invalid_request"
 
 
 @dataclass(frozen=True, slots=True)

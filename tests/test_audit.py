@@ -51,6 +51,16 @@ def test_flush_makes_records_visible_without_closing(tmp_path: Path) -> None:
     sink.close()
 
 
+def test_a_lone_surrogate_in_a_kept_prompt_neither_stops_the_writer_nor_breaks_json(tmp_path: Path) -> None:
+    sink = JsonlAuditSink(tmp_path / "a.jsonl")
+    sink.emit(record(1, prompt=[{"role": "user", "content": "hi \ud800"}]))
+    sink.emit(record(2))
+    sink.close()
+    lines = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [x["request_id"] for x in lines] == ["r1", "r2"]  # the next client's record is kept too
+    assert lines[0]["prompt"][0]["content"] == "hi \ud800"
+
+
 def test_appends_across_sinks(tmp_path: Path) -> None:
     for i in range(2):
         sink = JsonlAuditSink(tmp_path / "a.jsonl")

@@ -10,7 +10,9 @@ the guard and the model share a process.
 
 The chat template of the model's own tokenizer renders the prompt, which goes to the engine as
 token ids. Streaming asks vLLM for deltas (`RequestOutputKind.DELTA`). Closing a stream early or
-cancelling a call aborts the request in the engine, so its batch slot is freed at once.
+cancelling a call aborts the request in the engine, so its batch slot is freed at once. `stop` goes
+to vLLM, which cuts the answer before a stop string and holds back the end of a delta while it could
+start one (`include_stop_str_in_output` false), so this backend passes its deltas on as they are.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 from cosa_guard._optional import require
 from cosa_guard.backends.openai import match_candidates
-from cosa_guard.errors import BackendError, CosaGuardError
+from cosa_guard.errors import BackendError, BackendRequestError, CosaGuardError
 from cosa_guard.types import Chunk, Completion, GenerationParams, Message, Usage
 
 __all__ = ["VLLMBackend", "clear_engine_cache"]
@@ -157,6 +159,8 @@ class VLLMBackend:
                 yield output, len(prompt["prompt_token_ids"])
         except CosaGuardError:
             raise
+        except ValueError as exc:  # vLLM's answer to a request it will not run (prompt too long, ...)
+            raise BackendRequestError(f"{self.name}: vLLM rejected the request: {exc}") from exc
         except Exception as exc:
             raise BackendError(f"{self.name}: vLLM failed: {type(exc).__name__}: {exc}") from exc
         finally:

@@ -7,10 +7,15 @@ action then decides what happens: `block` refuses with `input_injection`, `sanit
 offending spans (or the whole turn, when what is left still reads as an attack) and lets the
 request through, `flag` only records. Client system messages are the guard's privilege rule, not
 this module's business. A classifier that cannot run fails closed: `JudgeError`, never a pass.
+The normaliser and the rules are pure-Python CPU work (about 1.5 ms per 1,000 characters): texts
+longer than `OFF_LOOP_CHARS` together are checked in a worker thread, so one client's long turns do
+not stall every other call on the event loop; short ones stay on the loop, where a thread hop would
+cost more than the work.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -21,7 +26,7 @@ from cosa_guard.deployments import InjectionSpec
 from cosa_guard.errors import JudgeError
 from cosa_guard.injection.base import Finding, InputCheck, InputGuard
 from cosa_guard.injection.classifier import InjectionClassifier, Scorer
-from cosa_guard.injection.normalise import normalise
+from cosa_guard.injection.normalise import Normalised, normalise
 from cosa_guard.injection.structural import DECISIVE, scan
 from cosa_guard.types import Message, RefusalReason
 
@@ -29,6 +34,7 @@ REMOVED_SPAN = "[removed]"  # neutral on purpose: the remainder is scanned again
 REMOVED_TURN = "[removed: this turn looked like an attempt to change the assistant's safety configuration]"
 SCANNED_ROLES = frozenset({"user"})
 TOOL_ROLES = frozenset({"tool", "function"})
+OFF_LOOP_CHARS = 2048  # above this many characters per scan, the rules run in a worker thread
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +84,10 @@ class InjectionDetector:
         """Verdicts for raw texts (what `check`, `cosa-guard scan` and the benchmark use)."""
         if not texts:
             return []
-        normalised = [normalise(t) for t in texts]
-        structural = [tuple(scan(n)) for n in normalised]
+        if sum(len(t) for t in texts) > OFF_LOOP_CHARS:
+            normalised, structural = await asyncio.to_thread(_rules, texts)
+        else:
+            normalised, structural = _rules(texts)
         decisive_turns = [any(f.score >= DECISIVE for f in found) for found in structural]
         scores: list[float | None] = [None] * len(texts)
         # A turn the rules already block needs no classifier score: skipping it saves ~10 ms a turn.
@@ -150,6 +158,12 @@ class InjectionDetector:
         remainder = "".join(pieces)
         again = await self.scan([remainder], use_classifier=spec.classifier, threshold=spec.threshold)
         return REMOVED_TURN if again[0].attack else remainder
+
+
+def _rules(texts: Sequence[str]) -> tuple[list[Normalised], list[tuple[Finding, ...]]]:
+    """The normalised texts and what the structural rules found in each (blocking, CPU-bound)."""
+    normalised = [normalise(t) for t in texts]
+    return normalised, [tuple(scan(n)) for n in normalised]
 
 
 def _digest(text: str) -> bytes:

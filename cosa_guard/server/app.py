@@ -30,6 +30,8 @@ from cosa_guard._optional import require
 from cosa_guard.audit import AuditRecord, AuditSink
 from cosa_guard.deployments import LoadedDeployment, ReloadReport
 from cosa_guard.errors import CosaGuardError, MissingExtraError, UnknownDeploymentError
+from cosa_guard.failures import describe, log_detail
+from cosa_guard.server.admission import KeySlots, ReleaseSlot
 from cosa_guard.server.errors import ApiError, guard_failure, unauthorized
 from cosa_guard.server.wire import (
     ChunkWriter,
@@ -53,6 +55,8 @@ try:
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, Response, StreamingResponse
     from starlette.exceptions import HTTPException
+    from starlette.middleware import Middleware
+    from starlette.routing import Route
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise MissingExtraError(exc.name or "fastapi", "server", "the OpenAI-compatible server") from exc
 
@@ -144,11 +148,16 @@ def create_app(
     )
     app.state.guard = guard
     app.state.reloader = reloader
+    app.state.key_slots = slots = KeySlots()
     _install_error_handlers(app, audit)
 
     async def chat_completions(request: Request) -> Response:
         request.state.started = time.perf_counter()
-        deployment = _authenticate(guard, request)
+        key = _bearer_key(request)
+        deployment = _deployment_for(guard, request, key)
+        limit = deployment.spec.limits.max_concurrency_per_key
+        if not slots.acquire(request.scope, key, limit):  # ReleaseSlot gives it back
+            raise _busy(limit)
         chat, messages = parse_request(await _read_json(request, max_body_bytes))
         model = _check_model(chat.model, deployment)
         params = chat.guard_params()
@@ -185,7 +194,14 @@ def create_app(
 
     # Plain Starlette routes: the endpoints read the request themselves, so FastAPI's dependency
     # solving would only add per-request work (about a fifth of the server's CPU per call).
-    app.router.add_route("/v1/chat/completions", chat_completions, methods=["POST"])
+    app.router.routes.append(
+        Route(
+            "/v1/chat/completions",
+            chat_completions,
+            methods=["POST"],
+            middleware=[Middleware(ReleaseSlot, slots=slots)],
+        )
+    )
     app.router.add_route("/v1/models", list_models, methods=["GET"])
     app.router.add_route("/v1/models/{model}", get_model, methods=["GET"])
     app.router.add_route("/healthz", healthz, methods=["GET"])
@@ -207,6 +223,10 @@ def _scraped_registry(prom: Any) -> Any:
 
 
 def _authenticate(guard: GuardLike, request: Request) -> LoadedDeployment:
+    return _deployment_for(guard, request, _bearer_key(request))
+
+
+def _bearer_key(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
     key = key.strip()
@@ -215,6 +235,10 @@ def _authenticate(guard: GuardLike, request: Request) -> LoadedDeployment:
             "no API key: send the deployment's key as 'Authorization: Bearer <key>' "
             "(the openai SDK does this with api_key=...)"
         )
+    return key
+
+
+def _deployment_for(guard: GuardLike, request: Request, key: str) -> LoadedDeployment:
     try:
         deployment = guard.by_api_key(key)
     except UnknownDeploymentError:
@@ -244,6 +268,17 @@ async def _read_json(request: Request, limit: int) -> Any:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+
+
+def _busy(limit: int | None) -> ApiError:
+    return ApiError(
+        429,
+        f"this API key already has {limit} calls in flight (limits.max_concurrency_per_key of its "
+        "deployment); retry when one has finished",
+        type="requests",
+        code="rate_limit_exceeded",
+        headers={"Retry-After": "1"},
+    )
 
 
 def _too_large(limit: int) -> ApiError:
@@ -348,8 +383,9 @@ async def _sse(
         else:
             # A stream must end with a decision; without one the answer was never fully checked.
             yield _event(_no_decision().body())
-    except Exception:  # the response has started: the SDKs raise on an `error` event
-        logger.exception("guard stream failed")
+    except Exception as exc:  # the response has started: the SDKs raise on an `error` event
+        logger.error("guard stream %s failed: %s", writer.id, describe(exc))
+        log_detail(writer.id, "guard stream", exc)
         yield _event(ApiError(500, "the guarded stream failed", type="server_error").body())
     finally:
         await _aclose(events)
@@ -443,8 +479,9 @@ def _install_error_handlers(app: FastAPI, audit: AuditSink | None) -> None:
     @app.exception_handler(CosaGuardError)
     async def guard_error(_request: Request, exc: CosaGuardError) -> Response:
         # The guard reports outcomes as decisions; an exception here is a bug or a config gone missing.
+        # Its text stays in the logs: it may name files and settings no client should see.
         logger.error("guard raised instead of deciding: %s", exc, exc_info=exc)
-        error = ApiError(503, f"the guard could not serve this request: {exc}", type="server_error")
+        error = ApiError(503, "the guard could not serve this request", type="server_error")
         _count_rejection(error)
         return _error_response(error)
 

@@ -3,7 +3,9 @@
 OpenAI clients (the `openai` SDK, LangChain's ChatOpenAI, LiteLLM) map the HTTP status to an
 exception class and show `error.message`, so every failure the server reports goes through
 `ApiError` and keeps that shape. A guard failure adds the decision under `cosa_guard`, so a
-client can tell an outage (503/504, fail closed) from a block (200, `content_filter`).
+client can tell an outage (503/504, fail closed) from a block (200, `content_filter`) and from a
+request it must change (413 too large, 400 unsendable text). A failure's message is the decision's
+fixed detail and the request id: never an exception's text, an upstream URL or any model text.
 """
 
 from __future__ import annotations
@@ -14,8 +16,13 @@ from typing import Any
 
 from cosa_guard.types import DecisionKind, FailureKind, GuardResponse
 
-# A timeout is the gateway's deadline passing; any other failure is the service being unavailable.
-FAILURE_STATUS: Mapping[FailureKind | None, int] = {FailureKind.TIMEOUT: 504}
+# A timeout is the gateway's deadline passing; a request the guard will not serve is the client's
+# to change; any other failure is the service being unavailable.
+FAILURE_STATUS: Mapping[FailureKind | None, int] = {
+    FailureKind.TIMEOUT: 504,
+    FailureKind.TOO_LARGE: 413,
+    FailureKind.INVALID_REQUEST: 400,
+}
 
 
 class ApiError(Exception):
@@ -67,10 +74,16 @@ def guard_failure(response: GuardResponse, payload: Mapping[str, Any]) -> ApiErr
     failure = decision.failure.value if decision.failure is not None else "unknown"
     status = FAILURE_STATUS.get(decision.failure, 503)
     detail = f": {decision.detail}" if decision.detail else ""
+    if status < 500:
+        message = f"the request was not served ({failure}{detail})"
+    else:
+        message = (
+            f"the guard could not produce a checked answer ({failure}{detail}); no unchecked text is returned"
+        )
     return ApiError(
         status,
-        f"the guard could not produce a checked answer ({failure}{detail}); no unchecked text is returned",
-        type="server_error",
+        f"{message} [request {response.request_id}]",
+        type="invalid_request_error" if status < 500 else "server_error",
         code=f"guard_{failure}",
         extra={"cosa_guard": dict(payload)},
     )

@@ -32,6 +32,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Syst
 
 from cosa_guard.backends.langchain import from_langchain
 from cosa_guard.deployments import LoadedDeployment
+from cosa_guard.failures import describe
 from cosa_guard.injection.base import InputGuard
 from cosa_guard.types import Decision, FailureKind, GuardResponse, Route
 from cosa_guard_langchain._sync import run_sync
@@ -113,7 +114,7 @@ class CosaGuardMiddleware(AgentMiddleware):
         except Exception as exc:
             if self.deployment.spec.fail_mode == "open":
                 return None
-            return self._end(Decision.failed(FailureKind.JUDGE, f"input guard failed: {exc!r}"))
+            return self._end(Decision.failed(FailureKind.JUDGE, f"input guard: {describe(exc)}"))
         if check.refusal is None:
             return None
         detail = "; ".join(f"{f.detector}: {f.reason}" for f in check.findings[:3])
