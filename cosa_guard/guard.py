@@ -42,6 +42,7 @@ from cosa_guard.deployments import (
 from cosa_guard.errors import BackendTimeoutError, ConfigError, CosaGuardError
 from cosa_guard.failures import describe, is_upstream_fault, log_detail
 from cosa_guard.injection.base import Finding, InputGuard
+from cosa_guard.injection.detector import OFF_LOOP_CHARS
 from cosa_guard.judges.base import Judge
 from cosa_guard.judges.factory import BackendFactory, build_judge, default_backend_factory
 from cosa_guard.limits import check_request
@@ -423,7 +424,12 @@ class Guard:
         if config.expires_at is not None and config.is_expired():
             call.decision = Decision.failed(FailureKind.CONFIG, "the deployment's config has expired")
             return None
-        privileged = apply_privilege_rule(call.received, spec.injection.system_messages)
+        policy = spec.injection.system_messages
+        if sum(len(m.content) for m in call.received if m.role == "system") > OFF_LOOP_CHARS:
+            # A long application prompt (a RAG template, say) is scanned off the loop, as user turns are.
+            privileged = await asyncio.to_thread(apply_privilege_rule, call.received, policy)
+        else:
+            privileged = apply_privilege_rule(call.received, policy)
         call.notes.extend(privileged.notes)
         if privileged.rejected:
             call.findings = privileged.findings

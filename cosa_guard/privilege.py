@@ -22,8 +22,12 @@ What happened is returned as notes (and findings) for the audit record.
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from cachetools import LRUCache, cached
 
 from cosa_guard.deployments import SystemMessagePolicy
 from cosa_guard.injection.base import Finding
@@ -70,9 +74,16 @@ def demote(message: Message) -> Message:
     return Message("user", f"{DEMOTED_HEADER}\n{quoted}")
 
 
-def instruction_findings(text: str, index: int = -1) -> list[Finding]:
+def _instruction_key(text: str, index: int = -1) -> tuple[bytes, int]:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest(), index
+
+
+# An application re-sends the same system prompt on every turn: remember its findings, keyed by a
+# digest so that long prompts (RAG templates) are not held in memory.
+@cached(LRUCache(maxsize=1024), key=_instruction_key, lock=threading.Lock())
+def instruction_findings(text: str, index: int = -1) -> tuple[Finding, ...]:
     """The decisive findings of the application-instruction rules in one system message."""
-    return [f for f in with_index(scan(text, INSTRUCTION_RULES), index) if f.score >= DECISIVE]
+    return tuple(f for f in with_index(scan(text, INSTRUCTION_RULES), index) if f.score >= DECISIVE)
 
 
 def apply_privilege_rule(messages: Sequence[Message], policy: SystemMessagePolicy) -> PrivilegeResult:
