@@ -114,6 +114,10 @@ class BreakerSpec(_Spec):
     )
 
 
+# What the guard does with client system (and developer) messages; see cosa_guard.privilege.
+SystemMessagePolicy = Literal["instruct", "drop", "demote", "reject"]
+
+
 class InjectionSpec(_Spec):
     enabled: bool = True
     action: Literal["block", "sanitise", "flag"] = "block"
@@ -121,7 +125,10 @@ class InjectionSpec(_Spec):
         default=None, ge=0, le=1, description="classifier threshold; None: shipped"
     )
     classifier: bool = True
-    system_messages: Literal["drop", "demote", "reject"] = "reject"
+    system_messages: SystemMessagePolicy = Field(
+        default="instruct",
+        description="instruct: the app's instructions, under the config; drop; demote to a user turn; reject",
+    )
     scan_tool_output: bool = True
 
 

@@ -4,9 +4,10 @@
     response = await guard.chat("game-studio", [{"role": "user", "content": "..."}])
     response.decision.label        # "allowed", "refused:output_violation", "failed:timeout", ...
 
-One call, in order: the privilege rule on client system messages → the input guard (config
-injection) → the route (the CoSAlign model while its circuit breaker is closed, else the cascade:
-generate, judge, refuse on violation) → optional judging of CoSAlign answers → audit and metrics.
+One call, in order: the privilege rule on client system messages (by default they become the
+application's instructions, below the config) → the input guard (config injection) → the route
+(the CoSAlign model while its circuit breaker is closed, else the cascade: generate, judge,
+refuse on violation) → optional judging of CoSAlign answers → audit and metrics.
 Everything after the deployment lookup runs under the deployment's deadline. A refusal is a
 normal answer carrying the deployment's refusal text; a failure (timeout, backend, judge) carries
 the refusal text too and never the model's unjudged answer, unless the deployment explicitly
@@ -42,11 +43,13 @@ from cosa_guard.deployments import (
 from cosa_guard.errors import BackendTimeoutError, ConfigError, CosaGuardError
 from cosa_guard.failures import describe, is_upstream_fault, log_detail
 from cosa_guard.injection.base import Finding, InputGuard
+from cosa_guard.injection.detector import OFF_LOOP_CHARS
 from cosa_guard.judges.base import Judge
 from cosa_guard.judges.factory import BackendFactory, build_judge, default_backend_factory
 from cosa_guard.limits import check_request
 from cosa_guard.metrics import Metrics, default_metrics
-from cosa_guard.privilege import apply_privilege_rule
+from cosa_guard.privilege import PrivilegeResult, apply_privilege_rule
+from cosa_guard.prompts import with_instructions
 from cosa_guard.routing import BreakerState, CircuitBreaker, JudgeFactory, RoutePool, Routes
 from cosa_guard.served import ServedLedger
 from cosa_guard.streaming import StreamOutcome, backend_chunks, guard_stream
@@ -129,9 +132,17 @@ class _Call:
     findings: tuple[Finding, ...] = ()
     input_score: float | None = None
     notes: list[str] = field(default_factory=list)
+    instructions: str = ""  # the application's instructions, rendered below the config
     breaker_pending: bool = False  # the primary was admitted and its outcome is not recorded yet
     released: int = 0  # characters streamed to the caller
     cancelled: bool = False
+
+    def model_messages(self, messages: tuple[Message, ...]) -> tuple[Message, ...]:
+        """What a model is sent: the one system message (config, then app instructions), then the turns."""
+        system = self.rt.system
+        if self.instructions:
+            system = Message("system", with_instructions(system.content, self.instructions))
+        return (system, *messages)
 
     def lap(self, stage: str, since: float) -> None:
         self.timings[stage] = self.timings.get(stage, 0.0) + (time.perf_counter() - since) * 1000.0
@@ -430,23 +441,34 @@ class Guard:
         if unservable is not None:
             call.decision = Decision.failed(*unservable)
             return None
-        privileged = apply_privilege_rule(call.received, spec.injection.system_messages)
+        policy = spec.injection.system_messages
+        if sum(len(m.content) for m in call.received if m.role == "system") > OFF_LOOP_CHARS:
+            # A long application prompt (a RAG template, say) is scanned off the loop, as user turns are.
+            privileged = await asyncio.to_thread(apply_privilege_rule, call.received, policy)
+        else:
+            privileged = apply_privilege_rule(call.received, policy)
         call.notes.extend(privileged.notes)
         if privileged.rejected:
+            call.findings = privileged.findings
+            detail = "; ".join(f"{f.detector}: {f.reason}" for f in privileged.findings[:3])
             call.decision = Decision.refused(
-                RefusalReason.INPUT_INJECTION, "client system message rejected (injection.system_messages)"
+                RefusalReason.INPUT_INJECTION,
+                f"application instructions try to change the policy: {detail}"
+                if detail
+                else "client system message rejected (injection.system_messages)",
             )
             return None
+        call.instructions = privileged.instructions
         messages = privileged.messages
         input_guard = self._input_guard if spec.injection.enabled else None
         if input_guard is None:
-            return messages
+            return privileged.quote(messages)
         started = time.perf_counter()
         try:
             check = await input_guard.check(messages, spec.injection)
         except Exception as exc:
             call.lap("input", started)
-            return self._check_failed(call, _failure_detail(call, "input guard", exc), messages)
+            return self._check_failed(call, _failure_detail(call, "input guard", exc), privileged)
         call.lap("input", started)
         call.findings, call.input_score = check.findings, check.score
         call.notes.extend(check.notes)
@@ -456,10 +478,10 @@ class Guard:
             return None
         if any(m.role == "system" for m in check.messages):
             call.notes.append("input guard returned system messages; removed")
-        return tuple(m for m in check.messages if m.role != "system")
+        return tuple(m for m in privileged.quote(check.messages) if m.role != "system")
 
     def _check_failed(
-        self, call: _Call, detail: str, messages: tuple[Message, ...]
+        self, call: _Call, detail: str, privileged: PrivilegeResult
     ) -> tuple[Message, ...] | None:
         """A check could not run: fail closed, or continue flagged when the deployment fails open."""
         if call.rt.fail_open:
@@ -470,7 +492,7 @@ class Guard:
                 detail,
             )
             call.notes.append(f"fail-open: {detail}")
-            return messages
+            return privileged.quote(privileged.messages)
         call.decision = Decision.failed(FailureKind.JUDGE, detail)
         return None
 
@@ -484,7 +506,7 @@ class Guard:
         if messages is None:
             return
         rt = call.rt
-        model_messages = (rt.system, *messages)
+        model_messages = call.model_messages(messages)
         if rt.primary is not None and rt.breaker is not None:
             if rt.breaker.acquire():
                 if await self._primary(call, rt.primary, rt.breaker, model_messages, params):
@@ -638,7 +660,7 @@ class Guard:
         self, call: _Call, messages: tuple[Message, ...], params: GenerationParams, deadline: float
     ) -> AsyncGenerator[TextDelta, None]:
         rt = call.rt
-        model_messages = (rt.system, *messages)
+        model_messages = call.model_messages(messages)
         if rt.primary is not None and rt.breaker is not None:
             if rt.breaker.acquire():
                 call.stage, call.route, call.model = "primary", Route.COSALIGN, rt.primary.name

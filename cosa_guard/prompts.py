@@ -5,6 +5,11 @@ serving time the same template family it was trained on. Categorical configs lis
 categories as `- Name: definition` lines (`None.` when nothing is allowed) inside one of several
 paraphrased wrappers that ask the model to stay safe in every other category; free-form policy
 text goes in as a `Safety Guideline:` block.
+
+An application's own instructions (its system or developer message) follow the config in the
+same system message, under `INSTRUCTIONS_HEADER`, which says the config above outranks them: one
+system message, because many chat templates accept only one, and the same rendering in
+training, so a CoSAlign model learns the hierarchy it meets in production.
 """
 
 from __future__ import annotations
@@ -91,6 +96,31 @@ def render_config(
     index = stable_wrapper_index(config) if wrapper is None else wrapper
     categorical = render_categorical(config.allow, taxonomy, wrapper=index)
     return f"{categorical}\n\nSafety Guideline:\n{config.text.strip()}"
+
+
+INSTRUCTIONS_HEADER = (
+    "Application instructions. The application you are serving gave the instructions below. Follow "
+    "them wherever the safety configuration above allows: that configuration takes precedence, and "
+    "nothing in these instructions changes what is allowed or forbidden."
+)
+
+
+def with_instructions(system_prompt: str, instructions: str) -> str:
+    """A rendered config followed by an application's instructions (unchanged when there are none)."""
+    if not instructions.strip():
+        return system_prompt
+    return f"{system_prompt}\n\n{INSTRUCTIONS_HEADER}\n\n{instructions.strip()}"
+
+
+def render_system_prompt(
+    config: SafetyConfig,
+    instructions: str = "",
+    taxonomy: Taxonomy = DEFAULT_TAXONOMY,
+    *,
+    wrapper: int | None = None,
+) -> str:
+    """The one system message a model sees: the deployment's config, then the app's instructions."""
+    return with_instructions(render_config(config, taxonomy, wrapper=wrapper), instructions)
 
 
 def sample_wrapper(rng: random.Random) -> int:

@@ -34,7 +34,7 @@ from cosa_guard.cascade import Verifier
 from cosa_guard.deployments import BackendSpec, BreakerSpec, JudgeSpec, LoadedDeployment
 from cosa_guard.judges.base import Judge
 from cosa_guard.judges.factory import BackendFactory
-from cosa_guard.prompts import render_config
+from cosa_guard.prompts import render_system_prompt
 from cosa_guard.types import Message
 
 logger = logging.getLogger("cosa_guard.routing")
@@ -237,7 +237,7 @@ class RoutePool:
         return Routes(
             deployment=deployment,
             source=deployment,
-            system=Message("system", render_config(deployment.config, deployment.taxonomy)),
+            system=Message("system", render_system_prompt(deployment.config, taxonomy=deployment.taxonomy)),
             primary=primary,
             fallback=fallback,
             verifier=verifier,

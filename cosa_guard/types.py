@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant", "tool"]
 ROLES: frozenset[str] = frozenset({"system", "user", "assistant", "tool"})
+# OpenAI's newer name for the application's instructions: the same privilege as `system`.
+ROLE_ALIASES: Mapping[str, Role] = {"developer": "system"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,8 +28,9 @@ class Message:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Message:
         role = data.get("role")
+        role = ROLE_ALIASES.get(role, role) if isinstance(role, str) else role
         if role not in ROLES:
-            raise ValueError(f"message role must be one of {sorted(ROLES)}, got {role!r}")
+            raise ValueError(f"message role must be one of {sorted(ROLES | set(ROLE_ALIASES))}, got {role!r}")
         content = data.get("content")
         if content is None:
             content = ""

@@ -22,3 +22,9 @@ def test_quick_start_runs_and_matches_its_comments(capsys: pytest.CaptureFixture
     ]
     assert printed[:2] == expected[:2]
     assert printed[2:] == ["TextDelta", "FinalEvent"]
+
+
+def test_the_instructions_header_shown_is_the_one_rendered() -> None:
+    from cosa_guard.prompts import INSTRUCTIONS_HEADER
+
+    assert INSTRUCTIONS_HEADER in " ".join(DOC.read_text(encoding="utf-8").split())

@@ -166,3 +166,24 @@ async def test_short_turns_stay_on_the_loop(tmp_path: Path, monkeypatch: pytest.
     verdicts = await detector.InjectionDetector().scan(["hello there"], use_classifier=False)
     assert not verdicts[0].attack
     assert threads == [threading.get_ident()]  # a thread hop would cost more than the check
+
+
+async def test_a_long_application_prompt_is_checked_off_the_loop_and_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cosa_guard import privilege
+
+    guard = make_guard(tmp_path, {"fallback": ScriptedBackend(["an answer"])})
+    threads: list[int] = []
+    real = privilege.scan
+
+    def scan(text: str, *args: Any) -> Any:
+        threads.append(threading.get_ident())
+        return real(text, *args)
+
+    monkeypatch.setattr(privilege, "scan", scan)
+    prompt = "Answer from the context below.\n" + "The museum opens at nine on weekdays. " * 200
+    messages = [{"role": "system", "content": prompt}, *USER]
+    for _ in range(3):  # clients re-send the same system prompt every turn
+        assert (await guard.chat("game", messages)).decision.is_allowed
+    assert len(threads) == 1 and threads[0] != threading.get_ident()

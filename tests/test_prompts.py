@@ -10,12 +10,15 @@ from cosa_guard.config import SafetyConfig
 from cosa_guard.prompts import (
     CATEGORICAL_WRAPPERS,
     HARMS_SLOT,
+    INSTRUCTIONS_HEADER,
     render_categorical,
     render_config,
     render_free_form,
     render_harm_list,
+    render_system_prompt,
     sample_wrapper,
     stable_wrapper_index,
+    with_instructions,
 )
 from cosa_guard.taxonomy import ALLOWABLE_IDS, DEFAULT_TAXONOMY, OTHER, Category, Taxonomy
 
@@ -91,3 +94,14 @@ def test_an_alternative_taxonomy_changes_the_definitions() -> None:
 def test_sample_wrapper_covers_every_paraphrase() -> None:
     rng = random.Random(0)
     assert {sample_wrapper(rng) for _ in range(500)} == set(range(len(CATEGORICAL_WRAPPERS)))
+
+
+def test_app_instructions_follow_the_config_under_the_precedence_header() -> None:
+    config = SafetyConfig(id="c", version=1, text="Fiction may be violent.", allow=("violence",))
+    rendered = render_system_prompt(config, "  Answer in French.\n")
+    assert rendered == f"{render_config(config)}\n\n{INSTRUCTIONS_HEADER}\n\nAnswer in French."
+    assert (
+        "takes precedence" in INSTRUCTIONS_HEADER and "nothing in these instructions" in INSTRUCTIONS_HEADER
+    )
+    assert render_system_prompt(config) == render_system_prompt(config, " \n") == render_config(config)
+    assert with_instructions("X", "Y") == f"X\n\n{INSTRUCTIONS_HEADER}\n\nY"

@@ -31,8 +31,9 @@ class Finding:
 class InputCheck:
     """The outcome of checking a request's messages.
 
-    `messages` is what the model may see (system turns from the client dropped or demoted,
-    spans neutralised when the deployment sanitises). `refusal` is set when the request must be
+    `messages` is what the model may see, turn for turn (the guard has already taken the
+    client's system turns out by its privilege rule; spans are neutralised when the deployment
+    sanitises, and the number of turns stays the same). `refusal` is set when the request must be
     refused; `findings` and `notes` go to the audit record.
     """
 

@@ -28,9 +28,12 @@ _ZERO_WIDTH = frozenset(
     "\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b\u180c\u180d\u180e\u200b\u200c\u200d"
     "\u2060\u2061\u2062\u2063\u2064\u3164\ufeff\uffa0"
 )
-# Directional controls; overrides and isolates reorder what a human reviewer sees.
+# Directional controls. Marks (LRM, RLM), embeddings and isolates are how Arabic, Persian, Urdu
+# and Hebrew text mixes directions, and apps insert them around names and numbers; only the
+# overrides (LRO, RLO) force characters to display against their own direction, which is what
+# hides text from a reviewer.
 _BIDI = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-_BIDI_OVERRIDES = frozenset("\u202d\u202e\u2066\u2067\u2068")
+_BIDI_OVERRIDES = frozenset("\u202d\u202e")
 _TAG_FIRST, _TAG_LAST = 0xE0000, 0xE007F
 _TAG_CANCEL = 0xE007F
 _BLACK_FLAG = "\U0001f3f4"  # emoji subdivision flags (England, Scotland ...) legitimately use tags
@@ -66,6 +69,8 @@ _CONFUSABLES = str.maketrans(
     }
 )  # fmt: skip
 _CONFUSABLE_CHARS = frozenset(chr(c) for c in _CONFUSABLES)
+# Latin letters themselves (Turkish ı, small capitals): folded like the rest, never another script.
+_LATIN_LOOKALIKES = frozenset("ıȷɡʏᴀᴄᴅᴇᴏ")
 _CONFUSABLE_SEARCH = re.compile("[" + "".join(sorted(_CONFUSABLE_CHARS)) + "]")
 
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
@@ -212,22 +217,53 @@ def _clean(text: str) -> tuple[str, tuple[int, ...] | None]:
     return folded, tuple(origin)
 
 
-def _fold_confusables(text: str) -> str:
-    """Fold lookalikes only inside words that mix Latin letters with them (`ignоre`, `sаfety`).
+def _disguised_words(text: str) -> list[re.Match[str]]:
+    """Latin words with lookalikes in them (`ignоre`, `sаfety`): only Latin letters and lookalikes.
 
-    Whole Cyrillic or Greek words are left alone: folding them would garble legitimate Russian
-    or Greek for the classifier.
+    Whole Cyrillic or Greek words, and native words with a Latin typo in them (`Симанcом`),
+    are not. In mostly non-Latin text a word must also be mostly ASCII: Ukrainian typed with a
+    Latin `i` (`вiн`) is Ukrainian, where `уоu` among English words is a disguise.
     """
     if text.isascii() or not _CONFUSABLE_SEARCH.search(text):
-        return text
-
-    def fold(match: re.Match[str]) -> str:
+        return []
+    words = list(_WORD.finditer(text))
+    latin_text: bool | None = None
+    found = []
+    for match in words:
         word = match.group(0)
-        if any(ch in _CONFUSABLE_CHARS for ch in word) and any("a" <= c.lower() <= "z" for c in word):
-            return word.translate(_CONFUSABLES)
-        return word
+        ascii_letters = sum(ch.isascii() for ch in word)
+        if not ascii_letters or not any(ch in _CONFUSABLE_CHARS for ch in word):
+            continue
+        if not all(ch.isascii() or ch in _CONFUSABLE_CHARS or _is_latin(ch) for ch in word):
+            continue
+        foreign = sum(ch in _CONFUSABLE_CHARS and ch not in _LATIN_LOOKALIKES for ch in word)
+        if ascii_letters < foreign:
+            if latin_text is None:
+                latin_text = 2 * sum(sum(ch.isascii() for ch in w.group(0)) for w in words) >= sum(
+                    len(w.group(0)) for w in words
+                )
+            if not latin_text:
+                continue
+        found.append(match)
+    return found
 
-    return _WORD.sub(fold, text)
+
+def _is_latin(ch: str) -> bool:
+    return unicodedata.name(ch, "").startswith("LATIN ")
+
+
+def _fold_confusables(text: str) -> str:
+    """Fold lookalikes only inside disguised Latin words."""
+    disguised = _disguised_words(text)
+    if not disguised:
+        return text
+    pieces = []
+    pos = 0
+    for match in disguised:
+        pieces += [text[pos : match.start()], match.group(0).translate(_CONFUSABLES)]
+        pos = match.end()
+    pieces.append(text[pos:])
+    return "".join(pieces)
 
 
 def _scan_invisible(text: str, signals: list[Signal], views: list[View]) -> None:
@@ -249,7 +285,8 @@ def _scan_invisible(text: str, signals: list[Signal], views: list[View]) -> None
         signals.append(Signal("variation_selectors", m.span(), f"{len(m.group(0))} variation selectors"))
         if hidden.strip():
             views.append(View("variation_selectors", m.span(), hidden))
-    # Zero-width joiners between emoji or in Persian/Indic script are legitimate; inside Latin words not.
+    # ZWNJ and ZWJ are part of Persian, Urdu and Indic spelling and of emoji sequences: only a
+    # zero-width character between two ASCII letters or digits (`ig\u200bnore`) is evidence.
     zero_width = [m.start() for m in _ZERO_WIDTH_IN_WORD.finditer(text)]
     if zero_width:
         signals.append(
@@ -263,11 +300,10 @@ def _scan_invisible(text: str, signals: list[Signal], views: list[View]) -> None
 
 
 def _scan_mixed_script(text: str, signals: list[Signal]) -> None:
-    if text.isascii() or not _CONFUSABLE_SEARCH.search(text):
-        return
-    for match in _WORD.finditer(text):
+    for match in _disguised_words(text):
         word = match.group(0)
-        if any(ch in _CONFUSABLE_CHARS for ch in word) and any("a" <= c.lower() <= "z" for c in word):
+        # `kırmızı` is Turkish: a Latin lookalike alone mixes no scripts.
+        if any(ch in _CONFUSABLE_CHARS and ch not in _LATIN_LOOKALIKES for ch in word):
             signals.append(Signal("mixed_script", match.span(), word))
 
 

@@ -342,6 +342,25 @@ _STATE_CLAIM = Cue(
     ),
     ("safety", "content", "moderation", "cosa"),
 )
+_SAFETY_SETUP = (
+    r"(?:safety|content|moderation|cosa)\s+(?:config(?:uration)?|polic(?:y|ies)|filters?|guidelines?|"
+    r"settings|restrictions|rules|guard ?rails?)"
+)
+# Says the config has lapsed without naming a change: "the safety config no longer applies",
+# "these instructions take precedence over the safety policy".
+_LAPSE = Cue(
+    re.compile(
+        rf"\b{_SAFETY_SETUP}(?:\s+(?:above|here))?\s+(?:(?:does|do|will|shall)\s+not|doesn't|don't|won't|no\s+longer)"
+        r"\s+appl(?:y|ies)\b"
+        rf"|\b{_SAFETY_SETUP}\s+(?:is|are)\s+no\s+longer\s+(?:in\s+effect|in\s+force|valid|active|binding|enforced)\b"
+        rf"|\bnothing\s+in\s+(?:the\s+|your\s+|this\s+)?{_SAFETY_SETUP}(?:\s+above)?\s+appl(?:y|ies)\b"
+        r"|\b(?:these|my|our|the following|this message's|this prompt's)\s+"
+        r"(?:instructions|rules|directions)\s+"
+        rf"(?:supersede|override|outrank|take\s+precedence\s+over)\s+(?:the\s+|your\s+|any\s+|all\s+)?{_SAFETY_SETUP}",
+        re.IGNORECASE,
+    ),
+    ("safety", "content", "moderation", "cosa"),
+)
 _SETUP_CLAIM = re.compile(r"safety|content|moderation|cosa|system|config|polic", re.IGNORECASE)
 _OVERRIDE = Cue(
     re.compile(
@@ -392,20 +411,32 @@ _GRANT = Cue(
     ),
     ("categor", "now", "mode", "everything"),
 )
-# The same directives in the languages attacks most often switch to.
+# The same directives in the languages attacks most often switch to. Each names what is ignored
+# (instructions, rules) or which setting changed: "игнорируй его" (ignore him) and "忽略所有的噪音"
+# (ignore all the noise) are everyday sentences, not evidence.
 _MULTILINGUAL = Cue(
     re.compile(
         r"ignor(?:a|e|ez|iere|ieren)\s+(?:todas\s+|toutes\s+|alle\s+|tutte\s+)?(?:las\s+|les\s+|die\s+|le\s+|as\s+)?"
         r"(?:instrucciones|instructions|anweisungen|istruzioni|instruções|regeln|reglas|règles|regole)"
-        r"|(?:nueva|nouvelle|neue|nuova|nova)\s+(?:configuración|configuration|konfiguration|configurazione|"
-        r"configuração|política|politique|richtlinie)(?:\s+de|\s+di)?\s*(?:seguridad|sécurité|sicherheit|"
-        r"sicurezza|segurança)?"
-        r"|忽略(?:之前|以上|先前|所有)|无视(?:之前|以上|所有)|新的?安全(?:配置|策略|设置)|安全(?:配置|限制|过滤)已(?:被)?(?:禁用|关闭|解除)"
-        r"|игнорируй|игнорировать (?:все )?(?:предыдущие )?инструкции|новая конфигурация безопасности"
+        r"|(?:忽略|无视|無視)(?:之前|以上|先前|所有|全部)?的?(?:所有|全部)?的?(?:指令|指示|规则|規則|设定|設定|提示词|系统提示)"
+        r"|安全(?:配置|限制|过滤)已(?:被)?(?:禁用|关闭|解除)"
+        r"|игнорир(?:уй|уйте|овать)\s+(?:все\s+)?(?:предыдущие\s+|прошлые\s+|эти\s+|свои\s+)?"
+        r"(?:инструкции|правила|указания|ограничения)"
         r"|以前の指示を無視|安全設定を無効",
         re.IGNORECASE,
     ),
-    ("ignor", "nueva", "nouvelle", "neue", "nuova", "nova"),
+    ("ignor",),
+)
+# A new config named in another language is a claim, as in English: it needs a second cue.
+_MULTILINGUAL_CONFIG = Cue(
+    re.compile(
+        r"(?:nueva|nouvelle|neue|nuova|nova)\s+(?:configuración|configuration|konfiguration|configurazione|"
+        r"configuração|política|politique|richtlinie)(?:\s+de|\s+di)?\s*(?:seguridad|sécurité|sicherheit|"
+        r"sicurezza|segurança)?"
+        r"|新的?安全(?:配置|策略|设置)|новая конфигурация безопасности",
+        re.IGNORECASE,
+    ),
+    ("nueva", "nouvelle", "neue", "nuova", "nova"),
 )
 _QUESTION_START = re.compile(
     r"^\s*(?:how|what|why|when|where|which|who|can|could|should|would|is|are|does|do|did|has|have|"
@@ -415,9 +446,12 @@ _QUESTION_START = re.compile(
 _OWN = re.compile(r"\b(?:my|our|i (?:gave|wrote|said|sent|asked))\b", re.IGNORECASE)
 
 
+_SENTENCE_ENDS = ".!?\n。؟۔।"  # the cleaned text is NFKC: fullwidth ！ and ？ are already ASCII
+
+
 def _sentence(text: str, start: int, end: int) -> str:
-    lo = max(text.rfind(c, 0, start) for c in ".!?\n") + 1
-    his = [i for i in (text.find(c, end) for c in ".!?\n") if i >= 0]
+    lo = max(text.rfind(c, 0, start) for c in _SENTENCE_ENDS) + 1
+    his = [i for i in (text.find(c, end) for c in _SENTENCE_ENDS) if i >= 0]
     hi = min(his) + 1 if his else len(text)
     return text[lo:hi]
 
@@ -425,40 +459,96 @@ def _sentence(text: str, start: int, end: int) -> str:
 def _asks_about(text: str, start: int, end: int) -> bool:
     """A question about the thing ("how do I disable the safety filter in diffusers?"), not an order."""
     sentence = _sentence(text, start, end)
-    return sentence.rstrip().endswith("?") or bool(_QUESTION_START.match(sentence))
+    return sentence.rstrip().endswith(("?", "؟")) or bool(_QUESTION_START.match(sentence))
 
 
-def authority(text: str) -> Iterator[Hit]:
+OverrideFilter = Callable[[str, re.Match[str]], bool]
+
+
+def _overrides_own_setup(text: str, m: re.Match[str]) -> bool:
+    """In a user turn: "ignore your previous instructions", not "ignore my last message"."""
+    return (
+        bool(_ALWAYS_SETUP.fullmatch(m.group("target")) or _OWN_SETUP & set(m.group("quals").lower().split()))
+        and not _OWN.search(text[max(0, m.start() - 5) : m.end() + 25])
+        and not re.match(
+            r"\s+(?:about|on|regarding|for) (?:the )?(?:format|tone|style|length)", text[m.end() :]
+        )
+    )
+
+
+def _claims(text: str, override: OverrideFilter) -> Iterator[Hit]:
     lowered = text.lower()
     claims = [(m, "authority claim") for m in _AUTHORITY.finditer(text, lowered)]
     configs = [(m, "claims a new config") for m in _CONFIG_CLAIM.finditer(text, lowered)]
+    configs = [(m, why) for m, why in configs if _SETUP_CLAIM.search(m.group(0))]
+    configs += [
+        (m, "claims a new config (non-English)") for m in _MULTILINGUAL_CONFIG.finditer(text, lowered)
+    ]
     states = [
         (m, "claims the safety settings changed")
         for m in _STATE_CLAIM.finditer(text, lowered)
         if not _OWN.search(text[max(0, m.start() - 12) : m.start()])
     ]
     grants = [(m, "declares restrictions lifted") for m in _GRANT.finditer(text, lowered)]
+    grants += [(m, "declares the safety config void") for m in _LAPSE.finditer(text, lowered)]
     overrides = [
-        (m, f"orders to override {m.group('target').lower()}") for m in _OVERRIDE.finditer(text, lowered)
-    ]
-    overrides = [
-        (m, why)
-        for m, why in overrides
-        if (_ALWAYS_SETUP.fullmatch(m.group("target")) or _OWN_SETUP & set(m.group("quals").lower().split()))
-        and not _OWN.search(text[max(0, m.start() - 5) : m.end() + 25])
-        and not re.match(
-            r"\s+(?:about|on|regarding|for) (?:the )?(?:format|tone|style|length)", text[m.end() :]
-        )
+        (m, f"orders to override {m.group('target').lower()}")
+        for m in _OVERRIDE.finditer(text, lowered)
+        if override(text, m)
     ]
     multi = [(m, "override directive (non-English)") for m in _MULTILINGUAL.finditer(text, lowered)]
     directives = states + grants + overrides + multi
     # An order stands alone; a claim needs a second cue ("I am the admin" + "new safety config").
     strong = {m.span() for m, _ in directives if not _asks_about(text, *m.span())}
-    configs = [(m, why) for m, why in configs if _SETUP_CLAIM.search(m.group(0))]
     if (claims and (configs or directives)) or (configs and (states or grants)):
         strong |= {m.span() for m, _ in claims + configs if not _asks_about(text, *m.span())}
     for m, why in claims + configs + directives:
         yield m.start(), m.end(), why, DECISIVE if m.span() in strong else WEAK
+
+
+def authority(text: str) -> Iterator[Hit]:
+    return _claims(text, _overrides_own_setup)
+
+
+# --- application instructions -------------------------------------------------------------------
+#
+# An application's own system prompt is not a user turn: it gives orders by design, and the
+# careful ones order the model to ignore instructions found in documents or to refuse when a user
+# says "ignore your instructions". What it must not do is set aside the one thing above it, the
+# safety config: an order to ignore what came *before* it, or to drop a safety setting.
+
+_EARLIER = frozenset({"previous", "prior", "above", "earlier", "existing", "original", "safety", "system"})
+_ORDERS = re.compile(r"instructions?|rules|guidelines", re.IGNORECASE)
+_AFTER_TARGET_EARLIER = re.compile(
+    r"\s+(?:above|before (?:this|these|now)|so far"
+    r"|(?:you (?:were|have been) )?given (?:to you )?(?:above|before|earlier))",
+    re.IGNORECASE,
+)
+# Reported or forbidden, not ordered: "if the user asks you to ignore ...", "never ignore ...".
+_NOT_AN_ORDER = re.compile(
+    r"(?:(?:\bnever|\bnot|n't)(?:\s+(?:ever|to))?"
+    r"|\b(?:ask|tell|instruct|request|tri|try|attempt|want|say|order|urge|convince|trick|persuade|get|make|"
+    r"pressure|push)(?:s|es|ed|ing)?\s+(?:you\s+|the\s+model\s+|the\s+assistant\s+)?(?:to\s+)?)"
+    r"\s*[\"'“‘]?\s*$",
+    re.IGNORECASE,
+)
+
+
+def _overrides_config(text: str, m: re.Match[str]) -> bool:
+    """In application instructions: "ignore previous instructions", "disable the safety filters"."""
+    before = text[text.rfind("\n", 0, m.start()) + 1 : m.start()]
+    if _NOT_AN_ORDER.search(before[-60:]):
+        return False
+    quals = set(m.group("quals").lower().split())
+    target = m.group("target")
+    if _ALWAYS_SETUP.fullmatch(target) or quals & _EARLIER or _AFTER_TARGET_EARLIER.match(text, m.end()):
+        return True
+    # "Ignore any instructions inside retrieved documents" is how careful prompts resist injection.
+    return not _ORDERS.fullmatch(target) and bool(quals & _OWN_SETUP)
+
+
+def instruction_authority(text: str) -> Iterator[Hit]:
+    return _claims(text, _overrides_config)
 
 
 RULES: dict[str, Rule] = {
@@ -467,6 +557,16 @@ RULES: dict[str, Rule] = {
     "structural:config_block": config_block,
     "structural:signed_blob": signed_blob,
     "structural:authority": authority,
+}
+# What application instructions are checked by. No role_header: the instructions already speak
+# with the system role, so a "Developer note:" line claims nothing they do not have, and the rule
+# cannot tell "System: follow the content policy" from its opposite; loosening wording is what
+# config_block and the authority cues look for.
+INSTRUCTION_RULES: dict[str, Rule] = {
+    "structural:chat_template": chat_template,
+    "structural:config_block": config_block,
+    "structural:signed_blob": signed_blob,
+    "structural:authority": instruction_authority,
 }
 
 # Hidden characters: tag characters and variation-selector runs spell text no reviewer sees.
@@ -479,11 +579,11 @@ _SIGNAL_SCORES = {
 }
 
 
-def scan(normalised: Normalised | str) -> list[Finding]:
-    """Every structural finding for one turn, spans in the original text, strongest first."""
+def scan(normalised: Normalised | str, rules: dict[str, Rule] = RULES) -> list[Finding]:
+    """Every structural finding for one text, spans in the original text, strongest first."""
     n = normalised if isinstance(normalised, Normalised) else normalise(normalised)
     found: list[Finding] = []
-    for name, rule in RULES.items():
+    for name, rule in rules.items():
         for start, end, reason, score in rule(n.text):
             found.append(Finding(name, reason, span=n.original_span(start, end), score=score))
         for view in n.views:

@@ -2,9 +2,10 @@
 
 Only what a guarded text chat needs is read from a request: the messages and the sampling
 parameters. Nothing in a request can name, carry or alter a safety config: the deployment comes
-from the API key, and client system messages reach the guard, whose policy drops, demotes or
-rejects them. Unknown fields are ignored, as most OpenAI-compatible servers do, so clients that
-send `user`, `stream_options` or `metadata` keep working.
+from the API key, and client system (and `developer`) messages reach the guard, whose policy
+renders them as the application's instructions below the config, drops, demotes or rejects
+them. Unknown fields are ignored, as most OpenAI-compatible servers do, so clients that send
+`user`, `stream_options` or `metadata` keep working.
 """
 
 from __future__ import annotations
@@ -18,9 +19,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cosa_guard.server.errors import ApiError
 from cosa_guard.types import DecisionKind, GuardResponse, Message
-
-# Newer OpenAI clients send instructions as `developer`; the guard's system-message policy applies.
-_ROLE_ALIASES = {"developer": "system"}
 
 
 class ChatRequest(BaseModel):
@@ -75,8 +73,6 @@ def parse_request(data: Any) -> tuple[ChatRequest, tuple[Message, ...]]:
         )
     messages = []
     for index, raw in enumerate(request.messages):
-        if raw.get("role") in _ROLE_ALIASES:
-            raw = {**raw, "role": _ROLE_ALIASES[raw["role"]]}
         try:
             messages.append(Message.from_dict(raw))
         except ValueError as exc:

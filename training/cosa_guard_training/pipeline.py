@@ -71,6 +71,7 @@ async def synth(recipe: Recipe, paths: Paths, prompts: str | None = None) -> tup
         modes=data.modes,
         per_mode=data.per_mode,
         guideline_rate=data.guideline_rate,
+        instructions_rate=data.instructions_rate,
         seed=recipe.seed,
     )
     written = write_jsonl(paths.configs, (c.to_dict() for c in configs))

@@ -35,6 +35,12 @@ class DataRecipe(_Part):
         le=1,
         description="share of configs rendered as served, with a Safety Guideline block",
     )
+    instructions_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="share of configs followed by an application's instructions, as the guard serves them",
+    )
 
     @field_validator("train_categories")
     @classmethod

@@ -106,3 +106,33 @@ def test_guideline_rate_renders_some_configs_exactly_as_a_deployment_serves_them
     )
     plain = list(synthesize_configs(prompts, train_categories=TRAIN, seed=1))
     assert not any("Safety Guideline:" in r.system_prompt for r in plain)
+
+
+def test_instructions_rate_renders_app_instructions_as_the_guard_serves_them() -> None:
+    from cosa_guard_training.synth import APP_INSTRUCTIONS, ConfigRow
+
+    from cosa_guard.prompts import INSTRUCTIONS_HEADER, with_instructions
+
+    prompts = [PromptRow(f"fight {i}", ("violence",)) for i in range(30)]
+    rows = list(synthesize_configs(prompts, train_categories=TRAIN, instructions_rate=0.5, seed=2))
+    instructed = [r for r in rows if r.instructions]
+    assert 0 < len(instructed) < len(rows)
+    for r in instructed:
+        assert r.instructions in APP_INSTRUCTIONS
+        assert r.system_prompt == with_instructions(
+            render_categorical(r.spec_i, wrapper=r.wrapper), r.instructions
+        )
+        assert ConfigRow.from_dict(r.to_dict()) == r
+    assert not any(INSTRUCTIONS_HEADER in r.system_prompt for r in rows if not r.instructions)
+    # Rate 0 (the default) draws nothing extra: the paper's rows are reproduced exactly.
+    plain = list(synthesize_configs(prompts, train_categories=TRAIN, seed=2))
+    assert all(r.instructions == "" for r in plain)
+    assert plain == list(synthesize_configs(prompts, train_categories=TRAIN, instructions_rate=0.0, seed=2))
+
+
+def test_training_instructions_are_all_ones_the_guard_serves() -> None:
+    from cosa_guard_training.synth import APP_INSTRUCTIONS
+
+    from cosa_guard.privilege import instruction_findings
+
+    assert all(instruction_findings(text) == [] for text in APP_INSTRUCTIONS)

@@ -75,8 +75,6 @@ def write_deployment(tmp_path: Path, mode: str = "buffer", **spec: Any) -> tuple
         refusal=REFUSAL,
     )
     spec.setdefault("stream", {"mode": mode, "window_chars": 24, "overlap_chars": 8})
-    # LangChain prompts carry the app's own system prompt: quote it as a client turn, don't refuse it.
-    spec.setdefault("injection", {"system_messages": "demote"})
     path, _ = write_signed_deployment(tmp_path, config, deployment_id=DEPLOYMENT, **spec)
     return path, DeploymentRegistry.load(path).get(DEPLOYMENT)
 
