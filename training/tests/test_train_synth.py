@@ -135,4 +135,4 @@ def test_training_instructions_are_all_ones_the_guard_serves() -> None:
 
     from cosa_guard.privilege import instruction_findings
 
-    assert all(instruction_findings(text) == [] for text in APP_INSTRUCTIONS)
+    assert not [text for text in APP_INSTRUCTIONS if instruction_findings(text)]
