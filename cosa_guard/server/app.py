@@ -40,8 +40,8 @@ from cosa_guard.server.wire import (
     ChunkWriter,
     completion_body,
     decision_payload,
-    finish_reason,
     fingerprint,
+    finish_reason,
     parse_request,
 )
 from cosa_guard.server.workers import MULTIPROC_ENV

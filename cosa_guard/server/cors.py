@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
 
-from cosa_guard.server.request_ids import REQUEST_ID_HEADER
 from cosa_guard.server.errors import DECISION_HEADER
+from cosa_guard.server.request_ids import REQUEST_ID_HEADER
 
 _PREFLIGHT_CACHE_S = 600
 
