@@ -1,4 +1,4 @@
-"""The OpenAI-compatible HTTP server: chat completions (plain and SSE), models, health and metrics.
+"""The OpenAI-compatible HTTP server: chat completions (plain and SSE), models, health, readiness, metrics.
 
     app = create_app(Guard.from_file("deployments.yaml"))
     uvicorn.run(app, host="127.0.0.1", port=8080)
