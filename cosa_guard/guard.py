@@ -19,9 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib
-import itertools
 import logging
-import secrets
 import time
 from collections.abc import AsyncGenerator, Iterable, Mapping
 from contextlib import aclosing
@@ -50,6 +48,7 @@ from cosa_guard.limits import check_request
 from cosa_guard.metrics import Metrics, default_metrics
 from cosa_guard.privilege import PrivilegeResult, apply_privilege_rule
 from cosa_guard.prompts import with_instructions
+from cosa_guard.request_ids import new_request_id
 from cosa_guard.routing import BreakerState, CircuitBreaker, JudgeFactory, RoutePool, Routes
 from cosa_guard.served import ServedLedger
 from cosa_guard.streaming import StreamOutcome, backend_chunks, guard_stream
@@ -65,6 +64,7 @@ from cosa_guard.types import (
     Route,
     StreamEvent,
     TextDelta,
+    Usage,
     Verdict,
     as_messages,
 )
@@ -74,12 +74,6 @@ __all__ = ["BackendFactory", "Guard", "JudgeFactory"]
 logger = logging.getLogger("cosa_guard.guard")
 
 _warned_no_input_guard = False
-
-# Request ids: a random per-process prefix and a counter. Unique across processes without calling
-# os.urandom on every request (which hands the GIL to other threads under load).
-_ID_PREFIX = secrets.token_hex(8)
-_ID_COUNTER = itertools.count()
-
 
 _NO_PARAMS = GenerationParams()
 
@@ -108,10 +102,6 @@ def client_messages(messages: Any) -> tuple[Message, ...]:
     return tuple(out)
 
 
-def new_request_id() -> str:
-    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
-
-
 # --- One call in flight -----------------------------------------------------------------------------
 
 
@@ -136,6 +126,7 @@ class _Call:
     breaker_pending: bool = False  # the primary was admitted and its outcome is not recorded yet
     released: int = 0  # characters streamed to the caller
     cancelled: bool = False
+    usage: Usage | None = None  # what the model that produced `text` reported, when it did
 
     def model_messages(self, messages: tuple[Message, ...]) -> tuple[Message, ...]:
         """What a model is sent: the one system message (config, then app instructions), then the turns."""
@@ -161,6 +152,7 @@ class _Call:
             verdict=self.verdict,
             timings_ms=dict(self.timings),
             request_id=self.request_id,
+            usage=self.usage,
         )
 
 
@@ -406,10 +398,15 @@ class Guard:
 
     # --- one call ----------------------------------------------------------------------------------
 
-    async def chat(self, deployment_id: str, messages: Any, **params: Any) -> GuardResponse:
-        """Guard one chat call; always a `GuardResponse`, whatever happened after the deployment lookup."""
+    async def chat(
+        self, deployment_id: str, messages: Any, *, request_id: str | None = None, **params: Any
+    ) -> GuardResponse:
+        """Guard one chat call; always a `GuardResponse`, whatever happened after the deployment lookup.
+
+        `request_id` names the call in the response and its audit record (default: a new id).
+        """
         rt = self._runtime(deployment_id)
-        call = _Call(rt, new_request_id(), client_messages(messages), stream=False)
+        call = _Call(rt, request_id or new_request_id(), client_messages(messages), stream=False)
         loop = asyncio.get_running_loop()
         try:
             try:
@@ -424,14 +421,16 @@ class Guard:
             self._finish(call)
         return call.response()
 
-    def stream(self, deployment_id: str, messages: Any, **params: Any) -> AsyncGenerator[StreamEvent, None]:
+    def stream(
+        self, deployment_id: str, messages: Any, *, request_id: str | None = None, **params: Any
+    ) -> AsyncGenerator[StreamEvent, None]:
         """Guard one streamed call: `TextDelta`s, maybe a `Retraction`, then one `FinalEvent`.
 
         The deployment is looked up now (UnknownDeploymentError before any event); everything
-        else happens while the caller iterates.
+        else happens while the caller iterates. `request_id` as in `chat`.
         """
         rt = self._runtime(deployment_id)
-        call = _Call(rt, new_request_id(), client_messages(messages), stream=True)
+        call = _Call(rt, request_id or new_request_id(), client_messages(messages), stream=True)
         return self._stream(call, _params(params))
 
     async def _prepare(self, call: _Call) -> tuple[Message, ...] | None:
@@ -556,7 +555,7 @@ class Guard:
         call.lap("generate", started)
         call.breaker_pending = False
         breaker.record_success(time.perf_counter() - started)
-        call.text, call.model = text, completion.model or primary.name
+        call.text, call.model, call.usage = text, completion.model or primary.name, completion.usage
         return True
 
     async def _cascade(
@@ -577,7 +576,7 @@ class Guard:
             call.decision = Decision.failed(_failure_kind(exc), _failure_detail(call, "cascade backend", exc))
             return
         call.lap("generate", started)
-        call.text, call.model = text, completion.model or fallback.name
+        call.text, call.model, call.usage = text, completion.model or fallback.name, completion.usage
         await self._judge(call, messages)
 
     async def _judge(self, call: _Call, messages: tuple[Message, ...]) -> None:

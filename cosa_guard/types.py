@@ -210,6 +210,10 @@ class GuardResponse:
     verdict: Verdict | None = None
     timings_ms: Mapping[str, float] = field(default_factory=dict)
     request_id: str = ""
+    # The token counts the model that wrote the answer reported (None: no model answered, the call
+    # streamed, or the backend reports none). They count the model's answer even when `text` is
+    # the refusal that replaced it.
+    usage: Usage | None = None
 
 
 @dataclass(frozen=True, slots=True)

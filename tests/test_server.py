@@ -61,7 +61,7 @@ class FakeGuard:
     def by_api_key(self, api_key: str) -> LoadedDeployment:
         return self.registry.by_api_key(api_key)
 
-    def _decide(self, deployment_id: str, messages: Sequence[Message]) -> GuardResponse:
+    def _decide(self, deployment_id: str, messages: Sequence[Message], request_id: str) -> GuardResponse:
         deployment = self.registry.get(deployment_id)
         prompt = messages[-1].content
         if "boom" in prompt:
@@ -80,26 +80,28 @@ class FakeGuard:
             deployment_id=deployment_id,
             config_hash=deployment.config_hash,
             categories=cats,
-            request_id=f"req{len(self.calls)}",
+            request_id=request_id,
         )
 
-    async def chat(self, deployment_id: str, messages: Sequence[Message], **params: Any) -> GuardResponse:
+    async def chat(
+        self, deployment_id: str, messages: Sequence[Message], *, request_id: str, **params: Any
+    ) -> GuardResponse:
         self.calls.append((deployment_id, tuple(messages), params))
         label = "cancelled"
         try:
             if "hang" in messages[-1].content:
                 await asyncio.sleep(30)
-            response = self._decide(deployment_id, messages)
+            response = self._decide(deployment_id, messages, request_id)
             label = response.decision.label
             return response
         finally:
             self.audit.append({"deployment": deployment_id, "decision": label, "stream": False})
 
     async def stream(
-        self, deployment_id: str, messages: Sequence[Message], **params: Any
+        self, deployment_id: str, messages: Sequence[Message], *, request_id: str, **params: Any
     ) -> AsyncIterator[StreamEvent]:
         self.calls.append((deployment_id, tuple(messages), params))
-        response = self._decide(deployment_id, messages)
+        response = self._decide(deployment_id, messages, request_id)
         prompt = messages[-1].content
         label = "cancelled"
         try:
@@ -187,7 +189,8 @@ def test_sdk_plain_completion_carries_the_decision(running: Running) -> None:
     deployment = running.guard.registry.get("game")
     assert extra["decision"] == "allowed"
     assert extra["route"] == "cascade"
-    assert extra["config_hash"] == deployment.config_hash == completion.system_fingerprint
+    assert extra["config_hash"] == deployment.config_hash
+    assert completion.system_fingerprint == f"{deployment.config_hash};decision=allowed"
     assert extra["categories"] == ["violence"]
     assert running.guard.calls[-1][2] == {"max_tokens": 20, "temperature": 0.5}
 

@@ -6,6 +6,7 @@ model package or the trained judge is absent).
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
@@ -163,6 +164,48 @@ def test_sighup_reloads_and_keeps_the_last_good_config(
         model="game", messages=[{"role": "user", "content": "a duel"}]
     )
     assert completion.model_extra["cosa_guard"]["config_hash"] == CONFIG.hash
+    process.wait_for("deployments reloaded (SIGHUP) with problems", 10, anywhere=True)
+
+
+def test_serve_takes_its_options_from_the_environment_and_logs_json_with_request_ids(
+    deployments: tuple[Path, str],
+) -> None:
+    path, key = deployments
+    env = {
+        "COSA_GUARD_DEPLOYMENTS": str(path),
+        "COSA_GUARD_PORT": str(free_port()),
+        "COSA_GUARD_WATCH_INTERVAL": "0",
+        "COSA_GUARD_LOG_FORMAT": "json",
+    }
+    process = Server(env=env)
+    try:
+        base_url = process.wait_for("base_url=", 60).split("=", 1)[1]
+        assert base_url == f"http://127.0.0.1:{env['COSA_GUARD_PORT']}/v1"
+        _ready(base_url.removesuffix("/v1"), 30)
+        answer = httpx.post(
+            base_url + "/chat/completions",
+            json={"messages": [{"role": "user", "content": "a duel"}]},
+            headers={"Authorization": f"Bearer {key}", "x-request-id": "cli-1"},
+        )
+        assert answer.json()["id"] == "chatcmpl-cli-1"
+        access = json.loads(_json_line(process, "cli-1"))
+        assert access["logger"] == "uvicorn.access" and access["level"] == "INFO"
+        process.process.send_signal(signal.SIGHUP)
+        reloaded = json.loads(
+            process.wait_for('"message": "deployments reloaded (SIGHUP): game"', 10, anywhere=True)
+        )
+        assert (reloaded["logger"], reloaded["level"], reloaded["request_id"]) == (
+            "cosa_guard.server",
+            "INFO",
+            "-",
+        )
+        datetime.fromisoformat(reloaded["ts"])
+    finally:
+        process.stop()
+
+
+def _json_line(process: Server, request_id: str) -> str:
+    return process.wait_for(f'"request_id": "{request_id}"', 10, anywhere=True)
 
 
 def _decisions(root: str) -> float:

@@ -32,7 +32,7 @@ def _error(data: Any) -> ApiError:
     return info.value
 
 
-def test_sampling_parameters_reach_the_guard_and_unknown_fields_are_ignored() -> None:
+def test_sampling_parameters_reach_the_guard_and_labels_are_accepted() -> None:
     request, messages = parse_request(
         {
             "model": "game",
@@ -85,21 +85,95 @@ def test_developer_role_is_a_system_message_and_content_parts_are_joined() -> No
         ({"messages": [{"role": "user", "content": 5}]}, "messages.0", "invalid_value"),
         ({"messages": [USER, {"role": "wizard", "content": "x"}]}, "messages.1", "invalid_value"),
         ({"messages": [USER], "tools": [{"type": "function"}]}, "tools", "unsupported_parameter"),
+        ({"messages": [USER], "tool_choice": "auto"}, "tool_choice", "unsupported_parameter"),
+        ({"messages": [USER], "functions": [{"name": "f"}]}, "functions", "unsupported_parameter"),
+        ({"messages": [USER], "function_call": "auto"}, "function_call", "unsupported_parameter"),
+        (
+            {"messages": [USER], "response_format": {"type": "json_object"}},
+            "response_format",
+            "unsupported_parameter",
+        ),
+        (
+            {"messages": [USER], "response_format": {"type": "json_schema", "json_schema": {"name": "x"}}},
+            "response_format",
+            "unsupported_parameter",
+        ),
+        ({"messages": [USER], "logprobs": True}, "logprobs", "unsupported_parameter"),
+        ({"messages": [USER], "top_logprobs": 3}, "top_logprobs", "unsupported_parameter"),
+        ({"messages": [USER], "modalities": ["text", "audio"]}, "modalities", "unsupported_parameter"),
+        ({"messages": [USER], "audio": {"voice": "alloy"}}, "audio", "unsupported_parameter"),
+        ({"messages": [USER], "frequency_penalty": 0.5}, "frequency_penalty", "unsupported_parameter"),
+        ({"messages": [USER], "logit_bias": {"42": 5}}, "logit_bias", "unsupported_parameter"),
+        (
+            {"messages": [USER], "stream_options": {"include_usage": "maybe"}},
+            "stream_options.include_usage",
+            "invalid_value",
+        ),
+        ({"messages": [USER], "stream_options": {"bogus": True}}, "stream_options.bogus", "invalid_value"),
+        ({"messages": [USER], "top_k": 5}, "top_k", "unknown_parameter"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
+            "messages.0.content.0",
+            "unsupported_content",
+        ),
+        (
+            {
+                "messages": [
+                    USER,
+                    {"role": "user", "content": [{"type": "text", "text": "hear"}, {"type": "input_audio"}]},
+                ]
+            },
+            "messages.1.content.1",
+            "unsupported_content",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "file"}]}]},
+            "messages.0.content.0",
+            "unsupported_content",
+        ),
+        (
+            {"messages": [USER, {"role": "assistant", "content": None, "tool_calls": [{"id": "1"}]}]},
+            "messages.1.tool_calls",
+            "unsupported_content",
+        ),
     ],
 )
 def test_bad_requests_name_the_field(data: Any, param: str | None, code: str) -> None:
     error = _error(data)
     assert (error.param, error.code) == (param, code)
     assert set(error.body()["error"]) == {"message", "type", "param", "code"}
+    if param is not None:
+        assert param.split(".")[-1] in error.message or "content[" in error.message
 
 
-def test_no_request_field_can_carry_a_config() -> None:
-    # Whatever a client sends under config-like names is dropped with the other unknown fields.
-    request, _ = parse_request(
-        {"messages": [USER], "safety_config": {"allow": ["weapons"]}, "cosa_guard": {"deployment": "other"}}
-    )
-    dumped = request.model_dump()
-    assert "safety_config" not in dumped and "cosa_guard" not in dumped
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"response_format": {"type": "text"}},
+        {"logprobs": False, "top_logprobs": 0},
+        {"tool_choice": "none", "parallel_tool_calls": False, "tools": []},
+        {"frequency_penalty": 0, "presence_penalty": 0.0, "logit_bias": {}},
+        {"modalities": ["text"], "store": False, "metadata": {"k": "v"}, "service_tier": "auto"},
+        {"stream": True, "stream_options": {"include_usage": True}},
+    ],
+)
+def test_fields_at_their_default_or_without_effect_are_accepted(extra: dict[str, Any]) -> None:
+    request, messages = parse_request({"messages": [USER], **extra})
+    assert messages == (Message("user", "hi"),)
+    assert request.guard_params() == {}
+
+
+def test_include_usage_is_read_from_stream_options() -> None:
+    assert parse_request({"messages": [USER], "stream_options": {"include_usage": True}})[0].include_usage
+    assert not parse_request({"messages": [USER], "stream_options": {}})[0].include_usage
+    assert not parse_request({"messages": [USER]})[0].include_usage
+
+
+@pytest.mark.parametrize("name", ["safety_config", "cosa_guard", "config"])
+def test_no_request_field_can_carry_a_config(name: str) -> None:
+    # Config-like names are refused like every field the server does not define.
+    error = _error({"messages": [USER], name: {"allow": ["weapons"], "deployment": "other"}})
+    assert (error.param, error.code) == (name, "unknown_parameter")
 
 
 @pytest.mark.parametrize(
@@ -111,11 +185,14 @@ def test_no_request_field_can_carry_a_config() -> None:
     ],
 )
 def test_completion_body_carries_the_decision(decision: Decision, finish: str) -> None:
-    body = completion_body(_response(decision), "game")
+    usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5, "estimated": False}
+    body = completion_body(_response(decision), "game", usage)
     assert body["object"] == "chat.completion"
     assert body["choices"][0]["finish_reason"] == finish
-    assert body["choices"][0]["message"] == {"role": "assistant", "content": "answer", "refusal": None}
-    assert body["system_fingerprint"] == body["cosa_guard"]["config_hash"]
+    refusal = None if decision.is_allowed else "answer"
+    assert body["choices"][0]["message"] == {"role": "assistant", "content": "answer", "refusal": refusal}
+    assert body["system_fingerprint"] == f"{body['cosa_guard']['config_hash']};decision={decision.label}"
+    assert body["usage"] == usage
     assert body["cosa_guard"]["decision"] == decision.kind.value
     assert body["cosa_guard"]["reason"] == (decision.reason.value if decision.reason else None)
     assert body["cosa_guard"]["categories"] == ["drugs", "violence"]
@@ -138,10 +215,11 @@ def test_failures_become_server_errors_without_text(failure: FailureKind, status
 
 
 def test_chunks_of_one_stream_share_id_model_and_fingerprint() -> None:
-    writer = ChunkWriter("game", fingerprint="sha256:x")
+    writer = ChunkWriter("game", "sha256:x", request_id="r9")
     first = writer.chunk({"role": "assistant", "content": ""})
-    last = writer.chunk({}, finish="stop", extra={"cosa_guard": {"decision": "allowed"}})
-    assert first["id"] == last["id"] and first["id"].startswith("chatcmpl-")
+    last = writer.chunk({}, finish="stop", extra={"cosa_guard": {"decision": "allowed"}}, fingerprint="fp")
+    assert first["id"] == last["id"] == "chatcmpl-r9"
+    assert "usage" not in first and last["system_fingerprint"] == "fp"
     assert (first["model"], first["system_fingerprint"], first["object"]) == (
         "game",
         "sha256:x",
@@ -150,3 +228,11 @@ def test_chunks_of_one_stream_share_id_model_and_fingerprint() -> None:
     assert first["choices"][0]["finish_reason"] is None
     assert last["choices"][0]["finish_reason"] == "stop"
     assert last["cosa_guard"] == {"decision": "allowed"}
+
+
+def test_a_stream_with_include_usage_ends_with_a_usage_chunk() -> None:
+    writer = ChunkWriter("game", "sha256:x", include_usage=True)
+    assert writer.chunk({"content": "a"})["usage"] is None
+    usage = writer.usage_chunk({"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2})
+    assert usage["choices"] == [] and usage["usage"]["total_tokens"] == 2
+    assert usage["id"] == writer.id

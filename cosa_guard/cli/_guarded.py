@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +25,15 @@ class Target:
     demo_id: str | None = None
 
 
-def add_deployments_option(parser: argparse.ArgumentParser) -> None:
+def add_deployments_option(parser: argparse.ArgumentParser, *, env: str | None = None) -> None:
+    """`--deployments FILE`; with `env`, that environment variable gives the default."""
     parser.add_argument(
         "--deployments",
         type=Path,
+        default=os.environ.get(env) if env else None,
         metavar="FILE",
-        help="deployments.yaml (default: the bundled demo deployment, signed on this machine at first run)",
+        help=f"deployments.yaml ({f'env {env}; ' if env else ''}default: the bundled demo deployment, "
+        "signed on this machine at first run)",
     )
 
 

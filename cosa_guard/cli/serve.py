@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import socket
 import sys
 from pathlib import Path
 from typing import Any
+
+ENV_PREFIX = "COSA_GUARD_"
 
 DESCRIPTION = """\
 Serve guarded chat completions over OpenAI's HTTP API.
@@ -20,8 +23,12 @@ Serve guarded chat completions over OpenAI's HTTP API.
 Point any OpenAI client at http://HOST:PORT/v1 with a deployment's API key: the key selects
 the deployment and its signed safety config; requests can never choose or change a config.
 Endpoints: POST /v1/chat/completions (also with "stream": true), GET /v1/models, /healthz,
-/metrics (Prometheus). Each answer carries the guard's decision in `finish_reason`
-("stop" / "content_filter") and in an extra `cosa_guard` field.
+/readyz, /metrics (Prometheus). Each answer carries the guard's decision in `finish_reason`
+("stop" / "content_filter"), an extra `cosa_guard` field, `system_fingerprint` and the
+x-cosa-guard-decision header.
+
+Every option can also be set in the environment (COSA_GUARD_<OPTION>, e.g. COSA_GUARD_PORT=9000,
+COSA_GUARD_CORS_ORIGINS=https://a.example,https://b.example); a flag wins over the environment.
 
 Send SIGHUP (kill -HUP PID) or edit the deployments file or a bundle to reload; a config that
 fails to verify never replaces the last good one. `--workers N` runs N processes on one port
@@ -33,7 +40,17 @@ replacement whose configs fail to verify never takes over. See docs/server.md.
 _GRACE_S = 10
 
 
+def _env(option: str, default: Any = None) -> Any:
+    """The default of `--option`: COSA_GUARD_OPTION when set (argparse parses it like a typed value)."""
+    return os.environ.get(ENV_PREFIX + option.upper().replace("-", "_"), default)
+
+
+def _env_help(option: str) -> str:
+    return f"env {ENV_PREFIX}{option.upper().replace('-', '_')}"
+
+
 def register(subparsers: Any) -> None:
+    from cosa_guard.cli import add_logging_options
     from cosa_guard.cli._guarded import add_deployments_option
 
     parser = subparsers.add_parser(
@@ -42,15 +59,24 @@ def register(subparsers: Any) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_deployments_option(parser)
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=8080, help="port to listen on (default: %(default)s)")
+    add_deployments_option(parser, env=ENV_PREFIX + "DEPLOYMENTS")
+    parser.add_argument(
+        "--host",
+        default=_env("host", "127.0.0.1"),
+        help=f"address to listen on ({_env_help('host')}; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=_env("port", 8080),
+        help=f"port to listen on ({_env_help('port')}; default: %(default)s)",
+    )
     parser.add_argument(
         "--max-body-bytes",
         type=int,
-        default=1 << 20,
+        default=_env("max-body-bytes", 1 << 20),
         metavar="N",
-        help="larger request bodies get 413 (default: %(default)s)",
+        help=f"larger request bodies get 413 ({_env_help('max-body-bytes')}; default: %(default)s)",
     )
     parser.add_argument(
         "--body-timeout",
@@ -62,41 +88,46 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--watch-interval",
         type=float,
-        default=2.0,
+        default=_env("watch-interval", 2.0),
         metavar="SECONDS",
         help="how often to check the deployments file and bundles for changes; 0 turns it off "
-        "(default: %(default)s)",
+        f"({_env_help('watch-interval')}; default: %(default)s)",
     )
     parser.add_argument(
         "--audit",
         type=Path,
+        default=_env("audit"),
         metavar="FILE",
         help="append a JSON line for every request refused before it reached the guard (bad API key, "
-        "malformed body, wrong model); calls that reach the guard go to each deployment's audit.path",
+        "malformed body, wrong model); calls that reach the guard go to each deployment's audit.path "
+        f"({_env_help('audit')})",
     )
     parser.add_argument(
         "--workers",
         type=int,
-        default=1,
+        default=_env("workers", 1),
         metavar="N",
         help="server processes sharing the port, each with its own guard and models; about one per "
-        "core for throughput (default: %(default)s)",
+        f"core for throughput ({_env_help('workers')}; default: %(default)s)",
     )
     parser.add_argument(
         "--worker-start-timeout",
         type=float,
-        default=120.0,
+        default=_env("worker-start-timeout", 120.0),
         metavar="SECONDS",
         help="with --workers: how long a worker may take to load its models and answer, at a SIGHUP "
-        "restart and when the supervisor checks a worker is alive (default: %(default)s)",
+        f"restart and when the supervisor checks a worker is alive ({_env_help('worker-start-timeout')}; "
+        "default: %(default)s)",
     )
     parser.add_argument(
-        "--log-level",
-        default="info",
-        choices=["critical", "error", "warning", "info", "debug"],
-        help="server log level (default: %(default)s)",
+        "--cors-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="let browser pages from ORIGIN (e.g. https://chat.example.com, or * for any) call the "
+        f"server; repeat for more (env {ENV_PREFIX}CORS_ORIGINS, comma-separated; default: none)",
     )
-    parser.set_defaults(func=run)
+    add_logging_options(parser, command=True)
+    parser.set_defaults(func=run, command_log_level="info")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -113,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
     if args.body_timeout <= 0 or args.worker_start_timeout <= 0:
         print("error: --body-timeout and --worker-start-timeout must be positive", file=sys.stderr)
         return 2
+    args.cors_origin = _cors_origins(args.cors_origin)
     if problem := _port_problem(args.host, args.port):
         print(f"error: {problem}", file=sys.stderr)
         return 1
@@ -134,12 +166,18 @@ def run(args: argparse.Namespace) -> int:
         watch_interval_s=args.watch_interval or None,
         close_guard=True,
         audit=audit,
+        cors_origins=args.cors_origin,
     )
     _announce(args, target)
     try:
         # Ctrl-C lets calls in flight finish for a while, then cancels them (audited as cancelled).
         uvicorn.run(
-            app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=_GRACE_S
+            app,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            log_config=None,  # uvicorn's records go through the handler `cosa-guard` configured
+            timeout_graceful_shutdown=_GRACE_S,
         )
     finally:
         if audit is not None:
@@ -169,6 +207,9 @@ def _run_workers(args: argparse.Namespace, deployments: Path) -> int:
             watch_interval_s=args.watch_interval or None,
             audit=str(args.audit.resolve()) if args.audit is not None else None,
             served_ledger=str(Path(served_dir) / "served.json"),
+            cors_origins=list(args.cors_origin),
+            log_level=args.log_level,
+            log_format=args.log_format,
         )
         os.environ[OPTIONS_ENV] = options.to_env()
         os.environ.setdefault(MULTIPROC_ENV, metrics_dir)  # the workers inherit both at spawn
@@ -179,12 +220,20 @@ def _run_workers(args: argparse.Namespace, deployments: Path) -> int:
             host=args.host,
             port=args.port,
             log_level=args.log_level,
+            log_config=None,
             timeout_graceful_shutdown=_GRACE_S,
             # A replacement that loads models for longer than uvicorn's 5 s would be killed, and
             # the SIGHUP restart abandoned with the new configs unserved.
             timeout_worker_healthcheck=args.worker_start_timeout,
         )
     return 0
+
+
+def _cors_origins(given: list[str] | None) -> list[str]:
+    """`--cors-origin` flags, else COSA_GUARD_CORS_ORIGINS split at commas."""
+    if given is not None:
+        return given
+    return [origin.strip() for origin in _env("cors-origins", "").split(",") if origin.strip()]
 
 
 def _announce(args: argparse.Namespace, target: Any) -> None:

@@ -1,4 +1,4 @@
-"""The OpenAI-compatible HTTP server: chat completions (plain and SSE), models, health and metrics.
+"""The OpenAI-compatible HTTP server: chat completions (plain and SSE), models, health, readiness, metrics.
 
     app = create_app(Guard.from_file("deployments.yaml"))
     uvicorn.run(app, host="127.0.0.1", port=8080)
@@ -21,7 +21,6 @@ import os
 import signal
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
@@ -33,11 +32,16 @@ from cosa_guard.deployments import LoadedDeployment, ReloadReport
 from cosa_guard.errors import CosaGuardError, MissingExtraError, UnknownDeploymentError
 from cosa_guard.failures import describe, log_detail
 from cosa_guard.server.admission import KeySlots, ReleaseSlot
-from cosa_guard.server.errors import ApiError, guard_failure, unauthorized
+from cosa_guard.server.cors import add_cors
+from cosa_guard.server.errors import DECISION_HEADER, ApiError, guard_failure, unauthorized
+from cosa_guard.server.probes import READY_STATE, readyz
+from cosa_guard.server.request_ids import RequestIds
+from cosa_guard.server.usage import answer_usage, stream_usage
 from cosa_guard.server.wire import (
     ChunkWriter,
     completion_body,
     decision_payload,
+    fingerprint,
     finish_reason,
     parse_request,
 )
@@ -90,10 +94,12 @@ class GuardLike(Protocol):
 
     def by_api_key(self, api_key: str) -> LoadedDeployment: ...
 
-    async def chat(self, deployment_id: str, messages: Sequence[Message], **params: Any) -> GuardResponse: ...
+    async def chat(
+        self, deployment_id: str, messages: Sequence[Message], *, request_id: str, **params: Any
+    ) -> GuardResponse: ...
 
     def stream(
-        self, deployment_id: str, messages: Sequence[Message], **params: Any
+        self, deployment_id: str, messages: Sequence[Message], *, request_id: str, **params: Any
     ) -> AsyncIterator[StreamEvent]: ...
 
     async def reload(self) -> ReloadReport: ...
@@ -115,6 +121,7 @@ def create_app(
     close_guard: bool = False,
     audit: AuditSink | None = None,
     close_audit: bool = False,
+    cors_origins: Sequence[str] = (),
 ) -> FastAPI:
     """A FastAPI app serving `guard`.
 
@@ -126,6 +133,7 @@ def create_app(
     `audit`: also record requests refused before they reach the guard (bad key, malformed body, wrong
     model, ...); the guard records every call that reaches it in its deployments' audit files.
     `close_audit`: close `audit` at shutdown, for callers that hand it over.
+    `cors_origins`: browser origins allowed to call the server (`*` for any); none by default.
     """
     reloader = _Reloader(guard)
 
@@ -133,9 +141,11 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         watcher = asyncio.create_task(reloader.watch(watch_interval_s)) if watch_interval_s else None
         sighup = reload_on_sighup and _install_sighup(reloader)
+        setattr(_app.state, READY_STATE, True)
         try:
             yield
         finally:
+            setattr(_app.state, READY_STATE, False)
             if sighup:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             if watcher is not None:
@@ -159,6 +169,9 @@ def create_app(
     app.state.reloader = reloader
     app.state.key_slots = slots = KeySlots()
     _install_error_handlers(app, audit)
+    app.add_middleware(RequestIds)
+    if cors_origins:
+        add_cors(app, cors_origins)
 
     async def chat_completions(request: Request) -> Response:
         request.state.started = time.perf_counter()
@@ -170,15 +183,26 @@ def create_app(
         chat, messages = parse_request(await _read_json(request, max_body_bytes, body_timeout_s))
         model = _check_model(chat.model, deployment)
         params = chat.guard_params()
+        request_id: str = request.state.request_id
         request.state.guarded = True  # from here on the guard writes the audit record
         if chat.stream:
-            return await _stream(request, guard, deployment, messages, params, model)
-        response = await _unless_disconnected(request, guard.chat(deployment.id, messages, **params))
+            writer = ChunkWriter(
+                model,
+                fingerprint(deployment.config_hash),
+                request_id=request_id,
+                include_usage=chat.include_usage,
+            )
+            return await _stream(request, guard, deployment, messages, params, writer)
+        call = guard.chat(deployment.id, messages, request_id=request_id, **params)
+        response = await _unless_disconnected(request, call)
         if response is None:
             return Response(status_code=_CLIENT_GONE)
         if response.decision.kind is DecisionKind.FAILED:
             raise guard_failure(response, decision_payload(response))
-        return _json(completion_body(response, model))
+        return _json(
+            completion_body(response, model, answer_usage(response, messages)),
+            headers={DECISION_HEADER: response.decision.label},
+        )
 
     async def list_models(request: Request) -> Response:
         request.state.started = time.perf_counter()
@@ -211,6 +235,7 @@ def create_app(
     app.router.add_route("/v1/models", list_models, methods=["GET"])
     app.router.add_route("/v1/models/{model}", get_model, methods=["GET"])
     app.router.add_route("/healthz", healthz, methods=["GET"])
+    app.router.add_route("/readyz", readyz, methods=["GET"])
     app.router.add_route("/metrics", metrics, methods=["GET"])
     return app
 
@@ -330,7 +355,6 @@ def _busy(limit: int | None) -> ApiError:
         "deployment); retry when one has finished",
         type="requests",
         code="rate_limit_exceeded",
-        headers={"Retry-After": "1"},
     )
 
 
@@ -367,7 +391,7 @@ async def _stream(
     deployment: LoadedDeployment,
     messages: Sequence[Message],
     params: Mapping[str, Any],
-    model: str,
+    writer: ChunkWriter,
 ) -> Response:
     """Read up to the first released text before answering, so that a call that fails before releasing
     anything gets a real error status (503/504) rather than a 200 stream.
@@ -375,7 +399,7 @@ async def _stream(
     The guard streams a refusal or failure that released nothing as one `TextDelta` of the refusal
     text followed at once by the `FinalEvent`, so such a delta is held until the next event says which.
     """
-    events = guard.stream(deployment.id, messages, **params)
+    events = guard.stream(deployment.id, messages, request_id=request.state.request_id, **params)
     try:
         head = await _unless_disconnected(request, _head(events, deployment))
     except BaseException:
@@ -390,7 +414,7 @@ async def _stream(
     if isinstance(final, FinalEvent) and final.response.decision.kind is DecisionKind.FAILED:
         await _aclose(events)
         raise guard_failure(final.response, decision_payload(final.response))
-    body = _sse(head, events, ChunkWriter(model, fingerprint=deployment.config_hash))
+    body = _sse(head, events, writer, messages)
     return StreamingResponse(body, media_type="text/event-stream", headers=_SSE_HEADERS)
 
 
@@ -409,9 +433,13 @@ def _undecided_refusal(event: StreamEvent, deployment: LoadedDeployment) -> bool
 
 
 async def _sse(
-    head: Sequence[StreamEvent], events: AsyncIterator[StreamEvent], writer: ChunkWriter
+    head: Sequence[StreamEvent],
+    events: AsyncIterator[StreamEvent],
+    writer: ChunkWriter,
+    messages: Sequence[Message],
 ) -> AsyncIterator[bytes]:
-    """Guard events as `chat.completion.chunk` server-sent events, ending with `data: [DONE]`.
+    """Guard events as `chat.completion.chunk` server-sent events, ending with `data: [DONE]`;
+    before it the usage chunk when the client asked for one (`stream_options.include_usage`).
 
     When the client goes away Starlette cancels this generator; closing `events` then cancels the
     generation, and the guard writes its audit record on the way out.
@@ -430,7 +458,11 @@ async def _sse(
             elif isinstance(event, Retraction):
                 retraction = event
             else:
-                yield _event(_final_chunk(writer, event.response, released, retraction))
+                final = _final_chunk(writer, event.response, released, retraction)
+                yield _event(final)
+                if writer.include_usage and "error" not in final:
+                    streamed = released + _content(final)
+                    yield _event(writer.usage_chunk(stream_usage(messages, streamed)))
                 break
             event = pending.pop(0) if pending else await anext(events, None)
         else:
@@ -468,17 +500,27 @@ def _final_chunk(
     elif kind is DecisionKind.REFUSED and not released:
         delta["content"] = response.text
     finish = "content_filter" if retraction is not None else finish_reason(response)
-    return writer.chunk(delta, finish=finish, extra={"cosa_guard": payload})
+    return writer.chunk(
+        delta,
+        finish=finish,
+        extra={"cosa_guard": payload},
+        fingerprint=fingerprint(response.config_hash, response),
+    )
+
+
+def _content(chunk: Mapping[str, Any]) -> str:
+    content: str = chunk["choices"][0]["delta"].get("content", "")
+    return content
 
 
 def _event(body: Mapping[str, Any]) -> bytes:
     return b"data: " + utf8.encode(json.dumps(body, ensure_ascii=False, separators=(",", ":"))) + b"\n\n"
 
 
-def _json(body: Mapping[str, Any]) -> Response:
+def _json(body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> Response:
     """JSONResponse, except that text UTF-8 cannot carry is sent as U+FFFD instead of failing the response."""
     text = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))  # as JSONResponse
-    return Response(utf8.encode(text), media_type="application/json")
+    return Response(utf8.encode(text), media_type="application/json", headers=headers)
 
 
 # --- Client disconnects ---------------------------------------------------------------------------
@@ -550,7 +592,7 @@ def _rejection_record(request: Request, error: ApiError) -> AuditRecord:
     started: float | None = getattr(request.state, "started", None)
     return AuditRecord(
         ts=time.time(),
-        request_id=uuid.uuid4().hex,
+        request_id=request.state.request_id,
         deployment=deployment.id if deployment is not None else "",
         config_hash=deployment.config_hash if deployment is not None else "",
         decision=f"rejected:{error.code or error.status}",

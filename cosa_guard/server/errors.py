@@ -16,6 +16,14 @@ from typing import Any
 
 from cosa_guard.types import DecisionKind, FailureKind, GuardResponse
 
+# The guard's decision label (`allowed`, `refused:<reason>`, `failed:<kind>`) on every answer and
+# guard failure, for clients that keep headers but drop unknown body fields (LangChain's ChatOpenAI).
+DECISION_HEADER = "x-cosa-guard-decision"
+
+# Seconds a client should wait before retrying a 429 (a key's calls in flight) or a 503 (the model
+# or judge unavailable, no deployment loaded): short, since both clear as soon as a call ends.
+RETRY_AFTER_S = 1
+
 # A timeout is the gateway's deadline passing; a request the guard will not serve is the client's
 # to change; any other failure is the service being unavailable.
 FAILURE_STATUS: Mapping[FailureKind | None, int] = {
@@ -47,6 +55,8 @@ class ApiError(Exception):
         self.param = param
         self.extra = dict(extra or {})
         self.headers = dict(headers or {})
+        if status in (429, 503):
+            self.headers.setdefault("Retry-After", str(RETRY_AFTER_S))
 
     def body(self) -> dict[str, Any]:
         error = {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
@@ -86,4 +96,5 @@ def guard_failure(response: GuardResponse, payload: Mapping[str, Any]) -> ApiErr
         type="invalid_request_error" if status < 500 else "server_error",
         code=f"guard_{failure}",
         extra={"cosa_guard": dict(payload)},
+        headers={DECISION_HEADER: decision.label},
     )

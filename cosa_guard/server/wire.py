@@ -1,11 +1,11 @@
 """OpenAI chat-completions JSON <-> cosa_guard types.
 
-Only what a guarded text chat needs is read from a request: the messages and the sampling
-parameters. Nothing in a request can name, carry or alter a safety config: the deployment comes
-from the API key, and client system (and `developer`) messages reach the guard, whose policy
-renders them as the application's instructions below the config, drops, demotes or rejects
-them. Unknown fields are ignored, as most OpenAI-compatible servers do, so clients that send
-`user`, `stream_options` or `metadata` keep working.
+Only what a guarded text chat needs is read from a request: the messages, the sampling
+parameters and `stream_options`. Nothing in a request can name, carry or alter a safety config:
+the deployment comes from the API key, and client system (and `developer`) messages reach the
+guard, whose policy renders them as the application's instructions below the config, drops,
+demotes or rejects them. Every other field is accepted or refused by `fields`: none is silently
+ignored.
 """
 
 from __future__ import annotations
@@ -18,7 +18,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cosa_guard.server.errors import ApiError
+from cosa_guard.server.fields import check_fields, check_message
 from cosa_guard.types import DecisionKind, GuardResponse, Message
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    include_usage: bool = False
+    include_obfuscation: bool = False  # OpenAI pads chunks against side channels; nothing to pad here
 
 
 class ChatRequest(BaseModel):
@@ -36,7 +44,12 @@ class ChatRequest(BaseModel):
     stop: str | list[str] | None = None
     seed: int | None = None
     n: int = Field(default=1, ge=1, le=1, description="one choice per request")
-    tools: list[Any] | None = None
+    # Usage is in every plain answer; a stream adds its final usage chunk only when asked, as OpenAI does.
+    stream_options: StreamOptions | None = None
+
+    @property
+    def include_usage(self) -> bool:
+        return self.stream_options is not None and self.stream_options.include_usage
 
     def guard_params(self) -> dict[str, Any]:
         params: dict[str, Any] = {}
@@ -56,6 +69,7 @@ def parse_request(data: Any) -> tuple[ChatRequest, tuple[Message, ...]]:
     """Validate a decoded JSON body; every problem is a 400 naming the offending field."""
     if not isinstance(data, dict):
         raise ApiError(400, "the request body must be a JSON object", code="invalid_body")
+    check_fields(data, ChatRequest.model_fields)
     try:
         request = ChatRequest.model_validate(data)
     except ValidationError as exc:
@@ -64,15 +78,9 @@ def parse_request(data: Any) -> tuple[ChatRequest, tuple[Message, ...]]:
         raise ApiError(
             400, f"invalid request: {param}: {first['msg']}", param=param, code="invalid_value"
         ) from None
-    if request.tools:
-        raise ApiError(
-            400,
-            "tools are not supported by this endpoint: it returns guarded text only",
-            param="tools",
-            code="unsupported_parameter",
-        )
     messages = []
     for index, raw in enumerate(request.messages):
+        check_message(index, raw)
         try:
             messages.append(Message.from_dict(raw))
         except ValueError as exc:
@@ -107,35 +115,58 @@ def completion_id(request_id: str) -> str:
     return f"chatcmpl-{request_id or uuid.uuid4().hex}"
 
 
-def completion_body(response: GuardResponse, model: str) -> dict[str, Any]:
-    """A `chat.completion` object; `system_fingerprint` carries the config hash, as OpenAI clients keep it."""
+def fingerprint(config_hash: str, response: GuardResponse | None = None) -> str:
+    """`system_fingerprint`: the config hash, then `;decision=<label>` once the call is decided.
+
+    Clients that drop the `cosa_guard` field still see the decision here: LangChain's ChatOpenAI
+    keeps `system_fingerprint` in `response_metadata` (and `DECISION_HEADER` with
+    include_response_headers=True).
+    """
+    return config_hash if response is None else f"{config_hash};decision={response.decision.label}"
+
+
+def completion_body(response: GuardResponse, model: str, usage: Mapping[str, Any]) -> dict[str, Any]:
+    """A `chat.completion` object. A refusal is both the content (what chat UIs show) and `refusal`."""
+    refused = response.decision.kind is DecisionKind.REFUSED
     return {
         "id": completion_id(response.request_id),
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "system_fingerprint": response.config_hash,
+        "system_fingerprint": fingerprint(response.config_hash, response),
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": response.text, "refusal": None},
+                "message": {
+                    "role": "assistant",
+                    "content": response.text,
+                    "refusal": response.text if refused else None,
+                },
                 "logprobs": None,
                 "finish_reason": finish_reason(response),
             }
         ],
+        "usage": dict(usage),
         "cosa_guard": decision_payload(response),
     }
 
 
 class ChunkWriter:
-    """Builds the `chat.completion.chunk` objects of one stream; they share an id, model and creation time."""
+    """Builds the `chat.completion.chunk` objects of one stream; they share an id, model and creation time.
 
-    __slots__ = ("created", "fingerprint", "id", "model")
+    With `include_usage` every chunk has `"usage": null` and `usage_chunk` makes the last one, with
+    no choices, as OpenAI streams usage.
+    """
 
-    def __init__(self, model: str, fingerprint: str | None = None) -> None:
-        self.id = completion_id("")
+    __slots__ = ("created", "fingerprint", "id", "include_usage", "model")
+
+    def __init__(
+        self, model: str, fingerprint: str, *, request_id: str = "", include_usage: bool = False
+    ) -> None:
+        self.id = completion_id(request_id)
         self.model = model
         self.fingerprint = fingerprint  # the config hash the stream is served under
+        self.include_usage = include_usage
         self.created = int(time.time())
 
     def chunk(
@@ -144,15 +175,27 @@ class ChunkWriter:
         *,
         finish: str | None = None,
         extra: Mapping[str, Any] | None = None,
+        fingerprint: str | None = None,
     ) -> dict[str, Any]:
-        body: dict[str, Any] = {
+        body = self._base(fingerprint)
+        body["choices"] = [{"index": 0, "delta": dict(delta), "logprobs": None, "finish_reason": finish}]
+        if self.include_usage:
+            body["usage"] = None
+        if extra:
+            body.update(extra)
+        return body
+
+    def usage_chunk(self, usage: Mapping[str, Any]) -> dict[str, Any]:
+        body = self._base(None)
+        body["choices"] = []
+        body["usage"] = dict(usage)
+        return body
+
+    def _base(self, fingerprint: str | None) -> dict[str, Any]:
+        return {
             "id": self.id,
             "object": "chat.completion.chunk",
             "created": self.created,
             "model": self.model,
-            "system_fingerprint": self.fingerprint,
-            "choices": [{"index": 0, "delta": dict(delta), "logprobs": None, "finish_reason": finish}],
+            "system_fingerprint": fingerprint or self.fingerprint,
         }
-        if extra:
-            body.update(extra)
-        return body

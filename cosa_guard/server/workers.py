@@ -26,7 +26,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,9 @@ class WorkerOptions:
     audit: str | None = None
     body_timeout_s: float = 30.0
     served_ledger: str | None = None  # the versions every worker serves (`cosa_guard.served`)
+    cors_origins: list[str] = field(default_factory=list)
+    log_level: str = "info"
+    log_format: str = "text"
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -64,10 +67,12 @@ def create_worker_app() -> Any:
     """uvicorn's app factory in each worker process."""
     from cosa_guard.audit import JsonlAuditSink
     from cosa_guard.cli._guarded import open_guard
+    from cosa_guard.logs import configure_logging
     from cosa_guard.served import ServedLedger
     from cosa_guard.server.app import create_app
 
     options = WorkerOptions.from_env()
+    configure_logging(options.log_level, options.log_format)  # a spawned worker starts unconfigured
     ledger = ServedLedger(options.served_ledger) if options.served_ledger else None
     # uvicorn calls the factory inside its running loop, and loading local models runs a loop of
     # its own: load them in a thread (nothing is served until the factory returns).
@@ -84,4 +89,5 @@ def create_worker_app() -> Any:
         close_guard=True,
         audit=audit,
         close_audit=True,
+        cors_origins=options.cors_origins,
     )
