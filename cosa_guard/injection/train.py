@@ -288,11 +288,19 @@ def plain_attacks(rows: Sequence[corpus_mod.Row], split: str) -> list[str]:
 
 
 def real_corpus(
-    rows: Sequence[corpus_mod.Row], data_dir: str, seed: int, roles: Sequence[real.Role]
+    rows: Sequence[corpus_mod.Row],
+    data_dir: str | Path,
+    seed: int,
+    roles: Sequence[real.Role],
+    caps: real.Caps | None = None,
 ) -> dict[real.Role, list[corpus_mod.Row]]:
     """Real-traffic rows per role; attacks from training families go into training hosts only."""
     return real.real_rows(
-        data_dir, seed, lambda role: plain_attacks(rows, "train" if role == "train" else "validation"), roles
+        data_dir,
+        seed,
+        lambda role: plain_attacks(rows, "train" if role == "train" else "validation"),
+        roles,
+        caps,
     )
 
 
