@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cosa_guard.injection.corpus import ATTACK, BENIGN, Row
 from cosa_guard.injection.calibration import calibrate
+from cosa_guard.injection.corpus import ATTACK, BENIGN, Row
 from cosa_guard.injection.train import evaluate
 
 
