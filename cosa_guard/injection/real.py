@@ -56,12 +56,12 @@ class Caps:
 # Training wants many short windows; calibration and validation want enough whole long texts per
 # cell to measure a 1-2 % rate, within a few minutes of scoring on one core.
 CAPS: dict[Role, Caps] = {
-    "train": Caps(turns=90, documents=45, framed=25, threads=400, answers=300, embedded=900),
+    "train": Caps(turns=60, documents=30, framed=15, threads=250, answers=150, embedded=600),
     "calibration": Caps(turns=70, documents=16, framed=10, threads=160, answers=80, embedded=240),
     "validation": Caps(turns=90, documents=20, framed=12, threads=200, answers=100, embedded=300),
 }
 QUICK_CAPS = Caps(turns=10, documents=3, framed=2, threads=20, answers=10, embedded=30)
-TRAIN_SLICE_CHARS = 600
+TRAIN_SLICE_CHARS = 450
 
 # {doc} is the pasted text. Prose requests in several languages; code and config requests are
 # English-only because the code and configs in the corpus are.

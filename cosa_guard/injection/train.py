@@ -15,6 +15,7 @@ versions rebuild the same bytes.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import random
@@ -126,11 +127,13 @@ def fine_tune(
     metadata: dict[str, Any] | None = None,
     progress: bool = True,
     backbone: Any = None,
+    init: str | Path | None = None,
 ) -> Any:
     """Fine-tune an `EncoderClassifier` (returned, in eval mode, rounded to what `save` ships).
 
     Each text is truncated to its first `max_length` tokens for training; inference reads every
-    window. `backbone` replaces the installed MiniLM (tests pass a tiny random one).
+    window. `backbone` replaces the installed MiniLM (tests pass a tiny random one). `init` continues
+    from saved weights (same trainable layers) instead of the base model.
     """
     import torch
     from tqdm import tqdm
@@ -143,6 +146,8 @@ def fine_tune(
         labels=LABELS, trainable_layers=trainable_layers, max_length=max_length, metadata=metadata or {}
     )
     model: Any = EncoderClassifier(config, backbone=backbone)
+    if init is not None:
+        model.load_state_dict(EncoderClassifier.load(init).trainable_state(), strict=False)
     frozen = len(model.backbone.encoder.layer) - trainable_layers
     encoded = load_tokenizer()(list(texts), truncation=True, max_length=max_length)["input_ids"]
     lengths = [len(ids) for ids in encoded]
@@ -332,6 +337,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="keep the weights in --out, only redo the threshold, discount and metrics",
     )
+    parser.add_argument(
+        "--init", help="continue from the weights in this directory (same trainable layers), not the base"
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
@@ -377,6 +385,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "transformers": transformers.__version__,
             "threads": args.threads,
         }
+        if args.init:
+            delta = (Path(args.init) / "delta.safetensors").read_bytes()
+            metadata["init_delta_sha256"] = hashlib.sha256(delta).hexdigest()
         model = fine_tune(
             detection_texts(train_rows),
             [int(r.label == corpus_mod.ATTACK) for r in train_rows],
@@ -387,6 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_length=args.max_length,
             metadata=metadata,
             progress=not args.no_progress,
+            init=args.init,
         )
         # Written before calibration, so a calibration that fails can be redone with --recalibrate.
         model.save(args.out)
