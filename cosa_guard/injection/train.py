@@ -32,7 +32,7 @@ from cosa_guard.injection.calibration import Budget, fit_window_rule
 from cosa_guard.injection.classifier import window_score
 from cosa_guard.injection.normalise import normalise
 from cosa_guard.injection.structural import DECISIVE, scan
-from cosa_guard.real_traffic import length_bucket
+from cosa_guard.real_traffic import length_bucket, stable_fraction
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "data" / "injection"
 LABELS = ("attack",)
@@ -292,6 +292,11 @@ def plain_attacks(rows: Sequence[corpus_mod.Row], split: str) -> list[str]:
     ]
 
 
+def kept(text: str, share: float) -> bool:
+    """A seed-free, stable choice of `share` of the rows."""
+    return share >= 1.0 or stable_fraction(f"generated-share:{text}") < share
+
+
 def real_corpus(
     rows: Sequence[corpus_mod.Row],
     data_dir: str | Path,
@@ -340,6 +345,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--init", help="continue from the weights in this directory (same trainable layers), not the base"
     )
+    parser.add_argument(
+        "--generated-share",
+        type=float,
+        default=1.0,
+        help="train on this share of the generated training rows (with --init: they were learnt already)",
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
@@ -357,7 +368,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     public = corpus_mod.public_rows(args.data_dir)
     rows = corpus_mod.build_corpus(args.seed, args.per_family, public)
     reals = real_corpus(rows, args.data_dir, args.seed, ("train", "calibration"))
-    train_rows = [r for r in rows if r.split == "train"] + reals["train"]
+    generated = [r for r in rows if r.split == "train" and kept(r.text, args.generated_share)]
+    train_rows = generated + reals["train"]
     calibration_rows = [r for r in rows if r.split == "validation"] + reals["calibration"]
     if args.corpus_out:
         corpus_mod.write_jsonl([*train_rows, *calibration_rows], args.corpus_out)
@@ -384,6 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "torch": torch.__version__,
             "transformers": transformers.__version__,
             "threads": args.threads,
+            "generated_share": args.generated_share,
         }
         if args.init:
             delta = (Path(args.init) / "delta.safetensors").read_bytes()
