@@ -1,6 +1,6 @@
 """Config-injection detector: recall and false-positive rates on synthetic and real traffic, latency.
 
-    python benchmarks/injection.py [--quick] [--data-dir ../shared/data]
+    python benchmarks/injection.py [--quick] [--data-dir ../shared/data] [--part synthetic|real|latency]
 
 Rebuilds the corpus exactly as the shipped weights were trained (seed and size from their
 metadata) and scores every text through the detector as the guard runs it: normaliser, structural
@@ -158,6 +158,51 @@ def ten_thousand_chars(data_dir: Path, count: int) -> list[str]:
     return [f"Summarise this:\n\n{docs[2 * i]}\n\n{docs[2 * i + 1]}"[:10_000] for i in range(count)]
 
 
+async def synthetic_rates(
+    detector: InjectionDetector, rows: Sequence[corpus.Row], data_dir: Path, quick: bool
+) -> None:
+    """Recall and FPR on the generated family-held-out validation split (and BIPIA, out of scope)."""
+    verdicts: list[TurnVerdict] = []
+    for start in range(0, len(rows), 64):
+        verdicts += await detector.scan([r.text for r in rows[start : start + 64]])
+    structural = [
+        any(f.score >= DECISIVE for f in v.findings if f.detector != "classifier") for v in verdicts
+    ]
+    scores = [v.classifier_score or 0.0 for v in verdicts]
+    labels = [int(r.label == corpus.ATTACK) for r in rows]
+
+    recall, fpr = rates(rows, [v.attack for v in verdicts])
+    emit("texts", len(rows))
+    emit("attacks", sum(labels))
+    emit("benign", len(rows) - sum(labels))
+    emit("recall", recall)
+    emit("fpr", fpr)
+    s_recall, s_fpr = rates(rows, structural)
+    emit("structural_recall", s_recall)
+    emit("structural_fpr", s_fpr)
+    for target in (0.01, 0.02):
+        cut = calibrate(scores, labels, structural, target)
+        r_at, f_at = rates(rows, [f or s >= cut for s, f in zip(scores, structural, strict=True)])
+        emit(f"recall_at_fpr_{round(target * 100)}pct", r_at)
+        emit(f"fpr_at_fpr_{round(target * 100)}pct", f_at)
+
+    by_kind: dict[str, list[bool]] = defaultdict(list)
+    for r, v in zip(rows, verdicts, strict=True):
+        rate = "recall" if r.label == corpus.ATTACK else "fpr"
+        by_kind[f"{rate}_{r.kind}"].append(v.attack)
+        if r.source == "generated":  # encodings and languages cut across the template families
+            by_kind[f"{rate}_encoding_{r.encoding}"].append(v.attack)
+            by_kind[f"{rate}_language_{r.language}"].append(v.attack)
+    for name, hits in sorted(by_kind.items()):
+        emit(name, sum(hits) / len(hits))
+        emit(f"n_{name.split('_', 1)[1]}", len(hits))
+
+    indirect = bipia_rows(data_dir, 50 if quick else 200)
+    if indirect:
+        found = await detector.scan([r.text for r in indirect])
+        emit("recall_bipia_indirect_out_of_scope", sum(v.attack for v in found) / len(found))
+
+
 async def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -165,6 +210,9 @@ async def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="12 texts per family, 50 timed (under 60 s)")
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA), help="public sets (skipped when absent)")
     parser.add_argument("--weights", default=str(WEIGHTS_DIR), help="classifier weights directory")
+    parser.add_argument(
+        "--part", choices=("all", "synthetic", "real", "latency"), default="all", help="run one section only"
+    )
     args = parser.parse_args(argv)
 
     meta = json.loads((Path(args.weights) / "encoder.json").read_text(encoding="utf-8"))["metadata"]
@@ -188,53 +236,17 @@ async def main(argv: Sequence[str] | None = None) -> int:
     classifier = InjectionClassifier(args.weights)
     detector = InjectionDetector(classifier)
     classifier.warm_up()
-
-    verdicts: list[TurnVerdict] = []
-    for start in range(0, len(rows), 64):
-        verdicts += await detector.scan([r.text for r in rows[start : start + 64]])
-    structural = [
-        any(f.score >= DECISIVE for f in v.findings if f.detector != "classifier") for v in verdicts
-    ]
-    scores = [v.classifier_score or 0.0 for v in verdicts]
-    labels = [int(r.label == corpus.ATTACK) for r in rows]
-
-    recall, fpr = rates(rows, [v.attack for v in verdicts])
-    emit("texts", len(rows))
-    emit("attacks", sum(labels))
-    emit("benign", len(rows) - sum(labels))
     emit("threshold", classifier.threshold)
-    emit("recall", recall)
-    emit("fpr", fpr)
-    s_recall, s_fpr = rates(rows, structural)
-    emit("structural_recall", s_recall)
-    emit("structural_fpr", s_fpr)
-    for target in (0.01, 0.02):
-        cut = calibrate(scores, labels, structural, target)
-        r_at, f_at = rates(rows, [f or s >= cut for s, f in zip(scores, structural, strict=True)])
-        emit(f"recall_at_fpr_{round(target * 100)}pct", r_at)
-        emit(f"fpr_at_fpr_{round(target * 100)}pct", f_at)
-
-    by_kind: dict[str, list[bool]] = defaultdict(list)
-    for r, v in zip(rows, verdicts, strict=True):
-        rate = "recall" if r.label == corpus.ATTACK else "fpr"
-        by_kind[f"{rate}_{r.kind}"].append(v.attack)
-        if r.source == "generated":  # encodings and languages cut across the template families
-            by_kind[f"{rate}_encoding_{r.encoding}"].append(v.attack)
-            by_kind[f"{rate}_language_{r.language}"].append(v.attack)
-    for name, hits in sorted(by_kind.items()):
-        emit(name, sum(hits) / len(hits))
-        emit(f"n_{name.split('_', 1)[1]}", len(hits))
-
-    indirect = bipia_rows(Path(args.data_dir), 50 if args.quick else 200)
-    if indirect:
-        found = await detector.scan([r.text for r in indirect])
-        emit("recall_bipia_indirect_out_of_scope", sum(v.attack for v in found) / len(found))
-
-    caps = real.QUICK_CAPS if args.quick else None
-    real_rows = real_corpus(full, args.data_dir, meta["seed"], ("validation",), caps)["validation"]
-    if real_rows:
-        await real_traffic_rates(detector, real_rows)
-
+    emit("window_discount", classifier.window_discount)
+    if args.part in ("all", "synthetic"):
+        await synthetic_rates(detector, rows, Path(args.data_dir), args.quick)
+    if args.part in ("all", "real"):
+        caps = real.QUICK_CAPS if args.quick else None
+        real_rows = real_corpus(full, args.data_dir, meta["seed"], ("validation",), caps)["validation"]
+        if real_rows:
+            await real_traffic_rates(detector, real_rows)
+    if args.part not in ("all", "latency"):
+        return 0
     timed_texts = [r.text for r in rng.sample(rows, min(50 if args.quick else 400, len(rows)))]
     detector = InjectionDetector(classifier)  # fresh cache
     structural_ms, full_ms = await timed(detector, timed_texts)
