@@ -74,8 +74,10 @@ def test_fit_keeps_every_budget_and_picks_a_discount_for_long_texts() -> None:
 
 
 def test_budgets_too_small_to_measure_do_not_bind() -> None:
-    scores = [0.99] + [0.1] * 50
-    assert threshold_for(scores, [False] * 51, [Budget("tiny", tuple(range(51)), 0.01)]) == 0.5
+    scores = [0.99] + [0.1] * 40
+    assert threshold_for(scores, [False] * 41, [Budget("tiny", tuple(range(41)), 0.01)]) == 0.5
+    scores += [0.1] * 60
+    assert threshold_for(scores, [False] * 101, [Budget("big", tuple(range(101)), 0.005)]) > 0.99
 
 
 def test_older_weights_without_a_discount_score_by_the_maximum(tmp_path: Path) -> None:

@@ -2,8 +2,8 @@
 
 The verdict is `decisive structural rule OR window_score(windows, discount) >= threshold`. A
 budget is a set of benign texts and the largest share of them the whole detector may flag
-(synthetic hard negatives 2 %, real traffic 1 %, each language group and length bucket of real
-traffic 2 %, ...). For each candidate discount the threshold is the lowest that keeps every
+(synthetic hard negatives 2 %, real traffic 1 % overall and in each length bucket, each language
+group of real traffic 2 %). For each candidate discount the threshold is the lowest that keeps every
 budget; the discount kept is the one that then catches the most attacks, and among equals the
 one whose worst budget is used least, then the smallest. Nothing here reads a model: it works on
 the per-window probabilities that training scored through the serving path.
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from cosa_guard.injection.classifier import window_score
 
 DISCOUNTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
-MIN_BUDGET_ROWS = 100  # below this a 1-2 % budget allows no false positive at all: too noisy to bind
+MIN_BUDGET_ROWS = 50  # below this a budget is too noisy to bind (1 % of 50 allows no false positive)
 
 
 def calibrate(

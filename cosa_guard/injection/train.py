@@ -208,7 +208,7 @@ def budgets(
     rows: Sequence[corpus_mod.Row], target_fpr: float, real_fpr: float, cell_fpr: float
 ) -> list[Budget]:
     """The false-positive budgets the threshold must keep: generated hard negatives, real traffic
-    overall, and each language group and length bucket of real traffic."""
+    overall and each of its length buckets, and each language group of real traffic."""
     members: dict[str, list[int]] = {}
     limits: dict[str, float] = {}
     for i, row in enumerate(rows):
@@ -217,15 +217,33 @@ def budgets(
         if not row.kind.startswith(real.KIND_PREFIX):
             names = {"synthetic": target_fpr}
         else:
+            # A long text may be no likelier to be flagged than traffic overall: the length buckets
+            # get the overall budget, the language groups the looser per-cell one.
             names = {
                 "real": real_fpr,
                 f"real_{real.group_of(row)}": cell_fpr,
-                f"real_len_{length_bucket(row.text)}": cell_fpr,
+                f"real_len_{length_bucket(row.text)}": real_fpr,
             }
         for name, fpr in names.items():
             members.setdefault(name, []).append(i)
             limits[name] = fpr
     return [Budget(name, tuple(members[name]), limits[name]) for name in sorted(members)]
+
+
+def _window_probabilities(model: Any, texts: Sequence[str], out: str | Path, cache: str | Path | None) -> Any:
+    from cosa_guard.encoder import DELTA_FILE, EncoderPredictor
+
+    key = hashlib.sha256((Path(out) / DELTA_FILE).read_bytes() + "\x00".join(texts).encode()).hexdigest()
+    if cache is not None and Path(cache).is_file():
+        stored = json.loads(Path(cache).read_text(encoding="utf-8"))
+        if stored["key"] == key:
+            return stored["probabilities"]
+    # The serving path exactly (`InjectionClassifier.predict`): int8, one text per forward pass.
+    windows = EncoderPredictor(model, int8=True).predict_windows(texts, threads=1)
+    probs = [[w[0] for w in text] for text in windows]
+    if cache is not None:
+        Path(cache).write_text(json.dumps({"key": key, "probabilities": probs}), encoding="utf-8")
+    return probs
 
 
 def calibrate_and_save(
@@ -234,17 +252,18 @@ def calibrate_and_save(
     metadata: dict[str, Any],
     targets: tuple[float, float, float],
     out: str | Path,
+    cache: str | Path | None = None,
 ) -> dict[str, Any]:
     """Score the calibration rows through the serving path, fit the threshold and window discount
-    under `targets` (generated, real overall, real per group and length bucket), write everything.
+    under `targets` (generated, real overall and per length bucket, real per language group),
+    write everything.
 
     `rows` are the generated family-held-out validation split and the real calibration part.
+    `cache` keeps their window probabilities (keyed by the weights in `out` and the texts), so a
+    re-calibration with other budgets does not score them again.
     """
-    from cosa_guard.encoder import EncoderPredictor
-
-    # The serving path exactly (`InjectionClassifier.predict`): int8, one text per forward pass.
-    windows = EncoderPredictor(model, int8=True).predict_windows(detection_texts(rows), threads=1)
-    probs = [[w[0] for w in text] for text in windows]
+    texts = detection_texts(rows)
+    probs = _window_probabilities(model, texts, out, cache)
     flags = structural_flags(rows)
     labels = [int(r.label == corpus_mod.ATTACK) for r in rows]
     rule, candidates = fit_window_rule(probs, labels, flags, budgets(rows, *targets))
@@ -267,7 +286,8 @@ def calibrate_and_save(
         },
         "discounts": [
             {"discount": c.discount, "threshold": c.threshold, "recall": round(c.recall, 4),
-             "worst_budget_use": round(c.worst_use, 3)}
+             "worst_budget_use": round(c.worst_use, 3),
+             "fpr": {k: round(v, 4) for k, v in sorted(c.fprs.items()) if k.startswith("real_len_")}}
             for c in candidates
         ],
     }  # fmt: skip
@@ -333,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--target-fpr", type=float, default=0.02, help="on generated hard negatives")
     parser.add_argument("--real-target-fpr", type=float, default=0.01, help="on real calibration traffic")
     parser.add_argument(
-        "--cell-target-fpr", type=float, default=0.02, help="per language group and length bucket of it"
+        "--cell-target-fpr", type=float, default=0.02, help="per language group of it (length buckets: 1 %%)"
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 keeps runs bit-for-bit)")
     parser.add_argument("--corpus-out", help="also write the training and calibration rows as JSONL here")
@@ -351,6 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=1.0,
         help="train on this share of the generated training rows (with --init: they were learnt already)",
     )
+    parser.add_argument("--scores-cache", help="keep the calibration rows' window probabilities in this file")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
@@ -417,7 +438,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model.save(args.out)
         print(f"trained ({time.monotonic() - started:.0f} s)")
     targets = (args.target_fpr, args.real_target_fpr, args.cell_target_fpr)
-    metrics = calibrate_and_save(model, calibration_rows, metadata, targets, args.out)
+    metrics = calibrate_and_save(model, calibration_rows, metadata, targets, args.out, args.scores_cache)
     real_fpr = metrics["real_calibration"]["fpr"].get("real", 0.0)
     print(
         f"threshold={metrics['threshold']:.4f} window_discount={metrics['window_discount']} "
