@@ -98,6 +98,17 @@ def test_calibrate_and_save_fits_threshold_and_discount_on_generated_and_real_ro
     assert loaded.threshold == metrics["threshold"]
     assert loaded.window_discount == metrics["window_discount"]
 
+    # With a cache, a second calibration of the same weights and texts scores nothing again.
+    cache = tmp_path / "scores.json"
+    calibrate_and_save(model, rows, {"seed": 0}, (0.02, 0.01, 0.02), tmp_path, cache)
+
+    def no_scoring(*args: object, **kwargs: object) -> None:
+        raise AssertionError("scored again")
+
+    monkeypatch.setattr(encoder.EncoderPredictor, "predict_windows", no_scoring)
+    again = calibrate_and_save(model, rows, {"seed": 0}, (0.02, 0.01, 0.02), tmp_path, cache)
+    assert again["threshold"] == metrics["threshold"]
+
 
 def test_fine_tune_can_continue_from_saved_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     torch = pytest.importorskip("torch")

@@ -233,16 +233,20 @@ def budgets(
 def _window_probabilities(model: Any, texts: Sequence[str], out: str | Path, cache: str | Path | None) -> Any:
     from cosa_guard.encoder import DELTA_FILE, EncoderPredictor
 
+    def score() -> list[list[float]]:
+        # The serving path exactly (`InjectionClassifier.predict`): int8, one text per forward pass.
+        windows = EncoderPredictor(model, int8=True).predict_windows(texts, threads=1)
+        return [[w[0] for w in text] for text in windows]
+
+    if cache is None:
+        return score()
     key = hashlib.sha256((Path(out) / DELTA_FILE).read_bytes() + "\x00".join(texts).encode()).hexdigest()
-    if cache is not None and Path(cache).is_file():
+    if Path(cache).is_file():
         stored = json.loads(Path(cache).read_text(encoding="utf-8"))
         if stored["key"] == key:
             return stored["probabilities"]
-    # The serving path exactly (`InjectionClassifier.predict`): int8, one text per forward pass.
-    windows = EncoderPredictor(model, int8=True).predict_windows(texts, threads=1)
-    probs = [[w[0] for w in text] for text in windows]
-    if cache is not None:
-        Path(cache).write_text(json.dumps({"key": key, "probabilities": probs}), encoding="utf-8")
+    probs = score()
+    Path(cache).write_text(json.dumps({"key": key, "probabilities": probs}), encoding="utf-8")
     return probs
 
 
