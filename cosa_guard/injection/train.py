@@ -205,10 +205,15 @@ def evaluate(
 
 
 def budgets(
-    rows: Sequence[corpus_mod.Row], target_fpr: float, real_fpr: float, cell_fpr: float
+    rows: Sequence[corpus_mod.Row],
+    target_fpr: float,
+    real_fpr: float,
+    cell_fpr: float,
+    length_fpr: float | None = None,
 ) -> list[Budget]:
     """The false-positive budgets the threshold must keep: generated hard negatives, real traffic
-    overall and each of its length buckets, and each language group of real traffic."""
+    overall, each of its length buckets (`length_fpr`, by default the overall `real_fpr`) and each
+    language group of real traffic (`cell_fpr`)."""
     members: dict[str, list[int]] = {}
     limits: dict[str, float] = {}
     for i, row in enumerate(rows):
@@ -222,7 +227,7 @@ def budgets(
             names = {
                 "real": real_fpr,
                 f"real_{real.group_of(row)}": cell_fpr,
-                f"real_len_{length_bucket(row.text)}": real_fpr,
+                f"real_len_{length_bucket(row.text)}": real_fpr if length_fpr is None else length_fpr,
             }
         for name, fpr in names.items():
             members.setdefault(name, []).append(i)
@@ -254,7 +259,7 @@ def calibrate_and_save(
     model: Any,
     rows: Sequence[corpus_mod.Row],
     metadata: dict[str, Any],
-    targets: tuple[float, float, float],
+    targets: tuple[float, float, float, float | None],
     out: str | Path,
     cache: str | Path | None = None,
 ) -> dict[str, Any]:
@@ -285,6 +290,7 @@ def calibrate_and_save(
         "real_calibration": {
             "target_fpr": targets[1],
             "cell_target_fpr": targets[2],
+            "length_target_fpr": targets[1] if targets[3] is None else targets[3],
             "fpr": {name: round(v, 4) for name, v in sorted(rule.fprs.items()) if name != "synthetic"},
             "per_kind": evaluate_on(True)["per_kind"],
         },
@@ -356,8 +362,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--target-fpr", type=float, default=0.02, help="on generated hard negatives")
     parser.add_argument("--real-target-fpr", type=float, default=0.01, help="on real calibration traffic")
+    parser.add_argument("--cell-target-fpr", type=float, default=0.02, help="per language group of it")
     parser.add_argument(
-        "--cell-target-fpr", type=float, default=0.02, help="per language group of it (length buckets: 1 %%)"
+        "--length-target-fpr",
+        type=float,
+        help="per length bucket of real calibration traffic (default: --real-target-fpr, so a long text "
+        "is no likelier to be flagged than traffic overall)",
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 keeps runs bit-for-bit)")
     parser.add_argument("--corpus-out", help="also write the training and calibration rows as JSONL here")
@@ -441,7 +451,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Written before calibration, so a calibration that fails can be redone with --recalibrate.
         model.save(args.out)
         print(f"trained ({time.monotonic() - started:.0f} s)")
-    targets = (args.target_fpr, args.real_target_fpr, args.cell_target_fpr)
+    targets = (args.target_fpr, args.real_target_fpr, args.cell_target_fpr, args.length_target_fpr)
     metrics = calibrate_and_save(model, calibration_rows, metadata, targets, args.out, args.scores_cache)
     real_fpr = metrics["real_calibration"]["fpr"].get("real", 0.0)
     print(
