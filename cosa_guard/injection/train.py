@@ -400,6 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model: Any = EncoderClassifier.load(args.out)
         metadata = {k: v for k, v in model.config.metadata.items() if k not in CALIBRATED}
         args.seed, args.per_family = metadata["seed"], metadata["per_family"]
+        args.generated_share = metadata.get("generated_share", 1.0)
     public = corpus_mod.public_rows(args.data_dir)
     rows = corpus_mod.build_corpus(args.seed, args.per_family, public)
     reals = real_corpus(rows, args.data_dir, args.seed, ("train", "calibration"))
