@@ -2,14 +2,16 @@
 
     python -m cosa_guard.injection.train --data-dir ../shared/data --out cosa_guard/data/injection
 
-Steps: build the corpus (`corpus.build_corpus`, plus the public sets when `--data-dir` has them),
-fine-tune the top layers of the shared MiniLM encoder and a linear head on the *normalised*
-detection text of each training row, then score the family-held-out validation split through the
-shipped inference path (fp16 round trip, int8, windows) and pick the lowest threshold at which
-the whole detector (decisive structural findings OR classifier score >= threshold) keeps its
-false-positive rate at or under `--target-fpr`. The delta weights, threshold, corpus digest and
-validation metrics go into `--out`. Single-threaded with fixed seeds, so the same corpus and
-versions rebuild the same bytes.
+Steps: build the corpus (`corpus.build_corpus`, plus the public sets when `--data-dir` has them)
+and the real-traffic rows (`real.py`: real benign turns, documents and long turns built from them,
+attacks planted in them), fine-tune the top layers of the shared MiniLM encoder and a linear head
+on the *normalised* detection text of each training row, then score the calibration rows (the
+generated family-held-out validation split and the real calibration part) through the shipped
+inference path (fp16 round trip, int8, windows) and fit the window discount and the threshold under
+false-positive budgets for the whole detector (decisive structural findings OR classifier score
+>= threshold; `calibration.py`). The delta weights, threshold, discount, input digests and
+calibration metrics go into `--out`. Single-threaded with fixed seeds, so the same inputs and
+versions rebuild the same bytes. The real validation split is read only by the benchmark.
 """
 
 from __future__ import annotations
