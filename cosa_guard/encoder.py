@@ -298,9 +298,19 @@ class EncoderPredictor:
         setting per thread anyway): one thread was faster than two on a contended 2-core box.
         `pairs` works as in `predict`.
         """
+        return [
+            [max(column) for column in zip(*windows, strict=True)]
+            for windows in self.predict_windows(texts, pairs, threads=threads)
+        ]
+
+    def predict_windows(
+        self, texts: Sequence[str], pairs: Sequence[str] | None = None, *, threads: int | None = None
+    ) -> list[list[list[float]]]:
+        """Per text, one row of label probabilities per window (each text in its own forward pass,
+        as in `predict_each`), for callers that aggregate windows otherwise than by the maximum."""
         if pairs is not None and len(pairs) != len(texts):
             raise ValueError(f"got {len(texts)} texts but {len(pairs)} pairs")
-        out: list[list[float]] = []
+        out: list[list[list[float]]] = []
         with self._lock, torch.inference_mode():
             before = torch.get_num_threads()
             if threads is not None:
@@ -312,7 +322,7 @@ class EncoderPredictor:
                         self.tokenizer, [text], self.config.max_length, self.config.stride, pair
                     )
                     probs = self.model.probabilities(self.model(win.input_ids, win.attention_mask))
-                    out.append(probs.max(dim=0).values.tolist())
+                    out.append(probs.tolist())
             finally:
                 torch.set_num_threads(before)
         return out

@@ -1,24 +1,46 @@
 """The trained config-injection classifier, loaded from the weights shipped in the package.
 
 The weights are a delta on the pip-installed all-MiniLM-L6-v2 (`cosa_guard.encoder`): the top
-layers and a linear head, with the calibrated threshold in `encoder.json`. Nothing heavy is
-imported until the first score, and scoring runs in a worker thread so the event loop never
-blocks on the model.
+layers and a linear head, with the calibrated threshold and window discount in `encoder.json`.
+Nothing heavy is imported until the first score, and scoring runs in a worker thread so the event
+loop never blocks on the model.
+
+A long text is read in windows. Its score is its strongest window's, discounted by the number of
+windows (`window_score`): with the plain maximum, every extra window of benign text is one more
+chance of a false positive, so a 5,000-character paste was far likelier to be flagged than a
+200-character turn. A one-window turn keeps its raw score.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from cosa_guard.encoder import EncoderPredictor
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "data" / "injection"
+_EPS = 1e-7  # float32 probabilities saturate near 1 - 6e-8; keep the logit finite
+
+
+def window_score(window_probabilities: Sequence[float], discount: float) -> float:
+    """The strongest window's probability, its logit lowered by `discount * ln(windows)`.
+
+    If each window of a benign text had the same small chance of a high score, the maximum over n
+    windows would cross a fixed threshold about n times as often; lowering the logit by ln(n)
+    (discount 1) cancels that for independent windows with a logistic score tail. Windows of one
+    text are correlated, so training fits the discount on real long benign texts (`train.py`).
+    """
+    top = min(max(max(window_probabilities), _EPS), 1 - _EPS)
+    if discount == 0 or len(window_probabilities) == 1:
+        return top
+    logit = math.log(top / (1 - top)) - discount * math.log(len(window_probabilities))
+    return 1 / (1 + math.exp(-logit))
 
 
 @runtime_checkable
@@ -44,15 +66,26 @@ class InjectionClassifier:
         self.threads = threads
         self._predictor: EncoderPredictor | None = None
         self._lock = threading.Lock()
-        self._threshold: float | None = None
+        self._metadata: dict[str, Any] | None = None
+
+    def _calibration(self, key: str, default: float | None = None) -> float:
+        if self._metadata is None:
+            config = json.loads((self.directory / "encoder.json").read_text(encoding="utf-8"))
+            self._metadata = dict(config["metadata"])
+        value = self._metadata.get(key, default)
+        if value is None:
+            raise KeyError(f"{self.directory / 'encoder.json'} has no metadata.{key}")
+        return float(value)
 
     @property
     def threshold(self) -> float:
         """The threshold calibrated at training time (read from `encoder.json`, no model load)."""
-        if self._threshold is None:
-            config = json.loads((self.directory / "encoder.json").read_text(encoding="utf-8"))
-            self._threshold = float(config["metadata"]["threshold"])
-        return self._threshold
+        return self._calibration("threshold")
+
+    @property
+    def window_discount(self) -> float:
+        """The calibrated discount per ln(window count); 0 (plain maximum) for older weights."""
+        return self._calibration("window_discount", 0.0)
 
     def _load(self) -> EncoderPredictor:
         with self._lock:
@@ -63,12 +96,13 @@ class InjectionClassifier:
             return self._predictor
 
     def predict(self, texts: Sequence[str]) -> list[float]:
-        """Blocking: the attack probability of each text (max over its token windows).
+        """Blocking: the attack score of each text (`window_score` over its token windows).
 
         Each text is scored on its own, exactly as training calibrated the threshold, so a turn's
         score does not depend on what else is in the call.
         """
-        return [row[0] for row in self._load().predict_each(list(texts), threads=self.threads)]
+        windows = self._load().predict_windows(list(texts), threads=self.threads)
+        return [window_score([w[0] for w in text], self.window_discount) for text in windows]
 
     async def score(self, texts: Sequence[str]) -> list[float]:
         if not texts:

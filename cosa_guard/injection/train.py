@@ -2,19 +2,22 @@
 
     python -m cosa_guard.injection.train --data-dir ../shared/data --out cosa_guard/data/injection
 
-Steps: build the corpus (`corpus.build_corpus`, plus the public sets when `--data-dir` has them),
-fine-tune the top layers of the shared MiniLM encoder and a linear head on the *normalised*
-detection text of each training row, then score the family-held-out validation split through the
-shipped inference path (fp16 round trip, int8, windows) and pick the lowest threshold at which
-the whole detector (decisive structural findings OR classifier score >= threshold) keeps its
-false-positive rate at or under `--target-fpr`. The delta weights, threshold, corpus digest and
-validation metrics go into `--out`. Single-threaded with fixed seeds, so the same corpus and
-versions rebuild the same bytes.
+Steps: build the corpus (`corpus.build_corpus`, plus the public sets when `--data-dir` has them)
+and the real-traffic rows (`real.py`: real benign turns, documents and long turns built from them,
+attacks planted in them), fine-tune the top layers of the shared MiniLM encoder and a linear head
+on the *normalised* detection text of each training row, then score the calibration rows (the
+generated family-held-out validation split and the real calibration part) through the shipped
+inference path (fp16 round trip, int8, windows) and fit the window discount and the threshold under
+false-positive budgets for the whole detector (decisive structural findings OR classifier score
+>= threshold; `calibration.py`). The delta weights, threshold, discount, input digests and
+calibration metrics go into `--out`. Single-threaded with fixed seeds, so the same inputs and
+versions rebuild the same bytes. The real validation split is read only by the benchmark.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import random
@@ -26,11 +29,16 @@ from pathlib import Path
 from typing import Any
 
 from cosa_guard.injection import corpus as corpus_mod
+from cosa_guard.injection import real
+from cosa_guard.injection.calibration import Budget, fit_window_rule
+from cosa_guard.injection.classifier import window_score
 from cosa_guard.injection.normalise import normalise
 from cosa_guard.injection.structural import DECISIVE, scan
+from cosa_guard.real_traffic import length_bucket, stable_fraction
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "data" / "injection"
 LABELS = ("attack",)
+CALIBRATED = frozenset({"threshold", "window_discount"})  # what --recalibrate redoes
 
 
 def detection_texts(rows: Sequence[corpus_mod.Row]) -> list[str]:
@@ -121,11 +129,13 @@ def fine_tune(
     metadata: dict[str, Any] | None = None,
     progress: bool = True,
     backbone: Any = None,
+    init: str | Path | None = None,
 ) -> Any:
     """Fine-tune an `EncoderClassifier` (returned, in eval mode, rounded to what `save` ships).
 
     Each text is truncated to its first `max_length` tokens for training; inference reads every
-    window. `backbone` replaces the installed MiniLM (tests pass a tiny random one).
+    window. `backbone` replaces the installed MiniLM (tests pass a tiny random one). `init` continues
+    from saved weights (same trainable layers) instead of the base model.
     """
     import torch
     from tqdm import tqdm
@@ -138,6 +148,8 @@ def fine_tune(
         labels=LABELS, trainable_layers=trainable_layers, max_length=max_length, metadata=metadata or {}
     )
     model: Any = EncoderClassifier(config, backbone=backbone)
+    if init is not None:
+        model.load_state_dict(EncoderClassifier.load(init).trainable_state(), strict=False)
     frozen = len(model.backbone.encoder.layer) - trainable_layers
     encoded = load_tokenizer()(list(texts), truncation=True, max_length=max_length)["input_ids"]
     lengths = [len(ids) for ids in encoded]
@@ -174,21 +186,6 @@ def fine_tune(
     return model
 
 
-def calibrate(
-    scores: Sequence[float], labels: Sequence[int], flags: Sequence[bool], target_fpr: float
-) -> float:
-    """The lowest threshold at which (decisive structural OR score >= t) keeps FPR <= target_fpr."""
-    negatives = [(s, f) for s, f, y in zip(scores, flags, labels, strict=True) if not y]
-    free = sorted((s for s, f in negatives if not f), reverse=True)
-    remaining = math.floor(target_fpr * len(negatives)) - sum(f for _, f in negatives)
-    if remaining < 0:
-        return 1.0  # the structural rules alone exceed the budget; the classifier must not add to it
-    if remaining >= len(free):
-        return 0.5
-    # Strictly above the (remaining+1)-th highest benign score: at most `remaining` benign turns pass.
-    return float(math.nextafter(free[remaining], 2.0))
-
-
 def evaluate(
     rows: Sequence[corpus_mod.Row], scores: Sequence[float], flags: Sequence[bool], threshold: float
 ) -> dict[str, Any]:
@@ -209,25 +206,105 @@ def evaluate(
     }
 
 
+def budgets(
+    rows: Sequence[corpus_mod.Row],
+    target_fpr: float,
+    real_fpr: float,
+    cell_fpr: float,
+    length_fpr: float | None = None,
+) -> list[Budget]:
+    """The false-positive budgets the threshold must keep: generated hard negatives, real traffic
+    overall, each of its length buckets (`length_fpr`, by default the overall `real_fpr`) and each
+    language group of real traffic (`cell_fpr`)."""
+    members: dict[str, list[int]] = {}
+    limits: dict[str, float] = {}
+    for i, row in enumerate(rows):
+        if row.label == corpus_mod.ATTACK:
+            continue
+        if not row.kind.startswith(real.KIND_PREFIX):
+            names = {"synthetic": target_fpr}
+        else:
+            # A long text may be no likelier to be flagged than traffic overall: the length buckets
+            # get the overall budget, the language groups the looser per-cell one.
+            names = {
+                "real": real_fpr,
+                f"real_{real.group_of(row)}": cell_fpr,
+                f"real_len_{length_bucket(row.text)}": real_fpr if length_fpr is None else length_fpr,
+            }
+        for name, fpr in names.items():
+            members.setdefault(name, []).append(i)
+            limits[name] = fpr
+    return [Budget(name, tuple(members[name]), limits[name]) for name in sorted(members)]
+
+
+def _window_probabilities(model: Any, texts: Sequence[str], out: str | Path, cache: str | Path | None) -> Any:
+    from cosa_guard.encoder import DELTA_FILE, EncoderPredictor
+
+    def score() -> list[list[float]]:
+        # The serving path exactly (`InjectionClassifier.predict`): int8, one text per forward pass.
+        windows = EncoderPredictor(model, int8=True).predict_windows(texts, threads=1)
+        return [[w[0] for w in text] for text in windows]
+
+    if cache is None:
+        return score()
+    key = hashlib.sha256((Path(out) / DELTA_FILE).read_bytes() + "\x00".join(texts).encode()).hexdigest()
+    if Path(cache).is_file():
+        stored = json.loads(Path(cache).read_text(encoding="utf-8"))
+        if stored["key"] == key:
+            return stored["probabilities"]
+    probs = score()
+    Path(cache).write_text(json.dumps({"key": key, "probabilities": probs}), encoding="utf-8")
+    return probs
+
+
 def calibrate_and_save(
     model: Any,
-    val_rows: Sequence[corpus_mod.Row],
+    rows: Sequence[corpus_mod.Row],
     metadata: dict[str, Any],
-    target_fpr: float,
+    targets: tuple[float, float, float, float | None],
     out: str | Path,
+    cache: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Score validation through the serving path (int8, windows, one text at a time), set the threshold,
-    write everything."""
-    from cosa_guard.encoder import EncoderPredictor
+    """Score the calibration rows through the serving path, fit the threshold and window discount
+    under `targets` (generated, real overall and per length bucket, real per language group),
+    write everything.
 
-    # The serving path exactly (`InjectionClassifier.predict`): int8, one text per forward pass.
-    texts = detection_texts(val_rows)
-    scores = [p[0] for p in EncoderPredictor(model, int8=True).predict_each(texts, threads=1)]
-    flags = structural_flags(val_rows)
-    labels = [int(r.label == corpus_mod.ATTACK) for r in val_rows]
-    threshold = calibrate(scores, labels, flags, target_fpr)
-    metrics = {**evaluate(val_rows, scores, flags, threshold), "target_fpr": target_fpr}
-    model.config = replace(model.config, metadata={**metadata, "threshold": threshold})
+    `rows` are the generated family-held-out validation split and the real calibration part.
+    `cache` keeps their window probabilities (keyed by the weights in `out` and the texts), so a
+    re-calibration with other budgets does not score them again.
+    """
+    texts = detection_texts(rows)
+    probs = _window_probabilities(model, texts, out, cache)
+    flags = structural_flags(rows)
+    labels = [int(r.label == corpus_mod.ATTACK) for r in rows]
+    rule, candidates = fit_window_rule(probs, labels, flags, budgets(rows, *targets))
+    scores = [window_score(p, rule.discount) for p in probs]
+
+    def evaluate_on(is_real: bool) -> dict[str, Any]:
+        keep = [i for i, r in enumerate(rows) if r.kind.startswith(real.KIND_PREFIX) == is_real]
+        picked = ([rows[i] for i in keep], [scores[i] for i in keep], [flags[i] for i in keep])
+        return evaluate(*picked, rule.threshold)
+
+    metrics = {
+        **evaluate_on(False),
+        "target_fpr": targets[0],
+        "window_discount": rule.discount,
+        "real_calibration": {
+            "target_fpr": targets[1],
+            "cell_target_fpr": targets[2],
+            "length_target_fpr": targets[1] if targets[3] is None else targets[3],
+            "fpr": {name: round(v, 4) for name, v in sorted(rule.fprs.items()) if name != "synthetic"},
+            "per_kind": evaluate_on(True)["per_kind"],
+        },
+        "discounts": [
+            {"discount": c.discount, "threshold": c.threshold, "recall": round(c.recall, 4),
+             "worst_budget_use": round(c.worst_use, 3),
+             "fpr": {k: round(v, 4) for k, v in sorted(c.fprs.items()) if k.startswith("real_len_")}}
+            for c in candidates
+        ],
+    }  # fmt: skip
+    calibrated = {"threshold": rule.threshold, "window_discount": rule.discount}
+    model.config = replace(model.config, metadata={**metadata, **calibrated})
     directory = model.save(out)
     (directory / "metrics.json").write_text(
         json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8"
@@ -235,11 +312,45 @@ def calibrate_and_save(
     return metrics
 
 
+def plain_attacks(rows: Sequence[corpus_mod.Row], split: str) -> list[str]:
+    """Generated attacks of one split, unencoded: the ones planted inside real long texts (an
+    encoded payload's decoded view is appended at the end of the detection text, out of the window
+    a training slice keeps)."""
+    return [
+        r.text
+        for r in rows
+        if r.label == corpus_mod.ATTACK and r.source == "generated"
+        if r.encoding == "plain" and r.split == split
+    ]
+
+
+def kept(text: str, share: float) -> bool:
+    """A seed-free, stable choice of `share` of the rows."""
+    return share >= 1.0 or stable_fraction(f"generated-share:{text}") < share
+
+
+def real_corpus(
+    rows: Sequence[corpus_mod.Row],
+    data_dir: str | Path,
+    seed: int,
+    roles: Sequence[real.Role],
+    caps: real.Caps | None = None,
+) -> dict[real.Role, list[corpus_mod.Row]]:
+    """Real-traffic rows per role; attacks from training families go into training hosts only."""
+    return real.real_rows(
+        data_dir,
+        seed,
+        lambda role: plain_attacks(rows, "train" if role == "train" else "validation"),
+        roles,
+        caps,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m cosa_guard.injection.train",
-        description="Fine-tune the config-injection classifier on the generated corpus (+ ../shared/data) "
-        "and write the shipped delta weights, threshold and validation metrics.",
+        description="Fine-tune the config-injection classifier on the generated corpus and real traffic "
+        "(+ ../shared/data) and write the shipped delta weights, threshold, window discount and metrics.",
     )
     parser.add_argument("--data-dir", default="../shared/data", help="public sets; skipped when absent")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="where the weights go (default: the package)")
@@ -251,14 +362,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--trainable-layers", type=int, default=3)
     parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--target-fpr", type=float, default=0.02)
+    parser.add_argument("--target-fpr", type=float, default=0.02, help="on generated hard negatives")
+    parser.add_argument("--real-target-fpr", type=float, default=0.01, help="on real calibration traffic")
+    parser.add_argument("--cell-target-fpr", type=float, default=0.02, help="per language group of it")
+    parser.add_argument(
+        "--length-target-fpr",
+        type=float,
+        help="per length bucket of real calibration traffic (default: --real-target-fpr, so a long text "
+        "is no likelier to be flagged than traffic overall)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 keeps runs bit-for-bit)")
-    parser.add_argument("--corpus-out", help="also write the corpus as JSONL here")
+    parser.add_argument("--corpus-out", help="also write the training and calibration rows as JSONL here")
     parser.add_argument(
         "--recalibrate",
         action="store_true",
-        help="keep the weights in --out, only redo the threshold and metrics (after a rule change)",
+        help="keep the weights in --out, only redo the threshold, discount and metrics",
     )
+    parser.add_argument(
+        "--init", help="continue from the weights in this directory (same trainable layers), not the base"
+    )
+    parser.add_argument(
+        "--generated-share",
+        type=float,
+        default=1.0,
+        help="train on this share of the generated training rows (with --init: they were learnt already)",
+    )
+    parser.add_argument("--scores-cache", help="keep the calibration rows' window probabilities in this file")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
@@ -271,20 +400,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     if args.recalibrate:
         model: Any = EncoderClassifier.load(args.out)
-        metadata = {k: v for k, v in model.config.metadata.items() if k != "threshold"}
+        metadata = {k: v for k, v in model.config.metadata.items() if k not in CALIBRATED}
         args.seed, args.per_family = metadata["seed"], metadata["per_family"]
+        args.generated_share = metadata.get("generated_share", 1.0)
     public = corpus_mod.public_rows(args.data_dir)
     rows = corpus_mod.build_corpus(args.seed, args.per_family, public)
+    reals = real_corpus(rows, args.data_dir, args.seed, ("train", "calibration"))
+    generated = [r for r in rows if r.split == "train" and kept(r.text, args.generated_share)]
+    train_rows = generated + reals["train"]
+    calibration_rows = [r for r in rows if r.split == "validation"] + reals["calibration"]
     if args.corpus_out:
-        corpus_mod.write_jsonl(rows, args.corpus_out)
-    train_rows = [r for r in rows if r.split == "train"]
-    val_rows = [r for r in rows if r.split == "validation"]
+        corpus_mod.write_jsonl([*train_rows, *calibration_rows], args.corpus_out)
     print(
-        f"corpus: {len(rows)} rows ({len(public)} public), "
-        f"train {len(train_rows)}, validation {len(val_rows)}"
+        f"corpus: {len(rows)} generated/public rows ({len(public)} public), {len(reals['train'])} + "
+        f"{len(reals['calibration'])} real; train {len(train_rows)}, calibration {len(calibration_rows)}"
     )
+    digests = {
+        "corpus_sha256": corpus_mod.corpus_digest(rows),
+        "real_sha256": corpus_mod.corpus_digest([*reals["train"], *reals["calibration"]]),
+    }
     if args.recalibrate:
-        if metadata["corpus_sha256"] != corpus_mod.corpus_digest(rows):
+        if any(metadata.get(k) != v for k, v in digests.items()):
             print("warning: the corpus differs from the one these weights were trained on", file=sys.stderr)
     else:
         metadata = {
@@ -292,12 +428,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             "per_family": args.per_family,
             "epochs": args.epochs,
             "batch_size": args.batch_size,
-            "corpus_sha256": corpus_mod.corpus_digest(rows),
+            **digests,
             "public_rows": len(public),
+            "real_rows": len(reals["train"]),
             "torch": torch.__version__,
             "transformers": transformers.__version__,
             "threads": args.threads,
+            "generated_share": args.generated_share,
         }
+        if args.init:
+            delta = (Path(args.init) / "delta.safetensors").read_bytes()
+            metadata["init_delta_sha256"] = hashlib.sha256(delta).hexdigest()
         model = fine_tune(
             detection_texts(train_rows),
             [int(r.label == corpus_mod.ATTACK) for r in train_rows],
@@ -308,10 +449,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_length=args.max_length,
             metadata=metadata,
             progress=not args.no_progress,
+            init=args.init,
         )
-    metrics = calibrate_and_save(model, val_rows, metadata, args.target_fpr, args.out)
+        # Written before calibration, so a calibration that fails can be redone with --recalibrate.
+        model.save(args.out)
+        print(f"trained ({time.monotonic() - started:.0f} s)")
+    targets = (args.target_fpr, args.real_target_fpr, args.cell_target_fpr, args.length_target_fpr)
+    metrics = calibrate_and_save(model, calibration_rows, metadata, targets, args.out, args.scores_cache)
+    real_fpr = metrics["real_calibration"]["fpr"].get("real", 0.0)
     print(
-        f"threshold={metrics['threshold']:.4f} recall={metrics['recall']:.4f} fpr={metrics['fpr']:.4f} "
+        f"threshold={metrics['threshold']:.4f} window_discount={metrics['window_discount']} "
+        f"recall={metrics['recall']:.4f} fpr={metrics['fpr']:.4f} real_fpr={real_fpr:.4f} "
         f"({time.monotonic() - started:.0f} s) -> {args.out}"
     )
     return 0
