@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import unicodedata
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -126,6 +126,18 @@ def length_bucket(text: str) -> str:
     if n < 1000:
         return "200_999"
     return "1000_4999" if n < 5000 else "5000plus"
+
+
+def without_leaks(rows: Iterable[RealRow]) -> list[RealRow]:
+    """`rows` less the validation rows whose group also has a training row.
+
+    A held-out language or source puts its own rows in validation, but the translations of the
+    same sentence in other languages (same `group`) train: such a row would be measured on text
+    the model has seen in another language, so validation leaves it out.
+    """
+    rows = list(rows)
+    trained = {row.group for row in rows if row.split == "train"}
+    return [row for row in rows if row.split == "train" or row.group not in trained]
 
 
 def available(data_dir: str | Path = DEFAULT_DATA_DIR) -> bool:

@@ -88,3 +88,16 @@ def test_reads_each_file_kind(tmp_path: Path) -> None:
     )
     with pytest.raises(FileNotFoundError, match="--data-dir"):
         rt.benign_exchanges(tmp_path)
+
+
+def test_validation_leaves_out_groups_that_also_train() -> None:
+    def row(lang: str, group: str) -> rt.RealRow:
+        return rt.RealRow(id=f"{lang}-{group}", file="f", kind="sentence", lang=lang, source="s", group=group)
+
+    groups = [f"g{i}" for i in range(200)]
+    trained = next(g for g in groups if rt.split_of("s", "de", g) == "train")
+    held = next(g for g in groups if rt.split_of("s", "de", g) == "val")
+    # "uk" is a held-out language: its row of a group whose German translation trains is a leak.
+    rows = [row("uk", trained), row("de", trained), row("uk", held), row("de", held)]
+    kept = {(r.lang, r.group) for r in rt.without_leaks(rows)}
+    assert kept == {("de", trained), ("uk", held), ("de", held)}

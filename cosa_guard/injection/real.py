@@ -227,11 +227,11 @@ class Sources:
 
 def load_sources(data_dir: str | Path) -> dict[Role, Sources]:
     by_role: dict[Role, Sources] = {r: Sources([], [], []) for r in ROLES}
-    for row in rt.user_turns(data_dir):
+    for row in rt.without_leaks(rt.user_turns(data_dir)):
         by_role[role_of(row)].turns.append(row)
-    for row in rt.documents(data_dir):
+    for row in rt.without_leaks(rt.documents(data_dir)):
         by_role[role_of(row)].documents.append(row)
-    for row in rt.benign_exchanges(data_dir):
+    for row in rt.without_leaks(rt.benign_exchanges(data_dir)):
         if row.kind == "benign_response":  # controversial answers may carry risky content themselves
             by_role[role_of(row)].answers.append(row)
     return by_role
