@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 import sys
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 pytest.importorskip("langchain_core")
 
+from _backend_contract import BackendContract, Subject, wants_length
+from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.fake_chat_models import FakeListChatModel, GenericFakeChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
-from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import RunnableLambda
 
 from cosa_guard.backends.base import Backend
@@ -61,6 +65,90 @@ class ToolStreamingModel(GenericFakeChatModel):
         rest = {"name": None, "args": '"Paris"}', "id": None, "index": 0}
         for piece in (first, rest):
             yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[piece]))
+
+
+class WordModel(BaseChatModel):
+    """A chat model over a word-per-token fake that honours `max_tokens` and, like many, ignores `stop`.
+
+    It produces one token per event-loop turn (`steps` counts them) and streams three characters
+    a chunk; `fail` makes every call raise, as a provider that is down.
+    """
+
+    SHORT: ClassVar[str] = "The knight rode out at dawn and came back by night."
+    LONG: ClassVar[str] = "and the knight rode on " * 5000
+    steps: int = 0
+    fail: bool = False
+
+    @property
+    def _llm_type(self) -> str:
+        return "word-model"
+
+    async def _words(self, messages: list[BaseMessage], max_tokens: int | None) -> AsyncIterator[str]:
+        if self.fail:
+            raise RuntimeError("provider is down")
+        words = re.findall(r"\s*\S+", self.LONG if wants_length(messages) else self.SHORT)
+        for word in words[:max_tokens]:
+            await asyncio.sleep(0)
+            self.steps += 1
+            yield word
+
+    def _finish(self, messages: list[BaseMessage], max_tokens: int | None) -> str:
+        words = len((self.LONG if wants_length(messages) else self.SHORT).split())
+        return "length" if max_tokens is not None and words > max_tokens else "stop"
+
+    def _generate(self, *args: Any, **kwargs: Any) -> ChatResult:
+        raise NotImplementedError("async only")
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        max_tokens: int | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        text = "".join([w async for w in self._words(messages, max_tokens)])
+        info = {"finish_reason": self._finish(messages, max_tokens)}
+        message = AIMessage(content=text, response_metadata=info)
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        max_tokens: int | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        async for word in self._words(messages, max_tokens):
+            for start in range(0, len(word), 3):
+                yield ChatGenerationChunk(message=AIMessageChunk(content=word[start : start + 3]))
+        info = {"finish_reason": self._finish(messages, max_tokens)}
+        yield ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata=info))
+
+
+class TestLangChainContract(BackendContract):
+    @pytest.fixture
+    def subject(self) -> Subject:
+        model = WordModel()
+        return Subject(
+            backend=LangChainBackend(model),
+            failing=LangChainBackend(WordModel(fail=True)),
+            steps=lambda: model.steps,
+            long_steps=len(WordModel.LONG.split()),
+        )
+
+
+async def test_a_stop_string_the_model_ignored_is_cut_from_rendered_tool_calls_too() -> None:
+    params = GenerationParams(stop=("Paris",))
+    expected = 'tool_call: weather {"city": "'
+    call = {"name": "weather", "args": {"city": "Paris"}, "id": "t1"}
+    whole = GenericFakeChatModel(messages=iter([AIMessage(content="", tool_calls=[call])]))
+    completion = await LangChainBackend(whole).generate(MESSAGES, params)
+    assert (completion.text, completion.finish_reason) == (expected, "stop")
+    streaming = LangChainBackend(ToolStreamingModel(messages=iter([])))
+    chunks = [c async for c in streaming.stream(MESSAGES, params)]
+    assert [(c.text, c.finish_reason) for c in chunks] == [(expected, None), ("", "stop")]
 
 
 def test_is_a_backend_and_named_after_the_model() -> None:

@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import json
 import math
+import re
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, cast
 
 import httpx
 import pytest
+from _backend_contract import BackendContract, Subject, wants_length
 
 from cosa_guard.backends._aiohttp_transport import AiohttpTransport
 from cosa_guard.backends.openai import OpenAIBackend, match_candidates
@@ -68,6 +70,77 @@ class Recorder:
 
 async def collect(chunks: AsyncIterator[Chunk]) -> list[Chunk]:
     return [c async for c in chunks]
+
+
+class ModelServer:
+    """A fake OpenAI-compatible server over a word-per-token model that ignores `stop`.
+
+    It produces its answer one token per event-loop turn (`steps` counts them), honours
+    `max_tokens` and streams three characters per event; since it never applies `stop`, the
+    contract's stop test checks the backend's own cut. `fail` answers every call with HTTP 500.
+    """
+
+    SHORT = "The knight rode out at dawn and came back by night."
+    LONG = "and the knight rode on " * 5000
+
+    def __init__(self, *, fail: bool = False) -> None:
+        self.fail = fail
+        self.steps = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if self.fail:
+            return httpx.Response(500, json={"error": {"message": "the model crashed"}})
+        body = json.loads(request.content)
+        text = self.LONG if wants_length(body["messages"]) else self.SHORT
+        words = re.findall(r"\s*\S+", text)
+        finish = "length" if body.get("max_tokens") and len(words) > body["max_tokens"] else "stop"
+        words = words[: body.get("max_tokens") or len(words)]
+        if body["stream"]:
+            return httpx.Response(200, content=self._events(words, finish))
+        return httpx.Response(200, content=self._whole(words, finish))
+
+    async def _tokens(self, words: list[str]) -> AsyncIterator[str]:
+        for word in words:
+            await asyncio.sleep(0)
+            self.steps += 1
+            yield word
+
+    async def _whole(self, words: list[str], finish: str) -> AsyncIterator[bytes]:
+        data = completion_json("".join([w async for w in self._tokens(words)]), finish)
+        data["usage"] = {"prompt_tokens": 12, "completion_tokens": len(words)}
+        yield json.dumps(data).encode()
+
+    async def _events(self, words: list[str], finish: str) -> AsyncIterator[bytes]:
+        async for word in self._tokens(words):
+            for start in range(0, len(word), 3):
+                yield sse(delta(word[start : start + 3]), done=False)
+        yield sse(delta(None, finish))
+
+
+class TestOpenAIContract(BackendContract):
+    @pytest.fixture
+    def subject(self) -> Subject:
+        server = ModelServer()
+        return Subject(
+            backend=backend(server),
+            failing=backend(ModelServer(fail=True), max_retries=0),
+            steps=lambda: server.steps,
+            long_steps=len(ModelServer.LONG.split()),
+        )
+
+
+async def test_text_a_server_sends_past_a_stop_string_is_cut() -> None:
+    body = sse(delta("Paris.\n"), delta("\nQ: and"), delta(" more"), delta(None, "length"))
+    rec = Recorder([httpx.Response(200, content=body)])
+    chunks = await collect(backend(rec).stream(MESSAGES, GenerationParams(stop=("\n\n",))))
+    assert [(c.text, c.finish_reason) for c in chunks] == [("Paris.", None), ("", "stop")]
+
+
+@pytest.mark.parametrize("http", ["httpx", "aiohttp"])
+async def test_aclose_twice_is_harmless_on_every_transport(http: str) -> None:
+    b = OpenAIBackend("m", http=http)
+    await b.aclose()
+    await b.aclose()
 
 
 async def test_generate_sends_messages_and_params_and_parses_answer() -> None:

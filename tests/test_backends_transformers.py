@@ -14,6 +14,8 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from _backend_contract import BackendContract, Subject
+
 from cosa_guard.backends.base import Backend, LogprobBackend
 from cosa_guard.backends.transformers import TransformersBackend, clear_model_cache
 from cosa_guard.errors import BackendError
@@ -100,8 +102,8 @@ async def test_stop_string_cuts_the_answer(backend: TransformersBackend) -> None
     assert streamed == cut.text
 
 
-def cut_params(stop: str) -> GenerationParams:
-    return GenerationParams(max_tokens=24, temperature=0.0, stop=(stop,), extra=NO_REPEAT)
+def cut_params(*stops: str) -> GenerationParams:
+    return GenerationParams(max_tokens=24, temperature=0.0, stop=stops, extra=NO_REPEAT)
 
 
 def counted() -> tuple[TransformersBackend, CountingForward]:
@@ -113,6 +115,22 @@ def counted() -> tuple[TransformersBackend, CountingForward]:
 
 # Far more steps than any test waits for: a generation that is not stopped runs for seconds.
 LONG = GenerationParams(max_tokens=1500, temperature=0.0, extra={"min_new_tokens": 1500})
+
+
+class TestTransformersContract(BackendContract):
+    @pytest.fixture
+    def subject(self) -> Iterator[Subject]:
+        backend, counter = counted()
+        failing = TransformersBackend.from_objects(broken_llama(), tiny_tokenizer())
+        yield Subject(
+            backend=backend,
+            failing=failing,
+            steps=lambda: counter.calls,
+            long_steps=LONG.max_tokens or 0,
+            params=cut_params(),
+            long_params=LONG,
+        )
+        clear_model_cache()
 
 
 async def test_closing_a_stream_early_stops_generation() -> None:
@@ -178,15 +196,18 @@ async def test_one_model_instance_per_folder(tiny_dir: Path) -> None:
         clear_model_cache()
 
 
-async def test_a_model_that_crashes_is_a_backend_error_not_a_hang() -> None:
-    tok = tiny_tokenizer()
-    model = tiny_llama(tok)
+def broken_llama() -> Any:
+    model = tiny_llama(tiny_tokenizer())
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("CUDA out of memory")
 
     model.forward = broken
-    backend = TransformersBackend.from_objects(model, tok)
+    return model
+
+
+async def test_a_model_that_crashes_is_a_backend_error_not_a_hang() -> None:
+    backend = TransformersBackend.from_objects(broken_llama(), tiny_tokenizer())
     with pytest.raises(BackendError, match="out of memory"):
         await backend.generate(MESSAGES, GREEDY)
     with pytest.raises(BackendError, match="out of memory"):

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from _backend_contract import BackendContract, Subject, wants_length
 
+from cosa_guard.backends._stops import StopBuffer
 from cosa_guard.backends.base import Backend, LogprobBackend
 from cosa_guard.errors import BackendError, MissingExtraError
 from cosa_guard.types import GenerationParams, Message
@@ -80,13 +82,19 @@ class CharTokenizer:
 
 
 class FakeEngine:
-    """Replies with `reply`, one character per step, honouring DELTA / FINAL_ONLY and max_tokens."""
+    """Replies with `reply`, one character per step, honouring DELTA / FINAL_ONLY, max_tokens and stop.
+
+    A prompt that asks for an answer "at length" gets `long_reply`. Stop strings are applied as
+    vLLM's detokenizer applies them: the answer ends before one, and a delta's end is held back
+    while it could start one.
+    """
 
     instances: list[FakeEngine] = []  # noqa: RUF012 - test bookkeeping
 
     def __init__(self, args: AsyncEngineArgs, reply: str = "Hello there, friend!") -> None:
         self.args = args
         self.reply = reply
+        self.long_reply = reply
         self.prompts: list[Any] = []
         self.sampling: list[SamplingParams] = []
         self.aborted: list[str] = []
@@ -116,7 +124,10 @@ class FakeEngine:
             out = CompletionOutput("Y", [ord("Y")], "length", [top])
             yield RequestOutput(request_id, [out], True)
             return
-        text = self.reply[: sampling.max_tokens]
+        asked = CharTokenizer().decode(prompt["prompt_token_ids"])
+        reply = self.long_reply if wants_length(asked) else self.reply
+        text = reply[: sampling.max_tokens]
+        stops = StopBuffer(getattr(sampling, "stop", None) or ())
         done = ""
         for i, ch in enumerate(text):
             await asyncio.sleep(0)
@@ -125,15 +136,22 @@ class FakeEngine:
                 self.busy.set()
             if self.fail_after is not None and i >= self.fail_after:
                 raise RuntimeError("CUDA error: device-side assert")
-            done += ch
-            last = i == len(text) - 1
-            finish = ("stop" if len(text) == len(self.reply) else "length") if last else None
+            delta = stops.feed(ch)
+            last = stops.stopped or i == len(text) - 1
+            if last:
+                delta += stops.flush()
+            done += delta
+            finish = None
+            if last:
+                finish = "stop" if stops.stopped or len(text) == len(reply) else "length"
             if sampling.output_kind is RequestOutputKind.DELTA:
-                yield RequestOutput(request_id, [CompletionOutput(ch, [ord(ch)], finish)], last)
+                yield RequestOutput(request_id, [CompletionOutput(delta, [ord(ch)], finish)], last)
             elif last:
                 yield RequestOutput(
                     request_id, [CompletionOutput(done, [ord(c) for c in done], finish)], True
                 )
+            if last:
+                return
 
     async def abort(self, request_id: str) -> None:
         self.aborted.append(request_id)
@@ -161,6 +179,24 @@ def backend(fake_vllm: types.ModuleType) -> Any:
     from cosa_guard.backends.vllm import VLLMBackend
 
     return VLLMBackend("/models/tiny", engine_options={"max_model_len": 512})
+
+
+class TestVLLMContract(BackendContract):
+    @pytest.fixture
+    def subject(self, fake_vllm: types.ModuleType) -> Subject:
+        from cosa_guard.backends.vllm import VLLMBackend
+
+        engine = FakeEngine(AsyncEngineArgs("/models/tiny"))
+        engine.long_reply = "and on " * 10_000
+        broken = FakeEngine(AsyncEngineArgs("/models/broken"))
+        broken.fail_after = 0
+        return Subject(
+            backend=VLLMBackend.from_engine(engine, name="vllm:fake"),
+            failing=VLLMBackend.from_engine(broken, name="vllm:broken"),
+            steps=lambda: engine.steps,
+            long_steps=len(engine.long_reply),
+            long_params=GenerationParams(temperature=0.0, max_tokens=len(engine.long_reply)),
+        )
 
 
 def test_without_vllm_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,4 @@
-"""The Backend protocol: a chat model the guard can call. Two methods, nothing else."""
+"""The Backend protocol: a chat model the guard can call. Two methods and a way to let go."""
 
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ class Backend(Protocol):
 
     Implementations raise `BackendError` (or `BackendTimeoutError`) on failure; the guard turns
     that into a typed `failed` decision. Deadlines are enforced by the guard, so a backend need
-    not implement its own, but it must be cancellable.
+    not implement its own, but it must be cancellable. `params.stop` cuts the answer before the
+    first stop string, in `generate` and in `stream`, and no streamed chunk ever holds any part of
+    one. `aclose` releases connections and threads; closing twice is harmless. Every backend here
+    passes the contract suite in tests/_backend_contract.py.
     """
 
     name: str
@@ -22,6 +25,8 @@ class Backend(Protocol):
     async def generate(self, messages: Sequence[Message], params: GenerationParams) -> Completion: ...
 
     def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[Chunk]: ...
+
+    async def aclose(self) -> None: ...
 
 
 @runtime_checkable

@@ -3,20 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 
+from cosa_guard.backends._stops import StopBuffer, cut_at_stop
 from cosa_guard.errors import BackendError
 from cosa_guard.types import Chunk, Completion, GenerationParams, Message
 
 Reply = str | BaseException | Callable[[Sequence[Message]], str]
+
+_TOKEN = re.compile(r"\s*\S+")  # a "token" of the fake: a word with the whitespace before it
 
 
 class ScriptedBackend:
     """Answers from a script: each item is a reply text, an exception to raise, or a function of the messages.
 
     The script cycles. `delay` sleeps before answering (a hang when large); `chunk_size` splits
-    streamed replies. `calls` records every message list it saw, so tests can check what the
-    model was sent (for example, that the system prompt is the rendered config).
+    streamed replies into pieces of that many characters and `chunk_delay` paces the stream (not
+    `generate`, which answers at once). `calls` records every message list it saw, so tests can
+    check what the model was sent (for example, that the system prompt is the rendered config);
+    `steps` counts the streamed pieces produced, so tests can see how far a stream ran.
+
+    It honours the backend contract (tests/_backend_contract.py) like a real model: `max_tokens`
+    counts words (a reply cut there ends with finish_reason `length`), `stop` cuts the reply
+    before the stop string and holds back a streamed piece's end while it could start one
+    (finish_reason `stop`), and `stream` joins to what `generate` returns. A scripted exception
+    is raised as it is, whatever its type: the script plays the backend, not the model.
     """
 
     def __init__(
@@ -36,6 +48,7 @@ class ScriptedBackend:
         self.chunk_size = chunk_size
         self.chunk_delay = chunk_delay
         self.calls: list[tuple[Message, ...]] = []
+        self.steps = 0
         self._next = 0
 
     def _reply(self, messages: Sequence[Message]) -> str:
@@ -51,17 +64,40 @@ class ScriptedBackend:
     async def generate(self, messages: Sequence[Message], params: GenerationParams) -> Completion:
         if self.delay:
             await asyncio.sleep(self.delay)
-        return Completion(text=self._reply(messages), model=self.name)
+        text, finish = _at_most(self._reply(messages), params.max_tokens)
+        text, stopped = cut_at_stop(text, params.stop)
+        return Completion(text=text, model=self.name, finish_reason="stop" if stopped else finish)
 
     async def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[Chunk]:
         if self.delay:
             await asyncio.sleep(self.delay)
-        text = self._reply(messages)
+        text, finish = _at_most(self._reply(messages), params.max_tokens)
+        stops = StopBuffer(params.stop)
         for start in range(0, len(text), self.chunk_size):
             if self.chunk_delay:
                 await asyncio.sleep(self.chunk_delay)
-            yield Chunk(text[start : start + self.chunk_size])
-        yield Chunk("", finish_reason="stop")
+            self.steps += 1
+            if released := stops.feed(text[start : start + self.chunk_size]):
+                yield Chunk(released)
+            if stops.stopped:
+                yield Chunk("", finish_reason="stop")
+                return
+        if held := stops.flush():
+            yield Chunk(held)
+        yield Chunk("", finish_reason=finish)
+
+    async def aclose(self) -> None:
+        """Nothing to release; here so the fake has every method a real backend has."""
+
+
+def _at_most(text: str, max_tokens: int | None) -> tuple[str, str]:
+    """`text` cut after `max_tokens` words, and the finish reason a model would give."""
+    if max_tokens is None:
+        return text, "stop"
+    words = _TOKEN.findall(text)
+    if len(words) <= max_tokens:
+        return text, "stop"
+    return "".join(words[:max_tokens]), "length"
 
 
 class FailingBackend(ScriptedBackend):

@@ -9,7 +9,9 @@
 are set are passed, so a model that ignores an option is not sent it. Tool calls the model makes
 are rendered into the completion text (`tool_call: name {json args}`) so the judge sees what the
 model wants to *do*, not only what it says. Any exception from the model becomes a `BackendError`
-and the guard fails closed on it.
+and the guard fails closed on it. Not every chat model honours `stop`, so the backend cuts at a
+stop string itself (the rendered tool calls included), holding back a streamed piece's end while it
+could start one (`_stops.StopBuffer`).
 
 The model runs without the callback handlers that forward tokens to clients (`astream_events`,
 `astream_log`, LangGraph's messages stream) even when the guard is called from inside a LangChain
@@ -21,12 +23,14 @@ langchain-core is imported lazily (extra `langchain`); `import cosa_guard` never
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
 from cosa_guard._optional import require
+from cosa_guard.backends._stops import StopBuffer, cut_at_stop
 from cosa_guard.errors import BackendError, CosaGuardError
 from cosa_guard.types import ROLES, Chunk, Completion, GenerationParams, Message, Usage
 
@@ -146,6 +150,9 @@ class LangChainBackend:
         self.name = name or _default_name(chat_model)
         self.config = config
 
+    async def aclose(self) -> None:
+        """Nothing to release: the chat model owns its clients, and may be shared beyond this backend."""
+
     async def invoke_messages(self, messages: list[BaseMessage], params: GenerationParams) -> AIMessage:
         """One call with LangChain messages; subclasses redirect it (see cosa_guard_langchain)."""
         with detached_streams():
@@ -163,29 +170,39 @@ class LangChainBackend:
             raise
         except Exception as exc:
             raise _backend_error(self.name, exc) from exc
-        return completion_of(message, self.name)
+        completion = completion_of(message, self.name)
+        text, stopped = cut_at_stop(completion.text, params.stop)
+        return dataclasses.replace(completion, text=text, finish_reason="stop") if stopped else completion
 
     async def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[Chunk]:
         pieces: list[AIMessageChunk] = []
+        stops = StopBuffer(params.stop)
+        source = self.stream_messages(to_langchain(messages), params)
         try:
-            async for piece in self.stream_messages(to_langchain(messages), params):
+            async for piece in source:
                 chunk = _as_chunk(piece, self.name)
                 pieces.append(chunk)
-                if chunk.text:
-                    yield Chunk(str(chunk.text))
+                if released := stops.feed(str(chunk.text)):
+                    yield Chunk(released)
+                if stops.stopped:
+                    yield Chunk("", finish_reason="stop")
+                    return
         except (CosaGuardError, asyncio.CancelledError):
             raise
         except Exception as exc:
             raise _backend_error(self.name, exc) from exc
+        finally:
+            await _aclose(source)  # leaving early (a stop string, a reader gone) ends the model's stream
         total = join_chunks(pieces)
         if total is None:
             raise BackendError(f"{self.name}: the stream ended without a single chunk")
         # Tool calls arrive as argument fragments; only the joined message parses them, so they are
         # released (to the judge) as one last piece of text.
         calls = message_text(total)[len(total.text) :]
-        if calls:
-            yield Chunk(calls)
-        yield Chunk("", finish_reason=completion_of(total, self.name).finish_reason)
+        if released := stops.feed(calls) + stops.flush():
+            yield Chunk(released)
+        finish = "stop" if stops.stopped else completion_of(total, self.name).finish_reason
+        yield Chunk("", finish_reason=finish)
 
 
 def join_chunks(chunks: Sequence[AIMessageChunk]) -> AIMessageChunk | None:
@@ -272,6 +289,12 @@ def _as_chunk(piece: Any, name: str) -> AIMessageChunk:
             f"{name}: expected AIMessageChunks from the chat model, got {type(piece).__name__}"
         )
     return cast("AIMessageChunk", piece)
+
+
+async def _aclose(source: AsyncIterator[Any]) -> None:
+    aclose = getattr(source, "aclose", None)  # an async generator; a subclass may return any iterator
+    if aclose is not None:
+        await aclose()
 
 
 def _backend_error(name: str, exc: Exception) -> BackendError:

@@ -5,6 +5,9 @@ calls: aiohttp's (`_aiohttp_transport`, a C parser; when aiohttp is installed) o
 a pool that stays flat under many concurrent calls (`_http_pool`; httpx's default one stalls,
 encode/httpx#3215). Requests go to the transport directly: `httpx.AsyncClient`'s cookie, auth and
 redirect machinery cost ~150 µs a call and a chat API needs none of it.
+The server applies `stop`; the backend cuts at a stop string too, holding back a streamed piece's
+end while it could start one (`_stops.StopBuffer`), so a server that ignores `stop` (or takes fewer
+stop strings than sent) never releases one either: the answer ends there with finish_reason `stop`.
 Retries happen only where the request cannot have been processed: the connection failed, or the
 server answered 429 / 502 / 503 before sending any body. Once a response body has started,
 nothing is retried, because the model may already have produced (and the caller seen) part of
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -28,6 +32,7 @@ import httpx
 from cosa_guard.backends._aiohttp_transport import AiohttpTransport, aiohttp_available, aiohttp_module
 from cosa_guard.backends._http_pool import PooledTransport
 from cosa_guard.backends._per_loop import PerLoopTransport
+from cosa_guard.backends._stops import StopBuffer, cut_at_stop
 from cosa_guard.errors import BackendError, BackendTimeoutError, DeploymentError
 from cosa_guard.types import Chunk, Completion, GenerationParams, Message, Usage
 
@@ -183,21 +188,33 @@ class OpenAIBackend:
 
     async def generate(self, messages: Sequence[Message], params: GenerationParams) -> Completion:
         data = await self._post_json(self._body(messages, params, stream=False))
-        return _completion(data, self.model)
+        completion = _completion(data, self.model)
+        text, stopped = cut_at_stop(completion.text, params.stop)
+        return dataclasses.replace(completion, text=text, finish_reason="stop") if stopped else completion
 
     async def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[Chunk]:
         body = self._body(messages, params, stream=True)
+        stops = StopBuffer(params.stop)
         async with self._response(body, stream=True) as response:
             finished = False
             events = _sse_events(response.aiter_lines())
             try:
                 async for data in events:
                     if data == "[DONE]":
+                        if held := stops.flush():
+                            yield Chunk(held)
                         await _finish_body(events)
                         return
                     for chunk in _chunks(_json(data)):
-                        finished = finished or chunk.finish_reason is not None
-                        yield chunk
+                        text = stops.feed(chunk.text)
+                        if stops.stopped:  # the server sent text past a stop string: end the answer here
+                            yield Chunk(text, finish_reason="stop")
+                            return
+                        if chunk.finish_reason is not None:
+                            finished = True
+                            text += stops.flush()
+                        if text or chunk.finish_reason:
+                            yield Chunk(text, finish_reason=chunk.finish_reason)
             except httpx.HTTPError as exc:
                 raise _translate(exc, self._url) from exc
             if not finished:  # a cut stream is a failure, not a short answer

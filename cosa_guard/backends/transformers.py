@@ -11,6 +11,10 @@ other down, and a queued call that is cancelled never starts.
 Cancelling a call (the guard's deadline, a client that went away, a stream closed early) sets a
 flag that a `StoppingCriteria` checks after every token, so the worker thread stops within one
 decoding step instead of finishing the answer nobody will read.
+
+Stop strings (`GenerationParams.stop`) end the generation and are cut from the answer, stop string
+included. A stream holds back the end of a piece while it could be the start of one
+(`_stops.StopBuffer`), so no part of a stop string is ever released.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from cosa_guard._optional import require
+from cosa_guard.backends._stops import StopBuffer, cut_at_stop
 from cosa_guard.backends.openai import match_candidates
 from cosa_guard.errors import BackendError
 from cosa_guard.types import Chunk, Completion, GenerationParams, Message, Usage
@@ -183,6 +188,7 @@ class TransformersBackend:
         self.max_new_tokens = max_new_tokens
         self._load_args = (model, dtype, device, workers, progress)
         self._loaded: _Loaded | None = None
+        self._private = False  # a model of its own (from_objects), not one from the shared cache
 
     @classmethod
     def from_objects(
@@ -198,8 +204,18 @@ class TransformersBackend:
         backend = cls(name=name, workers=workers, **kwargs)
         executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cosa-guard-in-memory")
         backend._loaded = _Loaded(model, tokenizer, executor, name)
+        backend._private = True
         backend.model = name
         return backend
+
+    async def aclose(self) -> None:
+        """Release this backend; closing twice is harmless.
+
+        A shared model stays loaded for the other backends until `clear_model_cache()`; a model
+        wrapped by `from_objects` stops its thread pool (a running generation is left to finish).
+        """
+        if self._private and self._loaded is not None:
+            self._loaded.executor.shutdown(wait=False, cancel_futures=True)
 
     async def load(self) -> None:
         """Load the model now (it loads on first use otherwise); the work runs in a thread."""
@@ -263,13 +279,10 @@ class TransformersBackend:
         self, loaded: _Loaded, prompt_len: int, sequences: Any, kwargs: Mapping[str, Any], stop: Sequence[str]
     ) -> tuple[str, str, Usage]:
         new = sequences[0, prompt_len:].tolist()
-        text = loaded.tokenizer.decode(new, skip_special_tokens=True)
+        text, stopped = cut_at_stop(loaded.tokenizer.decode(new, skip_special_tokens=True), stop)
         eos = loaded.model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos])
-        cut = _first_stop(text, stop)
-        if cut is not None:
-            text = text[:cut]
-        ended = cut is not None or bool(new and new[-1] in eos_ids)
+        ended = stopped or bool(new and new[-1] in eos_ids)
         finish = "length" if not ended and len(new) >= kwargs["max_new_tokens"] else "stop"
         return text, finish, Usage(prompt_len, len(new))
 
@@ -308,27 +321,24 @@ class TransformersBackend:
                 streamer.on_finalized_text("", stream_end=True)  # unblock the reader even on failure
 
         future = asyncio.get_running_loop().run_in_executor(loaded.executor, work)
-        emitted = ""
+        # transformers stops generating at a stop string, but its streamer has released the pieces
+        # that spell it by then: the buffer holds back what could start one.
+        stops = StopBuffer(params.stop)
         try:
             while (piece := await queue.get()) is not None:
-                emitted += piece
-                # A stop string may straddle pieces: hold back nothing, but cut once it appears.
-                cut = _first_stop(emitted, params.stop)
-                if cut is not None:
+                if released := stops.feed(piece):
+                    yield Chunk(released)
+                if stops.stopped:
                     cancelled.set()
-                    tail = piece[: len(piece) - (len(emitted) - cut)]
-                    if tail:
-                        yield Chunk(tail)
-                    await future
-                    yield Chunk("", finish_reason="stop")
-                    return
-                yield Chunk(piece)
+                    break
             try:
                 sequences = await future
             except Exception as exc:  # any model failure is a backend failure, never a crash of the guard
                 raise BackendError(f"{self.name}: generation failed: {exc}") from exc
+            if held := stops.flush():
+                yield Chunk(held)
             _, finish, _ = self._finish(loaded, inputs["input_ids"].shape[1], sequences, kwargs, ())
-            yield Chunk("", finish_reason=finish)
+            yield Chunk("", finish_reason="stop" if stops.stopped else finish)
         finally:
             cancelled.set()  # no-op after a normal end; stops the thread when the reader left early
             future.cancel()
@@ -373,8 +383,3 @@ def _single_token_ids(tokenizer: Any, candidate: str) -> set[int]:
         if len(encoded) == 1:
             ids.add(int(encoded[0]))
     return ids
-
-
-def _first_stop(text: str, stops: Sequence[str]) -> int | None:
-    found = [text.index(s) for s in stops if s and s in text]
-    return min(found) if found else None

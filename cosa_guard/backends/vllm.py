@@ -10,7 +10,9 @@ the guard and the model share a process.
 
 The chat template of the model's own tokenizer renders the prompt, which goes to the engine as
 token ids. Streaming asks vLLM for deltas (`RequestOutputKind.DELTA`). Closing a stream early or
-cancelling a call aborts the request in the engine, so its batch slot is freed at once.
+cancelling a call aborts the request in the engine, so its batch slot is freed at once. `stop` goes
+to vLLM, which cuts the answer before a stop string and holds back the end of a delta while it could
+start one (`include_stop_str_in_output` false), so this backend passes its deltas on as they are.
 """
 
 from __future__ import annotations
