@@ -56,7 +56,7 @@ class _Spec(BaseModel):
 class BackendSpec(_Spec):
     """Which model to call.
 
-    `kind` names a backend factory (openai, vllm, transformers, langchain, scripted).
+    `kind` names a backend factory (openai, vllm, transformers, onnx, langchain, scripted).
     """
 
     kind: str

@@ -104,6 +104,10 @@ class BackendTimeoutError(BackendError, TimeoutError):
     pass
 
 
+class BackendBusyError(BackendError):
+    """A local model's queue is full: the call was refused at once instead of waiting behind the others."""
+
+
 class JudgeError(CosaGuardError):
     """A judge could not produce a verdict. The guard treats this as a failure, never a pass."""
 

@@ -66,7 +66,7 @@ def test_a_stale_deployment_is_re_signed_with_the_same_key(home: Path) -> None:
     assert again.api_key == first.api_key
     deployment = DeploymentRegistry.load(again.deployments_path).by_api_key(again.api_key)
     assert (
-        deployment.spec.routes.fallback is not None and deployment.spec.routes.fallback.kind == "transformers"
+        deployment.spec.routes.fallback is not None and deployment.spec.routes.fallback.kind == "onnx"
     )
 
 
