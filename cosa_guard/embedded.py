@@ -119,20 +119,21 @@ def embedded_model_dir(*, cache_dir: str | Path | None = None, progress: bool = 
 
 
 def embedded_engine_dir(
-    precision: str = "int8", *, cache_dir: str | Path | None = None, progress: bool = True
+    precision: str = "int4", *, cache_dir: str | Path | None = None, progress: bool = True
 ) -> Path:
     """The embedded model as an onnxruntime-genai folder, built on first use from the bf16 folder.
 
     The bf16 folder (`embedded_model_dir`) is made first if it is missing; the transformers
     backend and training keep using it.
     """
-    from cosa_guard.onnx_export import BUILDER_OPTIONS, export_onnx
+    from cosa_guard.onnx_export import builder_options, export_onnx
 
+    options = builder_options(precision)
     gguf = embedded_gguf()
     engine = require("onnxruntime_genai", "engine", "the embedded inference engine")
     # A new builder may write a graph an older runtime cannot read, and the other way round.
     manifest = _manifest(gguf) | {"engine": f"onnxruntime-genai {engine.__version__}", "precision": precision}
-    manifest["options"] = list(BUILDER_OPTIONS)
+    manifest["options"] = list(options)
 
     def build(out: Path) -> None:
         source = embedded_model_dir(cache_dir=cache_dir, progress=progress)

@@ -6,11 +6,16 @@ transformers, logs a line per layer and per quantised matrix, and allocates a fe
 a serving process should not keep. Its log is read to move the bar and kept out of the terminal;
 a failure reports the log's last lines.
 
-Precisions (`ENGINE_PRECISIONS`): `int8` keeps greedy answers as close to the dense weights as
-fp32 does; `int4` halves the weights read per token again, faster but further from them.
-Both quantise activations to int8 inside the matrix products (`accuracy_level=4`, the int8 dot
-product kernels modern x86 CPUs have) and compute only the last position's logits while reading
-a prompt (`prune_lm_head`), which is what decoding needs.
+Precisions (`ENGINE_PRECISIONS`, options in `BUILDER_OPTIONS`):
+
+- `int4` (the default): 4-bit weights by k-quant, with the output layer and the layers most
+  sensitive to quantisation in 8 bits (the mix llama.cpp's Q4_K_M uses); activations in int8
+  inside the matrix products (`accuracy_level=4`, the int8 dot-product kernels of x86 CPUs).
+  Plain round-to-nearest int4, and even int8, changed answers far more on the benchmark prompts.
+- `fp32`: the dense weights as they are; as faithful as transformers in fp32, and slower.
+
+Both compute only the last position's logits while reading a prompt (`prune_lm_head`), which is
+all decoding needs.
 """
 
 from __future__ import annotations
@@ -27,13 +32,21 @@ from pathlib import Path
 from cosa_guard._optional import require
 from cosa_guard.errors import CosaGuardError
 
-__all__ = ["BUILDER_OPTIONS", "ENGINE_PRECISIONS", "ModelConversionError", "export_onnx"]
+__all__ = ["BUILDER_OPTIONS", "ENGINE_PRECISIONS", "ModelConversionError", "builder_options", "export_onnx"]
 
-ENGINE_PRECISIONS = ("int8", "int4")
-BUILDER_OPTIONS = ("accuracy_level=4", "prune_lm_head=true")
+BUILDER_OPTIONS: dict[str, tuple[str, ...]] = {
+    "int4": (
+        "prune_lm_head=true",
+        "accuracy_level=4",
+        "algo_config=k_quant",
+        "matmul_mixed_precision=last_matmul:int8,mixed_layers:int8",
+    ),
+    "fp32": ("prune_lm_head=true",),
+}
+ENGINE_PRECISIONS = tuple(BUILDER_OPTIONS)
 _BUILDER = "onnxruntime_genai.models.builder"
 # One log line per layer read and per matrix quantised: the units of the progress bar.
-_PROGRESS_LINE = re.compile(r"Reading layer \d+|complete quantization of")
+_PROGRESS_LINE = re.compile(r"Reading layer \d+|complete quantization of|k-quant quantization on")
 _MATRICES_PER_LAYER = 5  # fused qkv, o, gate, up, down
 
 
@@ -41,10 +54,16 @@ class ModelConversionError(CosaGuardError):
     """The one-time conversion of a model into the engine's format failed."""
 
 
+def builder_options(precision: str) -> tuple[str, ...]:
+    """The builder's `--extra_options` for `precision` (part of a converted folder's identity)."""
+    if precision not in BUILDER_OPTIONS:
+        raise ValueError(f"precision must be one of {', '.join(ENGINE_PRECISIONS)}, not {precision!r}")
+    return BUILDER_OPTIONS[precision]
+
+
 def export_onnx(hf_dir: Path, out: Path, *, precision: str, progress: bool = True) -> None:
     """Write the onnxruntime-genai model for `hf_dir` into the empty folder `out`."""
-    if precision not in ENGINE_PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(ENGINE_PRECISIONS)}, not {precision!r}")
+    options = builder_options(precision)
     require("onnxruntime_genai", "engine", "the embedded inference engine")
     tqdm = require("tqdm", "hf", "progress bars").tqdm
     layers = int(json.loads((hf_dir / "config.json").read_text(encoding="utf-8"))["num_hidden_layers"])
@@ -53,7 +72,7 @@ def export_onnx(hf_dir: Path, out: Path, *, precision: str, progress: bool = Tru
     with (
         tempfile.TemporaryDirectory(prefix="cosa-guard-builder-") as scratch,
         tqdm(
-            total=layers * (1 + _MATRICES_PER_LAYER) + 1,
+            total=layers * (1 + _MATRICES_PER_LAYER) + 1 if precision != "fp32" else layers,
             desc=f"engine model ({precision})",
             unit="step",
             disable=not progress,
@@ -61,7 +80,7 @@ def export_onnx(hf_dir: Path, out: Path, *, precision: str, progress: bool = Tru
         ) as bar,
     ):
         command = [sys.executable, "-m", _BUILDER, "-i", str(hf_dir), "-o", str(out), "-p", precision]
-        command += ["-e", "cpu", "-c", scratch, "--extra_options", *BUILDER_OPTIONS]
+        command += ["-e", "cpu", "-c", scratch, "--extra_options", *options]
         with subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", env=env
         ) as child:

@@ -3,8 +3,8 @@
     backend = OnnxGenAIBackend("embedded")              # SmolLM2-135M-Instruct, converted once
     backend = OnnxGenAIBackend("/models/smollm2-onnx")  # any folder with a genai_config.json
 
-The engine decodes several times faster than transformers' `generate` on a CPU (int8 or int4
-weights, int8 dot products, a KV cache in place); `benchmarks/embedded.py` measures both. It
+The engine decodes several times faster than transformers' `generate` on a CPU (4-bit weights,
+int8 dot products, a KV cache in place); `benchmarks/embedded.py` measures both. It
 needs no torch at run time: the tokenizer and chat template are the engine's own.
 
 One engine per folder, precision and thread count is shared by every backend in the process,
@@ -225,7 +225,7 @@ def _run_decode(
 class OnnxGenAIBackend:
     """A chat model on onnxruntime-genai, from a model folder or `embedded`.
 
-    `precision` picks the embedded model's conversion (`int8`, the default, or `int4`; see
+    `precision` picks the embedded model's conversion (`int4`, the default, or `fp32`; see
     `cosa_guard.onnx_export`) and is ignored for a folder. `threads` is the engine's thread count
     for one generation (default: the cores this process may use, at most 4). `workers` and
     `max_queued` (fixed by whichever backend loads the engine first) bound the calls at once.
@@ -237,7 +237,7 @@ class OnnxGenAIBackend:
         model: str | Path = EMBEDDED,
         *,
         name: str | None = None,
-        precision: str = "int8",
+        precision: str = "int4",
         threads: int | None = None,
         workers: int = 1,
         max_queued: int = 8,
