@@ -85,10 +85,10 @@ async def test_generate_reports_usage_and_runs_off_the_event_loop() -> None:
 async def test_sampling_settings_reach_the_engine() -> None:
     engine = FakeEngine()
     backend = OnnxGenAIBackend.from_engine(engine)
-    extra = {"top_k": 5, "repetition_penalty": 1.1, "user": "ignored"}
+    extra = {"top_k": 5, "repetition_penalty": 1.1, "min_new_tokens": 2, "user": "ignored"}
     params = GenerationParams(max_tokens=3, temperature=0.7, top_p=0.9, seed=11, extra=extra)
     await backend.generate(MESSAGES, params)
-    assert engine.options[-1] == DecodeOptions(3, 0.7, 0.9, 11, 5, 1.1)
+    assert engine.options[-1] == DecodeOptions(3, 0.7, 0.9, 11, 5, 1.1, 2)
 
 
 async def test_a_stop_string_across_two_pieces_is_never_released() -> None:

@@ -41,7 +41,7 @@ __all__ = ["EMBEDDED", "DecodeOptions", "OnnxGenAIBackend", "TokenEngine", "clea
 EMBEDDED = "embedded"
 DEFAULT_MAX_NEW_TOKENS = 512
 # GenerationParams.extra keys the engine's search options take; other request fields are ignored.
-SEARCH_EXTRAS = frozenset({"top_k", "repetition_penalty"})
+SEARCH_EXTRAS = frozenset({"top_k", "repetition_penalty", "min_new_tokens"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +54,7 @@ class DecodeOptions:
     seed: int | None = None
     top_k: int | None = None
     repetition_penalty: float | None = None
+    min_new_tokens: int | None = None
 
 
 class TokenEngine(Protocol):
@@ -108,6 +109,8 @@ class OgEngine:
             search["random_seed"] = options.seed
         if options.repetition_penalty is not None:
             search["repetition_penalty"] = options.repetition_penalty
+        if options.min_new_tokens is not None:
+            search["min_length"] = len(prompt) + options.min_new_tokens
         params = self._og.GeneratorParams(self.model)
         params.set_search_options(**search)
         generator = self._og.Generator(self.model, params)
