@@ -37,6 +37,7 @@ class FakeEngine:
         self.started = threading.Event()
 
     def prompt_ids(self, messages: Sequence[Message]) -> list[int]:
+        self.threads.add(threading.current_thread().name)
         return [len(m.content) for m in messages]
 
     def decode(self, prompt: Sequence[int], options: DecodeOptions) -> Iterator[str]:
@@ -48,7 +49,7 @@ class FakeEngine:
             self.gate.wait()
         if self.fail:
             raise RuntimeError("the model crashed")
-        long = prompt == self.prompt_ids(LONG)
+        long = prompt == [len(m.content) for m in LONG]
         pieces = [" and on"] * LONG_TOKENS if long else SHORT
         for piece in pieces[: options.max_new_tokens]:
             if long:
@@ -73,7 +74,7 @@ class TestOnnxContract(BackendContract):
         )
 
 
-async def test_generate_reports_usage_and_runs_off_the_event_loop() -> None:
+async def test_generate_reports_usage_and_tokenises_and_decodes_off_the_event_loop() -> None:
     engine = FakeEngine()
     backend = OnnxGenAIBackend.from_engine(engine)
     out = await backend.generate(MESSAGES, GenerationParams())

@@ -12,7 +12,7 @@ with a small pool of worker threads (one by default: on a CPU two generations at
 each other down) and a bounded queue in front of it: a call that finds `max_queued` calls
 already waiting fails at once with `BackendBusyError` instead of waiting behind them.
 
-Decoding runs token by token in a worker thread. After every token it checks a flag that
+Tokenising and decoding run in a worker thread, token by token. After every token it checks a flag that
 cancelling the call sets (the guard's deadline, a client that went away, a stream closed early),
 so the thread stops within one token; a queued call that is cancelled never starts. Stop strings
 are found as the text grows, in the worker thread, so generation ends at the stop string; a stream
@@ -194,16 +194,18 @@ def _default_threads() -> int:
 
 def _run_decode(
     engine: TokenEngine,
-    prompt: Sequence[int],
+    messages: Sequence[Message],
     options: DecodeOptions,
     stops: Sequence[str],
     cancelled: threading.Event,
     emit: Callable[[str], None],
-) -> tuple[str, int]:
-    """Decode in the calling (worker) thread, handing released text to `emit`: (finish reason, tokens).
+) -> tuple[str, Usage]:
+    """Tokenise and decode in the calling (worker) thread, handing released text to `emit`.
 
-    The stop-string handling of both `generate` and `stream` is this one loop.
+    Returns the finish reason and the token counts. The stop-string handling of both `generate`
+    and `stream` is this one loop.
     """
+    prompt = engine.prompt_ids(messages)
     buffer = StopBuffer(stops)
     count = 0
     pieces = engine.decode(prompt, options)
@@ -218,11 +220,12 @@ def _run_decode(
         close = getattr(pieces, "close", None)
         if close is not None:
             close()  # frees the engine's generator (and its KV cache) now, not at garbage collection
+    usage = Usage(len(prompt), count)
     if buffer.stopped:
-        return "stop", count
+        return "stop", usage
     if held := buffer.flush():
         emit(held)
-    return ("length" if count >= options.max_new_tokens else "stop"), count
+    return ("length" if count >= options.max_new_tokens else "stop"), usage
 
 
 class OnnxGenAIBackend:
@@ -309,7 +312,7 @@ class OnnxGenAIBackend:
 
         def guarded() -> Any:
             if cancelled.is_set():  # cancelled after it was queued, before a thread took it
-                return "stop", 0
+                return "stop", Usage()
             return work()
 
         try:
@@ -324,20 +327,14 @@ class OnnxGenAIBackend:
         shared = await self._engine()
         cancelled = threading.Event()
         pieces: list[str] = []
+        options = self._options(params)
+        future = self._submit(
+            shared,
+            lambda: _run_decode(shared.engine, messages, options, params.stop, cancelled, pieces.append),
+            cancelled,
+        )
         try:
-            prompt = shared.engine.prompt_ids(messages)
-            options = self._options(params)
-            future = self._submit(
-                shared,
-                lambda: _run_decode(shared.engine, prompt, options, params.stop, cancelled, pieces.append),
-                cancelled,
-            )
-        except BackendError:
-            raise
-        except Exception as exc:  # any model failure is a backend failure, never a crash of the guard
-            raise BackendError(f"{self.name}: cannot prepare the prompt: {exc}") from exc
-        try:
-            finish, count = await asyncio.wrap_future(future)
+            finish, usage = await asyncio.wrap_future(future)
         except asyncio.CancelledError:
             cancelled.set()  # a running decode stops at its next token; a queued one never starts
             future.cancel()
@@ -346,7 +343,7 @@ class OnnxGenAIBackend:
             raise
         except Exception as exc:  # any model failure is a backend failure, never a crash of the guard
             raise BackendError(f"{self.name}: generation failed: {exc}") from exc
-        return Completion("".join(pieces), self.name, finish, Usage(len(prompt), count))
+        return Completion("".join(pieces), self.name, finish, usage)
 
     async def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[Chunk]:
         shared = await self._engine()
@@ -360,20 +357,15 @@ class OnnxGenAIBackend:
             except RuntimeError:  # the event loop is gone: nobody is reading any more
                 cancelled.set()
 
-        def work() -> tuple[str, int]:
+        options = self._options(params)
+
+        def work() -> tuple[str, Usage]:
             try:
-                return _run_decode(shared.engine, prompt, options, params.stop, cancelled, emit)
+                return _run_decode(shared.engine, messages, options, params.stop, cancelled, emit)
             finally:
                 emit(None)  # the end, even of a failed decode: the reader never waits for nothing
 
-        try:
-            prompt = shared.engine.prompt_ids(messages)
-            options = self._options(params)
-            future = self._submit(shared, work, cancelled)
-        except BackendError:
-            raise
-        except Exception as exc:  # any model failure is a backend failure, never a crash of the guard
-            raise BackendError(f"{self.name}: cannot prepare the prompt: {exc}") from exc
+        future = self._submit(shared, work, cancelled)
         try:
             while (piece := await queue.get()) is not None:
                 yield Chunk(piece)
