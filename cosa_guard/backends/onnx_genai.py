@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -75,12 +74,11 @@ class TokenEngine(Protocol):
 class OgEngine:
     """`TokenEngine` over onnxruntime-genai: one loaded model and its tokenizer."""
 
-    def __init__(self, path: Path, *, threads: int | None) -> None:
+    def __init__(self, path: Path, *, threads: int) -> None:
         og = require("onnxruntime_genai", "engine", "the onnx backend")
         config = og.Config(str(path))
-        if threads is not None:
-            session = {"intra_op_num_threads": threads, "inter_op_num_threads": 1}
-            config.overlay(json.dumps({"model": {"decoder": {"session_options": session}}}))
+        session = {"intra_op_num_threads": threads, "inter_op_num_threads": 1}
+        config.overlay(json.dumps({"model": {"decoder": {"session_options": session}}}))
         self._og = og
         self.model = og.Model(config)
         self.tokenizer = og.Tokenizer(self.model)
@@ -148,7 +146,7 @@ class _Shared:
             self.admitted -= 1
 
 
-_engines: dict[tuple[str, str, int | None], _Shared] = {}
+_engines: dict[tuple[str, str, int], _Shared] = {}
 _engines_lock = threading.Lock()
 
 
@@ -175,7 +173,7 @@ def _resolve(model: str, precision: str, progress: bool) -> Path:
 
 
 def _load_shared(
-    model: str, precision: str, threads: int | None, workers: int, max_queued: int, progress: bool
+    model: str, precision: str, threads: int, workers: int, max_queued: int, progress: bool
 ) -> _Shared:
     with _engines_lock:
         path = _resolve(model, precision, progress)
@@ -185,17 +183,6 @@ def _load_shared(
             executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"cosa-guard-{path.name}")
             _engines[key] = _Shared(engine, executor, workers + max_queued)
         return _engines[key]
-
-
-def _default_threads() -> int:
-    """Half the cores this process may use, 1 to 4.
-
-    The engine's threads spin while they wait for work: on a machine where the judge, the server
-    or another process also wants the cores, two threads on 2 cores decoded at half the speed of
-    one (measured). A small model's decoding stops gaining past a few threads anyway.
-    """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(4, cores // 2))
 
 
 def _run_decode(
@@ -239,7 +226,7 @@ class OnnxGenAIBackend:
 
     `precision` picks the embedded model's conversion (`int4`, the default, or `fp32`; see
     `cosa_guard.onnx_export`) and is ignored for a folder. `threads` is the engine's thread count
-    for one generation (default: half the cores this process may use, 1 to 4). `workers` and
+    for one generation: 1 by default, the fastest for the embedded model (see docs/backends.md). `workers` and
     `max_queued` (fixed by whichever backend loads the engine first) bound the calls at once.
     `GenerationParams.seed` seeds the engine's sampler for that call.
     """
@@ -250,18 +237,17 @@ class OnnxGenAIBackend:
         *,
         name: str | None = None,
         precision: str = "int4",
-        threads: int | None = None,
+        threads: int = 1,
         workers: int = 1,
         max_queued: int = 8,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         progress: bool = True,
     ) -> None:
-        if workers < 1 or max_queued < 0:
-            raise ValueError("workers must be at least 1 and max_queued at least 0")
+        if workers < 1 or threads < 1 or max_queued < 0:
+            raise ValueError("workers and threads must be at least 1, max_queued at least 0")
         self.model = str(model)
         self.name = name or f"onnx:{Path(self.model).name}"
         self.max_new_tokens = max_new_tokens
-        threads = threads if threads is not None else _default_threads()
         self._load_args = (self.model, precision, threads, workers, max_queued, progress)
         self._shared: _Shared | None = None
         self._private = False
