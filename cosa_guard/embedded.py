@@ -9,7 +9,7 @@ and saved once as safetensors under the user cache, so later loads take about 2 
     BackendSpec(kind="transformers", model="embedded")    # what deployments write
 
 The inference engine (onnxruntime-genai, the `onnx` backend) reads its own format, built once
-from that bf16 folder by `embedded_engine_dir()` (about 10 s of CPU, see `onnx_export`).
+from that bf16 folder by `embedded_engine_dir()` (about 25 s of CPU, see `onnx_export`).
 
 Cache location: `$COSA_GUARD_CACHE`, else `$XDG_CACHE_HOME/cosa_guard`, else `~/.cache/cosa_guard`.
 Two processes converting at once are serialised by a file lock, and the finished folder appears
