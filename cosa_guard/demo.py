@@ -41,7 +41,7 @@ DEMO_NOTICE = (
 )
 # The cascade on the embedded model: it does not follow configs by itself, so the judge decides.
 DEMO_SPEC: dict[str, Any] = {
-    "routes": {"fallback": {"kind": "transformers", "model": "embedded"}},
+    "routes": {"fallback": {"kind": "onnx", "model": "embedded"}},
     "judge": {"kind": "category"},
     "stream": {"mode": "holdback"},
     # A 135M model on a busy 2-core laptop can take longer than the 30 s server default for one answer.

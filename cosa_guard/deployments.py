@@ -18,7 +18,7 @@ The YAML file looks like:
         api_keys: [sha256:...]                 # hashes of API keys (cosa-guard keygen --api-key)
         routes:
           primary: {kind: openai, model: cosalign-8b, base_url: http://127.0.0.1:8000/v1}
-          fallback: {kind: transformers, model: embedded}
+          fallback: {kind: onnx, model: embedded}
         judge: {kind: category}
         stream: {mode: holdback}
         fail_mode: closed
@@ -66,7 +66,7 @@ class _Spec(BaseModel):
 class BackendSpec(_Spec):
     """Which model to call.
 
-    `kind` names a backend factory (openai, vllm, transformers, langchain, scripted).
+    `kind` names a backend factory (openai, vllm, transformers, onnx, langchain, scripted).
     """
 
     kind: str

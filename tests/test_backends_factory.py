@@ -66,12 +66,26 @@ def test_transformers_path_is_relative_to_the_deployments_file(tmp_path: Path) -
     assert backend.model == str(tmp_path / "models" / "tiny")
 
 
-def test_embedded_without_the_model_package_fails_at_build(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_onnx_path_is_relative_and_options_reach_the_backend(tmp_path: Path) -> None:
+    from cosa_guard.backends.onnx_genai import OnnxGenAIBackend
+
+    spec = BackendSpec(kind="onnx", model="models/tiny", options={"threads": 1, "max_queued": 2})
+    backend = build_backend(spec, tmp_path)  # nothing is loaded before the first call
+    assert isinstance(backend, OnnxGenAIBackend)
+    assert backend.model == str(tmp_path / "models" / "tiny")
+    with pytest.raises(DeploymentError, match="bad option"):
+        build_backend(BackendSpec(kind="onnx", model="models/tiny", options={"dtype": "bf16"}), tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["transformers", "onnx"])
+def test_embedded_without_the_model_package_fails_at_build(
+    monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
     from cosa_guard import embedded
 
     monkeypatch.setattr(embedded, "PACKAGE", "cosa_guard_no_such_model_package")
     with pytest.raises(embedded.EmbeddedModelMissingError):
-        build_backend(BackendSpec(kind="transformers", model="embedded"))
+        build_backend(BackendSpec(kind=kind, model="embedded"))
 
 
 def test_vllm_options_split_into_backend_settings_and_engine_args(

@@ -65,9 +65,7 @@ def test_a_stale_deployment_is_re_signed_with_the_same_key(home: Path) -> None:
     again = ensure_demo_deployment()
     assert again.api_key == first.api_key
     deployment = DeploymentRegistry.load(again.deployments_path).by_api_key(again.api_key)
-    assert (
-        deployment.spec.routes.fallback is not None and deployment.spec.routes.fallback.kind == "transformers"
-    )
+    assert deployment.spec.routes.fallback is not None and deployment.spec.routes.fallback.kind == "onnx"
 
 
 def test_an_explicit_directory(tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
     routes:
       primary:  {kind: openai, model: cosalign-8b, base_url: http://gpu:8000/v1, api_key_env: VLLM_KEY}
-      fallback: {kind: transformers, model: embedded}          # the bundled SmolLM2, on CPU
+      fallback: {kind: onnx, model: embedded}                  # the bundled SmolLM2, on a CPU engine
+      # {kind: transformers, model: embedded}                  # the same model through transformers
       # {kind: vllm, model: /models/cosalign-8b, options: {max_model_len: 4096}}
       # {kind: langchain, options: {import: "langchain_openai:ChatOpenAI", kwargs: {temperature: 0}}}
       # {kind: scripted, options: {replies: ["Sure: ...", "I can't help with that."]}}
@@ -57,6 +58,19 @@ def _transformers(spec: BackendSpec, base_dir: Path) -> Backend:
     else:
         model = _local_path(model, base_dir)
     return TransformersBackend(model, **spec.options)
+
+
+def _onnx(spec: BackendSpec, base_dir: Path) -> Backend:
+    from cosa_guard.backends.onnx_genai import EMBEDDED, OnnxGenAIBackend
+
+    model = spec.model or EMBEDDED
+    if model == EMBEDDED:
+        from cosa_guard.embedded import embedded_gguf
+
+        embedded_gguf()  # a missing model package is a setup error: say so at load, not on the first request
+    else:
+        model = _local_path(model, base_dir)
+    return OnnxGenAIBackend(model, **spec.options)
 
 
 def _vllm(spec: BackendSpec, base_dir: Path) -> Backend:
@@ -120,6 +134,7 @@ BACKEND_KINDS: Mapping[str, Builder] = {
     "openai": _openai,
     "vllm": _vllm,
     "transformers": _transformers,
+    "onnx": _onnx,
     "langchain": _langchain,
     "scripted": _scripted,
 }

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from cosa_guard.served import ServedLedger
 
 # Backends whose loaded model is shared process-wide: loading one here warms the guard's.
-_SHARED_LOCAL_KINDS = ("transformers",)
+_SHARED_LOCAL_KINDS = ("transformers", "onnx")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +51,8 @@ def resolve(deployments: Path | None) -> Target:
 def prepare_models(registry: DeploymentRegistry) -> None:
     """Load the local models the deployments name before serving (progress bars), not on the first request.
 
-    transformers backends share one loaded model per folder, dtype and device in the process, so
-    the copy loaded here is the one the guard's own backends find.
+    transformers and onnx backends share one loaded model per folder and settings in the process,
+    so the copy loaded here is the one the guard's own backends find.
     """
     from cosa_guard.backends.factory import build_backend
 
