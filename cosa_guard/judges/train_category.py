@@ -3,10 +3,13 @@
     nice -n 10 python -m cosa_guard.judges.train_category            # writes cosa_guard/data/category_judge/
 
 Reads the corpus (`cosa_guard.judges.corpus`: synthetic rows plus the public sets in
-../shared/data), trains a multi-label head (one sigmoid per category, `other` included) with the
-top transformer layers on the training split, then scores the family-held-out validation split
-with the int8 inference path the judge uses (each pair in its own forward pass, as `judge()` scores
-it) and picks, per category, the threshold with the best F-beta. Only the trained delta (head +
+../shared/data) and the real-traffic exchanges (`cosa_guard.judges.real_corpus`), trains a
+multi-label head (one sigmoid per category, `other` included) with the top transformer layers on
+the training split (from scratch, or from a trained judge with `--init`), then scores the
+validation split (family-held-out corpus rows and held-out real exchanges) with the int8 inference
+path the judge uses (each pair in its own forward pass, as `judge()` scores it) and picks, per
+category, the threshold with the best F-beta, then raises thresholds until at most
+`--max-benign-fpr` of the real benign answers get a category. Only the trained delta (head +
 top layers, float16) and a JSON description holding the thresholds, validation figures and corpus
 fingerprint are written: a few MB that ship in the package. Training stops early at
 `--time-budget` minutes so it fits a shared CPU.
