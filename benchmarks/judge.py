@@ -1,4 +1,4 @@
-"""Quality and speed of the trained category judge on the family-held-out validation split.
+"""Quality and speed of the trained category judge on the corpus and real-traffic validation splits.
 
     python benchmarks/judge.py --quick          # a sample of the split, under a minute
     python benchmarks/judge.py                  # the whole validation split

@@ -8,9 +8,9 @@ into the judge's `Example`s on the same split, so training never sees a validati
   built to sound harmful: homonyms, history, fiction, safety advice), carry no category: good,
   harmless answers (`real_benign`), or refusals of them (`real_refusal`);
 - JailbreakBench answers judged jailbroken carry the behaviour's category hint (`real_jailbroken`;
-  a hint is per behaviour, and the few jailbroken answers read here comply with the behaviour's
-  ask, so the hint is taken as the answer's category); answers judged not jailbroken carry none
-  (`real_not_jailbroken`);
+  a hint is per behaviour, but the jailbroken answers checked (eight sampled, and the five that open
+  like a refusal) all go on to carry out the ask, so the hint is taken as the answer's category);
+  answers judged not jailbroken carry none (`real_not_jailbroken`);
 - PHTest answers to *controversial* prompts (`real_controversial`, validation side only) are never
   trained or calibrated on: a full answer to such a prompt may carry risky content, so it is
   neither a clean negative nor, when flagged, a sure false positive; the benchmark reports their
