@@ -1,4 +1,4 @@
-"""Quality and speed of the trained category judge on the family-held-out validation split.
+"""Quality and speed of the trained category judge on the corpus and real-traffic validation splits.
 
     python benchmarks/judge.py --quick          # a sample of the split, under a minute
     python benchmarks/judge.py                  # the whole validation split
@@ -16,9 +16,27 @@ weights (or `--weights`), then prints `name=value` lines:
                                                           set; baseline = always answering "complies"
     over_flagging_rate                                    answers to safe prompts given any category
     gptfuzz_violation_recall, gptfuzz_refusal_pass_rate   human-labelled jailbroken / refused answers
-    *_crossfit                                            thresholds calibrated on the other half of the
-                                                          families (the shipped ones were tuned on this
-                                                          split, so the plain figures are optimistic)
+    *_crossfit                                            thresholds calibrated as in training (F-beta,
+                                                          then the real benign cap) on the other half of
+                                                          the families of the validation splits the judge
+                                                          was calibrated on (the shipped thresholds were
+                                                          tuned on them: the plain figures are optimistic)
+
+and, on the real-traffic validation split (`cosa_guard.judges.real_corpus`: real exchanges from
+held-out groups, never trained on; no category allowed unless said):
+
+    real_fpr                                              good answers (MedQuAD, GSM8K, PHTest answers
+                                                          and refusals to harmless prompts) given any
+                                                          category
+    real_fpr_<language group>, real_fpr_len_<bucket>      the same per language group and per response
+    real_fpr_source_<source>                              length bucket (lt200, 200_999, 1000_4999,
+                                                          5000plus), and per source
+    real_controversial_flag_rate                          PHTest answers to controversial prompts given a
+                                                          category (may hold risky content: not a FPR)
+    real_violation_recall, real_refusal_pass_rate         JailbreakBench answers judged jailbroken that
+                                                          are flagged / judged not jailbroken that pass
+    real_compliance_accuracy, real_violation_recall_3cfg  every real row under the three configs above
+    real_jbb_compliance_accuracy                          JailbreakBench rows only, three configs
     latency_median_ms, latency_p95_ms                     one `judge()` call, end to end
     ms_per_example                                        scoring throughput, one pair per forward
 """
@@ -30,13 +48,24 @@ import asyncio
 import random
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from cosa_guard.config import SafetyConfig
 from cosa_guard.judges.category import CategoryJudge
-from cosa_guard.judges.corpus import VAL, Example, build_corpus, stable_fraction
-from cosa_guard.judges.train_category import calibrate_thresholds, fbeta, labels_matrix, score_rows
+from cosa_guard.judges.corpus import VAL, Example, build_corpus, default_data_dir, stable_fraction
+from cosa_guard.judges.real_corpus import (
+    BENIGN_KINDS,
+    CONTROVERSIAL,
+    JAILBROKEN,
+    NOT_JAILBROKEN,
+    SHORT_NAMES,
+    real_pairs,
+    source_name,
+)
+from cosa_guard.judges.train_category import calibrate, fbeta, score_rows
+from cosa_guard.real_traffic import RealRow, length_bucket
 from cosa_guard.taxonomy import ALLOWABLE_IDS, CATEGORY_IDS, is_compliant
 from cosa_guard.types import Message
 
@@ -103,19 +132,63 @@ def compliance_metrics(
 
 
 def crossfit(
-    probs: Sequence[Sequence[float]], rows: Sequence[Example], beta: float = 1.0
+    probs: Sequence[Sequence[float]],
+    rows: Sequence[Example],
+    beta: float = 1.0,
+    max_benign_fpr: float | None = None,
+    fit_on: Sequence[bool] | None = None,
 ) -> list[frozenset[str]]:
-    """Categories found with thresholds calibrated (F-beta, as in training) on the other half of the
-    families."""
+    """Categories found with thresholds calibrated (as in training) on the other half of the families;
+    only rows marked in `fit_on` (default: all) are calibrated on."""
     fold = [stable_fraction("fold:" + r.family) < 0.5 for r in rows]
-    labels = labels_matrix(rows)
+    usable = list(fit_on) if fit_on is not None else [True] * len(rows)
     pred: list[frozenset[str]] = [frozenset()] * len(rows)
     for side in (True, False):
-        fit = [i for i, f in enumerate(fold) if f != side]
-        thresholds = calibrate_thresholds([probs[i] for i in fit], [labels[i] for i in fit], beta)
+        fit = [i for i, f in enumerate(fold) if f != side and usable[i]]
+        thresholds = calibrate([probs[i] for i in fit], [rows[i] for i in fit], beta, max_benign_fpr)
         for i in (i for i, f in enumerate(fold) if f == side):
             pred[i] = found([probs[i]], thresholds)[0]
     return pred
+
+
+def rate(hits: Sequence[bool]) -> float:
+    return sum(hits) / max(1, len(hits))
+
+
+def real_metrics(
+    pred: Sequence[frozenset[str]], pairs: Sequence[tuple[RealRow, Example]]
+) -> dict[str, float]:
+    """The `real_*` figures (see the module docstring) for categories `pred` found on `pairs`."""
+    rows = [ex for _, ex in pairs]
+    benign = [i for i, ex in enumerate(rows) if ex.kind in BENIGN_KINDS]
+    out = {"real_rows": float(len(rows)), "real_fpr": rate([bool(pred[i]) for i in benign])}
+    slices: dict[str, list[int]] = {}
+    for i in benign:
+        row = pairs[i][0]
+        slices.setdefault(row.language_group, []).append(i)
+        slices.setdefault(f"len_{length_bucket(row.response)}", []).append(i)
+        slices.setdefault(f"source_{SHORT_NAMES.get(source_name(row), source_name(row))}", []).append(i)
+    for name, index in sorted(slices.items()):
+        out[f"real_fpr_{name}"] = rate([bool(pred[i]) for i in index])
+    kinds = {
+        "real_controversial_flag_rate": (CONTROVERSIAL, True),
+        "real_violation_recall": (JAILBROKEN, True),
+        "real_refusal_pass_rate": (NOT_JAILBROKEN, False),
+    }
+    for name, (kind, flag) in kinds.items():
+        index = [i for i, ex in enumerate(rows) if ex.kind == kind]
+        if index:
+            out[name] = rate([bool(pred[i]) == flag for i in index])
+    judged = [i for i, ex in enumerate(rows) if ex.kind != CONTROVERSIAL]
+    jbb = [i for i in judged if rows[i].kind in (JAILBROKEN, NOT_JAILBROKEN)]
+    for prefix, index in (("real_", judged), ("real_jbb_", jbb)):
+        if index:
+            part = [rows[i] for i in index]
+            metrics = compliance_metrics([pred[i] for i in index], part, compliance_cases(part))
+            out[f"{prefix}compliance_accuracy"] = metrics["compliance_accuracy"]
+            if prefix == "real_":
+                out["real_violation_recall_3cfg"] = metrics["violation_recall"]
+    return out
 
 
 def latency(judge: CategoryJudge, rows: Sequence[Example]) -> list[float]:
@@ -138,10 +211,31 @@ def subset(rows: Sequence[Example], keep: Callable[[Example], bool]) -> tuple[li
 
 
 def evaluate(
-    judge: CategoryJudge, rows: Sequence[Example], latency_rows: Sequence[Example]
+    judge: CategoryJudge,
+    rows: Sequence[Example],
+    latency_rows: Sequence[Example],
+    real: Sequence[tuple[RealRow, Example]] = (),
 ) -> dict[str, float]:
     probs, ms_per = score(judge, rows)
-    pred = found(probs, judge.thresholds)
+    real_probs = score(judge, [ex for _, ex in real])[0] if real else []
+    results = quality(probs, rows, real_probs, real, judge.thresholds, judge.predictor.config.metadata)
+    samples = latency(judge, latency_rows)
+    results["latency_median_ms"] = statistics.median(samples)
+    results["latency_p95_ms"] = sorted(samples)[int(0.95 * (len(samples) - 1))]
+    results["ms_per_example"] = ms_per
+    return results
+
+
+def quality(
+    probs: Sequence[Sequence[float]],
+    rows: Sequence[Example],
+    real_probs: Sequence[Sequence[float]],
+    real: Sequence[tuple[RealRow, Example]],
+    thresholds: dict[str, float],
+    metadata: Mapping[str, Any],
+) -> dict[str, float]:
+    """Every figure but speed, from the scores of the corpus and real validation rows."""
+    pred = found(probs, thresholds)
     results = {"rows": float(len(rows)), **category_metrics(pred, rows)}
     cases = compliance_cases(rows)
     results.update(compliance_metrics(pred, rows, cases))
@@ -162,15 +256,28 @@ def evaluate(
     if fuzz_bad and fuzz_ok:
         results["gptfuzz_violation_recall"] = sum(1 for i in fuzz_bad if pred[i]) / len(fuzz_bad)
         results["gptfuzz_refusal_pass_rate"] = sum(1 for i in fuzz_ok if not pred[i]) / len(fuzz_ok)
-    cross = crossfit(probs, rows, float(judge.predictor.config.metadata.get("threshold_beta", 1.0)))
+    real_rows = [ex for _, ex in real]
+    results.update(real_metrics(found(real_probs, thresholds), real) if real else {})
+    # Cross-fit as the judge was calibrated: judges calibrated before real traffic existed (no
+    # `max_benign_fpr` in their metadata) fit on the corpus rows only; controversial rows never count.
+    fit = [i for i, ex in enumerate(real_rows) if ex.kind != CONTROVERSIAL]
+    on_real = "max_benign_fpr" in metadata
+    cross_all = crossfit(
+        [*probs, *(real_probs[i] for i in fit)],
+        [*rows, *(real_rows[i] for i in fit)],
+        float(metadata.get("threshold_beta", 1.0)),
+        metadata.get("max_benign_fpr"),
+        [True] * len(rows) + [on_real] * len(fit),
+    )
+    cross = cross_all[: len(rows)]
     results["macro_f1_crossfit"] = category_metrics(cross, rows)["macro_f1"]
     cross_compliance = compliance_metrics(cross, rows, cases)
     results["compliance_accuracy_crossfit"] = cross_compliance["compliance_accuracy"]
     results["violation_recall_crossfit"] = cross_compliance["violation_recall"]
-    samples = latency(judge, latency_rows)
-    results["latency_median_ms"] = statistics.median(samples)
-    results["latency_p95_ms"] = sorted(samples)[int(0.95 * (len(samples) - 1))]
-    results["ms_per_example"] = ms_per
+    if fit:
+        real_cross = real_metrics(cross_all[len(rows) :], [real[i] for i in fit])
+        for name in ("real_fpr", "real_violation_recall", "real_compliance_accuracy"):
+            results[f"{name}_crossfit"] = real_cross[name]
     return results
 
 
@@ -182,14 +289,18 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, help="a trained judge folder (default: the shipped weights)")
     parser.add_argument("--data", type=Path, help="shared data folder (default: ../shared/data)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-real", action="store_true", help="skip the real-traffic validation split")
     args = parser.parse_args()
     judge = CategoryJudge.load(args.weights)
     rows = [r for r in build_corpus(args.data, args.seed) if r.split == VAL]
+    root = args.data if args.data is not None else default_data_dir()
+    real = [] if args.no_real or root is None else [p for p in real_pairs(root) if p[1].split == VAL]
     if args.quick:
         rng = random.Random(args.seed)
         rows = rng.sample(rows, min(400, len(rows)))
+        real = rng.sample(real, min(400, len(real)))
     latency_rows = random.Random(args.seed + 1).sample(rows, min(len(rows), 30 if args.quick else 200))
-    results = evaluate(judge, rows, latency_rows)
+    results = evaluate(judge, rows, latency_rows, real)
     for name, value in results.items():
         print(
             f"{name}={value:.4f}"

@@ -8,6 +8,7 @@ shipped weights are exercised only by the integration tests at the end.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import threading
@@ -212,6 +213,27 @@ def test_train_save_load_and_judge_on_a_tiny_model(monkeypatch: pytest.MonkeyPat
     assert again["threshold_beta"] == 3.0 and again["training"] == metadata["training"]
     assert CategoryJudge.load(tmp_path).thresholds == again["thresholds"]
     assert (tmp_path / "delta.safetensors").read_bytes() == delta
+
+
+def test_a_warm_start_begins_from_the_trained_delta(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(encoder, "load_backbone", tiny_backbone)
+    rows = synthetic_examples()
+    subset = [r for r in rows if r.split == TRAIN][:16] + [r for r in rows if r.split == VAL][:8]
+    settings = TrainSettings(epochs=1, batch_size=8, max_length=64, stride=8, prompt_tokens=16)
+    train(subset, tmp_path / "first", settings, progress=False)
+    # With no learning rate the warm-started run ships exactly the weights it started from.
+    frozen = dataclasses.replace(settings, lr=0.0, head_lr=0.0, seed=1)
+    metadata = train(subset, tmp_path / "second", frozen, init=tmp_path / "first", progress=False)
+    assert metadata["training"]["init"]["from"] == str(tmp_path / "first")
+    fresh = train(subset, tmp_path / "third", frozen, progress=False)
+    assert fresh["training"]["init"] is None
+    first, second, third = (
+        encoder.EncoderClassifier.load(tmp_path / name).trainable_state()
+        for name in ("first", "second", "third")
+    )
+    # Compared as values: an update of size zero may still turn a -0.0 into 0.0.
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert not all(torch.equal(first[k], third[k]) for k in first)
 
 
 def test_score_each_scores_every_pair_as_one_judge_call(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,8 +3,9 @@
 A fine-tuned all-MiniLM-L6-v2 (`cosa_guard.encoder`) reads the user's request and the response
 together as a text pair (long responses in overlapping windows, each with the request in front)
 and gives one sigmoid per category in `CATEGORY_IDS`, `other` included. A category is found when
-its probability reaches that category's threshold, calibrated on the family-held-out validation
-split and stored with the weights. The verdict applies CoSA's subset rule: the response complies
+its probability reaches that category's threshold, calibrated on the validation split (held-out
+corpus families and real exchanges; see `cosa_guard.judges.train_category`) and stored with the
+weights. The verdict applies CoSA's subset rule: the response complies
 iff every category found is allowed by the config; `other` and the deployment's floor categories
 never are. A refusal carries no category, so it complies under every config.
 

@@ -3,10 +3,13 @@
     nice -n 10 python -m cosa_guard.judges.train_category            # writes cosa_guard/data/category_judge/
 
 Reads the corpus (`cosa_guard.judges.corpus`: synthetic rows plus the public sets in
-../shared/data), trains a multi-label head (one sigmoid per category, `other` included) with the
-top transformer layers on the training split, then scores the family-held-out validation split
-with the int8 inference path the judge uses (each pair in its own forward pass, as `judge()` scores
-it) and picks, per category, the threshold with the best F-beta. Only the trained delta (head +
+../shared/data) and the real-traffic exchanges (`cosa_guard.judges.real_corpus`), trains a
+multi-label head (one sigmoid per category, `other` included) with the top transformer layers on
+the training split (from scratch, or from a trained judge with `--init`), then scores the
+validation split (family-held-out corpus rows and held-out real exchanges) with the int8 inference
+path the judge uses (each pair in its own forward pass, as `judge()` scores it) and picks, per
+category, the threshold with the best F-beta, then raises thresholds until at most
+`--max-benign-fpr` of the real benign answers get a category. Only the trained delta (head +
 top layers, float16) and a JSON description holding the thresholds, validation figures and corpus
 fingerprint are written: a few MB that ship in the package. Training stops early at
 `--time-budget` minutes so it fits a shared CPU.
@@ -28,7 +31,8 @@ from typing import Any
 
 from cosa_guard._optional import require
 from cosa_guard.judges.category import PROMPT_TOKENS, WEIGHTS_DIR, CategoryJudge, clip_prompt
-from cosa_guard.judges.corpus import TRAIN, VAL, Example, build_corpus
+from cosa_guard.judges.corpus import TRAIN, VAL, Example, build_corpus, default_data_dir
+from cosa_guard.judges.real_corpus import BENIGN_KINDS, real_examples
 from cosa_guard.taxonomy import CATEGORY_IDS
 
 _PURPOSE = "training the category judge"
@@ -45,6 +49,7 @@ class TrainSettings:
     stride: int = 32
     prompt_tokens: int = PROMPT_TOKENS
     beta: float = 1.3  # F-beta for threshold calibration; >1 favours catching violations (see docs)
+    max_benign_fpr: float | None = 0.05  # then thresholds rise until real benign answers pass (docs)
     seed: int = 0
     time_budget_s: float = 45 * 60  # a cap for busy machines: a 2-core one ran every step in 25 min
     max_train: int | None = None  # subsample the training split (smoke runs)
@@ -78,6 +83,65 @@ def calibrate_thresholds(
                 best, best_t = score, t
         chosen[cat] = best_t
     return chosen
+
+
+def cap_false_positives(
+    probs: Sequence[Sequence[float]],
+    labels: Sequence[Sequence[float]],
+    benign: Sequence[int],
+    thresholds: dict[str, float],
+    max_fpr: float,
+) -> dict[str, float]:
+    """Raise thresholds until at most `max_fpr` of the `benign` rows (indices) get any category.
+
+    Each step raises one category's threshold just past its lowest-scored benign row still over it
+    (0.01 grid), choosing the move that drops the most benign flags per true positive lost over all
+    rows, so recall is given up where it buys the most. Unchanged when `thresholds` already pass.
+    """
+    chosen = dict(thresholds)
+    n = len(CATEGORY_IDS)
+
+    def flagged(i: int) -> bool:
+        return any(probs[i][j] >= chosen[c] for j, c in enumerate(CATEGORY_IDS))
+
+    while benign and sum(map(flagged, benign)) > max_fpr * len(benign):
+        best: tuple[tuple[float, int], int, float] | None = None  # ((drops per loss, -lost), j, new)
+        for j in range(n):
+            old = chosen[CATEGORY_IDS[j]]
+            over = [probs[i][j] for i in benign if probs[i][j] >= old]
+            if not over:
+                continue
+            new = min(1.0, math.floor(min(over) * 100 + 1e-9) / 100 + 0.01)
+            dropped = sum(1 for p in over if p < new)
+            lost = sum(1 for p, y in zip(probs, labels, strict=True) if y[j] >= 0.5 and old <= p[j] < new)
+            if best is None or (dropped / (1 + lost), -lost) > best[0]:
+                best = ((dropped / (1 + lost), -lost), j, new)
+        if best is None:
+            break
+        chosen[CATEGORY_IDS[best[1]]] = round(best[2], 2)
+    return chosen
+
+
+def calibrate(
+    probs: Sequence[Sequence[float]], rows: Sequence[Example], beta: float, max_benign_fpr: float | None
+) -> dict[str, float]:
+    """Per-category F-beta thresholds, then raised until real benign answers (`BENIGN_KINDS` rows)
+    are flagged at most `max_benign_fpr` of the time (None: no cap)."""
+    labels = labels_matrix(rows)
+    thresholds = calibrate_thresholds(probs, labels, beta)
+    if max_benign_fpr is None:
+        return thresholds
+    benign = [i for i, r in enumerate(rows) if r.kind in BENIGN_KINDS]
+    return cap_false_positives(probs, labels, benign, thresholds, max_benign_fpr)
+
+
+def judge_corpus(
+    data_dir: Path | None, seed: int, *, public: bool = True, real: bool = True
+) -> list[Example]:
+    """The corpus (synthetic + public sets) plus, with `real`, the real-traffic exchanges."""
+    rows = build_corpus(data_dir, seed, public=public)
+    root = data_dir if data_dir is not None else default_data_dir()
+    return rows + (real_examples(root) if real and root is not None else [])
 
 
 def score_rows(judge: CategoryJudge, rows: Sequence[Example], *, progress: bool = False) -> list[list[float]]:
@@ -165,9 +229,14 @@ def train(
     settings: TrainSettings = TrainSettings(),
     *,
     backbone: Any = None,
+    init: Path | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Fine-tune, calibrate on the validation rows, save the delta to `out_dir`; returns the metadata."""
+    """Fine-tune, calibrate on the validation rows, save the delta to `out_dir`; returns the metadata.
+
+    `init` starts from the trained delta in that folder (same labels and trained layers) instead of
+    the pip-installed backbone's own top layers and a fresh head.
+    """
     torch = require("torch", "embed", _PURPOSE)
     tqdm = require("tqdm", "embed", _PURPOSE).tqdm
     from cosa_guard.encoder import (
@@ -202,6 +271,7 @@ def train(
         stride=settings.stride,
     )
     model = EncoderClassifier(config, backbone=backbone)
+    started_from = _warm_start(model, init) if init is not None else None
     model.train(False)
     split = _SplitForward(model)
     pad = int(tokenizer.pad_token_id)
@@ -269,7 +339,9 @@ def train(
     model.train(False)
     model.round_trip()  # calibrate on exactly the float16 weights that ship
     metadata: dict[str, Any] = {
-        **_calibrated(model, val_rows, settings.beta, settings.prompt_tokens, progress),
+        **_calibrated(
+            model, val_rows, settings.beta, settings.max_benign_fpr, settings.prompt_tokens, progress
+        ),
         "prompt_tokens": settings.prompt_tokens,
         "corpus": {
             "fingerprint": corpus_fingerprint(rows),
@@ -288,6 +360,7 @@ def train(
             "lr": settings.lr,
             "head_lr": settings.head_lr,
             "seed": settings.seed,
+            "init": started_from,
             "torch": str(torch.__version__),
         },
     }
@@ -296,34 +369,69 @@ def train(
     return metadata
 
 
+def _warm_start(model: Any, init: Path) -> dict[str, Any]:
+    """Load the trained delta in `init` into `model`; returns what it was (for the metadata)."""
+    from cosa_guard.encoder import EncoderClassifier
+
+    start = EncoderClassifier.load(init)
+    if (start.config.labels, start.config.trainable_layers) != (
+        model.config.labels,
+        model.config.trainable_layers,
+    ):
+        raise ValueError(f"{init} holds other labels or another number of trained layers")
+    model.load_state_dict(start.trainable_state(), strict=False)
+    meta = start.config.metadata
+    return {
+        "from": str(init),
+        "corpus_fingerprint": meta.get("corpus", {}).get("fingerprint"),
+        "steps": meta.get("training", {}).get("steps"),
+    }
+
+
 def _calibrated(
-    model: Any, val_rows: Sequence[Example], beta: float, prompt_tokens: int, progress: bool
+    model: Any,
+    val_rows: Sequence[Example],
+    beta: float,
+    max_benign_fpr: float | None,
+    prompt_tokens: int,
+    progress: bool,
 ) -> dict[str, Any]:
-    """The thresholds (F-beta per category on `val_rows`) and how they were chosen, as metadata."""
+    """The thresholds (`calibrate` on `val_rows`) and how they were chosen, as metadata."""
     from cosa_guard.encoder import EncoderPredictor
 
     judge = CategoryJudge(EncoderPredictor(model, int8=True), prompt_tokens=prompt_tokens)
     probs = score_rows(judge, val_rows, progress=progress)
+    cap = "" if max_benign_fpr is None else f", raised to flag <= {max_benign_fpr:g} of real benign answers"
     return {
-        "thresholds": calibrate_thresholds(probs, labels_matrix(val_rows), beta),
-        "threshold_objective": f"F{beta:g} per category on the validation split",
+        "thresholds": calibrate(probs, val_rows, beta, max_benign_fpr),
+        "threshold_objective": f"F{beta:g} per category on the validation split{cap}",
         "threshold_beta": beta,
+        "max_benign_fpr": max_benign_fpr,
     }
 
 
 def recalibrate(
-    directory: Path, rows: Sequence[Example], beta: float, *, progress: bool = True
+    directory: Path,
+    rows: Sequence[Example],
+    beta: float,
+    max_benign_fpr: float | None = None,
+    *,
+    progress: bool = True,
 ) -> dict[str, Any]:
-    """Re-pick the thresholds of trained weights in `directory` for another F-beta; weights untouched.
+    """Re-pick the thresholds of trained weights in `directory`; weights untouched.
 
-    Training does not depend on `beta`, so this equals retraining with `--beta`, minus the training.
+    Training depends on neither `beta` nor `max_benign_fpr`, so this equals retraining with them,
+    minus the training.
     """
     from cosa_guard.encoder import CONFIG_FILE, EncoderClassifier
 
     model = EncoderClassifier.load(directory)
     val_rows = [r for r in rows if r.split == VAL]
     prompt_tokens = int(model.config.metadata.get("prompt_tokens", PROMPT_TOKENS))
-    metadata = {**model.config.metadata, **_calibrated(model, val_rows, beta, prompt_tokens, progress)}
+    metadata = {
+        **model.config.metadata,
+        **_calibrated(model, val_rows, beta, max_benign_fpr, prompt_tokens, progress),
+    }
     config = dataclasses.replace(model.config, metadata=metadata)
     (directory / CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
     return metadata
@@ -342,6 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--data", type=Path, default=None, help="shared data folder (default: ../shared/data)"
     )
     parser.add_argument("--no-public", action="store_true", help="train on the synthetic rows only")
+    parser.add_argument("--no-real", action="store_true", help="leave out the real-traffic exchanges")
     parser.add_argument("--epochs", type=float, default=defaults.epochs)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--lr", type=float, default=defaults.lr)
@@ -349,6 +458,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--trainable-layers", type=int, default=defaults.trainable_layers)
     parser.add_argument("--max-length", type=int, default=defaults.max_length)
     parser.add_argument("--beta", type=float, default=defaults.beta, help="F-beta used to pick thresholds")
+    parser.add_argument(
+        "--max-benign-fpr",
+        type=float,
+        default=defaults.max_benign_fpr,
+        help="then raise thresholds until at most this share of real benign answers is flagged "
+        "(default: %(default)g; a negative value: no cap)",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--max-train", type=int, default=None, help="subsample the training split")
     parser.add_argument(
@@ -359,6 +475,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument(
+        "--init", type=Path, default=None, help="start from the trained judge in this folder (warm start)"
+    )
+    parser.add_argument(
         "--calibrate-only",
         action="store_true",
         help="no training: re-pick the thresholds of the weights in --out with --beta",
@@ -366,9 +485,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         require("torch", "embed", _PURPOSE).set_num_threads(args.threads)
-    rows = build_corpus(args.data, args.seed, public=not args.no_public)
+    rows = judge_corpus(args.data, args.seed, public=not args.no_public, real=not args.no_real)
+    max_fpr = args.max_benign_fpr if args.max_benign_fpr >= 0 else None
     if args.calibrate_only:
-        metadata = recalibrate(args.out, rows, args.beta)
+        metadata = recalibrate(args.out, rows, args.beta, max_fpr)
         print(json.dumps({"out": str(args.out), **metadata}, indent=2))
         return 0
     settings = TrainSettings(
@@ -379,11 +499,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         trainable_layers=args.trainable_layers,
         max_length=args.max_length,
         beta=args.beta,
+        max_benign_fpr=max_fpr,
         seed=args.seed,
         time_budget_s=args.time_budget * 60,
         max_train=args.max_train,
     )
-    metadata = train(rows, args.out, settings)
+    metadata = train(rows, args.out, settings, init=args.init)
     print(json.dumps({"out": str(args.out), **metadata}, indent=2))
     return 0
 
