@@ -84,7 +84,7 @@ def real_pairs(data_dir: str | Path = rt.DEFAULT_DATA_DIR) -> list[tuple[rt.Real
     """Every usable exchange with its example (both splits, training caps applied); [] without data."""
     if not rt.available(data_dir):
         return []
-    rows = [*rt.benign_exchanges(data_dir), *rt.harmful_exchanges(data_dir)]
+    rows = rt.without_leaks([*rt.benign_exchanges(data_dir), *rt.harmful_exchanges(data_dir)])
     return _capped((row, ex) for row in rows if (ex := example_of(row)) is not None)
 
 
