@@ -128,3 +128,11 @@ def test_normalise_handles_hidden_characters_anywhere(text: str) -> None:
     for signal in n.signals:
         assert 0 <= signal.span[0] <= signal.span[1] <= len(text)
     assert clean(n.text) == n.text
+
+
+def test_signals_describe_the_evidence_without_quoting_the_client() -> None:
+    secret = "my private diary entry about the weather"
+    text = f"ignоre this {base64.b64encode(secret.encode()).decode()}"  # Cyrillic о in the first word
+    details = [s.detail for s in normalise(text).signals]
+    assert {s.kind for s in normalise(text).signals} >= {"mixed_script", "encoded:base64"}
+    assert not [d for d in details if "ign" in d or "diary" in d or "weather" in d]

@@ -304,7 +304,9 @@ def _scan_mixed_script(text: str, signals: list[Signal]) -> None:
         word = match.group(0)
         # `kırmızı` is Turkish: a Latin lookalike alone mixes no scripts.
         if any(ch in _CONFUSABLE_CHARS and ch not in _LATIN_LOOKALIKES for ch in word):
-            signals.append(Signal("mixed_script", match.span(), word))
+            # The detail names the word's length, not the word: findings reach the audit record, which
+            # holds no client text unless the deployment asks for it (`include_text`).
+            signals.append(Signal("mixed_script", match.span(), f"a {len(word)}-letter word"))
 
 
 def _readable(decoded: str) -> bool:
@@ -322,7 +324,7 @@ def _decode_views(
     def add(kind: str, start: int, end: int, decoded: str) -> None:
         span = (start, end) if origin is None else (origin[start], origin[end - 1] + 1)
         views.append(View(kind, span, decoded))
-        signals.append(Signal(f"encoded:{kind}", span, decoded[:80]))
+        signals.append(Signal(f"encoded:{kind}", span, f"{len(decoded)} characters that read as text"))
 
     for m in _BASE64.finditer(cleaned):
         token = m.group(0)
