@@ -47,30 +47,27 @@ def _openai(spec: BackendSpec, base_dir: Path) -> Backend:
     )
 
 
+def _local_model(spec: BackendSpec, base_dir: Path, embedded: str) -> str:
+    """The spec's model: the embedded one (checked now) when unnamed, else a local path."""
+    model = spec.model or embedded
+    if model != embedded:
+        return _local_path(model, base_dir)
+    from cosa_guard.embedded import embedded_gguf
+
+    embedded_gguf()  # a missing model package is a setup error: say so at load, not on the first request
+    return model
+
+
 def _transformers(spec: BackendSpec, base_dir: Path) -> Backend:
     from cosa_guard.backends.transformers import EMBEDDED, TransformersBackend
 
-    model = spec.model or EMBEDDED
-    if model == EMBEDDED:
-        from cosa_guard.embedded import embedded_gguf
-
-        embedded_gguf()  # a missing model package is a setup error: say so at load, not on the first request
-    else:
-        model = _local_path(model, base_dir)
-    return TransformersBackend(model, **spec.options)
+    return TransformersBackend(_local_model(spec, base_dir, EMBEDDED), **spec.options)
 
 
 def _onnx(spec: BackendSpec, base_dir: Path) -> Backend:
     from cosa_guard.backends.onnx_genai import EMBEDDED, OnnxGenAIBackend
 
-    model = spec.model or EMBEDDED
-    if model == EMBEDDED:
-        from cosa_guard.embedded import embedded_gguf
-
-        embedded_gguf()  # a missing model package is a setup error: say so at load, not on the first request
-    else:
-        model = _local_path(model, base_dir)
-    return OnnxGenAIBackend(model, **spec.options)
+    return OnnxGenAIBackend(_local_model(spec, base_dir, EMBEDDED), **spec.options)
 
 
 def _vllm(spec: BackendSpec, base_dir: Path) -> Backend:
