@@ -140,7 +140,7 @@ class _Call:
             system = Message("system", with_instructions(system.content, self.instructions))
         return (system, *messages)
 
-    def start_span(self, name: str) -> None:
+    def begin_span(self, name: str) -> None:
         deployment = self.rt.deployment
         self.span = start_span(
             name,
@@ -423,7 +423,7 @@ class Guard:
         """
         rt = self._runtime(deployment_id)
         call = _Call(rt, request_id or new_request_id(), client_messages(messages), stream=False)
-        call.start_span("cosa_guard.chat")
+        call.begin_span("cosa_guard.chat")
         loop = asyncio.get_running_loop()
         try:
             try:
@@ -652,7 +652,7 @@ class Guard:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + spec.deadline_s
         finished = False
-        call.start_span("cosa_guard.stream")
+        call.begin_span("cosa_guard.stream")
         try:
             try:
                 async with asyncio.timeout_at(deadline):
@@ -812,17 +812,20 @@ class Guard:
     # --- the record of each call -------------------------------------------------------------------
 
     def _finish(self, call: _Call) -> None:
-        """Audit and metrics; runs in `finally`, so a cancelled call is recorded too. Never raises."""
+        """Audit, metrics, the span; runs in `finally`, so a cancelled call is recorded too. Never raises."""
+        label = "cancelled" if call.cancelled or call.decision is None else call.decision.label
         try:
             elapsed = time.perf_counter() - call.started
-            label = "cancelled" if call.cancelled or call.decision is None else call.decision.label
             self._metrics.observe(call.rt.deployment.id, label, call.route.value, elapsed, call.timings)
             sink = call.rt.audit
             if sink is not None:
                 sink.emit(self._record(call, label, elapsed))
         except Exception:
             logger.exception("could not record request %s", call.request_id)
-        end_span(call.span, {"cosa_guard.route": call.route.value, "cosa_guard.decision": label})
+        try:  # the application's span processors run here, and may raise
+            end_span(call.span, {"cosa_guard.route": call.route.value, "cosa_guard.decision": label})
+        except Exception:
+            logger.exception("could not end the span of request %s", call.request_id)
 
     def _record(self, call: _Call, label: str, elapsed: float) -> AuditRecord:
         rt = call.rt

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -17,30 +18,29 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from cosa_guard.backends.fake import FailingBackend, ScriptedBackend
-from cosa_guard.types import FinalEvent
+from cosa_guard.types import Chunk, Completion, FinalEvent, GenerationParams, Message, TextDelta
 
 ANSWER = "The hero swings the sword and the dragon falls."
 CHILDREN = {"cosa_guard.input_scan", "cosa_guard.generate", "cosa_guard.judge"}
 
 
 @pytest.fixture(scope="module")
-def provider() -> TracerProvider:
+def exporter() -> Iterator[InMemorySpanExporter]:
     # The global provider can be set once per process: reuse one another test module set.
-    current = trace.get_tracer_provider()
-    if isinstance(current, TracerProvider):
-        return current
-    provider = TracerProvider()
-    trace.set_tracer_provider(provider)
-    return provider
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))  # processors cannot be removed
+    yield exporter
+    exporter.shutdown()  # so later modules' spans are dropped, not kept
 
 
 @pytest.fixture
-def spans(provider: TracerProvider) -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    processor = SimpleSpanProcessor(exporter)
-    provider.add_span_processor(processor)
-    yield exporter
-    exporter.shutdown()  # later spans reach the (un-removable) processor and are dropped
+def spans(exporter: InMemorySpanExporter) -> InMemorySpanExporter:
+    exporter.clear()
+    return exporter
 
 
 def by_name(exporter: InMemorySpanExporter) -> dict[str, list[ReadableSpan]]:
@@ -133,3 +133,27 @@ async def test_a_stream_is_one_span_with_its_steps_as_children(
     assert attributes["cosa_guard.route"] == "cascade"
     assert_children_of(call, [s for name in CHILDREN for s in named[name]])
     assert_no_text(spans)
+
+
+async def test_a_stream_the_caller_leaves_ends_its_spans_as_cancelled(
+    tmp_path: Path, spans: InMemorySpanExporter
+) -> None:
+    class Endless:
+        name = "endless"
+
+        async def generate(self, messages: Sequence[Message], params: GenerationParams) -> Completion:
+            raise AssertionError("not used")
+
+        async def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[Chunk]:
+            while True:
+                await asyncio.sleep(0)
+                yield Chunk("more text ")
+
+    guard = make_guard(tmp_path, {"fallback": Endless()}, stream={"mode": "optimistic"})  # type: ignore[dict-item]
+    events = guard.stream("game", USER)
+    assert isinstance(await anext(events), TextDelta)
+    await events.aclose()
+    named = by_name(spans)
+    (call,) = named["cosa_guard.stream"]
+    assert (call.attributes or {})["cosa_guard.decision"] == "cancelled"
+    assert_children_of(call, named["cosa_guard.generate"])
