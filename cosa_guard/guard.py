@@ -25,7 +25,7 @@ from collections.abc import AsyncGenerator, Iterable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cosa_guard.answers import checked_answer, checked_chunks
 from cosa_guard.audit import AuditHealth, AuditRecord, AuditSink, sink_health
@@ -52,6 +52,7 @@ from cosa_guard.request_ids import new_request_id
 from cosa_guard.routing import BreakerState, CircuitBreaker, JudgeFactory, RoutePool, Routes
 from cosa_guard.served import ServedLedger
 from cosa_guard.streaming import StreamOutcome, backend_chunks, guard_stream
+from cosa_guard.tracing import Stage, end_span, start_child, start_span
 from cosa_guard.types import (
     Decision,
     FailureKind,
@@ -68,6 +69,9 @@ from cosa_guard.types import (
     Verdict,
     as_messages,
 )
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 __all__ = ["BackendFactory", "Guard", "JudgeFactory"]
 
@@ -127,6 +131,7 @@ class _Call:
     released: int = 0  # characters streamed to the caller
     cancelled: bool = False
     usage: Usage | None = None  # what the model that produced `text` reported, when it did
+    span: Span | None = None  # the call's OpenTelemetry span, when the API is installed
 
     def model_messages(self, messages: tuple[Message, ...]) -> tuple[Message, ...]:
         """What a model is sent: the one system message (config, then app instructions), then the turns."""
@@ -134,6 +139,17 @@ class _Call:
         if self.instructions:
             system = Message("system", with_instructions(system.content, self.instructions))
         return (system, *messages)
+
+    def begin_span(self, name: str) -> None:
+        deployment = self.rt.deployment
+        self.span = start_span(
+            name,
+            attributes={
+                "cosa_guard.deployment": deployment.id,
+                "cosa_guard.config_hash": deployment.config_hash,
+                "cosa_guard.request_id": self.request_id,
+            },
+        )
 
     def lap(self, stage: str, since: float) -> None:
         self.timings[stage] = self.timings.get(stage, 0.0) + (time.perf_counter() - since) * 1000.0
@@ -407,6 +423,7 @@ class Guard:
         """
         rt = self._runtime(deployment_id)
         call = _Call(rt, request_id or new_request_id(), client_messages(messages), stream=False)
+        call.begin_span("cosa_guard.chat")
         loop = asyncio.get_running_loop()
         try:
             try:
@@ -464,7 +481,8 @@ class Guard:
             return privileged.quote(messages)
         started = time.perf_counter()
         try:
-            check = await input_guard.check(messages, spec.injection)
+            with Stage(call.span, "cosa_guard.input_scan"):
+                check = await input_guard.check(messages, spec.injection)
         except Exception as exc:
             call.lap("input", started)
             return self._check_failed(call, _failure_detail(call, "input guard", exc), privileged)
@@ -538,8 +556,9 @@ class Guard:
         call.breaker_pending = True
         started = time.perf_counter()
         try:
-            completion = await primary.generate(messages, params)
-            text = checked_answer(completion.text, call.rt.deployment.spec.limits.max_answer_chars)
+            with Stage(call.span, "cosa_guard.generate"):
+                completion = await primary.generate(messages, params)
+                text = checked_answer(completion.text, call.rt.deployment.spec.limits.max_answer_chars)
         except Exception as exc:
             call.lap("generate", started)
             call.breaker_pending = False
@@ -569,8 +588,9 @@ class Guard:
         call.stage, call.route, call.model = "generate", Route.CASCADE, fallback.name
         started = time.perf_counter()
         try:
-            completion = await fallback.generate(model_messages, params)
-            text = checked_answer(completion.text, call.rt.deployment.spec.limits.max_answer_chars)
+            with Stage(call.span, "cosa_guard.generate"):
+                completion = await fallback.generate(model_messages, params)
+                text = checked_answer(completion.text, call.rt.deployment.spec.limits.max_answer_chars)
         except Exception as exc:
             call.lap("generate", started)
             call.decision = Decision.failed(_failure_kind(exc), _failure_detail(call, "cascade backend", exc))
@@ -585,7 +605,8 @@ class Guard:
         call.stage = "judge"
         started = time.perf_counter()
         try:
-            verdict = await verifier.verdict(messages, call.text)
+            with Stage(call.span, "cosa_guard.judge"):
+                verdict = await verifier.verdict(messages, call.text)
         except Exception as exc:
             call.lap("judge", started)
             self._judge_failed(call, FailureKind.JUDGE, _failure_detail(call, "judge", exc))
@@ -631,6 +652,7 @@ class Guard:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + spec.deadline_s
         finished = False
+        call.begin_span("cosa_guard.stream")
         try:
             try:
                 async with asyncio.timeout_at(deadline):
@@ -725,7 +747,8 @@ class Guard:
             assert verifier is not None
             started = time.perf_counter()
             try:
-                verdict = await verifier.verdict(messages, text, use_cache=final)
+                with Stage(call.span, "cosa_guard.judge"):
+                    verdict = await verifier.verdict(messages, text, use_cache=final)
             finally:
                 call.lap("judge", started)
             call.verdict = verdict
@@ -735,6 +758,7 @@ class Guard:
         chunks = checked_chunks(
             backend_chunks(backend, model_messages, params), rt.deployment.spec.limits.max_answer_chars
         )
+        span = start_child(call.span, "cosa_guard.generate")  # the judge's windows are its siblings
         started = time.perf_counter()
         judged_before = call.timings.get("judge", 0.0)
         released = guard_stream(
@@ -754,6 +778,8 @@ class Guard:
                     yield delta
         finally:
             await chunks.aclose()
+            error = {"error.type": type(outcome.error).__name__} if outcome.error is not None else None
+            end_span(span, error, failed=error is not None)
             judging = call.timings.get("judge", 0.0) - judged_before
             call.timings["generate"] = (
                 call.timings.get("generate", 0.0) + (time.perf_counter() - started) * 1000.0 - judging
@@ -786,16 +812,20 @@ class Guard:
     # --- the record of each call -------------------------------------------------------------------
 
     def _finish(self, call: _Call) -> None:
-        """Audit and metrics; runs in `finally`, so a cancelled call is recorded too. Never raises."""
+        """Audit, metrics, the span; runs in `finally`, so a cancelled call is recorded too. Never raises."""
+        label = "cancelled" if call.cancelled or call.decision is None else call.decision.label
         try:
             elapsed = time.perf_counter() - call.started
-            label = "cancelled" if call.cancelled or call.decision is None else call.decision.label
             self._metrics.observe(call.rt.deployment.id, label, call.route.value, elapsed, call.timings)
             sink = call.rt.audit
             if sink is not None:
                 sink.emit(self._record(call, label, elapsed))
         except Exception:
             logger.exception("could not record request %s", call.request_id)
+        try:  # the application's span processors run here, and may raise
+            end_span(call.span, {"cosa_guard.route": call.route.value, "cosa_guard.decision": label})
+        except Exception:
+            logger.exception("could not end the span of request %s", call.request_id)
 
     def _record(self, call: _Call, label: str, elapsed: float) -> AuditRecord:
         rt = call.rt

@@ -21,6 +21,7 @@ HEAVY = [
     "peft",
     "numpy",
     "prometheus_client",
+    "opentelemetry",
 ]
 
 
