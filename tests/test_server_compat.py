@@ -271,6 +271,35 @@ def test_the_decision_rides_in_a_header_and_the_system_fingerprint(service: Serv
     assert refused.parse().choices[0].message.refusal == REFUSAL
 
 
+def test_langchain_chat_openai_reads_the_decision_from_the_server(service: Service) -> None:
+    """langchain-openai drops unknown top-level fields: the decision reaches it through
+    `system_fingerprint` and, with include_response_headers=True, the decision header."""
+    langchain_openai = pytest.importorskip("langchain_openai")
+    model = langchain_openai.ChatOpenAI(
+        base_url=service.url + "/v1",
+        api_key=service.key,
+        model="game",
+        max_retries=0,
+        include_response_headers=True,
+    )
+    allowed = model.invoke("a duel")
+    refused = model.invoke("drugs")
+    assert allowed.content == "echo: a duel"
+    assert allowed.response_metadata["system_fingerprint"].endswith(";decision=allowed")
+    assert allowed.response_metadata["headers"]["x-cosa-guard-decision"] == "allowed"
+    assert refused.response_metadata["system_fingerprint"].endswith(";decision=refused:output_violation")
+    assert refused.response_metadata["headers"]["x-cosa-guard-decision"] == "refused:output_violation"
+    assert refused.response_metadata["finish_reason"] == "content_filter"
+    streamed = list(model.stream("drugs"))
+    assert "".join(str(c.content) for c in streamed) == REFUSAL
+    fingerprints = [
+        c.response_metadata["system_fingerprint"]
+        for c in streamed
+        if c.response_metadata.get("system_fingerprint")
+    ]
+    assert fingerprints[-1].endswith(";decision=refused:output_violation")
+
+
 def test_a_streams_last_chunk_carries_the_decision_in_its_fingerprint(service: Service) -> None:
     chunks = list(
         service.client().chat.completions.create(model="game", messages=_user("drugs"), stream=True)
