@@ -85,21 +85,19 @@ def agent(
     )
 
 
-def run(graph: Any, sync: bool, state: Any = ASK, config: Any = None) -> Any:
-    """`graph.invoke` or `graph.ainvoke` (on a fresh loop) with the same arguments."""
-    return graph.invoke(state, config) if sync else asyncio.run(graph.ainvoke(state, config))
+async def run(graph: Any, sync: bool, state: Any = ASK, config: Any = None) -> Any:
+    """`graph.invoke` (in a worker thread with no event loop, as a sync caller has) or `graph.ainvoke`."""
+    if sync:
+        return await asyncio.to_thread(graph.invoke, state, config)
+    return await graph.ainvoke(state, config)
 
 
-def streamed_texts(graph: Any, sync: bool) -> list[str]:
+async def streamed_texts(graph: Any, sync: bool) -> list[str]:
     """The text of every message chunk `stream(stream_mode="messages")` (or `astream`) shows a client."""
     if sync:
-        pieces = list(graph.stream(ASK, stream_mode="messages"))
+        pieces = await asyncio.to_thread(lambda: list(graph.stream(ASK, stream_mode="messages")))
     else:
-
-        async def collect() -> list[Any]:
-            return [piece async for piece in graph.astream(ASK, stream_mode="messages")]
-
-        pieces = asyncio.run(collect())
+        pieces = [piece async for piece in graph.astream(ASK, stream_mode="messages")]
     return [chunk.text for chunk, _ in pieces if chunk.text]
 
 
@@ -184,8 +182,8 @@ async def test_injection_in_a_tool_result_stops_the_agent(tmp_path: Path) -> Non
 
 
 @sync_and_async
-def test_streamed_messages_never_show_the_violating_answer(tmp_path: Path, sync: bool) -> None:
-    streamed = streamed_texts(agent(tmp_path, fake_model(UNSAFE)), sync)
+async def test_streamed_messages_never_show_the_violating_answer(tmp_path: Path, sync: bool) -> None:
+    streamed = await streamed_texts(agent(tmp_path, fake_model(UNSAFE)), sync)
     assert streamed
     assert all(MARKER not in text for text in streamed)
     assert REFUSAL in "".join(streamed)
@@ -203,12 +201,12 @@ def forecast(sky: str) -> AIMessage:
 
 
 @sync_and_async
-def test_a_refusal_ends_a_structured_output_agent(tmp_path: Path, sync: bool) -> None:
+async def test_a_refusal_ends_a_structured_output_agent(tmp_path: Path, sync: bool) -> None:
     # Tool-less, structured output: an answer without the schema's tool call sends the agent back
     # to the model; a refusal must end the run instead of asking again up to the recursion limit.
     model = RecordingChatModel(messages=itertools.repeat(UNSAFE), sent=[], options=[])
     graph = agent(tmp_path, model, tools=(), response_format=ToolStrategy(Forecast))
-    result = run(graph, sync, config={"recursion_limit": 25})
+    result = await run(graph, sync, config={"recursion_limit": 25})
     assert len(model.sent) == 1
     assert result["messages"][-1].content == REFUSAL
     assert meta(result["messages"][-1])["decision"] == "refused:output_violation"
@@ -223,7 +221,7 @@ def test_an_allowed_structured_answer_still_ends_with_the_response(tmp_path: Pat
     assert len(model.sent) == 1
 
 
-def test_a_guarded_model_raising_on_refusal_ends_a_structured_output_agent(tmp_path: Path) -> None:
+async def test_a_guarded_model_raising_on_refusal_ends_a_structured_output_agent(tmp_path: Path) -> None:
     # Without the middleware nothing can end the run on a refusal (an answer like any other to the
     # agent): raising is the way out, in one model call.
     path, _ = write_deployment(tmp_path)
@@ -233,7 +231,7 @@ def test_a_guarded_model_raising_on_refusal_ends_a_structured_output_agent(tmp_p
     )
     graph = create_agent(guarded, [], response_format=ToolStrategy(Forecast))
     with pytest.raises(GuardRefusalError):
-        run(graph, sync=True, config={"recursion_limit": 25})
+        await run(graph, sync=True, config={"recursion_limit": 25})
     assert len(model.sent) == 1
 
 
@@ -246,23 +244,23 @@ class Down(GenericFakeChatModel):
 
 
 @sync_and_async
-def test_a_failure_raises_a_typed_error_out_of_the_run(tmp_path: Path, sync: bool) -> None:
+async def test_a_failure_raises_a_typed_error_out_of_the_run(tmp_path: Path, sync: bool) -> None:
     with pytest.raises(GuardFailedError) as raised:
-        run(agent(tmp_path, Down(messages=iter([]))), sync)
+        await run(agent(tmp_path, Down(messages=iter([]))), sync)
     assert raised.value.decision.failure is FailureKind.BACKEND
     assert tool_runs == []
 
 
 @sync_and_async
-def test_raise_on_refusal_raises_for_blocked_answers_and_inputs(tmp_path: Path, sync: bool) -> None:
+async def test_raise_on_refusal_raises_for_blocked_answers_and_inputs(tmp_path: Path, sync: bool) -> None:
     graph = agent(tmp_path, fake_model(calls(f"{MARKER} depot")), raise_on_refusal=True)
     with pytest.raises(GuardRefusalError) as raised:
-        run(graph, sync)
+        await run(graph, sync)
     assert raised.value.label == "refused:output_violation"
     assert MARKER not in str(raised.value)
     assert tool_runs == []
     with pytest.raises(GuardRefusalError) as gated:
-        run(graph, sync, {"messages": [HumanMessage(INJECTION)]})
+        await run(graph, sync, {"messages": [HumanMessage(INJECTION)]})
     assert gated.value.label == "refused:input_injection"
 
 
@@ -286,13 +284,13 @@ def test_unknown_deployment_fails_at_construction(tmp_path: Path) -> None:
 
 
 @sync_and_async
-def test_a_guarded_chat_model_as_the_agents_model(tmp_path: Path, sync: bool) -> None:
+async def test_a_guarded_chat_model_as_the_agents_model(tmp_path: Path, sync: bool) -> None:
     # The other way to guard an agent: GuardedChatModel as its model (tools bound through the wrapper).
     path, _ = write_deployment(tmp_path)
     guarded = GuardedChatModel.from_deployments(
         fake_model(calls("Paris"), UNSAFE), path, DEPLOYMENT, **guard_options()
     )
-    streamed = streamed_texts(create_agent(guarded, [weather]), sync)
+    streamed = await streamed_texts(create_agent(guarded, [weather]), sync)
     assert tool_runs == ["Paris"]
     assert streamed and all(MARKER not in text for text in streamed)
     assert REFUSAL in "".join(streamed)
