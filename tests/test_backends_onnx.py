@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from _backend_contract import MESSAGES, BackendContract, Subject, wants_length
+from _backend_contract import LONG_MESSAGES, MESSAGES, BackendContract, Subject
 
 from cosa_guard.backends.onnx_genai import DecodeOptions, OnnxGenAIBackend, TokenEngine
 from cosa_guard.errors import BackendBusyError, BackendError
@@ -49,17 +49,13 @@ class FakeEngine:
             self.gate.wait()
         if self.fail:
             raise RuntimeError("the model crashed")
-        long = prompt == [len(m.content) for m in LONG]
+        long = prompt == [len(m.content) for m in LONG_MESSAGES]
         pieces = [" and on"] * LONG_TOKENS if long else SHORT
         for piece in pieces[: options.max_new_tokens]:
             if long:
                 time.sleep(0.0005)  # a model's time per token
             self.steps += 1
             yield piece
-
-
-LONG = (Message("system", "Be thorough."), Message("user", "Tell me about the knight at length."))
-assert wants_length(LONG)
 
 
 class TestOnnxContract(BackendContract):

@@ -15,9 +15,12 @@ depend on how the text was split into pieces, so a joined stream equals the whol
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
-__all__ = ["StopBuffer", "cut_at_stop"]
+from cosa_guard.types import Completion
+
+__all__ = ["StopBuffer", "cut_at_stop", "cut_completion"]
 
 
 def _find_stop(text: str, stops: Sequence[str]) -> int | None:
@@ -34,6 +37,12 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
     """A whole answer cut before its first stop string, and whether one was found."""
     cut = _find_stop(text, stops)
     return (text, False) if cut is None else (text[:cut], True)
+
+
+def cut_completion(completion: Completion, stops: Sequence[str]) -> Completion:
+    """`completion` cut before its first stop string, with finish_reason `stop` when one was found."""
+    text, stopped = cut_at_stop(completion.text, stops)
+    return dataclasses.replace(completion, text=text, finish_reason="stop") if stopped else completion
 
 
 class StopBuffer:

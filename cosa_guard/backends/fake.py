@@ -6,7 +6,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 
-from cosa_guard.backends._stops import StopBuffer, cut_at_stop
+from cosa_guard.backends._stops import StopBuffer, cut_completion
 from cosa_guard.errors import BackendError
 from cosa_guard.types import Chunk, Completion, GenerationParams, Message
 
@@ -65,8 +65,7 @@ class ScriptedBackend:
         if self.delay:
             await asyncio.sleep(self.delay)
         text, finish = _at_most(self._reply(messages), params.max_tokens)
-        text, stopped = cut_at_stop(text, params.stop)
-        return Completion(text=text, model=self.name, finish_reason="stop" if stopped else finish)
+        return cut_completion(Completion(text=text, model=self.name, finish_reason=finish), params.stop)
 
     async def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[Chunk]:
         if self.delay:

@@ -23,14 +23,13 @@ langchain-core is imported lazily (extra `langchain`); `import cosa_guard` never
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
 from cosa_guard._optional import require
-from cosa_guard.backends._stops import StopBuffer, cut_at_stop
+from cosa_guard.backends._stops import StopBuffer, cut_completion
 from cosa_guard.errors import BackendError, CosaGuardError, status_error
 from cosa_guard.types import ROLES, Chunk, Completion, GenerationParams, Message, Usage
 
@@ -170,9 +169,7 @@ class LangChainBackend:
             raise
         except Exception as exc:
             raise _backend_error(self.name, exc) from exc
-        completion = completion_of(message, self.name)
-        text, stopped = cut_at_stop(completion.text, params.stop)
-        return dataclasses.replace(completion, text=text, finish_reason="stop") if stopped else completion
+        return cut_completion(completion_of(message, self.name), params.stop)
 
     async def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[Chunk]:
         pieces: list[AIMessageChunk] = []

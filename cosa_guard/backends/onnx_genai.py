@@ -280,11 +280,8 @@ class OnnxGenAIBackend:
         if self._shared is None:
             try:
                 self._shared = await asyncio.to_thread(_load_shared, *self._load_args)
-            except (
-                OSError,
-                RuntimeError,
-                ValueError,
-            ) as exc:  # onnxruntime reports a bad model as RuntimeError
+            # onnxruntime reports a bad model as RuntimeError
+            except (OSError, RuntimeError, ValueError) as exc:
                 raise BackendError(f"{self.name}: cannot load the model: {exc}") from exc
         return self._shared
 

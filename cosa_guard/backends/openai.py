@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import math
 import os
@@ -32,7 +31,7 @@ import httpx
 from cosa_guard.backends._aiohttp_transport import AiohttpTransport, aiohttp_available, aiohttp_module
 from cosa_guard.backends._http_pool import PooledTransport
 from cosa_guard.backends._per_loop import PerLoopTransport
-from cosa_guard.backends._stops import StopBuffer, cut_at_stop
+from cosa_guard.backends._stops import StopBuffer, cut_completion
 from cosa_guard.errors import (
     BackendError,
     BackendRequestError,
@@ -193,9 +192,7 @@ class OpenAIBackend:
 
     async def generate(self, messages: Sequence[Message], params: GenerationParams) -> Completion:
         data = await self._post_json(self._body(messages, params, stream=False))
-        completion = _completion(data, self.model)
-        text, stopped = cut_at_stop(completion.text, params.stop)
-        return dataclasses.replace(completion, text=text, finish_reason="stop") if stopped else completion
+        return cut_completion(_completion(data, self.model), params.stop)
 
     async def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[Chunk]:
         body = self._body(messages, params, stream=True)
