@@ -8,35 +8,24 @@ answers containing `DRUGS` as drug-related, which the config does not allow.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _server_fixtures import CONFIG, REFUSAL, guard_module, httpx, openai, wait_for_audit
 
-pytest.importorskip("fastapi")
-pytest.importorskip("uvicorn")
-openai = pytest.importorskip("openai")
-httpx = pytest.importorskip("httpx")
-guard_module = pytest.importorskip("cosa_guard.guard")
+from cosa_guard.audit import MemoryAuditSink
+from cosa_guard.backends.fake import ScriptedBackend
+from cosa_guard.deployments import BackendSpec
+from cosa_guard.errors import BackendError
+from cosa_guard.server import create_app
+from cosa_guard.server.usage import estimate_tokens
+from cosa_guard.testing.deployments import write_signed_deployment
+from cosa_guard.testing.server import serve_in_thread
+from cosa_guard.types import Completion, GenerationParams, Message, Usage
 
-from cosa_guard.audit import MemoryAuditSink  # noqa: E402
-from cosa_guard.backends.fake import ScriptedBackend  # noqa: E402
-from cosa_guard.config import SafetyConfig  # noqa: E402
-from cosa_guard.deployments import BackendSpec  # noqa: E402
-from cosa_guard.errors import BackendError  # noqa: E402
-from cosa_guard.server import create_app  # noqa: E402
-from cosa_guard.server.usage import estimate_tokens  # noqa: E402
-from cosa_guard.testing.deployments import write_signed_deployment  # noqa: E402
-from cosa_guard.testing.server import serve_in_thread  # noqa: E402
-from cosa_guard.types import Completion, GenerationParams, Message, Usage  # noqa: E402
-
-REFUSAL = "Not in this studio."
-CONFIG = SafetyConfig(
-    id="game", version=1, text="Fictional violence is fine.", allow=["violence"], refusal=REFUSAL
-)
 PROMPT_TOKENS, COMPLETION_TOKENS = 41, 7  # what the scripted model server reports
 ORIGIN = "https://chat.example"
 
@@ -90,14 +79,12 @@ class Service:
 
     def audit(self, request_id: str, timeout: float = 5.0) -> dict[str, Any]:
         """The audit record of `request_id` (written by a background thread), once it is there."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.audit_path.exists():
-                for line in self.audit_path.read_text(encoding="utf-8").splitlines():
-                    record: dict[str, Any] = json.loads(line)
-                    if record["request_id"] == request_id:
-                        return record
-            time.sleep(0.02)
+        records = wait_for_audit(
+            self.audit_path, lambda rs: any(r["request_id"] == request_id for r in rs), timeout
+        )
+        for record in records:
+            if record["request_id"] == request_id:
+                return record
         raise AssertionError(f"no audit record for {request_id}")
 
 

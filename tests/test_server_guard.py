@@ -7,33 +7,22 @@ the scripted judge flags answers containing `DRUGS` as drug-related (not allowed
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _server_fixtures import CONFIG, REFUSAL, guard_module, httpx, openai, wait_for_audit
 
-pytest.importorskip("fastapi")
-pytest.importorskip("uvicorn")
-openai = pytest.importorskip("openai")
-httpx = pytest.importorskip("httpx")
-guard_module = pytest.importorskip("cosa_guard.guard")
+from cosa_guard.backends.fake import ScriptedBackend
+from cosa_guard.deployments import BackendSpec
+from cosa_guard.errors import BackendError
+from cosa_guard.server import create_app
+from cosa_guard.testing.deployments import write_signed_deployment
+from cosa_guard.testing.server import serve_in_thread
+from cosa_guard.types import Message
 
-from cosa_guard.backends.fake import ScriptedBackend  # noqa: E402
-from cosa_guard.config import SafetyConfig  # noqa: E402
-from cosa_guard.deployments import BackendSpec  # noqa: E402
-from cosa_guard.errors import BackendError  # noqa: E402
-from cosa_guard.server import create_app  # noqa: E402
-from cosa_guard.testing.deployments import write_signed_deployment  # noqa: E402
-from cosa_guard.testing.server import serve_in_thread  # noqa: E402
-from cosa_guard.types import Message  # noqa: E402
-
-REFUSAL = "Not in this studio."
-CONFIG = SafetyConfig(
-    id="game", version=1, text="Fictional violence is fine.", allow=["violence"], refusal=REFUSAL
-)
 LONG = "The duel began at dawn. " * 40  # several holdback windows
 
 
@@ -83,16 +72,7 @@ class Service:
 
     def audit(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
         """The audit records once there are at least `count` (written by a background thread)."""
-        deadline = time.monotonic() + timeout
-        records: list[dict[str, Any]] = []
-        while time.monotonic() < deadline:
-            if self.audit_path.exists():
-                lines = self.audit_path.read_text(encoding="utf-8").splitlines()
-                records = [json.loads(line) for line in lines if line]
-                if len(records) >= count:
-                    return records
-            time.sleep(0.02)
-        return records
+        return wait_for_audit(self.audit_path, lambda records: len(records) >= count, timeout)
 
 
 @pytest.fixture
