@@ -24,6 +24,7 @@ from cosa_guard.errors import (
     JudgeParseError,
     UpstreamStatusError,
 )
+from cosa_guard.types import FailureKind
 
 DETAIL_LOGGER = "cosa_guard.detail"
 
@@ -53,6 +54,11 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
     return f"unexpected {type(exc).__name__}"
+
+
+def backend_failure_kind(exc: BaseException) -> FailureKind:
+    """The kind of a failed model call: a backend timeout, or any other backend failure."""
+    return FailureKind.TIMEOUT if isinstance(exc, BackendTimeoutError) else FailureKind.BACKEND
 
 
 def is_upstream_fault(exc: BaseException | None) -> bool:

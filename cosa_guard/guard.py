@@ -38,8 +38,8 @@ from cosa_guard.deployments import (
     ReloadReport,
     RoutesSpec,
 )
-from cosa_guard.errors import BackendTimeoutError, ConfigError, CosaGuardError
-from cosa_guard.failures import describe, is_upstream_fault, log_detail
+from cosa_guard.errors import ConfigError, CosaGuardError
+from cosa_guard.failures import backend_failure_kind, describe, is_upstream_fault, log_detail
 from cosa_guard.injection.base import Finding, InputGuard
 from cosa_guard.injection.detector import OFF_LOOP_CHARS
 from cosa_guard.judges.base import Judge
@@ -172,8 +172,12 @@ class _Call:
         )
 
 
-def _failure_kind(exc: BaseException) -> FailureKind:
-    return FailureKind.TIMEOUT if isinstance(exc, BackendTimeoutError) else FailureKind.BACKEND
+def _primary_failed(breaker: CircuitBreaker, exc: BaseException | None) -> None:
+    """Count a failed primary call against its breaker only when it is evidence of an unhealthy upstream."""
+    if is_upstream_fault(exc):
+        breaker.record_failure()
+    else:  # this request's own fault (or a bug): the primary's health is unknown
+        breaker.release()
 
 
 def _failure_detail(call: _Call, where: str, exc: BaseException) -> str:
@@ -562,14 +566,11 @@ class Guard:
         except Exception as exc:
             call.lap("generate", started)
             call.breaker_pending = False
-            if is_upstream_fault(exc):
-                breaker.record_failure()
-            else:  # this request's own fault (or a bug): the primary's health is unknown
-                breaker.release()
+            _primary_failed(breaker, exc)
             detail = _failure_detail(call, "primary", exc)
             logger.warning("deployment %r request %s: %s", call.rt.deployment.id, call.request_id, detail)
             call.notes.append(detail)
-            call.decision = Decision.failed(_failure_kind(exc), detail)
+            call.decision = Decision.failed(backend_failure_kind(exc), detail)
             return False
         call.lap("generate", started)
         call.breaker_pending = False
@@ -593,7 +594,9 @@ class Guard:
                 text = checked_answer(completion.text, call.rt.deployment.spec.limits.max_answer_chars)
         except Exception as exc:
             call.lap("generate", started)
-            call.decision = Decision.failed(_failure_kind(exc), _failure_detail(call, "cascade backend", exc))
+            call.decision = Decision.failed(
+                backend_failure_kind(exc), _failure_detail(call, "cascade backend", exc)
+            )
             return
         call.lap("generate", started)
         call.text, call.model, call.usage = text, completion.model or fallback.name, completion.usage
@@ -802,10 +805,7 @@ class Guard:
         if failure is FailureKind.TIMEOUT and not outcome.backend_done:
             breaker.record_failure()
         elif failure is FailureKind.BACKEND:
-            if is_upstream_fault(outcome.error):
-                breaker.record_failure()
-            else:  # this request's own fault (or a bug): the primary's health is unknown
-                breaker.release()
+            _primary_failed(breaker, outcome.error)
         else:
             breaker.record_success(call.timings.get("generate", 0.0) / 1000.0)
 

@@ -27,8 +27,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from dataclasses import dataclass
 
 from cosa_guard.backends.base import Backend
-from cosa_guard.errors import BackendTimeoutError
-from cosa_guard.failures import describe
+from cosa_guard.failures import backend_failure_kind, describe
 from cosa_guard.types import Chunk, Decision, FailureKind, GenerationParams, Message, TextDelta
 
 Check = Callable[[str, bool], Awaitable[Decision]]
@@ -80,9 +79,8 @@ def _failure(exc: BaseException, timer: asyncio.Timeout, stage: str) -> tuple[Fa
     """The kind and a fixed detail: the exception's text may quote unjudged text, so it stays out."""
     if timer.expired():
         return FailureKind.TIMEOUT, f"deadline passed while {stage}"
-    if isinstance(exc, BackendTimeoutError) and stage == "generating":
-        return FailureKind.TIMEOUT, f"{stage}: {describe(exc)}"
-    return (FailureKind.BACKEND if stage == "generating" else FailureKind.JUDGE), f"{stage}: {describe(exc)}"
+    kind = backend_failure_kind(exc) if stage == "generating" else FailureKind.JUDGE
+    return kind, f"{stage}: {describe(exc)}"
 
 
 async def guard_stream(
