@@ -49,7 +49,9 @@ def test_serve_options_come_from_the_environment_and_flags_win(
     monkeypatch.setenv("COSA_GUARD_WATCH_INTERVAL", "0")
     monkeypatch.setenv("COSA_GUARD_LOG_LEVEL", "debug")
     monkeypatch.setenv("COSA_GUARD_CORS_ORIGINS", "https://a.example, https://b.example")
+    monkeypatch.setenv("COSA_GUARD_BODY_TIMEOUT", "12.5")
     args = build_parser().parse_args(["serve"])
+    assert args.body_timeout == 12.5
     assert (args.deployments, args.host, args.port, args.workers, args.watch_interval) == (
         Path("/etc/cosa/deployments.yaml"),
         "0.0.0.0",

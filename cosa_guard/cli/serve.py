@@ -81,9 +81,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--body-timeout",
         type=float,
-        default=30.0,
+        default=_env("body-timeout", 30.0),
         metavar="SECONDS",
-        help="a request body that takes longer to arrive gets 408 (default: %(default)s)",
+        help=f"a request body that takes longer to arrive gets 408 ({_env_help('body-timeout')}; "
+        "default: %(default)s)",
     )
     parser.add_argument(
         "--watch-interval",
