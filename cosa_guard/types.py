@@ -128,6 +128,9 @@ class Verdict:
     reason: str = ""
     scores: Mapping[str, float] = field(default_factory=dict)
     judge: str = ""
+    # The config rule that decided the verdict (rule judges only): its number and text as signed.
+    rule_number: int | None = None
+    rule_text: str = ""
 
 
 class DecisionKind(str, enum.Enum):
