@@ -1,0 +1,1 @@
+"""The rule judge trainer: data builder, embedding cache, interaction head (`cosa-guard train rules`)."""

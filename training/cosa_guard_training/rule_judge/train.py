@@ -1,0 +1,267 @@
+"""Train the rule judge's head over cached frozen-backbone embeddings, measure it, pick thresholds.
+
+    cosa-guard train rules [--data-dir ../shared/data] [--output cosa_guard/data/rule_judge]
+
+Steps: build the corpus (`corpus`), embed it once (`embed`, cached under --cache-dir), train
+`RuleHead` on the training split (multiple-instance: a pair's logit is the maximum over its
+answer's windows, as at serving time), score the held-out split (subjects and template families
+training never saw) with the float16-rounded head that ships, pick the thresholds there
+(`forbids`: the lowest score whose false-positive rate on held-out negatives is at most
+`--max-fpr`, since a 5-rule config multiplies it; `allows`: best F1), calibrate `weak_other`
+(`calibrate`) and write the head with a JSON of data, command, thresholds and held-out figures.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cosa_guard.judges.rule_model import RuleHead, RuleScorer, ScorerConfig, TextEmbedder
+from cosa_guard_training.rule_judge.corpus import TRAIN, VAL, Answer, Pair, build_answers, build_pairs
+from cosa_guard_training.rule_judge.embed import Embedded, embed_corpus
+from cosa_guard_training.rule_judge.templates import VAL_FAMILIES
+
+
+@dataclass(frozen=True)
+class HeadSettings:
+    epochs: int = 30
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    max_fpr: float = 0.03  # forbids threshold: at most this share of held-out negative pairs match
+    seed: int = 0
+    time_budget_s: float = 20 * 60
+
+
+@dataclass
+class PairTensors:
+    """Pairs flattened to (rule, window, request) rows; `owner[i]` is the pair row `i` belongs to."""
+
+    rules: torch.Tensor
+    windows: torch.Tensor
+    requests: torch.Tensor
+    owner: torch.Tensor
+    starts: list[int]  # per pair, its first row
+    labels: torch.Tensor
+
+
+def pair_tensors(pairs: Sequence[Pair], emb: Embedded) -> PairTensors:
+    rule_rows, window_rows, request_rows, owner, starts = [], [], [], [], []
+    rule_index = {t: i for i, t in enumerate(emb.rules)}
+    rule_matrix = torch.stack(list(emb.rules.values()))
+    answer_ids = sorted(emb.requests)
+    answer_index = {a: i for i, a in enumerate(answer_ids)}
+    request_matrix = torch.stack([emb.requests[a] for a in answer_ids])
+    for i, pair in enumerate(pairs):
+        start, end = emb.spans[pair.answer]
+        starts.append(len(owner))
+        for row in range(start, end):
+            rule_rows.append(rule_index[pair.rule])
+            window_rows.append(row)
+            request_rows.append(answer_index[pair.answer])
+            owner.append(i)
+    return PairTensors(
+        rule_matrix[rule_rows],
+        emb.windows[window_rows],
+        request_matrix[request_rows],
+        torch.tensor(owner),
+        starts,
+        torch.tensor([float(p.label) for p in pairs]),
+    )
+
+
+def pair_logits(
+    head: RuleHead, t: PairTensors, rows: torch.Tensor, owner: torch.Tensor, n: int
+) -> torch.Tensor:
+    """Per pair, the maximum logit over its rows (`owner` renumbered 0..n-1 within the batch)."""
+    logits = head(t.rules[rows], t.windows[rows], t.requests[rows])
+    out = torch.full((n,), -1e9, dtype=logits.dtype)
+    return out.scatter_reduce(0, owner, logits, reduce="amax")
+
+
+def _rows_of(t: PairTensors, batch: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    total = t.owner.shape[0]
+    rows: list[int] = []
+    owner: list[int] = []
+    for local, i in enumerate(batch):
+        end = t.starts[i + 1] if i + 1 < len(t.starts) else total
+        rows.extend(range(t.starts[i], end))
+        owner.extend([local] * (end - t.starts[i]))
+    return torch.tensor(rows), torch.tensor(owner)
+
+
+def fit_head(
+    config: ScorerConfig, t: PairTensors, settings: HeadSettings, *, progress: bool = True
+) -> RuleHead:
+    torch.manual_seed(settings.seed)
+    head = RuleHead(config)
+    optimiser = torch.optim.AdamW(head.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    positives = float(t.labels.sum())
+    pos_weight = torch.tensor((len(t.labels) - positives) / max(positives, 1.0))
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    rng = random.Random(settings.seed)
+    order = list(range(len(t.starts)))
+    started = time.monotonic()
+    for epoch in range(settings.epochs):
+        head.train(True)
+        rng.shuffle(order)
+        total = 0.0
+        for b in range(0, len(order), settings.batch_size):
+            batch = order[b : b + settings.batch_size]
+            rows, owner = _rows_of(t, batch)
+            logits = pair_logits(head, t, rows, owner, len(batch))
+            loss = loss_fn(logits, t.labels[batch])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            total += float(loss) * len(batch)
+        if progress:
+            print(f"epoch {epoch + 1}: loss {total / len(order):.4f}", file=sys.stderr, flush=True)
+        if time.monotonic() - started > settings.time_budget_s:
+            break
+    head.train(False)
+    with torch.no_grad():  # score with exactly what ships
+        for param in head.parameters():
+            param.copy_(param.to(torch.float16).to(torch.float32))
+    return head
+
+
+def predict(head: RuleHead, t: PairTensors, batch_size: int = 1024) -> list[float]:
+    out: list[float] = []
+    with torch.inference_mode():
+        for b in range(0, len(t.starts), batch_size):
+            batch = list(range(b, min(b + batch_size, len(t.starts))))
+            rows, owner = _rows_of(t, batch)
+            out += torch.sigmoid(pair_logits(head, t, rows, owner, len(batch))).tolist()
+    return out
+
+
+def auc(scores: Sequence[float], labels: Sequence[int]) -> float:
+    """Area under the ROC curve (the probability a positive outscores a negative; ties count half)."""
+    ranked = sorted(zip(scores, labels, strict=True))
+    pos = sum(labels)
+    neg = len(labels) - pos
+    if not pos or not neg:
+        return float("nan")
+    rank_sum, i = 0.0, 0
+    while i < len(ranked):
+        j = i
+        while j < len(ranked) and ranked[j][0] == ranked[i][0]:
+            j += 1
+        rank_sum += (i + j + 1) / 2 * sum(y for _, y in ranked[i:j])
+        i = j
+    return (rank_sum - pos * (pos + 1) / 2) / (pos * neg)
+
+
+def rates(scores: Sequence[float], labels: Sequence[int], threshold: float) -> dict[str, float]:
+    tp = sum(1 for s, y in zip(scores, labels, strict=True) if s >= threshold and y)
+    fp = sum(1 for s, y in zip(scores, labels, strict=True) if s >= threshold and not y)
+    fn = sum(1 for s, y in zip(scores, labels, strict=True) if s < threshold and y)
+    negatives = len(labels) - sum(labels)
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1, "fpr": fp / negatives if negatives else 0.0}
+
+
+GRID = [round(0.02 * i, 2) for i in range(1, 50)]
+
+
+def pick_thresholds(scores: Sequence[float], labels: Sequence[int], max_fpr: float) -> dict[str, float]:
+    """`forbids`: the lowest grid threshold with FPR <= max_fpr; `allows`: the best-F1 one."""
+    forbids = next((t for t in GRID if rates(scores, labels, t)["fpr"] <= max_fpr), GRID[-1])
+    allows = max(GRID, key=lambda t: (rates(scores, labels, t)["f1"], -t))
+    return {"forbids": forbids, "allows": allows}
+
+
+def report(
+    scores: Sequence[float], pairs: Sequence[Pair], answers: dict[str, Answer], thresholds: dict[str, float]
+) -> dict[str, Any]:
+    """Held-out figures: overall at both thresholds, and the slices that matter for rules."""
+    labels = [p.label for p in pairs]
+    out: dict[str, Any] = {
+        "pairs": len(pairs),
+        "positives": sum(labels),
+        "auc": round(auc(scores, labels), 4),
+    }
+    for name, t in thresholds.items():
+        out[name] = {k: round(v, 4) for k, v in rates(scores, labels, t).items()}
+    t = thresholds["forbids"]
+    slices = {
+        "hard_negative_fpr": [s for s, p in zip(scores, pairs, strict=True) if p.hard],
+        "refusal_fpr": [s for s, p in zip(scores, pairs, strict=True) if answers[p.answer].kind == "refusal"],
+        "benign_fpr": [s for s, p in zip(scores, pairs, strict=True) if answers[p.answer].kind == "benign"],
+    }
+    for name, values in slices.items():
+        out[name] = round(sum(1 for s in values if s >= t) / len(values), 4) if values else None
+    partial = [
+        s for s, p in zip(scores, pairs, strict=True) if p.label and answers[p.answer].kind == "partial"
+    ]
+    out["partial_recall"] = round(sum(1 for s in partial if s >= t) / len(partial), 4) if partial else None
+    return out
+
+
+def train_rule_judge(
+    data_dir: Path | None,
+    output: Path,
+    *,
+    cache_dir: Path | None,
+    settings: HeadSettings = HeadSettings(),
+    calibrate_other: bool = True,
+    command: str = "",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Build, embed, train, measure, calibrate and save; returns the metadata written."""
+    from cosa_guard_training.rule_judge.calibrate import calibrate_weak_other
+
+    torch.set_num_threads(1)  # a shared 2-core box: one thread was as fast and left the other core free
+    started = time.monotonic()
+    config = ScorerConfig()
+    inv, answers = build_answers(data_dir, settings.seed)
+    pairs = build_pairs(inv, answers, settings.seed)
+    embedder = TextEmbedder()
+    emb = embed_corpus(embedder, answers, pairs, config, cache_dir, progress=progress)
+    train_pairs = [p for p in pairs if p.split == TRAIN]
+    val_pairs = [p for p in pairs if p.split == VAL]
+    head = fit_head(config, pair_tensors(train_pairs, emb), settings, progress=progress)
+    scores = predict(head, pair_tensors(val_pairs, emb))
+    labels = [p.label for p in val_pairs]
+    thresholds = pick_thresholds(scores, labels, settings.max_fpr)
+    by_id = {a.id: a for a in answers}
+    held_out = report(scores, val_pairs, by_id, thresholds)
+    scorer = RuleScorer(embedder, head, config)
+    if calibrate_other:
+        thresholds["weak_other"], held_out["weak_other_calibration"] = calibrate_weak_other(
+            scorer, inv, [a for a in answers if a.split == VAL], thresholds, settings.seed
+        )
+    metadata = {
+        "thresholds": thresholds,
+        "threshold_objective": (
+            f"forbids: lowest score with <= {settings.max_fpr} of held-out negative pairs matched; "
+            "allows: best F1 on held-out pairs; weak_other: see held_out.weak_other_calibration"
+        ),
+        "held_out": held_out,
+        "data": {
+            "answers": len(answers),
+            "train_pairs": len(train_pairs),
+            "val_pairs": len(val_pairs),
+            "sources": sorted({a.id.split(":")[0].split("-")[0] for a in answers}),
+            "held_out": "whole subjects (20% by hash) and template families "
+            + ", ".join(sorted(VAL_FAMILIES)),
+        },
+        "training": {
+            **asdict(settings),
+            "torch": torch.__version__,
+            "seconds": round(time.monotonic() - started, 1),
+        },
+        "command": command,
+    }
+    scorer.save(output, metadata)
+    return metadata
