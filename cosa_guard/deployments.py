@@ -78,7 +78,7 @@ class BackendSpec(_Spec):
 
 
 class JudgeSpec(_Spec):
-    """Which judge checks responses. `kind`: category, llm, composite, scripted."""
+    """Which judge checks responses. `kind`: category, rules, llm, composite, scripted."""
 
     kind: str = "category"
     backend: BackendSpec | None = None

@@ -5,6 +5,10 @@ Kinds:
 - `category` (default): the trained category judge that ships with the package
   (`cosa_guard.judges.category.CategoryJudge.load()`); `threshold` and `options` are passed on
   (`path`, relative to the deployments file, loads other weights).
+- `rules`: the rule judge (`cosa_guard.judges.rules.RuleJudge.load()`): the answer judged against
+  each of the config's rules, with the shipped category judge as the floor. Options: `path` (rule
+  judge weights) and `category_path` (category judge weights), both relative to the deployments
+  file; `floor`. Its thresholds ship with the weights, so `threshold` is refused.
 - `llm`: `LLMJudge` over the backend in `backend` (any chat model; logprob scoring where the
   backend offers it). Options: `max_tokens`.
 - `composite`: every judge in `judges`; any violation wins. Options: `tolerate_failures`.
@@ -29,7 +33,7 @@ from cosa_guard.judges.fake import ScriptedJudge
 from cosa_guard.judges.llm import LLMJudge
 
 BackendFactory = Callable[[BackendSpec, Path], Backend]
-KINDS = ("category", "llm", "composite", "scripted")
+KINDS = ("category", "rules", "llm", "composite", "scripted")
 
 
 def _import_part(module: str, missing: str) -> ModuleType:
@@ -59,6 +63,8 @@ def build_judge(spec: JudgeSpec, base_dir: Path, *, backend_factory: BackendFact
     options = dict(spec.options)
     if spec.kind == "category":
         return _category_judge(spec, options, base_dir)
+    if spec.kind == "rules":
+        return _rules_judge(spec, options, base_dir)
     if spec.kind == "llm":
         if spec.backend is None:
             raise ConfigError("judge kind 'llm' needs a `backend` (the model that judges)")
@@ -90,4 +96,21 @@ def _category_judge(spec: JudgeSpec, options: dict[str, Any], base_dir: Path) ->
     if "path" in options:  # weights of the operator's own training run, next to the deployments file
         options["path"] = base_dir / Path(str(options["path"])).expanduser()
     judge: Judge = module.CategoryJudge.load(**options)
+    return judge
+
+
+def _rules_judge(spec: JudgeSpec, options: dict[str, Any], base_dir: Path) -> Judge:
+    module = _import_part(
+        "cosa_guard.judges.rules",
+        "judge kind 'rules' needs cosa_guard.judges.rules, which this installation lacks; "
+        "use judge kind 'category' or 'llm'",
+    )
+    if spec.threshold is not None:
+        raise ConfigError(
+            "judge kind 'rules' takes no `threshold`: its thresholds are calibrated and ship with its weights"
+        )
+    for key in ("path", "category_path"):  # the operator's own weights, next to the deployments file
+        if key in options:
+            options[key] = base_dir / Path(str(options[key])).expanduser()
+    judge: Judge = module.RuleJudge.load(**options)
     return judge

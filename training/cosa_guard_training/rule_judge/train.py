@@ -121,7 +121,7 @@ def fit_head(
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            total += float(loss) * len(batch)
+            total += float(loss.detach()) * len(batch)
         if progress:
             print(f"epoch {epoch + 1}: loss {total / len(order):.4f}", file=sys.stderr, flush=True)
         if time.monotonic() - started > settings.time_budget_s:

