@@ -85,7 +85,7 @@ def register(sub: Any) -> None:
     rules.add_argument(
         "--cache-dir", help="embedding cache (default: <tmp>/cosa_guard_rule_judge); reruns reuse it"
     )
-    rules.add_argument("--epochs", type=int, default=30)
+    rules.add_argument("--epochs", type=int, default=8)
     rules.add_argument("--seed", type=int, default=0)
     rules.set_defaults(func=_rules)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,9 +103,14 @@ def _read(path: Path) -> Iterator[dict[str, Any]]:
 class Inventory:
     """Every subject by id, with each narrow subject's tags (itself and its parents, transitively)."""
 
-    def __init__(self, subjects: Sequence[Subject]) -> None:
+    def __init__(
+        self, subjects: Sequence[Subject], aliases: Mapping[str, frozenset[str]] | None = None
+    ) -> None:
         self.by_id = {s.id: s for s in subjects}
         self.broad = frozenset(s.id for s in (*BROAD, *jbb_category_subjects()))
+        # Near-duplicate subjects from different sources ("email scam", "mail scam"): an answer that
+        # does one does the other, and they share a split so neither leaks across the hold-out.
+        self.aliases = dict(aliases or {})
 
     def tags(self, subject_id: str) -> frozenset[str]:
         seen: set[str] = set()
@@ -118,11 +123,14 @@ class Inventory:
             subject = self.by_id.get(sid)
             if subject is not None:
                 todo.extend(subject.parents)
+            todo.extend(self.aliases.get(sid, ()))
         return frozenset(seen)
 
     def split_of(self, subject_id: str) -> str | None:
         """The split a rule about this subject may appear in (None: both, a broad subject)."""
-        return None if subject_id in self.broad else subject_split(subject_id)
+        if subject_id in self.broad:
+            return None
+        return subject_split(min(self.aliases.get(subject_id, frozenset()) | {subject_id}))
 
     def related(self, a: str, b: str) -> bool:
         sa, sb = self.by_id[a], self.by_id[b]
@@ -140,7 +148,7 @@ def synthetic_answers(inv: Inventory, rng: random.Random) -> list[Answer]:
     out: list[Answer] = []
     benign = [s for s in SYNTHETIC if s.category == "none"]
     for subject in SYNTHETIC:
-        split = subject_split(subject.id)
+        split = str(inv.split_of(subject.id))
         tags = inv.tags(subject.id)
         for i in range(SYNTHETIC_PER_SUBJECT):
             request = rng.choice(subject.requests)
@@ -183,7 +191,7 @@ def jbb_answers(inv: Inventory, rows: Sequence[dict[str, Any]]) -> list[Answer]:
                     _clip(row["response"]),
                     inv.tags(sid),
                     "jailbroken",
-                    subject_split(sid),
+                    str(inv.split_of(sid)),
                 )
             )
         else:  # not jailbroken: a refusal or an answer that does not do the behaviour
@@ -194,7 +202,7 @@ def jbb_answers(inv: Inventory, rows: Sequence[dict[str, Any]]) -> list[Answer]:
                     _clip(row["response"]),
                     frozenset(),
                     "refusal",
-                    subject_split(sid),
+                    str(inv.split_of(sid)),
                 )
             )
     return out
@@ -207,7 +215,7 @@ def gptfuzz_answers(inv: Inventory, rows: Sequence[dict[str, Any]], rng: random.
         subject = subjects.get(int(row["question_id"]))
         if subject is None:
             continue
-        split = subject_split(subject.id)
+        split = str(inv.split_of(subject.id))
         answer_id = f"gptfuzz:{row['question_id']}:{i}"
         if int(row["label"]) == 1:
             positives.append(
@@ -240,8 +248,11 @@ def benign_answers(inv: Inventory, rows: Sequence[dict[str, Any]], rng: random.R
     return out[:MAX_BENIGN]
 
 
-def build_answers(data_dir: Path | None, seed: int) -> tuple[Inventory, list[Answer]]:
-    """The inventory and every answer; without `data_dir` only the synthetic ones."""
+def build_answers(
+    data_dir: Path | None, seed: int, aliases: Mapping[str, frozenset[str]] | None = None
+) -> tuple[Inventory, list[Answer]]:
+    """The inventory and every answer; without `data_dir` only the synthetic ones. `aliases`:
+    near-duplicate subjects (`embed.near_duplicates`), which share tags and split."""
     rng = random.Random(seed)
     jbb_rows: list[dict[str, Any]] = []
     fuzz_rows: list[dict[str, Any]] = []
@@ -258,7 +269,7 @@ def build_answers(data_dir: Path | None, seed: int) -> tuple[Inventory, list[Ans
     behaviors = {r["meta"]["behavior"]: r["meta"]["jbb_category"] for r in jbb_rows}
     fuzz = list({s.id: s for s in gptfuzz_subjects().values()}.values())
     subjects = [*BROAD, *jbb_category_subjects(), *SYNTHETIC, *BENIGN_REAL, *jbb_subjects(behaviors), *fuzz]
-    inv = Inventory(subjects)
+    inv = Inventory(subjects, aliases)
     answers = synthetic_answers(inv, rng) + jbb_answers(inv, jbb_rows) + gptfuzz_answers(inv, fuzz_rows, rng)
     answers += benign_answers(inv, benign_rows, rng)
     return inv, answers

@@ -18,7 +18,9 @@ import torch
 from tqdm.auto import tqdm
 
 from cosa_guard.judges.rule_model import ScorerConfig, TextEmbedder
-from cosa_guard_training.rule_judge.corpus import Answer, Pair
+from cosa_guard_training.rule_judge.corpus import Answer, Inventory, Pair
+
+NEAR_DUPLICATE = 0.72  # measured: above it, subject pairs were the same thing from two sources
 
 
 @dataclass
@@ -88,3 +90,27 @@ def embed_corpus(
     for cache in (windows, requests, rules):
         cache.save()
     return Embedded(torch.cat(chunks), spans, by_answer, by_rule)
+
+
+def near_duplicates(
+    inv: Inventory, embedder: TextEmbedder, threshold: float = NEAR_DUPLICATE
+) -> dict[str, frozenset[str]]:
+    """Narrow subjects whose mean phrase embeddings have cosine >= `threshold` with each other
+    ("email scam" and "mail scam", GPTFuzz's and JailbreakBench's insider trading)."""
+    subjects = [s for s in inv.by_id.values() if s.phrases and s.id not in inv.broad]
+    with torch.inference_mode():
+        vectors = torch.stack(
+            [
+                torch.nn.functional.normalize(
+                    torch.stack([embedder.one(p, 32) for p in s.phrases]).mean(0), dim=0
+                )
+                for s in subjects
+            ]
+        )
+    close = (vectors @ vectors.T) >= threshold
+    out: dict[str, frozenset[str]] = {}
+    for i, subject in enumerate(subjects):
+        others = frozenset(subjects[j].id for j in close[i].nonzero().flatten().tolist() if j != i)
+        if others:
+            out[subject.id] = others
+    return out

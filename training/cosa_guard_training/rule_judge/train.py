@@ -25,17 +25,17 @@ import torch
 
 from cosa_guard.judges.rule_model import RuleHead, RuleScorer, ScorerConfig, TextEmbedder
 from cosa_guard_training.rule_judge.corpus import TRAIN, VAL, Answer, Pair, build_answers, build_pairs
-from cosa_guard_training.rule_judge.embed import Embedded, embed_corpus
+from cosa_guard_training.rule_judge.embed import Embedded, embed_corpus, near_duplicates
 from cosa_guard_training.rule_judge.templates import VAL_FAMILIES
 
 
 @dataclass(frozen=True)
 class HeadSettings:
-    epochs: int = 30
+    epochs: int = 8  # held-out AUC peaked here; 30 epochs overfit the training subjects
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 1e-4
-    max_fpr: float = 0.03  # forbids threshold: at most this share of held-out negative pairs match
+    max_fpr: float = 0.04  # forbids threshold: at most this share of held-out negative pairs match
     seed: int = 0
     time_budget_s: float = 20 * 60
 
@@ -224,9 +224,10 @@ def train_rule_judge(
     torch.set_num_threads(1)  # a shared 2-core box: one thread was as fast and left the other core free
     started = time.monotonic()
     config = ScorerConfig()
-    inv, answers = build_answers(data_dir, settings.seed)
-    pairs = build_pairs(inv, answers, settings.seed)
     embedder = TextEmbedder()
+    inv, _ = build_answers(data_dir, settings.seed)
+    inv, answers = build_answers(data_dir, settings.seed, near_duplicates(inv, embedder))
+    pairs = build_pairs(inv, answers, settings.seed)
     emb = embed_corpus(embedder, answers, pairs, config, cache_dir, progress=progress)
     train_pairs = [p for p in pairs if p.split == TRAIN]
     val_pairs = [p for p in pairs if p.split == VAL]
