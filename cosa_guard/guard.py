@@ -25,7 +25,7 @@ from collections.abc import AsyncGenerator, Iterable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cosa_guard.answers import checked_answer, checked_chunks
 from cosa_guard.audit import AuditHealth, AuditRecord, AuditSink, sink_health
@@ -52,7 +52,7 @@ from cosa_guard.request_ids import new_request_id
 from cosa_guard.routing import BreakerState, CircuitBreaker, JudgeFactory, RoutePool, Routes
 from cosa_guard.served import ServedLedger
 from cosa_guard.streaming import StreamOutcome, backend_chunks, guard_stream
-from cosa_guard.tracing import Stage, end_span, start_child, start_span
+from cosa_guard.tracing import Span, Stage, end_span, start_child, start_span
 from cosa_guard.types import (
     Decision,
     FailureKind,
@@ -69,9 +69,6 @@ from cosa_guard.types import (
     Verdict,
     as_messages,
 )
-
-if TYPE_CHECKING:
-    from opentelemetry.trace import Span
 
 __all__ = ["BackendFactory", "Guard", "JudgeFactory"]
 
@@ -131,7 +128,7 @@ class _Call:
     released: int = 0  # characters streamed to the caller
     cancelled: bool = False
     usage: Usage | None = None  # what the model that produced `text` reported, when it did
-    span: Span | None = None  # the call's OpenTelemetry span, when the API is installed
+    span: Span | None = None  # the call's span: OpenTelemetry's and an observer's, when there are
 
     def model_messages(self, messages: tuple[Message, ...]) -> tuple[Message, ...]:
         """What a model is sent: the one system message (config, then app instructions), then the turns."""
