@@ -16,6 +16,9 @@ the refusal and `response_metadata["cosa_guard"]["retracted"] = True`: the calle
 what it showed (a failure, or a refusal under `raise_on_refusal`, raises there instead). Calls
 that can produce tool calls (tools bound, structured output) are released as one chunk after
 the verdict, tool calls included.
+
+Tracing: the guard's steps are child runs of the guarded model's run (see `steps`), next to the
+wrapped model's own run.
 """
 
 from __future__ import annotations
@@ -30,17 +33,20 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable
+from langchain_core.runnables import Runnable, RunnableConfig
 from pydantic import Field
 
 from cosa_guard.backends.langchain import from_langchain, message_text
 from cosa_guard.deployments import LoadedDeployment
 from cosa_guard.errors import CosaGuardError
+from cosa_guard.tracing import observe
 from cosa_guard.types import DecisionKind, FinalEvent, GuardResponse, Retraction, TextDelta
+from cosa_guard_langchain._runs import nested_callbacks, nesting, pin_run, remember
 from cosa_guard_langchain._sync import iterate_in_thread, iterate_sync, run_sync
 from cosa_guard_langchain._walk import replace_chat_models
-from cosa_guard_langchain.backend import ChatModelBackend, ModelCall, inner_callbacks, use_call, whole_chunk
+from cosa_guard_langchain.backend import ChatModelBackend, ModelCall, use_call, whole_chunk
 from cosa_guard_langchain.errors import raise_for
+from cosa_guard_langchain.steps import RunSteps, run_steps
 
 __all__ = ["GuardedChatModel", "guard_metadata", "guarded_message", "keeps_produced"]
 
@@ -218,6 +224,43 @@ class GuardedChatModel(BaseChatModel):
         inner = getattr(self.model, "_identifying_params", {}) if self.model is not None else {}
         return {"deployment_id": self.deployment_id, "model": dict(inner)}
 
+    def stream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> Iterator[AIMessageChunk]:
+        config, nested = pin_run(config)
+        with nesting(nested):
+            yield from super().stream(input, config, stop=stop, **kwargs)
+
+    async def astream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[AIMessageChunk]:
+        config, nested = pin_run(config)
+        with nesting(nested):
+            async for chunk in super().astream(input, config, stop=stop, **kwargs):
+                yield chunk
+
+    def _should_stream(
+        self,
+        *,
+        async_api: bool,
+        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> bool:
+        should = super()._should_stream(async_api=async_api, run_manager=run_manager, **kwargs)
+        if should and run_manager is not None:  # an invoke about to call `_stream` without it
+            remember(run_manager)
+        return should
+
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -225,9 +268,9 @@ class GuardedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        return run_sync(
-            self._chat(messages, stop, self._model_call(messages, run_manager, sync=True), kwargs)
-        )
+        nested = nested_callbacks(run_manager)
+        call = self._model_call(messages, nested, sync=True)
+        return run_sync(self._chat(messages, stop, call, kwargs, run_steps(nested)))
 
     async def _agenerate(
         self,
@@ -236,7 +279,9 @@ class GuardedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        return await self._chat(messages, stop, self._model_call(messages, run_manager, sync=False), kwargs)
+        nested = nested_callbacks(run_manager)
+        call = self._model_call(messages, nested, sync=False)
+        return await self._chat(messages, stop, call, kwargs, run_steps(nested))
 
     def _stream(
         self,
@@ -245,8 +290,9 @@ class GuardedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        call = self._model_call(messages, run_manager, sync=True)
-        yield from iterate_sync(self._chat_stream(messages, stop, call, kwargs))
+        nested = nested_callbacks(run_manager)
+        call = self._model_call(messages, nested, sync=True)
+        yield from iterate_sync(self._chat_stream(messages, stop, call, kwargs, run_steps(nested)))
 
     def _astream(
         self,
@@ -255,7 +301,9 @@ class GuardedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        return self._chat_stream(messages, stop, self._model_call(messages, run_manager, sync=False), kwargs)
+        nested = nested_callbacks(run_manager)
+        call = self._model_call(messages, nested, sync=False)
+        return self._chat_stream(messages, stop, call, kwargs, run_steps(nested))
 
     async def _chat(
         self,
@@ -263,8 +311,9 @@ class GuardedChatModel(BaseChatModel):
         stop: list[str] | None,
         call: ModelCall | None,
         kwargs: dict[str, Any],
+        steps: RunSteps | None,
     ) -> ChatResult:
-        with use_call(call):
+        with use_call(call), observe(steps):
             response = await self.guard.chat(
                 self.deployment_id, from_langchain(messages), **_params(stop, kwargs)
             )
@@ -278,10 +327,11 @@ class GuardedChatModel(BaseChatModel):
         stop: list[str] | None,
         call: ModelCall | None,
         kwargs: dict[str, Any],
+        steps: RunSteps | None,
     ) -> AsyncIterator[ChatGenerationChunk]:
         if self.bound is not None or _TOOL_OPTIONS & kwargs.keys():
             # Tool calls arrive as argument fragments and are judged whole: release them whole.
-            result = await self._chat(messages, stop, call, kwargs)
+            result = await self._chat(messages, stop, call, kwargs, steps)
             yield ChatGenerationChunk(message=whole_chunk(result.generations[0].message))
             return
         released: list[str] = []
@@ -289,7 +339,7 @@ class GuardedChatModel(BaseChatModel):
         final: GuardResponse | None = None
         events = self.guard.stream(self.deployment_id, from_langchain(messages), **_params(stop, kwargs))
         # aclosing: a consumer that stops early still gets the guard's audit record written now.
-        with use_call(call):
+        with use_call(call), observe(steps):
             async with aclosing(events):
                 async for event in events:
                     if isinstance(event, TextDelta):
@@ -306,10 +356,11 @@ class GuardedChatModel(BaseChatModel):
         raise_for(final, raise_on_refusal=self.raise_on_refusal)
         yield ChatGenerationChunk(message=_last_chunk(final, "".join(released), retraction))
 
-    def _model_call(self, messages: list[BaseMessage], run_manager: Any, *, sync: bool) -> ModelCall | None:
+    def _model_call(self, messages: list[BaseMessage], callbacks: Any, *, sync: bool) -> ModelCall | None:
         """What the guard's ChatModelBackend runs for this call; None (no model): a slot says so loudly.
 
-        `sync`: through the model's own sync API, in a worker thread, as the caller asked.
+        `callbacks`: what the model's run nests under (`nested_callbacks`). `sync`: through the
+        model's own sync API, in a worker thread, as the caller asked.
         """
         if self.model is None:
             return None
@@ -325,7 +376,6 @@ class GuardedChatModel(BaseChatModel):
                 return iterate_in_thread(runnable.stream(sent, **options))
             return runnable.astream(sent, **options)  # type: ignore[no-any-return]
 
-        callbacks = inner_callbacks(run_manager)
         return ModelCall(self.model, invoke, stream, originals=messages, callbacks=callbacks)
 
 

@@ -1,0 +1,68 @@
+"""Which LangChain run a `GuardedChatModel` call is, where LangChain does not pass it on.
+
+The guard's steps and the wrapped model's run nest under the guarded model's own run. `_generate`
+gets that run's manager, but `stream`/`astream` call `_stream`/`_astream` without it, and so does
+an `invoke` that streams for a streaming handler (`astream_events`, LangGraph's messages mode).
+For those, `GuardedChatModel` fixes the run's id before LangChain starts it (`pin_run`) or
+catches its manager where LangChain decides to stream (`remember`), and `_stream`/`_astream`
+take the result from a context variable (`nested_callbacks`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from langchain_core.callbacks import CallbackManager
+from langchain_core.runnables import RunnableConfig, ensure_config
+
+from cosa_guard_langchain.backend import inner_callbacks
+
+__all__ = ["nested_callbacks", "nesting", "pin_run", "remember"]
+
+_NESTED: ContextVar[Any] = ContextVar("cosa_guard_langchain_nested", default=None)
+
+
+def pin_run(config: RunnableConfig | None) -> tuple[RunnableConfig, CallbackManager]:
+    """`config` with the id the model's run will get, and callbacks for runs nested under that run."""
+    config = ensure_config(config)
+    run_id = config.get("run_id") or uuid.uuid4()
+    nested = CallbackManager.configure(
+        config.get("callbacks"),
+        inheritable_tags=config.get("tags"),
+        inheritable_metadata=config.get("metadata"),
+    )
+    nested.parent_run_id = run_id
+    return {**config, "run_id": run_id}, nested
+
+
+@contextmanager
+def nesting(callbacks: Any) -> Iterator[None]:
+    """`_stream`/`_astream` called inside the block nest under `callbacks`' run.
+
+    Restores by value, not by token: the block spans the yields of a stream.
+    """
+    previous = _NESTED.get()
+    _NESTED.set(callbacks)
+    try:
+        yield
+    finally:
+        _NESTED.set(previous)
+
+
+def remember(run_manager: Any) -> None:
+    """The next `_stream`/`_astream` in this context nests under `run_manager`'s run."""
+    _NESTED.set(inner_callbacks(run_manager))
+
+
+def nested_callbacks(run_manager: Any) -> Any:
+    """Callbacks for runs nested under the call's model run: from `run_manager` when LangChain
+    passed one, else the ones set for this call (taken once); None: the ambient run's."""
+    if run_manager is not None:
+        return inner_callbacks(run_manager)
+    callbacks = _NESTED.get()
+    _NESTED.set(None)
+    return callbacks
