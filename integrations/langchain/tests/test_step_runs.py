@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cosa_guard_langchain import guard_chain
 from cosa_guard_langchain.steps import run_steps
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import HumanMessage
 from langchain_core.outputs import ChatResult
 from langchain_core.runnables import RunnableLambda
-from lc_fixtures import MARKER, REFUSAL, RunTrees, fake_model, guard_steps, walk
+from langchain_core.tools import tool
+from lc_fixtures import (
+    DEPLOYMENT,
+    MARKER,
+    REFUSAL,
+    RunTrees,
+    fake_model,
+    guard_options,
+    guard_steps,
+    walk,
+    write_deployment,
+)
 
 PROMPT_TEXT = "Tell me a story about QUOKKA-PROMPT-7 and the moon."
 ANSWER_TEXT = "Once upon a time ZEBRA-ANSWER-9 and the moon became friends and shared a long picnic."
@@ -59,6 +72,24 @@ async def test_steps_nest_under_the_model_run_inside_a_chain(make_guarded: Any, 
     guarded = make_guarded(fake_model(ANSWER_TEXT))
     chain = RunnableLambda(lambda messages: messages) | guarded
     await call(chain, way, {"callbacks": [tracer]})
+    (root,) = tracer.roots
+    (model_run,) = [r for r in walk(root) if r.name == "GuardedChatModel"]
+    guard_steps(model_run, "allowed", PROMPT_TEXT, "QUOKKA", "ZEBRA", POLICY)
+
+
+@tool
+def lookup(term: str) -> str:
+    """Look a term up."""
+    return term
+
+
+@pytest.mark.parametrize("way", WAYS)
+async def test_guard_chain_models_bound_to_tools_show_their_steps(tmp_path: Path, way: str) -> None:
+    path, _ = write_deployment(tmp_path)
+    chain = RunnableLambda(lambda messages: messages) | fake_model(ANSWER_TEXT).bind_tools([lookup])
+    guarded = guard_chain(chain, deployment=DEPLOYMENT, deployments=path, **guard_options())
+    tracer = RunTrees()
+    await call(guarded, way, {"callbacks": [tracer]})
     (root,) = tracer.roots
     (model_run,) = [r for r in walk(root) if r.name == "GuardedChatModel"]
     guard_steps(model_run, "allowed", PROMPT_TEXT, "QUOKKA", "ZEBRA", POLICY)
