@@ -27,16 +27,22 @@ _NESTED: ContextVar[Any] = ContextVar("cosa_guard_langchain_nested", default=Non
 
 
 def pin_run(config: RunnableConfig | None) -> tuple[RunnableConfig, CallbackManager]:
-    """`config` with the id the model's run will get, and callbacks for runs nested under that run."""
+    """`config` with the id the model's run will get, and callbacks for runs nested under that run.
+
+    The callbacks are configured here, once, and the model's run is given them: configured again
+    by LangChain, a LangSmith tracer that only the environment asks for would be a new instance,
+    which would not know the model's run and would make the nested runs traces of their own.
+    """
     config = ensure_config(config)
     run_id = config.get("run_id") or uuid.uuid4()
-    nested = CallbackManager.configure(
+    callbacks = CallbackManager.configure(
         config.get("callbacks"),
         inheritable_tags=config.get("tags"),
         inheritable_metadata=config.get("metadata"),
     )
+    nested = callbacks.copy()
     nested.parent_run_id = run_id
-    return {**config, "run_id": run_id}, nested
+    return {**config, "run_id": run_id, "callbacks": callbacks}, nested
 
 
 @contextmanager

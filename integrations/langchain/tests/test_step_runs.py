@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import langchain_core.tracers.langchain
+import langsmith
 import pytest
 from cosa_guard_langchain import guard_chain
 from cosa_guard_langchain.steps import run_steps
@@ -93,6 +95,37 @@ async def test_guard_chain_models_bound_to_tools_show_their_steps(tmp_path: Path
     (root,) = tracer.roots
     (model_run,) = [r for r in walk(root) if r.name == "GuardedChatModel"]
     guard_steps(model_run, "allowed", PROMPT_TEXT, "QUOKKA", "ZEBRA", POLICY)
+
+
+class LangSmithClient:
+    """Records the runs LangSmith's tracer creates (what it would post)."""
+
+    def __init__(self) -> None:
+        self.created: list[dict[str, Any]] = []
+
+    def create_run(self, **run: Any) -> None:
+        self.created.append(run)
+
+    def update_run(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize("way", WAYS)
+async def test_langsmith_tracing_puts_the_steps_in_the_model_runs_trace(
+    make_guarded: Any, way: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tracing switched on without a callback (as LANGSMITH_TRACING=true does): LangChain builds a
+    # tracer per configured run tree, and the steps must reach the one tracing the model's run.
+    client = LangSmithClient()
+    monkeypatch.setattr(langchain_core.tracers.langchain, "get_client", lambda: client)
+    with langsmith.tracing_context(enabled=True):
+        await call(make_guarded(fake_model(ANSWER_TEXT)), way, None)
+    by_name = {run["name"]: run for run in client.created}
+    model_run = by_name["GuardedChatModel"]
+    guard_call = by_name["cosa_guard.stream" if "stream" in way else "cosa_guard.chat"]
+    assert guard_call["parent_run_id"] == model_run["id"]
+    assert by_name["RecordingChatModel"]["parent_run_id"] == model_run["id"]
+    assert {run["trace_id"] for run in client.created} == {model_run["id"]}
 
 
 class Down(GenericFakeChatModel):
