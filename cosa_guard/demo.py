@@ -28,8 +28,8 @@ from typing import Any
 import yaml
 
 from cosa_guard.config import SafetyConfig
-from cosa_guard.deployments import hash_api_key, new_api_key
 from cosa_guard.errors import BundleError
+from cosa_guard.settings import hash_api_key, new_api_key
 from cosa_guard.signing import load_bundle
 from cosa_guard.testing.deployments import write_signed_deployment
 

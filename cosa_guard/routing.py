@@ -31,10 +31,11 @@ from cosa_guard.audit import AuditSink, JsonlAuditSink
 from cosa_guard.backends.base import Backend
 from cosa_guard.cache import VerdictCache
 from cosa_guard.cascade import Verifier
-from cosa_guard.deployments import BackendSpec, BreakerSpec, JudgeSpec, LoadedDeployment
+from cosa_guard.deployments import LoadedDeployment
 from cosa_guard.judges.base import Judge
 from cosa_guard.judges.factory import BackendFactory
 from cosa_guard.prompts import render_system_prompt
+from cosa_guard.settings import BackendSpec, BreakerSpec, JudgeSpec
 from cosa_guard.types import Message
 
 logger = logging.getLogger("cosa_guard.routing")

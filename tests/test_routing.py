@@ -8,9 +8,10 @@ import pytest
 
 from cosa_guard.backends.fake import ScriptedBackend
 from cosa_guard.config import SafetyConfig
-from cosa_guard.deployments import BackendSpec, BreakerSpec, DeploymentRegistry
+from cosa_guard.deployments import DeploymentRegistry
 from cosa_guard.judges.fake import ScriptedJudge
 from cosa_guard.routing import BreakerState, CircuitBreaker, RoutePool
+from cosa_guard.settings import BackendSpec, BreakerSpec
 from cosa_guard.testing.deployments import write_signed_deployment
 
 CONFIG = SafetyConfig(id="c", version=1, text="Violence in fiction is fine.", allow=("violence",))

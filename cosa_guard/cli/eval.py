@@ -184,7 +184,7 @@ def _eval_judge(
     backends: SharedBackends,
     base_dir: Path,
 ) -> EvalJudge:
-    from cosa_guard.deployments import DEFAULT_REFUSAL, BackendSpec, JudgeSpec
+    from cosa_guard.deployments import DEFAULT_REFUSAL
     from cosa_guard.errors import ConfigError
     from cosa_guard.evaluation.judges import (
         EMBEDDED_CATEGORY_LIMITS,
@@ -193,6 +193,7 @@ def _eval_judge(
         llm_eval_judge,
     )
     from cosa_guard.judges.factory import build_judge
+    from cosa_guard.settings import BackendSpec, JudgeSpec
 
     if args.judge == "llm":
         if args.judge_backend:

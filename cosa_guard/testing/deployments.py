@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from cosa_guard.config import SafetyConfig
-from cosa_guard.deployments import DeploymentSpec, hash_api_key, new_api_key
+from cosa_guard.settings import DeploymentSpec, hash_api_key, new_api_key
 from cosa_guard.signing import generate_key, load_private_key, sign_config, write_keypair
 
 __all__ = ["new_api_key", "write_signed_deployment"]
