@@ -25,8 +25,8 @@ from cachetools import LRUCache
 from cosa_guard.errors import JudgeError
 from cosa_guard.injection.base import Finding, InputCheck, InputGuard
 from cosa_guard.injection.classifier import InjectionClassifier, Scorer
-from cosa_guard.injection.normalise import Normalised, normalise
 from cosa_guard.injection.structural import DECISIVE, scan
+from cosa_guard.normalise import Normalised, normalise
 from cosa_guard.settings import InjectionSpec
 from cosa_guard.types import Message, RefusalReason
 
