@@ -346,11 +346,11 @@ def test_demo_serve_on_the_embedded_model(tmp_path: Path) -> None:
         process.stop()
 
 
-def test_local_models_load_before_serving_once_per_spec(
+async def test_local_models_load_before_serving_once_per_spec(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cosa_guard.cli import _guarded
     from cosa_guard.deployments import DeploymentRegistry
+    from cosa_guard.local_models import load_local_models
     from cosa_guard.settings import BackendSpec
 
     loaded: list[str] = []
@@ -371,5 +371,5 @@ def test_local_models_load_before_serving_once_per_spec(
     path, _ = write_signed_deployment(
         tmp_path, CONFIG, "b", routes={"fallback": local}, judge={"kind": "scripted"}
     )
-    _guarded.prepare_models(DeploymentRegistry.load(path))
+    await load_local_models(DeploymentRegistry.load(path))
     assert loaded == ["models/small"]  # shared by both deployments; the remote model is not touched
