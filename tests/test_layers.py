@@ -1,4 +1,4 @@
-"""The import layering in pyproject.toml ([tool.importlinter]) holds: every import points down the layers."""
+"""The import contracts in pyproject.toml ([tool.importlinter]): imports point down the layers, no cycle."""
 
 from __future__ import annotations
 
