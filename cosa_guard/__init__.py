@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from cosa_guard.backends.base import Backend
 from cosa_guard.config import SafetyConfig
 from cosa_guard.errors import (
     BackendError,
@@ -27,8 +26,6 @@ from cosa_guard.errors import (
     MissingExtraError,
     UnknownDeploymentError,
 )
-from cosa_guard.injection.base import InputGuard
-from cosa_guard.judges.base import Judge
 from cosa_guard.taxonomy import DEFAULT_TAXONOMY, Category, Taxonomy
 from cosa_guard.types import (
     Chunk,
@@ -48,16 +45,22 @@ from cosa_guard.types import (
 )
 
 if TYPE_CHECKING:
+    from cosa_guard.backends.base import Backend
     from cosa_guard.deployments import DeploymentRegistry, LoadedDeployment
     from cosa_guard.guard import Guard
+    from cosa_guard.injection.base import InputGuard
+    from cosa_guard.judges.base import Judge
 
 __version__ = "0.1.0"
 
-# The guard and the deployments pull in signing, YAML and the call path: loaded on first use, not
-# on `import cosa_guard`.
+# Loaded on first use, not on `import cosa_guard`: the guard and the deployments pull in signing,
+# YAML and the call path, and the protocols' modules the deployment settings models.
 _LAZY = {
+    "Backend": "cosa_guard.backends.base",
     "DeploymentRegistry": "cosa_guard.deployments",
     "Guard": "cosa_guard.guard",
+    "InputGuard": "cosa_guard.injection.base",
+    "Judge": "cosa_guard.judges.base",
     "LoadedDeployment": "cosa_guard.deployments",
 }
 
