@@ -28,8 +28,8 @@ from typing import Any
 
 from cosa_guard.backends.factory import build_backend
 from cosa_guard.config import SafetyConfig
-from cosa_guard.deployments import BackendSpec
 from cosa_guard.guard import Guard
+from cosa_guard.settings import BackendSpec
 from cosa_guard.testing.deployments import write_signed_deployment
 from cosa_guard.types import DecisionKind, FinalEvent, GuardResponse, TextDelta
 

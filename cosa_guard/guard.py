@@ -30,14 +30,8 @@ from typing import Any
 from cosa_guard.answers import checked_answer, checked_chunks
 from cosa_guard.audit import AuditHealth, AuditRecord, AuditSink, sink_health
 from cosa_guard.backends.base import Backend
-from cosa_guard.deployments import (
-    BackendSpec,
-    DeploymentRegistry,
-    JudgeSpec,
-    LoadedDeployment,
-    ReloadReport,
-    RoutesSpec,
-)
+from cosa_guard.breaker import BreakerState, CircuitBreaker
+from cosa_guard.deployments import DeploymentRegistry, LoadedDeployment, ReloadReport
 from cosa_guard.errors import ConfigError, CosaGuardError
 from cosa_guard.failures import backend_failure_kind, describe, is_upstream_fault, log_detail
 from cosa_guard.injection.base import Finding, InputGuard
@@ -49,8 +43,9 @@ from cosa_guard.metrics import Metrics, default_metrics
 from cosa_guard.privilege import PrivilegeResult, apply_privilege_rule
 from cosa_guard.prompts import with_instructions
 from cosa_guard.request_ids import new_request_id
-from cosa_guard.routing import BreakerState, CircuitBreaker, JudgeFactory, RoutePool, Routes
+from cosa_guard.routing import JudgeFactory, RoutePool, Routes
 from cosa_guard.served import ServedLedger
+from cosa_guard.settings import BackendSpec, JudgeSpec, RoutesSpec
 from cosa_guard.streaming import StreamOutcome, backend_chunks, guard_stream
 from cosa_guard.tracing import Span, Stage, end_span, start_child, start_span
 from cosa_guard.types import (

@@ -26,7 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cosa_guard.config import SafetyConfig, validation_issues
-from cosa_guard.injection.normalise import normalise
+from cosa_guard.normalise import normalise
 
 Severity = Literal["error", "warning"]
 

@@ -15,7 +15,7 @@ import yaml
 
 from cosa_guard.cli import main
 from cosa_guard.config import SafetyConfig
-from cosa_guard.deployments import hash_api_key
+from cosa_guard.settings import hash_api_key
 from cosa_guard.signing import key_id, load_private_key, load_public_key, sign_config
 from cosa_guard.testing.deployments import write_signed_deployment
 

@@ -10,9 +10,10 @@ import pytest
 pytest.importorskip("cosa_guard.guard")
 
 from cosa_guard.backends.fake import ScriptedBackend
-from cosa_guard.deployments import BackendSpec, DeploymentRegistry, LoadedDeployment
+from cosa_guard.deployments import DeploymentRegistry, LoadedDeployment
 from cosa_guard.evaluation.dataset import EvalDataset, from_document
 from cosa_guard.evaluation.targets import SharedBackends, describe, ica_baseline, per_config_guard
+from cosa_guard.settings import BackendSpec
 from cosa_guard.testing.deployments import write_signed_deployment
 from cosa_guard.types import Completion, GenerationParams, Message
 

@@ -324,8 +324,8 @@ def test_shipped_judge_lets_a_refusal_comply(real_judge: CategoryJudge) -> None:
 @pytest.mark.integration
 @shipped
 def test_the_factory_builds_the_shipped_judge_with_a_threshold_override(tmp_path: Path) -> None:
-    from cosa_guard.deployments import JudgeSpec
     from cosa_guard.judges.factory import build_judge
+    from cosa_guard.settings import JudgeSpec
 
     judge = build_judge(JudgeSpec(kind="category", threshold=0.7), tmp_path)
     assert isinstance(judge, CategoryJudge)

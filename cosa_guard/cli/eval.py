@@ -107,15 +107,16 @@ def _positive(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cosa_guard.cli._guarded import prepare_models, resolve
+    from cosa_guard.cli._guarded import resolve
     from cosa_guard.deployments import DeploymentRegistry
     from cosa_guard.evaluation.dataset import EvalDataset
+    from cosa_guard.local_models import load_local_models
 
     dataset = EvalDataset.load(args.dataset) if args.dataset else EvalDataset.bundled()
     source = resolve(args.deployments)
     registry = DeploymentRegistry.load(source.path)
     deployments = [registry.get(i) for i in args.deployment or registry.ids()]
-    prepare_models(registry)  # before the event loop: it runs its own to load local models
+    asyncio.run(load_local_models(registry))
     return asyncio.run(_main(args, dataset, deployments, source.path.parent))
 
 
@@ -184,7 +185,7 @@ def _eval_judge(
     backends: SharedBackends,
     base_dir: Path,
 ) -> EvalJudge:
-    from cosa_guard.deployments import DEFAULT_REFUSAL, BackendSpec, JudgeSpec
+    from cosa_guard.deployments import DEFAULT_REFUSAL
     from cosa_guard.errors import ConfigError
     from cosa_guard.evaluation.judges import (
         EMBEDDED_CATEGORY_LIMITS,
@@ -193,6 +194,7 @@ def _eval_judge(
         llm_eval_judge,
     )
     from cosa_guard.judges.factory import build_judge
+    from cosa_guard.settings import BackendSpec, JudgeSpec
 
     if args.judge == "llm":
         if args.judge_backend:

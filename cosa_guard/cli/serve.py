@@ -193,7 +193,8 @@ def _run_workers(args: argparse.Namespace, deployments: Path) -> int:
 
     from cosa_guard._optional import require
     from cosa_guard.deployments import DeploymentRegistry
-    from cosa_guard.server.workers import APP_FACTORY, MULTIPROC_ENV, OPTIONS_ENV, WorkerOptions
+    from cosa_guard.metrics import MULTIPROC_ENV
+    from cosa_guard.server.workers import APP_FACTORY, OPTIONS_ENV, WorkerOptions
 
     uvicorn = require("uvicorn", "server", "cosa-guard serve")
     DeploymentRegistry.load(deployments)  # a config that fails to verify stops here, not in N workers

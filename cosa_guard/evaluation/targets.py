@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from cosa_guard.backends.base import Backend
 from cosa_guard.config import SafetyConfig
-from cosa_guard.deployments import BackendSpec, DeploymentRegistry, LoadedDeployment, RoutesSpec
+from cosa_guard.deployments import DeploymentRegistry, LoadedDeployment
 from cosa_guard.evaluation.dataset import EvalDataset
+from cosa_guard.settings import BackendSpec, RoutesSpec
 from cosa_guard.types import GuardResponse, Message
 
 if TYPE_CHECKING:

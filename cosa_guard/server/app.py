@@ -17,7 +17,6 @@ import contextlib
 import functools
 import json
 import logging
-import os
 import signal
 import threading
 import time
@@ -31,6 +30,7 @@ from cosa_guard.audit import AuditHealth, AuditRecord, AuditSink, sink_health
 from cosa_guard.deployments import LoadedDeployment, ReloadReport
 from cosa_guard.errors import CosaGuardError, MissingExtraError, UnknownDeploymentError
 from cosa_guard.failures import describe, log_detail
+from cosa_guard.metrics import exposition
 from cosa_guard.server.admission import KeySlots, ReleaseSlot
 from cosa_guard.server.cors import add_cors
 from cosa_guard.server.errors import DECISION_HEADER, ApiError, guard_failure, unauthorized
@@ -45,7 +45,6 @@ from cosa_guard.server.wire import (
     finish_reason,
     parse_request,
 )
-from cosa_guard.server.workers import MULTIPROC_ENV
 from cosa_guard.types import (
     DecisionKind,
     FinalEvent,
@@ -219,8 +218,8 @@ def create_app(
         return JSONResponse(*_health(guard, reloader, audit))
 
     async def metrics(_request: Request) -> Response:
-        prom = require("prometheus_client", "server", "the /metrics endpoint")
-        return Response(prom.generate_latest(_scraped_registry(prom)), media_type=prom.CONTENT_TYPE_LATEST)
+        body, content_type = exposition()
+        return Response(body, media_type=content_type)
 
     # Plain Starlette routes: the endpoints read the request themselves, so FastAPI's dependency
     # solving would only add per-request work (about a fifth of the server's CPU per call).
@@ -276,16 +275,6 @@ def _audit_status(health: AuditHealth) -> dict[str, Any]:
         "backlog": health.backlog,
         "error": health.error or None,
     }
-
-
-def _scraped_registry(prom: Any) -> Any:
-    """The process's registry, or with several workers (`PROMETHEUS_MULTIPROC_DIR`) all workers' sums."""
-    if not os.environ.get(MULTIPROC_ENV):
-        return prom.REGISTRY
-    multiprocess = require("prometheus_client.multiprocess", "server", "the /metrics endpoint")
-    registry = prom.CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
-    return registry
 
 
 # --- Requests --------------------------------------------------------------------------------------

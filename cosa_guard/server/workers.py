@@ -23,15 +23,19 @@ worker a scrape reaches.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cosa_guard.guard import Guard
+    from cosa_guard.served import ServedLedger
 
 OPTIONS_ENV = "COSA_GUARD_SERVE"
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 APP_FACTORY = "cosa_guard.server.workers:create_worker_app"
 
 
@@ -66,7 +70,6 @@ class WorkerOptions:
 def create_worker_app() -> Any:
     """uvicorn's app factory in each worker process."""
     from cosa_guard.audit import JsonlAuditSink
-    from cosa_guard.cli._guarded import open_guard
     from cosa_guard.logs import configure_logging
     from cosa_guard.served import ServedLedger
     from cosa_guard.server.app import create_app
@@ -77,7 +80,7 @@ def create_worker_app() -> Any:
     # uvicorn calls the factory inside its running loop, and loading local models runs a loop of
     # its own: load them in a thread (nothing is served until the factory returns).
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        guard = pool.submit(open_guard, Path(options.deployments), ledger).result()
+        guard = pool.submit(_open_guard, Path(options.deployments), ledger).result()
     audit = JsonlAuditSink(options.audit) if options.audit else None
     return create_app(
         guard,
@@ -91,3 +94,13 @@ def create_worker_app() -> Any:
         close_audit=True,
         cors_origins=options.cors_origins,
     )
+
+
+def _open_guard(path: Path, ledger: ServedLedger | None) -> Guard:
+    """The worker's guard with its local models loaded; runs in a thread of its own, with its own loop."""
+    from cosa_guard.guard import Guard
+    from cosa_guard.local_models import load_local_models
+
+    guard = Guard.from_file(path, ledger=ledger)
+    asyncio.run(load_local_models(guard.registry))
+    return guard

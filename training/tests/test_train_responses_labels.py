@@ -130,7 +130,7 @@ async def test_rubrics_labeller_runs_the_papers_two_judge_prompts(tmp_path: Path
     from cosa_guard_training.build import build_labeller
     from cosa_guard_training.recipe import LabelRecipe
 
-    from cosa_guard.deployments import BackendSpec
+    from cosa_guard.settings import BackendSpec
     from cosa_guard.taxonomy import CATEGORY_IDS
 
     verdicts = {c: c == "violence" for c in CATEGORY_IDS}

@@ -16,11 +16,12 @@ from langchain_core.tracers.schemas import Run
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from cosa_guard.config import SafetyConfig
-from cosa_guard.deployments import DeploymentRegistry, InjectionSpec, LoadedDeployment
+from cosa_guard.deployments import DeploymentRegistry, LoadedDeployment
 from cosa_guard.injection.base import InputCheck
 from cosa_guard.injection.structural import scan, with_index
 from cosa_guard.judges.fake import ScriptedJudge
 from cosa_guard.metrics import NoopMetrics
+from cosa_guard.settings import InjectionSpec
 from cosa_guard.testing.deployments import write_signed_deployment
 from cosa_guard.types import Message, RefusalReason
 
