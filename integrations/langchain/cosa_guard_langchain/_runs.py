@@ -16,10 +16,9 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from langchain_core.callbacks import CallbackManager
+from langchain_core.callbacks import AsyncCallbackManager, CallbackManager
+from langchain_core.callbacks.manager import AsyncRunManager
 from langchain_core.runnables import RunnableConfig, ensure_config
-
-from cosa_guard_langchain.backend import inner_callbacks
 
 __all__ = ["nested_callbacks", "nesting", "pin_run", "remember"]
 
@@ -61,14 +60,27 @@ def nesting(callbacks: Any) -> Iterator[None]:
 
 def remember(run_manager: Any) -> None:
     """The next `_stream`/`_astream` in this context nests under `run_manager`'s run."""
-    _NESTED.set(inner_callbacks(run_manager))
+    _NESTED.set(_under(run_manager))
 
 
 def nested_callbacks(run_manager: Any) -> Any:
     """Callbacks for runs nested under the call's model run: from `run_manager` when LangChain
     passed one, else the ones set for this call (taken once); None: the ambient run's."""
     if run_manager is not None:
-        return inner_callbacks(run_manager)
+        return _under(run_manager)
     callbacks = _NESTED.get()
     _NESTED.set(None)
     return callbacks
+
+
+def _under(run_manager: Any) -> CallbackManager | AsyncCallbackManager:
+    """Callbacks for runs nested under `run_manager`'s run (an LLM run has no `get_child`).
+
+    A sync run manager gets a sync manager: the wrapped model then runs through its sync API.
+    """
+    kind = AsyncCallbackManager if isinstance(run_manager, AsyncRunManager) else CallbackManager
+    manager = kind(handlers=[], parent_run_id=run_manager.run_id)
+    manager.set_handlers(run_manager.inheritable_handlers)
+    manager.add_tags(run_manager.inheritable_tags)
+    manager.add_metadata(run_manager.inheritable_metadata)
+    return manager
