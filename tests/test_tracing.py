@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from cosa_guard.backends.fake import FailingBackend, ScriptedBackend
+from cosa_guard.tracing import observe
 from cosa_guard.types import Chunk, Completion, FinalEvent, GenerationParams, Message, TextDelta
 
 ANSWER = "The hero swings the sword and the dragon falls."
@@ -157,3 +158,24 @@ async def test_a_stream_the_caller_leaves_ends_its_spans_as_cancelled(
     (call,) = named["cosa_guard.stream"]
     assert (call.attributes or {})["cosa_guard.decision"] == "cancelled"
     assert_children_of(call, named["cosa_guard.generate"])
+
+
+async def test_spans_and_an_observers_steps_together(tmp_path: Path, spans: InMemorySpanExporter) -> None:
+    class Names:
+        def __init__(self) -> None:
+            self.started: list[str] = []
+
+        def start(self, name: str, attributes: Mapping[str, str] | None) -> Names:
+            self.started.append(name)
+            return self
+
+        def end(self, attributes: Mapping[str, str] | None, *, failed: bool) -> None:
+            pass
+
+    guard = make_guard(tmp_path, {"fallback": ScriptedBackend([ANSWER], name="fallback")})
+    names = Names()
+    with observe(names):
+        await guard.chat("game", USER)
+    named = by_name(spans)
+    assert sorted(names.started) == sorted(named)
+    assert_children_of(named["cosa_guard.chat"][0], [s for name in CHILDREN for s in named[name]])
