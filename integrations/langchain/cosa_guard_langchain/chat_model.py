@@ -268,9 +268,8 @@ class GuardedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        nested = nested_callbacks(run_manager)
-        call = self._model_call(messages, nested, sync=True)
-        return run_sync(self._chat(messages, stop, call, kwargs, run_steps(nested)))
+        call, steps = self._call_and_steps(messages, run_manager, sync=True)
+        return run_sync(self._chat(messages, stop, call, kwargs, steps))
 
     async def _agenerate(
         self,
@@ -279,9 +278,8 @@ class GuardedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        nested = nested_callbacks(run_manager)
-        call = self._model_call(messages, nested, sync=False)
-        return await self._chat(messages, stop, call, kwargs, run_steps(nested))
+        call, steps = self._call_and_steps(messages, run_manager, sync=False)
+        return await self._chat(messages, stop, call, kwargs, steps)
 
     def _stream(
         self,
@@ -290,9 +288,8 @@ class GuardedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        nested = nested_callbacks(run_manager)
-        call = self._model_call(messages, nested, sync=True)
-        yield from iterate_sync(self._chat_stream(messages, stop, call, kwargs, run_steps(nested)))
+        call, steps = self._call_and_steps(messages, run_manager, sync=True)
+        yield from iterate_sync(self._chat_stream(messages, stop, call, kwargs, steps))
 
     def _astream(
         self,
@@ -301,9 +298,8 @@ class GuardedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        nested = nested_callbacks(run_manager)
-        call = self._model_call(messages, nested, sync=False)
-        return self._chat_stream(messages, stop, call, kwargs, run_steps(nested))
+        call, steps = self._call_and_steps(messages, run_manager, sync=False)
+        return self._chat_stream(messages, stop, call, kwargs, steps)
 
     async def _chat(
         self,
@@ -355,6 +351,13 @@ class GuardedChatModel(BaseChatModel):
             raise CosaGuardError(f"the guard's stream for {self.deployment_id!r} ended without a decision")
         raise_for(final, raise_on_refusal=self.raise_on_refusal)
         yield ChatGenerationChunk(message=_last_chunk(final, "".join(released), retraction))
+
+    def _call_and_steps(
+        self, messages: list[BaseMessage], run_manager: Any, *, sync: bool
+    ) -> tuple[ModelCall | None, RunSteps | None]:
+        """The wrapped model's call and the guard's step observer, both nested under the model run."""
+        nested = nested_callbacks(run_manager)
+        return self._model_call(messages, nested, sync=sync), run_steps(nested)
 
     def _model_call(self, messages: list[BaseMessage], callbacks: Any, *, sync: bool) -> ModelCall | None:
         """What the guard's ChatModelBackend runs for this call; None (no model): a slot says so loudly.
