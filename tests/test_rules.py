@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cosa_guard.rule_lexicon import LEXICON, categories_of
 from cosa_guard.rules import MAX_RULE_CHARS, Rule, RuleSet, derive_rules
@@ -195,3 +197,40 @@ def test_cosapien_publisher_config_forbids_pork_with_no_category() -> None:
     pork = next(r for r in rules if "Pork" in r.text)
     assert (pork.polarity, pork.categories) == ("forbids", ())
     assert all(r.polarity == "forbids" for r in rules)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.text(max_size=80),
+            st.sampled_from(
+                [
+                    "- ",
+                    "1. ",
+                    "\n",
+                    "\n\n",
+                    ". ",
+                    "; ",
+                    ", except ",
+                    " but not ",
+                    "However, ",
+                    "No ",
+                    "may ",
+                    "violence",
+                    "drugs",
+                    "must ",
+                    "：",
+                    "。",
+                    "\u2022 ",
+                    "(a) ",
+                ]
+            ),
+        ),
+        max_size=30,
+    )
+)
+def test_any_text_yields_a_valid_rule_set(pieces: list[str]) -> None:
+    rules = derive_rules("".join(pieces), allow=["violence"])
+    assert RuleSet(rules=rules[:64]).rules == rules[:64]
+    assert all(r.text.strip() and len(r.text) <= MAX_RULE_CHARS for r in rules)
