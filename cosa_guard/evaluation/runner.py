@@ -106,6 +106,8 @@ async def _one(
         "decision": response.decision.label,
         "route": response.route.value,
         "guard_categories": sorted(response.categories),
+        "guard_rule": response.rule,
+        "rules_reviewed": response.rules_reviewed,
         "latency_ms": round(latency_ms, 1),
     }
     if response.decision.is_allowed:
