@@ -204,7 +204,7 @@ def render_markdown(result: Mapping[str, Any], plots: Sequence[str] = ()) -> str
 # --- plots ----------------------------------------------------------------------------------
 
 
-def _figure(width: float, height: float) -> Any:
+def new_figure(width: float, height: float) -> Any:
     # Figure without pyplot: no global state, no GUI backend, safe in a server process.
     require("matplotlib", "eval", "evaluation plots")
     from matplotlib.figure import Figure
@@ -230,7 +230,7 @@ def plot_scores(result: Mapping[str, Any], path: Path) -> Path:
     runs = result["runs"]
     configs = list(result["dataset"]["configs"])
     labels = [*_config_labels(result), "macro\n(all)", "macro\n(seen)", "macro\n(unseen)"]
-    fig = _figure(max(7.0, 1.3 * len(labels)), 4.2)
+    fig = new_figure(max(7.0, 1.3 * len(labels)), 4.2)
     ax = fig.add_subplot()
     width = 0.8 / len(runs)
     for i, run in enumerate(runs):
@@ -255,7 +255,7 @@ def plot_outcomes(result: Mapping[str, Any], path: Path) -> Path:
     runs = result["runs"]
     configs = list(result["dataset"]["configs"])
     labels = [*_config_labels(result), "macro\n(all)"]
-    fig = _figure(max(7.0, 3.4 * len(runs) + 0.6 * len(labels)), 4.4)
+    fig = new_figure(max(7.0, 3.4 * len(runs) + 0.6 * len(labels)), 4.4)
     axes = fig.subplots(1, len(runs), sharey=True, squeeze=False)[0]
     for ax, run in zip(axes, runs, strict=True):
         bottoms = [0.0] * len(labels)
@@ -278,7 +278,7 @@ def plot_outcomes(result: Mapping[str, Any], path: Path) -> Path:
 def plot_comparison(result: Mapping[str, Any], path: Path) -> Path:
     """Baseline and candidate side by side on the headline metrics."""
     runs = result["runs"]
-    fig = _figure(7.5, 4.0)
+    fig = new_figure(7.5, 4.0)
     ax = fig.add_subplot()
     width = 0.38
     for i, run in enumerate(runs):
