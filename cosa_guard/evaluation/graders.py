@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -25,6 +26,14 @@ from cosa_guard.deployments import JudgeSpec
 from cosa_guard.errors import ConfigError, JudgeError
 from cosa_guard.judges.base import Judge
 from cosa_guard.types import Message
+
+
+class Grader(Protocol):
+    """Says whether an answer complies with its config; None when it cannot tell (left out of agreement)."""
+
+    name: str
+
+    async def complies(self, config: SafetyConfig, prompt: str, response: str) -> bool | None: ...
 
 
 def judge_spec(text: str) -> JudgeSpec:
@@ -75,8 +84,12 @@ class HumanLabels:
 
     @classmethod
     def load(cls, path: Path) -> HumanLabels:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read the labels file {path}: {exc.strerror or exc}") from exc
         rows = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
