@@ -22,9 +22,9 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cosa_guard.config import SafetyConfig, format_validation_error
-from cosa_guard.deployments import JudgeSpec
 from cosa_guard.errors import ConfigError, JudgeError
 from cosa_guard.judges.base import Judge
+from cosa_guard.settings import JudgeSpec
 from cosa_guard.types import Message
 
 
