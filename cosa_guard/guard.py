@@ -44,6 +44,7 @@ from cosa_guard.privilege import PrivilegeResult, apply_privilege_rule
 from cosa_guard.prompts import with_instructions
 from cosa_guard.request_ids import new_request_id
 from cosa_guard.routing import JudgeFactory, RoutePool, Routes
+from cosa_guard.rules import config_rules
 from cosa_guard.served import ServedLedger
 from cosa_guard.settings import BackendSpec, JudgeSpec, RoutesSpec
 from cosa_guard.streaming import StreamOutcome, backend_chunks, guard_stream
@@ -161,6 +162,7 @@ class _Call:
             timings_ms=dict(self.timings),
             request_id=self.request_id,
             usage=self.usage,
+            rules_reviewed=config_rules(self.rt.deployment.config).reviewed,
         )
 
 
@@ -833,6 +835,8 @@ class Guard:
             latency_ms=elapsed * 1000.0,
             categories=tuple(sorted(call.verdict.categories)) if call.verdict is not None else (),
             score=call.verdict.score if call.verdict is not None else None,
+            rule=call.verdict.rule if call.verdict is not None else None,
+            rules_reviewed=config_rules(rt.deployment.config).reviewed,
             model=call.model,
             fail_open=decision.fail_open if decision is not None else False,
             stream=call.stream,

@@ -132,6 +132,14 @@ class Verdict:
     rule_number: int | None = None
     rule_text: str = ""
 
+    @property
+    def rule(self) -> dict[str, Any] | None:
+        """The deciding rule as decisions carry it, `{"number", "text"}`; None when no rule decided.
+
+        The text is the config's own (signed) rule text, never prompt or answer text.
+        """
+        return None if self.rule_number is None else {"number": self.rule_number, "text": self.rule_text}
+
 
 class DecisionKind(str, enum.Enum):
     ALLOWED = "allowed"
@@ -217,6 +225,13 @@ class GuardResponse:
     # streamed, or the backend reports none). They count the model's answer even when `text` is
     # the refusal that replaced it.
     usage: Usage | None = None
+    # Whether the config's rules were reviewed and signed (False: derived from its text at load).
+    rules_reviewed: bool = False
+
+    @property
+    def rule(self) -> dict[str, Any] | None:
+        """The config rule that decided the call, `{"number", "text"}`, when a rule judge decided it."""
+        return self.verdict.rule if self.verdict is not None else None
 
 
 @dataclass(frozen=True, slots=True)

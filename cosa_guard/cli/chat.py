@@ -19,9 +19,10 @@ Chat in the terminal through a guarded deployment, in-process (no server needed)
   cosa-guard chat --deployments deployments.yaml --deployment game-studio
 
 Answers stream as the deployment's stream mode releases them. After each answer a line shows
-the guard's decision, the route (cosalign / cascade), the categories the judge found and the
-latency. Commands: /reset forgets the conversation, /quit (or Ctrl-D) leaves; Ctrl-C stops
-the answer being generated.
+the guard's decision, the route (cosalign / cascade), the categories the judge found, the
+config rule that decided (with its text; "unreviewed" when the config's rules were derived from
+its text rather than signed) and the latency. Commands: /reset forgets the conversation, /quit
+(or Ctrl-D) leaves; Ctrl-C stops the answer being generated.
 """
 
 PROMPT = "you> "
@@ -142,7 +143,12 @@ async def _turn(guard: Any, deployment_id: str, history: list[Message]) -> Guard
 
 def _summary(response: GuardResponse, latency_ms: float) -> str:
     categories = ",".join(sorted(response.categories)) or "none"
-    return (
+    line = (
         f"  [decision={response.decision.label} route={response.route.value} "
         f"categories={categories} latency={latency_ms:.0f}ms]"
     )
+    rule = response.rule
+    if rule is None:
+        return line
+    reviewed = "" if response.rules_reviewed else " (unreviewed)"
+    return f"{line}\n  [rule {rule['number']}{reviewed}: {rule['text']}]"

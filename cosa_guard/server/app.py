@@ -33,13 +33,14 @@ from cosa_guard.failures import describe, log_detail
 from cosa_guard.metrics import exposition
 from cosa_guard.server.admission import KeySlots, ReleaseSlot
 from cosa_guard.server.cors import add_cors
-from cosa_guard.server.errors import DECISION_HEADER, ApiError, guard_failure, unauthorized
+from cosa_guard.server.errors import ApiError, guard_failure, unauthorized
 from cosa_guard.server.probes import READY_STATE, readyz
 from cosa_guard.server.request_ids import RequestIds
 from cosa_guard.server.usage import answer_usage, stream_usage
 from cosa_guard.server.wire import (
     ChunkWriter,
     completion_body,
+    decision_headers,
     decision_payload,
     fingerprint,
     finish_reason,
@@ -200,7 +201,7 @@ def create_app(
             raise guard_failure(response, decision_payload(response))
         return _json(
             completion_body(response, model, answer_usage(response, messages)),
-            headers={DECISION_HEADER: response.decision.label},
+            headers=decision_headers(response),
         )
 
     async def list_models(request: Request) -> Response:

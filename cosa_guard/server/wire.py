@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from cosa_guard.server.errors import ApiError
+from cosa_guard.server.errors import DECISION_HEADER, RULE_HEADER, ApiError
 from cosa_guard.server.fields import check_fields, check_message
 from cosa_guard.types import DecisionKind, GuardResponse, Message
 
@@ -91,7 +91,11 @@ def parse_request(data: Any) -> tuple[ChatRequest, tuple[Message, ...]]:
 
 
 def decision_payload(response: GuardResponse) -> dict[str, Any]:
-    """The `cosa_guard` field: what the guard decided and under which config. Never any config text."""
+    """The `cosa_guard` field: what the guard decided and under which config.
+
+    Never prompt or answer text. The one piece of config text is `rule.text`, the signed text of
+    the rule that decided the call, which the reviewer approved for callers to see.
+    """
     decision = response.decision
     reason = decision.reason or decision.failure
     return {
@@ -102,9 +106,20 @@ def decision_payload(response: GuardResponse) -> dict[str, Any]:
         "deployment": response.deployment_id,
         "config_hash": response.config_hash,
         "categories": sorted(response.categories),
+        "rule": response.rule,
+        "rules_reviewed": response.rules_reviewed,
         "request_id": response.request_id,
         "fail_open": decision.fail_open,
     }
+
+
+def decision_headers(response: GuardResponse) -> dict[str, str]:
+    """The decision label, and the deciding rule's number (`3;reviewed=true`) when a rule decided."""
+    headers = {DECISION_HEADER: response.decision.label}
+    rule = response.rule
+    if rule is not None:
+        headers[RULE_HEADER] = f"{rule['number']};reviewed={str(response.rules_reviewed).lower()}"
+    return headers
 
 
 def finish_reason(response: GuardResponse) -> str:

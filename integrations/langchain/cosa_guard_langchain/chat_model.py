@@ -64,6 +64,8 @@ def guard_metadata(response: GuardResponse) -> dict[str, Any]:
         "deployment_id": response.deployment_id,
         "config_hash": response.config_hash,
         "categories": sorted(response.categories),
+        "rule": response.rule,
+        "rules_reviewed": response.rules_reviewed,
         "request_id": response.request_id,
     }
 
