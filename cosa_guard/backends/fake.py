@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 
 from cosa_guard.backends._stops import StopBuffer, cut_completion
 from cosa_guard.errors import BackendError
@@ -67,7 +67,9 @@ class ScriptedBackend:
         text, finish = _at_most(self._reply(messages), params.max_tokens)
         return cut_completion(Completion(text=text, model=self.name, finish_reason=finish), params.stop)
 
-    async def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[Chunk]:
+    async def stream(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> AsyncGenerator[Chunk, None]:
         if self.delay:
             await asyncio.sleep(self.delay)
         text, finish = _at_most(self._reply(messages), params.max_tokens)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
@@ -171,7 +171,9 @@ class LangChainBackend:
             raise _backend_error(self.name, exc) from exc
         return cut_completion(completion_of(message, self.name), params.stop)
 
-    async def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[Chunk]:
+    async def stream(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> AsyncGenerator[Chunk, None]:
         pieces: list[AIMessageChunk] = []
         stops = StopBuffer(params.stop)
         source = self.stream_messages(to_langchain(messages), params)

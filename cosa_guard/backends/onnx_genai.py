@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -334,7 +334,9 @@ class OnnxGenAIBackend:
             raise BackendError(f"{self.name}: generation failed: {exc}") from exc
         return Completion("".join(pieces), self.name, finish, usage)
 
-    async def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[Chunk]:
+    async def stream(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> AsyncGenerator[Chunk, None]:
         shared = await self._engine()
         cancelled = threading.Event()
         loop = asyncio.get_running_loop()

@@ -22,7 +22,7 @@ import json
 import math
 import os
 import random
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -194,7 +194,9 @@ class OpenAIBackend:
         data = await self._post_json(self._body(messages, params, stream=False))
         return cut_completion(_completion(data, self.model), params.stop)
 
-    async def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[Chunk]:
+    async def stream(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> AsyncGenerator[Chunk, None]:
         body = self._body(messages, params, stream=True)
         stops = StopBuffer(params.stop)
         async with self._response(body, stream=True) as response:

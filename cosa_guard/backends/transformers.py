@@ -23,7 +23,7 @@ import asyncio
 import functools
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -302,7 +302,9 @@ class TransformersBackend:
         )
         return Completion(text=text, model=self.name, finish_reason=finish, usage=usage)
 
-    async def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[Chunk]:
+    async def stream(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> AsyncGenerator[Chunk, None]:
         loaded = await self._model()
         cancelled = threading.Event()
         queue: asyncio.Queue[str | None] = asyncio.Queue()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import inspect
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
 from cosa_guard._optional import require
@@ -184,7 +184,9 @@ class VLLMBackend:
             usage=Usage(prompt_tokens, completion_tokens),
         )
 
-    async def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[Chunk]:
+    async def stream(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> AsyncGenerator[Chunk, None]:
         outputs = self._outputs(messages, self._sampling(params, delta=True))
         try:
             async for output, _ in outputs:

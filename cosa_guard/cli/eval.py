@@ -107,7 +107,7 @@ def _positive(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cosa_guard.cli._guarded import prepare_models, resolve
+    from cosa_guard.cli._guarded import resolve
     from cosa_guard.deployments import DeploymentRegistry
     from cosa_guard.evaluation.dataset import EvalDataset
 
@@ -115,7 +115,6 @@ def run(args: argparse.Namespace) -> int:
     source = resolve(args.deployments)
     registry = DeploymentRegistry.load(source.path)
     deployments = [registry.get(i) for i in args.deployment or registry.ids()]
-    prepare_models(registry)  # before the event loop: it runs its own to load local models
     return asyncio.run(_main(args, dataset, deployments, source.path.parent))
 
 
@@ -130,6 +129,8 @@ async def _main(
     targets = _targets(args, deployments, dataset, backends)
     runs: list[tuple[RunResult, str]] = []
     try:
+        for target in targets:
+            await target.guard.warm_up()  # the local models load before the progress bars start
         for target in targets:
             runs.append((await _run_one(args, dataset, target, judge), target.description))
     finally:
@@ -148,8 +149,9 @@ def _targets(
     backends: SharedBackends,
 ) -> list[GuardTarget]:
     from cosa_guard.evaluation.targets import describe, ica_baseline, per_config_guard
+    from cosa_guard.types import GenerationParams
 
-    params = {"max_tokens": args.max_tokens} if args.max_tokens else {}
+    params = GenerationParams(max_tokens=args.max_tokens or None)
     targets = []
     for deployment in deployments:
         if args.baseline == "ica":
