@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cosa_guard.audit import MemoryAuditSink
+from cosa_guard.backends.base import Backend
 from cosa_guard.backends.fake import FailingBackend, ScriptedBackend
 from cosa_guard.errors import BackendError, IncompleteStreamError, JudgeError, UnknownDeploymentError
 from cosa_guard.guard import Guard
@@ -169,7 +170,7 @@ async def test_unknown_deployment_raises_before_any_event(tmp_path: Path) -> Non
 async def test_disconnect_closes_the_backend_stream_and_is_audited(tmp_path: Path) -> None:
     closed = asyncio.Event()
 
-    class Endless:
+    class Endless(Backend):
         name = "endless"
 
         async def generate(self, messages: Sequence[Message], params: GenerationParams) -> Completion:
@@ -206,7 +207,7 @@ async def test_guard_stream_rejects_an_unknown_mode() -> None:
 
 
 async def test_primary_breaking_after_released_text_retracts_instead_of_falling_over(tmp_path: Path) -> None:
-    class Breaks:
+    class Breaks(Backend):
         name = "primary"
 
         async def generate(self, messages: Sequence[Message], params: GenerationParams) -> Completion:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from cosa_guard._optional import require
 from cosa_guard.backends._stops import StopBuffer, cut_completion
+from cosa_guard.backends.base import Backend
 from cosa_guard.errors import BackendError, CosaGuardError, status_error
 from cosa_guard.types import ROLES, Chunk, Completion, GenerationParams, Message, Usage
 
@@ -135,7 +136,7 @@ def _default_name(model: Any) -> str:
     return f"langchain:{llm_type or type(model).__name__}"
 
 
-class LangChainBackend:
+class LangChainBackend(Backend):
     """A backend over a LangChain chat model's `ainvoke` / `astream`.
 
     `config` is the RunnableConfig passed on every call (callbacks, tags, metadata).

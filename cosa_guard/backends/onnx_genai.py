@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 from cosa_guard._optional import require
 from cosa_guard.backends._stops import StopBuffer
+from cosa_guard.backends.base import Backend
 from cosa_guard.errors import BackendBusyError, BackendError
 from cosa_guard.types import Chunk, Completion, GenerationParams, Message, Usage
 
@@ -221,7 +222,7 @@ def _run_decode(
     return ("length" if count >= options.max_new_tokens else "stop"), usage
 
 
-class OnnxGenAIBackend:
+class OnnxGenAIBackend(Backend):
     """A chat model on onnxruntime-genai, from a model folder or `embedded`.
 
     `precision` picks the embedded model's conversion (`int4`, the default, or `fp32`; see

@@ -23,6 +23,7 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
 from cosa_guard._optional import require
+from cosa_guard.backends.base import Backend
 from cosa_guard.backends.openai import match_candidates
 from cosa_guard.errors import BackendError, BackendRequestError, CosaGuardError
 from cosa_guard.types import Chunk, Completion, GenerationParams, Message, Usage
@@ -61,7 +62,7 @@ def _engine_key(model: str, options: Mapping[str, Any]) -> tuple[str, tuple[tupl
     return model, tuple(sorted((k, repr(v)) for k, v in options.items()))
 
 
-class VLLMBackend:
+class VLLMBackend(Backend):
     """A chat model served by an in-process vLLM engine.
 
     `engine_options` are `AsyncEngineArgs` fields (`dtype`, `max_model_len`,

@@ -21,7 +21,7 @@ the verdict, tool calls included.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any, Literal
@@ -278,7 +278,7 @@ class GuardedChatModel(BaseChatModel):
         stop: list[str] | None,
         call: ModelCall | None,
         kwargs: dict[str, Any],
-    ) -> AsyncIterator[ChatGenerationChunk]:
+    ) -> AsyncGenerator[ChatGenerationChunk, None]:
         if self.bound is not None or _TOOL_OPTIONS & kwargs.keys():
             # Tool calls arrive as argument fragments and are judged whole: release them whole.
             result = await self._chat(messages, stop, call, kwargs)
