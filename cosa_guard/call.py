@@ -45,7 +45,6 @@ class Call:
     notes: list[str] = field(default_factory=list)
     instructions: str = ""  # the application's instructions, rendered below the config
     breaker_pending: bool = False  # the primary was admitted and its outcome is not recorded yet
-    released: int = 0  # characters streamed to the caller
     cancelled: bool = False
     usage: Usage | None = None  # what the model that produced `text` reported, when it did
     span: Span | None = None  # the call's OpenTelemetry span, when the API is installed

@@ -302,9 +302,9 @@ class Guard:
     async def warm_up(self) -> None:
         """Load the local models the deployments' routes name now, not on their first call.
 
-        The server awaits it in its lifespan (before it reports ready) and `cosa-guard chat`
-        before its first prompt. Backends that load lazily (`Preloadable`) load here; the rest
-        have nothing to do.
+        The server awaits it in its lifespan (before it reports ready), `cosa-guard chat` and
+        `cosa-guard eval` before their first prompt. Backends that load lazily (`Preloadable`)
+        load here; the rest have nothing to do.
         """
         for backend in list(self._pool.backends.values()):
             if isinstance(backend, Preloadable):

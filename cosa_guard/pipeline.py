@@ -91,7 +91,6 @@ class Pipeline:
         try:
             async with aclosing(self._decide(call, params)) as deltas:
                 async for delta in deltas:
-                    call.released += len(delta.text)
                     yield delta
             yield FinalEvent(call.response())
         finally:

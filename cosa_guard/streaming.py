@@ -8,7 +8,7 @@ Modes (per deployment, `stream.mode`):
   back a tail whose meaning may still change with the next characters. The rest is released only
   after the verdict on the whole answer.
 - `optimistic`: text is released as it arrives and judged every `window_chars` and at the end;
-  on a violation the stream stops and the guard tells the caller to retract what it showed. Text
+  on a violation the stream stops and its decision tells the caller to retract what it showed. Text
   a judge would flag CAN reach the caller in this mode.
 - `passthrough` (internal): the CoSAlign route without defence-in-depth judging.
 
