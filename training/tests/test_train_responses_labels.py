@@ -83,7 +83,7 @@ async def test_a_run_where_every_call_fails_raises(tmp_path: Path) -> None:
         await generate_responses(_configs(), ScriptedBackend([BackendError("down")]), tmp_path / "r.jsonl")
 
 
-class MarkerJudge:
+class MarkerJudge(Judge):
     """A Judge that finds a category when its marker appears, and fails on `CRASH`."""
 
     name = "marker"
