@@ -72,6 +72,18 @@ async def backend_chunks(
             yield chunk
 
 
+async def _verdict(
+    check: Check, text: str, final: bool, deadline: float, fail_open: bool
+) -> tuple[Decision, BaseException | None]:
+    """The check's decision, or the failure (allowed and flagged when the deployment fails open)."""
+    try:
+        async with asyncio.timeout_at(deadline) as timer:
+            return await check(text, final), None
+    except Exception as exc:
+        kind, detail = _failure(exc, timer, "judging")
+        return (Decision.allowed(detail, fail_open=True) if fail_open else Decision.failed(kind, detail)), exc
+
+
 def _failure(exc: BaseException, timer: asyncio.Timeout, stage: str) -> tuple[FailureKind, str]:
     """The kind and a fixed detail: the exception's text may quote unjudged text, so it stays out."""
     if timer.expired():
@@ -102,18 +114,6 @@ async def guard_stream(
     error: BaseException | None = None
     opened: Decision | None = None  # the flagged decision once judging failed open
 
-    async def verdict(final: bool) -> Decision:
-        """The check's decision, or the failure (allowed and flagged when the deployment fails open)."""
-        nonlocal error
-        assert check is not None
-        try:
-            async with asyncio.timeout_at(deadline) as timer:
-                return await check(text, final)
-        except Exception as exc:
-            error = exc
-            kind, detail = _failure(exc, timer, "judging")
-            return Decision.allowed(detail, fail_open=True) if fail_open else Decision.failed(kind, detail)
-
     def release(upto: int) -> TextDelta:
         nonlocal released
         piece = text[released:upto]
@@ -140,7 +140,8 @@ async def guard_stream(
         if eager:
             yield release(len(text))
         if judging and len(text) - judged >= window:
-            decision = await verdict(False)
+            assert check is not None
+            decision, error = await _verdict(check, text, False, deadline, fail_open)
             if decision.fail_open:  # the rest goes out unjudged, flagged
                 opened, judging, eager = decision, False, True
                 if released < len(text):
@@ -153,7 +154,11 @@ async def guard_stream(
             if not eager and judged - overlap_chars > released:
                 yield release(judged - overlap_chars)
 
-    decision = await verdict(True) if judging else opened or Decision.allowed()
+    if judging:
+        assert check is not None
+        decision, error = await _verdict(check, text, True, deadline, fail_open)
+    else:
+        decision = opened or Decision.allowed()
     if decision.is_allowed and released < len(text):
         yield release(len(text))
     yield end(decision)
