@@ -28,7 +28,7 @@ from cosa_guard.injection.base import InputGuard
 from cosa_guard.metrics import Metrics
 from cosa_guard.prepare import failure_detail, prepare
 from cosa_guard.routing import CircuitBreaker
-from cosa_guard.streaming import StreamEnd, backend_chunks, guard_stream
+from cosa_guard.streaming import StreamEnd, guard_stream
 from cosa_guard.tracing import Stage, end_span, start_child
 from cosa_guard.types import (
     Decision,
@@ -265,7 +265,7 @@ class Pipeline:
 
         spec = rt.deployment.spec
         chunks = checked_chunks(
-            backend_chunks(backend, call.model_messages(messages), params), spec.limits.max_answer_chars
+            backend.stream(call.model_messages(messages), params), spec.limits.max_answer_chars
         )
         span = start_child(call.span, "cosa_guard.generate")  # the judge's windows are its siblings
         started, judged_before = time.perf_counter(), call.timings.get("judge", 0.0)

@@ -27,11 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 
-from cosa_guard.backends.base import Backend
 from cosa_guard.errors import IncompleteStreamError
 from cosa_guard.failures import backend_failure_kind, describe
 from cosa_guard.types import (
@@ -39,9 +38,7 @@ from cosa_guard.types import (
     Decision,
     FailureKind,
     FinalEvent,
-    GenerationParams,
     GuardResponse,
-    Message,
     StreamEvent,
     TextDelta,
 )
@@ -61,15 +58,6 @@ class StreamEnd:
     decision: Decision
     backend_done: bool  # the backend finished its answer (a later failure is the judge's)
     error: BaseException | None = None  # what ended the stream: for the breaker and the detail log only
-
-
-async def backend_chunks(
-    backend: Backend, messages: Sequence[Message], params: GenerationParams
-) -> AsyncGenerator[Chunk, None]:
-    """The backend's stream; closing this generator closes it."""
-    async with aclosing(backend.stream(messages, params)) as source:
-        async for chunk in source:
-            yield chunk
 
 
 async def _verdict(
