@@ -137,16 +137,15 @@ class RoutePool:
         routes = list(in_use)
         used = {id(b) for r in routes for b in (r.primary, r.fallback) if b is not None}
         used |= {id(r.verifier.judge) for r in routes if r.verifier is not None}
-        closing: list[object] = []
+        closing: list[Backend | Judge] = []
         for pool in (self.backends, self.judges):
             for key in [k for k, obj in pool.items() if id(obj) not in used]:
                 closing.append(pool.pop(key))
         for obj in closing:
-            aclose = getattr(obj, "aclose", None)
-            if aclose is None or id(obj) in self.borrowed:
+            if id(obj) in self.borrowed:
                 continue
             try:
-                await aclose()
+                await obj.aclose()
             except Exception:
                 logger.exception("closing %r failed", obj)
 

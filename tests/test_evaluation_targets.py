@@ -60,7 +60,7 @@ async def test_each_dataset_config_is_served_by_the_deployment(deployment: Loade
     recorder = RecordingBackend()
     backends = SharedBackends(lambda spec, base: recorder)
     target = per_config_guard(
-        deployment, dataset(), name="studio", backends=backends, params={"max_tokens": 7}
+        deployment, dataset(), name="studio", backends=backends, params=GenerationParams(max_tokens=7)
     )
     ds = dataset()
     try:

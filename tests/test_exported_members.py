@@ -30,7 +30,6 @@ EXPORTED = [
     "Message",
     "MissingExtraError",
     "RefusalReason",
-    "Retraction",
     "Route",
     "SafetyConfig",
     "Taxonomy",

@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
+from cosa_guard.backends.base import Backend
 from cosa_guard.backends.fake import FailingBackend, ScriptedBackend
 from cosa_guard.tracing import observe
 from cosa_guard.types import Chunk, Completion, FinalEvent, GenerationParams, Message, TextDelta
@@ -139,7 +140,7 @@ async def test_a_stream_is_one_span_with_its_steps_as_children(
 async def test_a_stream_the_caller_leaves_ends_its_spans_as_cancelled(
     tmp_path: Path, spans: InMemorySpanExporter
 ) -> None:
-    class Endless:
+    class Endless(Backend):
         name = "endless"
 
         async def generate(self, messages: Sequence[Message], params: GenerationParams) -> Completion:

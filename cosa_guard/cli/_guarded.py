@@ -1,17 +1,12 @@
-"""What `serve` and `chat` share: pick the deployments file (the demo when none is given) and open a guard."""
+"""What `serve`, `chat` and `eval` share: the deployments file to open (the demo when none is given)."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from cosa_guard.served import ServedLedger
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,13 +37,3 @@ def resolve(deployments: Path | None) -> Target:
     demo = ensure_demo_deployment()
     print(demo.notice, file=sys.stderr)
     return Target(demo.deployments_path, demo.api_key, demo.deployment_id)
-
-
-def open_guard(path: Path, ledger: ServedLedger | None = None) -> Any:
-    """A Guard over `path`, with the embedded model ready; `ledger`: see `DeploymentRegistry.load`."""
-    from cosa_guard.guard import Guard
-    from cosa_guard.local_models import load_local_models
-
-    guard = Guard.from_file(path, ledger=ledger)
-    asyncio.run(load_local_models(guard.registry))
-    return guard

@@ -10,7 +10,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from cosa_guard.types import FinalEvent, GuardResponse, Message, Retraction, TextDelta
+from cosa_guard.types import GuardResponse, Message
 
 DESCRIPTION = """\
 Chat in the terminal through a guarded deployment, in-process (no server needed).
@@ -47,12 +47,14 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cosa_guard.cli._guarded import open_guard, resolve
+    from cosa_guard.cli._guarded import resolve
+    from cosa_guard.guard import Guard
 
     target = resolve(args.deployments)
-    guard = open_guard(target.path)
+    guard = Guard.from_file(target.path)
     loop = asyncio.new_event_loop()
     try:
+        loop.run_until_complete(guard.warm_up())
         deployment_id = _pick(guard.registry.ids(), args.deployment or target.demo_id)
         print(f"chatting with deployment {deployment_id!r}; /reset forgets the conversation, /quit leaves")
         history: list[Message] = []
@@ -117,28 +119,26 @@ def _read() -> str | None:
 
 
 async def _turn(guard: Any, deployment_id: str, history: list[Message]) -> GuardResponse | None:
+    from cosa_guard.errors import IncompleteStreamError
+    from cosa_guard.streaming import StreamFold
+
     started = time.perf_counter()
     print("bot> ", end="", flush=True)
-    final: GuardResponse | None = None
-    shown = ""
-    async for event in guard.stream(deployment_id, list(history)):
-        if isinstance(event, TextDelta):
-            shown += event.text
-            print(event.text, end="", flush=True)
-        elif isinstance(event, Retraction):
-            shown = event.replacement
-            print(f"\n[retracted: {event.reason}] {event.replacement}", end="", flush=True)
-        elif isinstance(event, FinalEvent):
-            final = event.response
+    fold = StreamFold(guard.stream(deployment_id, list(history)))
+    async with contextlib.aclosing(fold):
+        async for text in fold.texts():
+            print(text, end="", flush=True)
     latency_ms = (time.perf_counter() - started) * 1000
-    if final is None:
+    try:
+        answer = fold.answer()
+    except IncompleteStreamError:
         print("\n[no decision: the guard ended the stream early]", file=sys.stderr)
         return None
-    if not final.decision.is_allowed and final.text and not shown.endswith(final.text):
-        print(final.text, end="")
-    print()
-    print(_summary(final, latency_ms))
-    return final
+    if answer.retracted:
+        print(f"\n[retracted: {answer.response.decision.label}] ", end="")
+    print(answer.closing)
+    print(_summary(answer.response, latency_ms))
+    return answer.response
 
 
 def _summary(response: GuardResponse, latency_ms: float) -> str:

@@ -129,13 +129,11 @@ def run(args: argparse.Namespace) -> int:
     from cosa_guard.cli._guarded import resolve
     from cosa_guard.deployments import DeploymentRegistry
     from cosa_guard.evaluation.dataset import EvalDataset
-    from cosa_guard.local_models import load_local_models
 
     dataset = EvalDataset.load(args.dataset) if args.dataset else EvalDataset.bundled()
     source = resolve(args.deployments)
     registry = DeploymentRegistry.load(source.path)
     deployments = [registry.get(i) for i in args.deployment or registry.ids()]
-    asyncio.run(load_local_models(registry))
     return asyncio.run(_main(args, dataset, deployments, source.path.parent))
 
 
@@ -153,6 +151,8 @@ async def _main(
     targets = _targets(args, deployments, dataset, backends)
     runs: list[tuple[RunResult, str]] = []
     try:
+        for target in targets:
+            await target.guard.warm_up()  # the local models load before the progress bars start
         for target in targets:
             runs.append((await _run_one(args, dataset, target, judge, grader), target.description))
     finally:
@@ -172,8 +172,9 @@ def _targets(
     backends: SharedBackends,
 ) -> list[GuardTarget]:
     from cosa_guard.evaluation.targets import describe, ica_baseline, per_config_guard
+    from cosa_guard.types import GenerationParams
 
-    params = {"max_tokens": args.max_tokens} if args.max_tokens else {}
+    params = GenerationParams(max_tokens=args.max_tokens or None)
     targets = []
     for deployment in deployments:
         if args.baseline == "ica":

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cosa_guard.server.errors import DECISION_HEADER, RULE_HEADER, ApiError
 from cosa_guard.server.fields import check_fields, check_message
-from cosa_guard.types import DecisionKind, GuardResponse, Message
+from cosa_guard.types import DecisionKind, GenerationParams, GuardResponse, Message
 
 
 class StreamOptions(BaseModel):
@@ -51,18 +51,14 @@ class ChatRequest(BaseModel):
     def include_usage(self) -> bool:
         return self.stream_options is not None and self.stream_options.include_usage
 
-    def guard_params(self) -> dict[str, Any]:
-        params: dict[str, Any] = {}
-        max_tokens = self.max_completion_tokens or self.max_tokens
-        if max_tokens is not None:
-            params["max_tokens"] = max_tokens
-        for name in ("temperature", "top_p", "seed"):
-            value = getattr(self, name)
-            if value is not None:
-                params[name] = value
-        if self.stop:
-            params["stop"] = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
-        return params
+    def guard_params(self) -> GenerationParams:
+        return GenerationParams(
+            max_tokens=self.max_completion_tokens or self.max_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            stop=((self.stop,) if isinstance(self.stop, str) else tuple(self.stop)) if self.stop else (),
+            seed=self.seed,
+        )
 
 
 def parse_request(data: Any) -> tuple[ChatRequest, tuple[Message, ...]]:

@@ -23,8 +23,6 @@ worker a scrape reaches.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -32,8 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from cosa_guard.guard import Guard
-    from cosa_guard.served import ServedLedger
+    pass
 
 OPTIONS_ENV = "COSA_GUARD_SERVE"
 APP_FACTORY = "cosa_guard.server.workers:create_worker_app"
@@ -70,6 +67,7 @@ class WorkerOptions:
 def create_worker_app() -> Any:
     """uvicorn's app factory in each worker process."""
     from cosa_guard.audit import JsonlAuditSink
+    from cosa_guard.guard import Guard
     from cosa_guard.logs import configure_logging
     from cosa_guard.served import ServedLedger
     from cosa_guard.server.app import create_app
@@ -77,10 +75,7 @@ def create_worker_app() -> Any:
     options = WorkerOptions.from_env()
     configure_logging(options.log_level, options.log_format)  # a spawned worker starts unconfigured
     ledger = ServedLedger(options.served_ledger) if options.served_ledger else None
-    # uvicorn calls the factory inside its running loop, and loading local models runs a loop of
-    # its own: load them in a thread (nothing is served until the factory returns).
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        guard = pool.submit(_open_guard, Path(options.deployments), ledger).result()
+    guard = Guard.from_file(Path(options.deployments), ledger=ledger)  # the app's lifespan warms it up
     audit = JsonlAuditSink(options.audit) if options.audit else None
     return create_app(
         guard,
@@ -94,13 +89,3 @@ def create_worker_app() -> Any:
         close_audit=True,
         cors_origins=options.cors_origins,
     )
-
-
-def _open_guard(path: Path, ledger: ServedLedger | None) -> Guard:
-    """The worker's guard with its local models loaded; runs in a thread of its own, with its own loop."""
-    from cosa_guard.guard import Guard
-    from cosa_guard.local_models import load_local_models
-
-    guard = Guard.from_file(path, ledger=ledger)
-    asyncio.run(load_local_models(guard.registry))
-    return guard

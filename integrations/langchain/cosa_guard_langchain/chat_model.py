@@ -24,7 +24,7 @@ wrapped model's own run.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any, Literal
@@ -38,9 +38,9 @@ from pydantic import Field
 
 from cosa_guard.backends.langchain import from_langchain, message_text
 from cosa_guard.deployments import LoadedDeployment
-from cosa_guard.errors import CosaGuardError
+from cosa_guard.streaming import StreamedAnswer, StreamFold
 from cosa_guard.tracing import observe
-from cosa_guard.types import DecisionKind, FinalEvent, GuardResponse, Retraction, TextDelta
+from cosa_guard.types import DecisionKind, GenerationParams, GuardResponse
 from cosa_guard_langchain._runs import nested_callbacks, nesting, pin_run, remember
 from cosa_guard_langchain._sync import iterate_in_thread, iterate_sync, run_sync
 from cosa_guard_langchain._walk import replace_chat_models
@@ -313,7 +313,7 @@ class GuardedChatModel(BaseChatModel):
     ) -> ChatResult:
         with use_call(call), observe(steps):
             response = await self.guard.chat(
-                self.deployment_id, from_langchain(messages), **_params(stop, kwargs)
+                self.deployment_id, from_langchain(messages), _params(stop, kwargs)
             )
         raise_for(response, raise_on_refusal=self.raise_on_refusal)
         produced = call.result if call is not None else None
@@ -326,33 +326,22 @@ class GuardedChatModel(BaseChatModel):
         call: ModelCall | None,
         kwargs: dict[str, Any],
         steps: RunSteps | None,
-    ) -> AsyncIterator[ChatGenerationChunk]:
+    ) -> AsyncGenerator[ChatGenerationChunk, None]:
         if self.bound is not None or _TOOL_OPTIONS & kwargs.keys():
             # Tool calls arrive as argument fragments and are judged whole: release them whole.
             result = await self._chat(messages, stop, call, kwargs, steps)
             yield ChatGenerationChunk(message=whole_chunk(result.generations[0].message))
             return
-        released: list[str] = []
-        retraction: Retraction | None = None
-        final: GuardResponse | None = None
-        events = self.guard.stream(self.deployment_id, from_langchain(messages), **_params(stop, kwargs))
+        events = self.guard.stream(self.deployment_id, from_langchain(messages), _params(stop, kwargs))
+        fold = StreamFold(events)
         # aclosing: a consumer that stops early still gets the guard's audit record written now.
         with use_call(call), observe(steps):
-            async with aclosing(events):
-                async for event in events:
-                    if isinstance(event, TextDelta):
-                        # The refusal delta is held back: the last chunk carries it, or the error replaces it.
-                        if event.text and not event.refusal:
-                            released.append(event.text)
-                            yield ChatGenerationChunk(message=AIMessageChunk(content=event.text))
-                    elif isinstance(event, Retraction):
-                        retraction = event
-                    elif isinstance(event, FinalEvent):
-                        final = event.response
-        if final is None:
-            raise CosaGuardError(f"the guard's stream for {self.deployment_id!r} ended without a decision")
-        raise_for(final, raise_on_refusal=self.raise_on_refusal)
-        yield ChatGenerationChunk(message=_last_chunk(final, "".join(released), retraction))
+            async with aclosing(fold):
+                async for text in fold.texts():
+                    yield ChatGenerationChunk(message=AIMessageChunk(content=text))
+        answer = fold.answer()  # IncompleteStreamError when the stream ended without a decision
+        raise_for(answer.response, raise_on_refusal=self.raise_on_refusal)
+        yield ChatGenerationChunk(message=_last_chunk(answer))
 
     def _call_and_steps(
         self, messages: list[BaseMessage], run_manager: Any, *, sync: bool
@@ -390,21 +379,16 @@ def _ai_message(result: Any) -> AIMessage:
     return result
 
 
-def _params(stop: list[str] | None, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    return {**kwargs, "stop": stop} if stop else dict(kwargs)
+def _params(stop: list[str] | None, kwargs: Mapping[str, Any]) -> GenerationParams:
+    return GenerationParams.from_kwargs(**kwargs, **({"stop": stop} if stop else {}))
 
 
-def _last_chunk(final: GuardResponse, released: str, retraction: Retraction | None) -> AIMessageChunk:
-    meta = guarded_message(final, None).response_metadata
+def _last_chunk(answer: StreamedAnswer) -> AIMessageChunk:
+    meta = guarded_message(answer.response, None).response_metadata
     meta["cosa_guard"] = {
         **meta["cosa_guard"],
-        "retracted": retraction is not None,
-        "released_chars": len(released),
+        "retracted": answer.retracted,
+        "released_chars": len(answer.released),
     }
-    if final.decision.is_allowed:
-        content = ""
-    elif retraction is not None:
-        content = retraction.replacement
-    else:  # nothing unjudged went out: the refusal ends the stream
-        content = final.text
-    return AIMessageChunk(content=content, response_metadata=meta, chunk_position="last")
+    # Nothing more when the answer stands; else the refusal (in place of any retracted text).
+    return AIMessageChunk(content=answer.closing, response_metadata=meta, chunk_position="last")
