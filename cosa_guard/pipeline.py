@@ -356,9 +356,19 @@ class Pipeline:
         except Exception:
             logger.exception("could not record request %s", call.request_id)
         try:  # the application's span processors run here, and may raise
-            end_span(call.span, {"cosa_guard.route": call.route.value, "cosa_guard.decision": label})
+            end_span(call.span, _closing_attributes(call, label))
         except Exception:
             logger.exception("could not end the span of request %s", call.request_id)
+
+
+def _closing_attributes(call: Call, label: str) -> dict[str, str]:
+    """The call span's closing labels: route, decision and, once judged, the categories and deciding rule."""
+    attributes = {"cosa_guard.route": call.route.value, "cosa_guard.decision": label}
+    if call.verdict is not None:
+        attributes["cosa_guard.categories"] = ",".join(sorted(call.verdict.categories))
+        if call.verdict.rule_number is not None:
+            attributes["cosa_guard.rule"] = str(call.verdict.rule_number)
+    return attributes
 
 
 def _primary_failed(breaker: CircuitBreaker, exc: BaseException | None) -> None:

@@ -91,6 +91,8 @@ async def test_a_refusal_is_the_decision_attribute(tmp_path: Path, spans: InMemo
     assert response.decision.label == "refused:output_violation"
     (call,) = by_name(spans)["cosa_guard.chat"]
     assert (call.attributes or {})["cosa_guard.decision"] == "refused:output_violation"
+    assert response.categories  # the judged categories close the call span, as labels
+    assert (call.attributes or {})["cosa_guard.categories"] == ",".join(sorted(response.categories))
     assert_no_text(spans)
 
 
