@@ -41,9 +41,9 @@ from cosa_guard.injection import corpus, real
 from cosa_guard.injection.calibration import calibrate
 from cosa_guard.injection.classifier import WEIGHTS_DIR, InjectionClassifier
 from cosa_guard.injection.detector import InjectionDetector, TurnVerdict
-from cosa_guard.injection.normalise import normalise
 from cosa_guard.injection.structural import DECISIVE, scan
 from cosa_guard.injection.train import real_corpus
+from cosa_guard.normalise import normalise
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

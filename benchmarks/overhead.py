@@ -30,10 +30,11 @@ from typing import Any
 from cosa_guard.audit import JsonlAuditSink
 from cosa_guard.backends.fake import ScriptedBackend
 from cosa_guard.config import SafetyConfig
-from cosa_guard.deployments import BackendSpec, DeploymentRegistry, JudgeSpec
+from cosa_guard.deployments import DeploymentRegistry
 from cosa_guard.guard import Guard
 from cosa_guard.judges.fake import ScriptedJudge
 from cosa_guard.metrics import Metrics, NoopMetrics, PrometheusMetrics
+from cosa_guard.settings import BackendSpec, JudgeSpec
 from cosa_guard.testing.deployments import write_signed_deployment
 from cosa_guard.types import GenerationParams, Message
 

@@ -113,9 +113,9 @@ def run_guarded(port: int, deployments: str, backend: str, delay_s: float) -> No
     from cosa_guard.backends.base import Backend
     from cosa_guard.backends.fake import ScriptedBackend
     from cosa_guard.backends.openai import OpenAIBackend
-    from cosa_guard.deployments import BackendSpec
     from cosa_guard.guard import Guard
     from cosa_guard.server import create_app
+    from cosa_guard.settings import BackendSpec
 
     def backends(spec: BackendSpec, base_dir: Path) -> Backend:
         if backend == "scripted":

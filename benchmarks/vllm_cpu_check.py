@@ -23,15 +23,15 @@ import json
 import sys
 import tempfile
 import time
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
-from cosa_guard.backends.factory import build_backend
 from cosa_guard.config import SafetyConfig
-from cosa_guard.deployments import BackendSpec
 from cosa_guard.guard import Guard
+from cosa_guard.streaming import StreamFold
 from cosa_guard.testing.deployments import write_signed_deployment
-from cosa_guard.types import DecisionKind, FinalEvent, GuardResponse, TextDelta
+from cosa_guard.types import DecisionKind, GenerationParams, GuardResponse
 
 CONFIG = SafetyConfig(
     id="vllm-check",
@@ -79,24 +79,19 @@ def _deployments(folder: Path, spec: dict[str, Any]) -> Path:
 
 
 async def _stream(
-    guard: Guard, deployment: str, params: dict[str, Any]
+    guard: Guard, deployment: str, params: GenerationParams
 ) -> tuple[list[str], float, GuardResponse]:
-    """Released model text (refusal deltas excluded), ms to the first delta of any kind, final response."""
+    """Released model text, ms to the first event (text or the decision), final response."""
     started = time.perf_counter()
     released: list[str] = []
     first_delta_ms = 0.0
-    final: GuardResponse | None = None
-    async for event in guard.stream(deployment, QUESTION, **params):
-        if isinstance(event, TextDelta):
-            if not first_delta_ms:
-                first_delta_ms = (time.perf_counter() - started) * 1000
-            if not event.refusal:
-                released.append(event.text)
-        elif isinstance(event, FinalEvent):
-            final = event.response
-    if final is None:
-        raise AssertionError(f"{deployment}: the stream ended without a final decision")
-    return released, first_delta_ms, final
+    fold = StreamFold(guard.stream(deployment, QUESTION, params))
+    async with aclosing(fold):
+        async for text in fold.texts():
+            first_delta_ms = first_delta_ms or (time.perf_counter() - started) * 1000
+            released.append(text)
+    first_delta_ms = first_delta_ms or (time.perf_counter() - started) * 1000
+    return released, first_delta_ms, fold.answer().response
 
 
 def _report(prefix: str, name: str, response: GuardResponse, elapsed: float) -> bool:
@@ -118,18 +113,16 @@ async def main(args: argparse.Namespace) -> bool:
         path = _deployments(Path(tmp), spec)
         started = time.perf_counter()
         # An in-process engine lives on the loop that starts it: start it here, on this loop, before
-        # the guard's first call; the guard's backends find the same shared engine.
-        load = getattr(build_backend(BackendSpec.model_validate(spec), Path(tmp)), "load", None)
-        if load is not None:
-            await load()
+        # the guard's first call.
         guard = Guard.from_file(path)
+        await guard.warm_up()
         print(f"{prefix}load_s={time.perf_counter() - started:.2f}")
-        params = {"max_tokens": args.max_tokens, "temperature": 0.0}
+        params = GenerationParams(max_tokens=args.max_tokens, temperature=0.0)
         results = []
         try:
             for deployment in ("cascade", "cosalign"):
                 started = time.perf_counter()
-                response = await guard.chat(deployment, QUESTION, **params)
+                response = await guard.chat(deployment, QUESTION, params)
                 results.append(_report(prefix, f"{deployment}_chat", response, time.perf_counter() - started))
 
             started = time.perf_counter()
@@ -142,7 +135,7 @@ async def main(args: argparse.Namespace) -> bool:
                 raise AssertionError("released deltas differ from the final text")
 
             started = time.perf_counter()
-            response = await guard.chat("strict", QUESTION, **params)
+            response = await guard.chat("strict", QUESTION, params)
             _report(prefix, "strict_chat", response, time.perf_counter() - started)
             refused = (
                 response.decision.label == "refused:output_violation" and response.text == CONFIG.refusal

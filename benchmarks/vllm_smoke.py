@@ -28,7 +28,7 @@ import sys
 import time
 from typing import Any
 
-from cosa_guard.backends.base import Backend, LogprobBackend
+from cosa_guard.backends.base import Backend, LogprobBackend, Preloadable
 from cosa_guard.types import GenerationParams, Message
 
 MESSAGES = (
@@ -84,9 +84,8 @@ async def _tokens(backend: Backend, params: GenerationParams) -> tuple[int, floa
 async def main(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     backend = build(args)
-    load = getattr(backend, "load", None)
-    if load is not None:  # local models start here; a server is already up
-        await load()
+    if isinstance(backend, Preloadable):  # local models start here; a server is already up
+        await backend.load()
     print(f"load_s={time.perf_counter() - started:.2f}")
     # Exactly max_tokens per call, so tokens/s compares like with like (each backend's own spelling).
     forced = {"min_new_tokens": args.max_tokens} if args.backend == "transformers" else {"ignore_eos": True}

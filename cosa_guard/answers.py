@@ -9,7 +9,7 @@ that, and nothing of it is returned unchecked).
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import replace
 
 from cosa_guard import utf8
@@ -24,7 +24,7 @@ def checked_answer(text: str, max_chars: int) -> str:
     return utf8.scrub(text)
 
 
-async def checked_chunks(chunks: AsyncIterator[Chunk], max_chars: int) -> AsyncGenerator[Chunk, None]:
+async def checked_chunks(chunks: AsyncGenerator[Chunk, None], max_chars: int) -> AsyncGenerator[Chunk, None]:
     """`chunks` with surrogates replaced; AnswerTooLongError once their text passes `max_chars`.
 
     Closing this generator closes `chunks`.
@@ -38,6 +38,4 @@ async def checked_chunks(chunks: AsyncIterator[Chunk], max_chars: int) -> AsyncG
             text = utf8.scrub(chunk.text)
             yield chunk if text is chunk.text else replace(chunk, text=text)
     finally:
-        aclose = getattr(chunks, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await chunks.aclose()

@@ -41,6 +41,10 @@ class AuditRecord:
     latency_ms: float
     categories: tuple[str, ...] = ()
     score: float | None = None
+    # The config rule that decided the call ({number, text}: signed config text, never the prompt's)
+    # and whether the config's rules were reviewed (False: derived from its text at load).
+    rule: Mapping[str, Any] | None = None
+    rules_reviewed: bool = False
     model: str = ""
     fail_open: bool = False
     stream: bool = False

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 from cachetools import TTLCache
 
-from cosa_guard.deployments import CacheSpec
+from cosa_guard.settings import CacheSpec
 from cosa_guard.types import Message, Verdict
 
 CacheKey = tuple[str, str, bytes]

@@ -14,9 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+)
 
 from cosa_guard.errors import ConfigError
+from cosa_guard.rules import MAX_RULES, Rule, check_rules
 from cosa_guard.taxonomy import ALLOWABLE_IDS, CATEGORY_IDS, OTHER
 
 MAX_TEXT_CHARS = 20_000
@@ -40,6 +49,9 @@ class SafetyConfig(BaseModel):
     refusal: str | None = Field(default=None, max_length=2_000, description="text returned on a refusal")
     expires_at: datetime | None = Field(default=None, description="after this instant the config is rejected")
     description: str = Field(default="", max_length=2_000)
+    rules: tuple[Rule, ...] = Field(
+        default=(), max_length=MAX_RULES, description="the text's rules as reviewed; empty: derived at load"
+    )
 
     @field_validator("text")
     @classmethod
@@ -74,6 +86,21 @@ class SafetyConfig(BaseModel):
         if value is not None and value.tzinfo is None:
             raise ValueError("needs a timezone, e.g. 2027-01-01T00:00:00Z")
         return value
+
+    @field_validator("rules")
+    @classmethod
+    def _rules_consistent(cls, value: tuple[Rule, ...]) -> tuple[Rule, ...]:
+        check_rules(value)
+        return value
+
+    @model_serializer(mode="wrap")
+    def _omit_empty_rules(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A config without rules serialises as it did before rules existed, so every hash and
+        # signature made then stays valid.
+        data: dict[str, Any] = handler(self)
+        if not self.rules:
+            data.pop("rules", None)
+        return data
 
     @property
     def is_free_form(self) -> bool:

@@ -28,10 +28,10 @@ from typing import Any
 import yaml
 
 from cosa_guard.config import SafetyConfig
-from cosa_guard.deployments import hash_api_key, new_api_key
 from cosa_guard.errors import BundleError
+from cosa_guard.settings import hash_api_key, new_api_key
+from cosa_guard.signed_deployment import write_signed_deployment
 from cosa_guard.signing import load_bundle
-from cosa_guard.testing.deployments import write_signed_deployment
 
 DEMO_DEPLOYMENT_ID = "game-studio"
 DEMO_REVIEWER = "local-demo-reviewer"

@@ -22,8 +22,9 @@
     │   ├── BackendRequestError                this request was at fault (400, 413, 422, unencodable text)
     │   ├── AnswerTooLongError                 the answer passed the deployment's limits.max_answer_chars
     │   └── BackendBusyError                   a local model's queue is full (load, not a fault)
-    └── JudgeError                             a judge failed: crashed, timed out or could not be parsed
-        └── JudgeParseError                    its answer could not be parsed (never a pass)
+    ├── JudgeError                             a judge failed: crashed, timed out or could not be parsed
+    │   └── JudgeParseError                    its answer could not be parsed (never a pass)
+    └── IncompleteStreamError                  a guarded stream ended without its decision
 
 A *refusal* is not an exception: the guard returns it as a normal `Decision`.
 """
@@ -183,3 +184,7 @@ class JudgeError(CosaGuardError):
 
 class JudgeParseError(JudgeError):
     pass
+
+
+class IncompleteStreamError(CosaGuardError):
+    """A guarded stream ended without its decision: what was shown was never fully checked."""

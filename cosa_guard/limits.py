@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from cosa_guard.deployments import LimitsSpec
+from cosa_guard.settings import LimitsSpec
 from cosa_guard.types import Decision, FailureKind, Message
 
 _SURROGATE = re.compile("[\ud800-\udfff]")

@@ -8,6 +8,7 @@ lookup plus the counter and histogram updates.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -16,6 +17,8 @@ from cosa_guard.errors import MissingExtraError
 
 logger = logging.getLogger("cosa_guard.metrics")
 
+# prometheus_client's own switch: when set, every process writes its samples to files in that folder.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 BREAKER_VALUES = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
 
@@ -185,3 +188,18 @@ def default_metrics() -> PrometheusMetrics | NoopMetrics:
             logger.info("prometheus_client is not installed; guard metrics are off")
             _default = NoopMetrics()
     return _default
+
+
+def exposition() -> tuple[bytes, str]:
+    """What `/metrics` answers (body, content type): this process's registry, or every worker's sums.
+
+    With several server workers (`MULTIPROC_ENV` set) a scrape reaches one of them, so the answer
+    is read from all workers' sample files rather than from this process alone.
+    """
+    prom = require("prometheus_client", "server", "the /metrics endpoint")
+    registry = prom.REGISTRY
+    if os.environ.get(MULTIPROC_ENV):
+        multiprocess = require("prometheus_client.multiprocess", "server", "the /metrics endpoint")
+        registry = prom.CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    return prom.generate_latest(registry), prom.CONTENT_TYPE_LATEST

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 from cachetools import LRUCache, cached
 
-from cosa_guard.deployments import SystemMessagePolicy
 from cosa_guard.injection.base import Finding
 from cosa_guard.injection.structural import DECISIVE, INSTRUCTION_RULES, scan, with_index
+from cosa_guard.settings import SystemMessagePolicy
 from cosa_guard.types import Message
 
 __all__ = ["DEMOTED_HEADER", "PrivilegeResult", "SystemMessagePolicy", "apply_privilege_rule", "demote"]

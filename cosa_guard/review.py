@@ -26,7 +26,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cosa_guard.config import SafetyConfig, validation_issues
-from cosa_guard.injection.normalise import normalise
+from cosa_guard.normalise import normalise
+from cosa_guard.rules import MAX_RULES, config_rules, derive_rules
 
 Severity = Literal["error", "warning"]
 
@@ -181,7 +182,43 @@ def lint(
                     "warning",
                 )
             )
+        issues.extend(_rule_issues(config))
     return LintReport(tuple(issues), config)
+
+
+def _rule_issues(config: SafetyConfig) -> list[LintIssue]:
+    """Warnings on the rules about to be signed: what no category covers, what contradicts `allow`."""
+    field = "rules" if config.rules else "text"
+    rules = config_rules(config).rules
+    warnings = []
+    if not rules:
+        warnings.append("the text yields no rule (nothing in it allows or forbids); only `allow` is enforced")
+    derived = 0 if config.rules else len(derive_rules(config.text, config.allow))
+    if derived > MAX_RULES:
+        warnings.append(
+            f"the text yields {derived} rules; only the first {MAX_RULES} are enforced: shorten it or "
+            "write `rules` by hand"
+        )
+    allowed = set(config.allow)
+    for rule in rules:
+        unlocked = [c for c in rule.categories if c in allowed]
+        if not rule.categories:
+            warnings.append(
+                f"rule {rule.number} maps to no risk category: only a judge that reads text enforces it; "
+                "set its categories if one applies"
+            )
+        elif rule.polarity == "allows" and len(unlocked) < len(rule.categories):
+            locked = ", ".join(c for c in rule.categories if c not in allowed)
+            warnings.append(
+                f"rule {rule.number} allows {locked}, which `allow` does not unlock (a category judge "
+                "refuses it): add it to `allow` or edit the rule"
+            )
+        elif rule.polarity == "forbids" and rule.exception_of is None and unlocked:
+            warnings.append(
+                f"rule {rule.number} forbids {', '.join(unlocked)}, which `allow` unlocks, and is no "
+                "exception of an allowing rule: set its exception_of or take the category off `allow`"
+            )
+    return [LintIssue(field, message, "warning") for message in warnings]
 
 
 def _injection_issues(field: str, text: str) -> list[LintIssue]:

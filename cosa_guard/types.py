@@ -132,6 +132,14 @@ class Verdict:
     rule_number: int | None = None
     rule_text: str = ""
 
+    @property
+    def rule(self) -> dict[str, Any] | None:
+        """The deciding rule as decisions carry it, `{"number", "text"}`; None when no rule decided.
+
+        The text is the config's own (signed) rule text, never prompt or answer text.
+        """
+        return None if self.rule_number is None else {"number": self.rule_number, "text": self.rule_text}
+
 
 class DecisionKind(str, enum.Enum):
     ALLOWED = "allowed"
@@ -217,37 +225,32 @@ class GuardResponse:
     # streamed, or the backend reports none). They count the model's answer even when `text` is
     # the refusal that replaced it.
     usage: Usage | None = None
+    # Whether the config's rules were reviewed and signed (False: derived from its text at load).
+    rules_reviewed: bool = False
+
+    @property
+    def rule(self) -> dict[str, Any] | None:
+        """The config rule that decided the call, `{"number", "text"}`, when a rule judge decided it."""
+        return self.verdict.rule if self.verdict is not None else None
 
 
 @dataclass(frozen=True, slots=True)
 class TextDelta:
-    """Stream event: text released to the caller.
-
-    `refusal` marks the one delta that carries the deployment's refusal text when a call ends
-    refused or failed before any model text was released (a `FinalEvent` follows at once).
-    """
+    """Stream event: model text released to the caller (judged as the deployment's stream mode says)."""
 
     text: str
-    refusal: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Retraction:
-    """Stream event: text already released must be discarded and `replacement` shown instead.
-
-    Sent when a call ends refused or failed after some text was released: in optimistic mode that
-    text may have violated the config; in holdback mode it was judged and only the rest violated.
-    """
-
-    reason: str
-    replacement: str
 
 
 @dataclass(frozen=True, slots=True)
 class FinalEvent:
-    """Last stream event: the full decision for the call."""
+    """Last stream event, always exactly one: the decision for the call.
+
+    `response` is what `chat` would return. When the decision is not `allowed` the caller shows
+    `response.text` (the deployment's refusal) instead of any text it was streamed;
+    `cosa_guard.streaming.StreamFold` does that bookkeeping.
+    """
 
     response: GuardResponse
 
 
-StreamEvent = TextDelta | Retraction | FinalEvent
+StreamEvent = TextDelta | FinalEvent

@@ -9,12 +9,13 @@ from typing import Any
 from cosa_guard.audit import MemoryAuditSink
 from cosa_guard.backends.base import Backend
 from cosa_guard.config import SafetyConfig
-from cosa_guard.deployments import BackendSpec, DeploymentRegistry, InjectionSpec, JudgeSpec
+from cosa_guard.deployments import DeploymentRegistry
 from cosa_guard.guard import Guard
 from cosa_guard.injection.base import InputCheck
 from cosa_guard.judges.base import Judge
 from cosa_guard.judges.fake import ScriptedJudge
 from cosa_guard.metrics import NoopMetrics
+from cosa_guard.settings import BackendSpec, InjectionSpec, JudgeSpec
 from cosa_guard.testing.deployments import write_signed_deployment
 from cosa_guard.types import Message
 

@@ -11,8 +11,8 @@ import pytest
 from cosa_guard.backends.factory import BACKEND_KINDS, build_backend
 from cosa_guard.backends.fake import ScriptedBackend
 from cosa_guard.backends.openai import OpenAIBackend
-from cosa_guard.deployments import BackendSpec
 from cosa_guard.errors import DeploymentError
+from cosa_guard.settings import BackendSpec
 from cosa_guard.types import GenerationParams, Message
 
 HI = (Message("user", "hi"),)

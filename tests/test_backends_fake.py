@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
-from _backend_contract import BackendContract, Subject, wants_length
 
 from cosa_guard.backends.fake import FailingBackend, ScriptedBackend
 from cosa_guard.errors import BackendError
+from cosa_guard.testing.contract import BackendContract, BackendSubject, wants_length
 from cosa_guard.types import GenerationParams, Message
 
 SHORT = "The knight rode out at dawn and came back by night."
@@ -22,17 +22,17 @@ def reply(messages: Sequence[Message]) -> str:
 
 class TestScriptedContract(BackendContract):
     @pytest.fixture
-    def subject(self) -> Subject:
+    def subject(self) -> BackendSubject:
         # chunk_delay paces the stream as a model's tokens would, so a task reading it can be cancelled.
         backend = ScriptedBackend([reply], chunk_size=CHUNK, chunk_delay=0.0005)
-        return Subject(
+        return BackendSubject(
             backend=backend,
             failing=FailingBackend("model down"),
             steps=lambda: backend.steps,
             long_steps=len(LONG) // CHUNK,
         )
 
-    async def test_cancelling_a_generate_call_stops_the_work(self, subject: Subject) -> None:
+    async def test_cancelling_a_generate_call_stops_the_work(self, subject: BackendSubject) -> None:
         pytest.skip("ScriptedBackend.generate answers at once (only `delay` suspends it): nothing runs on")
 
 

@@ -12,7 +12,6 @@ import pytest
 
 pytest.importorskip("langchain_core")
 
-from _backend_contract import BackendContract, Subject, wants_length
 from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.fake_chat_models import FakeListChatModel, GenericFakeChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
@@ -22,6 +21,7 @@ from langchain_core.runnables import RunnableLambda
 from cosa_guard.backends.base import Backend
 from cosa_guard.backends.langchain import LangChainBackend, from_langchain, message_text, to_langchain
 from cosa_guard.errors import BackendError, MissingExtraError
+from cosa_guard.testing.contract import BackendContract, BackendSubject, wants_length
 from cosa_guard.types import Chunk, GenerationParams, Message
 
 MESSAGES = (
@@ -129,9 +129,9 @@ class WordModel(BaseChatModel):
 
 class TestLangChainContract(BackendContract):
     @pytest.fixture
-    def subject(self) -> Subject:
+    def subject(self) -> BackendSubject:
         model = WordModel()
-        return Subject(
+        return BackendSubject(
             backend=LangChainBackend(model),
             failing=LangChainBackend(WordModel(fail=True)),
             steps=lambda: model.steps,

@@ -10,10 +10,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from _backend_contract import LONG_MESSAGES, MESSAGES, BackendContract, Subject
 
 from cosa_guard.backends.onnx_genai import DecodeOptions, OnnxGenAIBackend, TokenEngine
 from cosa_guard.errors import BackendBusyError, BackendError
+from cosa_guard.testing.contract import LONG_MESSAGES, MESSAGES, BackendContract, BackendSubject
 from cosa_guard.types import GenerationParams, Message
 
 # Pieces as a tokenizer splits words: a stop string can straddle two of them.
@@ -60,9 +60,9 @@ class FakeEngine:
 
 class TestOnnxContract(BackendContract):
     @pytest.fixture
-    def subject(self) -> Subject:
+    def subject(self) -> BackendSubject:
         engine = FakeEngine()
-        return Subject(
+        return BackendSubject(
             backend=OnnxGenAIBackend.from_engine(engine),
             failing=OnnxGenAIBackend.from_engine(FakeEngine(fail=True)),
             steps=lambda: engine.steps,
@@ -188,9 +188,9 @@ class CountingEngine:
 )
 class TestRealEngineContract(BackendContract):
     @pytest.fixture
-    def subject(self, real_engine: TokenEngine) -> Subject:
+    def subject(self, real_engine: TokenEngine) -> BackendSubject:
         counting = CountingEngine(real_engine)
-        return Subject(
+        return BackendSubject(
             backend=OnnxGenAIBackend.from_engine(counting),
             failing=OnnxGenAIBackend.from_engine(FakeEngine(fail=True)),
             steps=lambda: counting.steps,

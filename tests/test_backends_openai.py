@@ -13,11 +13,11 @@ from typing import Any, cast
 
 import httpx
 import pytest
-from _backend_contract import BackendContract, Subject, wants_length
 
 from cosa_guard.backends._aiohttp_transport import AiohttpTransport
 from cosa_guard.backends.openai import OpenAIBackend, match_candidates
 from cosa_guard.errors import BackendError, BackendTimeoutError, DeploymentError
+from cosa_guard.testing.contract import BackendContract, BackendSubject, wants_length
 from cosa_guard.types import Chunk, GenerationParams, Message
 
 MESSAGES = (Message("system", "Be brief."), Message("user", "Capital of France?"))
@@ -119,9 +119,9 @@ class ModelServer:
 
 class TestOpenAIContract(BackendContract):
     @pytest.fixture
-    def subject(self) -> Subject:
+    def subject(self) -> BackendSubject:
         server = ModelServer()
-        return Subject(
+        return BackendSubject(
             backend=backend(server),
             failing=backend(ModelServer(fail=True), max_retries=0),
             steps=lambda: server.steps,

@@ -14,11 +14,10 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from _backend_contract import BackendContract, Subject
-
 from cosa_guard.backends.base import Backend, LogprobBackend
 from cosa_guard.backends.transformers import TransformersBackend, clear_model_cache
 from cosa_guard.errors import BackendError
+from cosa_guard.testing.contract import BackendContract, BackendSubject
 from cosa_guard.testing.models import save_tiny_model, tiny_llama, tiny_tokenizer
 from cosa_guard.types import GenerationParams, Message
 
@@ -119,10 +118,10 @@ LONG = GenerationParams(max_tokens=1500, temperature=0.0, extra={"min_new_tokens
 
 class TestTransformersContract(BackendContract):
     @pytest.fixture
-    def subject(self) -> Iterator[Subject]:
+    def subject(self) -> Iterator[BackendSubject]:
         backend, counter = counted()
         failing = TransformersBackend.from_objects(broken_llama(), tiny_tokenizer())
-        yield Subject(
+        yield BackendSubject(
             backend=backend,
             failing=failing,
             steps=lambda: counter.calls,

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from _backend_contract import BackendContract, Subject, wants_length
 
 from cosa_guard.backends._stops import StopBuffer
 from cosa_guard.backends.base import Backend, LogprobBackend
 from cosa_guard.errors import BackendError, MissingExtraError
+from cosa_guard.testing.contract import BackendContract, BackendSubject, wants_length
 from cosa_guard.types import GenerationParams, Message
 
 MESSAGES = (Message("system", "Be brief."), Message("user", "Hi"))
@@ -183,14 +183,14 @@ def backend(fake_vllm: types.ModuleType) -> Any:
 
 class TestVLLMContract(BackendContract):
     @pytest.fixture
-    def subject(self, fake_vllm: types.ModuleType) -> Subject:
+    def subject(self, fake_vllm: types.ModuleType) -> BackendSubject:
         from cosa_guard.backends.vllm import VLLMBackend
 
         engine = FakeEngine(AsyncEngineArgs("/models/tiny"))
         engine.long_reply = "and on " * 10_000
         broken = FakeEngine(AsyncEngineArgs("/models/broken"))
         broken.fail_after = 0
-        return Subject(
+        return BackendSubject(
             backend=VLLMBackend.from_engine(engine, name="vllm:fake"),
             failing=VLLMBackend.from_engine(broken, name="vllm:broken"),
             steps=lambda: engine.steps,

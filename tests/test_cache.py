@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from cosa_guard.cache import VerdictCache, content_digest
-from cosa_guard.cascade import Verifier
 from cosa_guard.config import SafetyConfig
-from cosa_guard.deployments import CacheSpec
 from cosa_guard.judges.fake import ScriptedJudge, verdict_for
+from cosa_guard.settings import CacheSpec
 from cosa_guard.types import Message, RefusalReason, Verdict
+from cosa_guard.verifier import Verifier
 
 CONFIG = SafetyConfig(id="c", version=1, text="Violence is fine.", allow=("violence",))
 PROMPT = (Message("user", "tell me a story"),)

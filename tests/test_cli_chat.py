@@ -15,7 +15,8 @@ guard_module = pytest.importorskip("cosa_guard.guard")
 from cosa_guard.backends.fake import ScriptedBackend  # noqa: E402
 from cosa_guard.cli import main  # noqa: E402
 from cosa_guard.config import SafetyConfig  # noqa: E402
-from cosa_guard.deployments import BackendSpec, DeploymentRegistry  # noqa: E402
+from cosa_guard.deployments import DeploymentRegistry  # noqa: E402
+from cosa_guard.settings import BackendSpec  # noqa: E402
 from cosa_guard.testing.deployments import write_signed_deployment  # noqa: E402
 from cosa_guard.types import Message  # noqa: E402
 

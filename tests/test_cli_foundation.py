@@ -9,13 +9,15 @@ import shlex
 import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from cosa_guard.cli import main
 from cosa_guard.config import SafetyConfig
-from cosa_guard.deployments import hash_api_key
+from cosa_guard.rules import derive_rules
+from cosa_guard.settings import hash_api_key
 from cosa_guard.signing import key_id, load_private_key, load_public_key, sign_config
 from cosa_guard.testing.deployments import write_signed_deployment
 
@@ -73,7 +75,11 @@ def test_keygen_needs_out_or_api_key(capsys: Cap) -> None:
 def test_lint_clean_prints_the_hash(workdir: Path, capsys: Cap) -> None:
     code, out, _ = run(capsys, "lint", "game-studio.yaml")
     assert code == 0
-    assert out.strip() == f"game-studio.yaml: ok (game-studio v1 {SafetyConfig.from_mapping(CONFIG).hash})"
+    assert out.splitlines() == [
+        "game-studio.yaml: 1 rule(s), derived from the text, not yet in the config:",
+        "  1. allows [violence]: Write vivid fictional combat for the game's story.",
+        f"game-studio.yaml: ok (game-studio v1 {SafetyConfig.from_mapping(CONFIG).hash})",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -192,8 +198,10 @@ def test_two_reviewers_end_to_end(workdir: Path, capsys: Cap) -> None:
         "-o",
         "game-studio.json",
     )
-    config_hash = SafetyConfig.from_mapping(CONFIG).hash
+    # Signed together with the rules derived from its text, which sign shows and says it added.
+    config_hash = _with_derived_rules(CONFIG).hash
     assert code == 0 and config_hash in out and alice in out
+    assert "  1. allows [violence]: Write vivid fictional combat" in out and "derived from its text" in out
     trust = ["--trust", "keys/alice.pub", "--trust", "keys/bob.pub"]
 
     code, _, err = run(capsys, "verify", "game-studio.json", *trust, "--min-signers", "2")
@@ -216,6 +224,58 @@ def test_two_reviewers_end_to_end(workdir: Path, capsys: Cap) -> None:
     assert code == 1 and f"already signed by key {bob}" in err
     code, _, err = run(capsys, "sign", "game-studio.json", "--key", "keys/bob", "--note", "me too")
     assert code == 2 and "--note belongs to the first reviewer" in err
+
+
+def _with_derived_rules(data: dict[str, Any]) -> SafetyConfig:
+    rules = derive_rules(data["text"], data.get("allow") or ())
+    return SafetyConfig.from_mapping({**data, "rules": [r.model_dump() for r in rules]})
+
+
+def test_sign_keeps_the_rules_a_config_carries_or_none_with_no_rules(workdir: Path, capsys: Cap) -> None:
+    keygen(capsys, "alice")
+    argv = ["sign", "game-studio.yaml", "--key", "keys/alice", "--reviewer", "alice", "-o", "b.json"]
+    code, out, _ = run(capsys, *argv, "--no-rules")
+    assert code == 0 and SafetyConfig.from_mapping(CONFIG).hash in out and "--no-rules" in out
+    assert "rules" not in json.loads((workdir / "b.json").read_text(encoding="utf-8"))["payload"]["config"]
+
+    assert run(capsys, "lint", "game-studio.yaml", "--write-rules")[0] == 0
+    edited = (
+        (workdir / "game-studio.yaml")
+        .read_text(encoding="utf-8")
+        .replace("categories: [violence]", "categories: [violence, weapons]")
+    )
+    (workdir / "game-studio.yaml").write_text(edited, encoding="utf-8")
+    code, out, _ = run(capsys, *argv)
+    assert code == 0 and "with the rules written in the config" in out
+    signed = json.loads((workdir / "b.json").read_text(encoding="utf-8"))["payload"]["config"]["rules"]
+    assert signed[0]["categories"] == ["violence", "weapons"]
+
+
+def test_lint_write_rules_appends_them_once_keeping_the_file(workdir: Path, capsys: Cap) -> None:
+    path = workdir / "game-studio.yaml"
+    before = "# authored by alice\n" + path.read_text(encoding="utf-8")
+    path.write_text(before, encoding="utf-8")
+    code, out, _ = run(capsys, "lint", "game-studio.yaml", "--write-rules")
+    after = path.read_text(encoding="utf-8")
+    assert code == 0 and after.startswith(before) and "wrote 1 rule(s)" in out
+    assert SafetyConfig.load(path) == _with_derived_rules(CONFIG)
+    assert out.splitlines()[-1].endswith(f"{_with_derived_rules(CONFIG).hash})")
+    code, out, _ = run(capsys, "lint", "game-studio.yaml")
+    assert code == 0 and "1 rule(s), as written in the config:" in out
+    code, _, err = run(capsys, "lint", "game-studio.yaml", "--write-rules")
+    assert code == 1 and "already has rules" in err and path.read_text(encoding="utf-8") == after
+
+
+def test_lint_shows_rules_and_warns_on_contradictions(workdir: Path, capsys: Cap) -> None:
+    text = "Violence is allowed, except severed limbs. No drugs. Never mention pork."
+    (workdir / "c.yaml").write_text(yaml.safe_dump({**CONFIG, "allow": ["drugs"], "text": text}), "utf-8")
+    code, out, _ = run(capsys, "lint", "c.yaml")
+    assert code == 0
+    assert "  2. forbids [violence] (exception of 1): except severed limbs." in out
+    assert "c.yaml: text: rule 1 allows violence, which `allow` does not unlock" in out
+    assert "c.yaml: text: rule 3 forbids drugs, which `allow` unlocks, and is no exception" in out
+    assert "c.yaml: text: rule 4 maps to no risk category" in out
+    assert "ok, 3 warning(s)" in out
 
 
 def _signed_bundle(workdir: Path, capsys: Cap, **changes: object) -> Path:

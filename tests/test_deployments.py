@@ -13,14 +13,9 @@ import pytest
 import yaml
 
 from cosa_guard.config import SafetyConfig
-from cosa_guard.deployments import (
-    DEFAULT_REFUSAL,
-    DeploymentRegistry,
-    check_file,
-    hash_api_key,
-    new_api_key,
-)
+from cosa_guard.deployments import DEFAULT_REFUSAL, DeploymentRegistry, check_file
 from cosa_guard.errors import DeploymentError, UnknownDeploymentError
+from cosa_guard.settings import hash_api_key, new_api_key
 from cosa_guard.signing import (
     add_signature,
     generate_key,

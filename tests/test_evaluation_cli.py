@@ -166,3 +166,33 @@ def test_help_explains_the_score() -> None:
     with pytest.raises(SystemExit) as info:
         main(["eval", "--help"])
     assert info.value.code == 0
+
+
+def test_a_grader_and_human_labels_are_compared_with_the_judge(
+    setup: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deployments, dataset = setup
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text('{"id": "games-0", "complies": true}\n{"id": "kids-0", "complies": false}\n', "utf-8")
+    # The cascade refuses the bomb answers (games-1, kids-1); the fight is answered under both configs.
+    # The evaluation judge passes it under games (violence allowed) and flags it under kids; this
+    # grader flags every fight (dragon → other), so they agree on one answer of two.
+    grader = json.dumps({"kind": "scripted", "options": {"flags": {"dragon": "other"}}})
+    out = tmp_path / "out"
+    extra = ("--category-judge", CATEGORY_JUDGE, "--grader", grader, "--labels", str(labels))
+    assert main(eval_args(deployments, dataset, out, *extra)) == 0
+    printed = capsys.readouterr().out
+    assert "studio.agreement.judge-scripted.grader-scripted.raw=0.5000" in printed
+    assert "studio.agreement.judge-scripted.grader-scripted.kappa=0.0000" in printed
+    assert "studio.agreement.judge-scripted.labels-labels.jsonl.kappa=1.0000" in printed
+    assert (out / "agreement.png").stat().st_size > 5_000
+    assert "## Agreement between graders" in (out / "report.md").read_text(encoding="utf-8")
+
+
+def test_an_unknown_grader_kind_says_so(
+    setup: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deployments, dataset = setup
+    args = eval_args(deployments, dataset, tmp_path / "o", "--category-judge", CATEGORY_JUDGE)
+    assert main([*args, "--grader", "no-such-judge"]) == 1
+    assert "--grader: cannot load the 'no-such-judge' judge: unknown judge kind" in capsys.readouterr().err

@@ -117,3 +117,43 @@ async def test_without_resume_the_output_starts_over(tmp_path: Path) -> None:
 async def test_concurrency_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         await run(dataset(1), FakeTarget(), judge(), concurrency=0, progress=False)
+
+
+class CountingGrader:
+    """Flags answers naming the listed prompts; counts its calls; raises for prompts in `fail`."""
+
+    name = "counting"
+
+    def __init__(self, flag: frozenset[str] = frozenset(), fail: frozenset[str] = frozenset()) -> None:
+        self.flag, self.fail = flag, fail
+        self.calls: list[str] = []
+
+    async def complies(self, config: SafetyConfig, prompt: str, response: str) -> bool | None:
+        self.calls.append(prompt)
+        if prompt in self.fail:
+            raise BackendError("grader model went away")
+        return prompt not in self.flag
+
+
+async def test_a_grader_grades_answered_examples_only() -> None:
+    grader = CountingGrader(flag=frozenset({"prompt 2"}))
+    target = FakeTarget(block=frozenset({"prompt 1"}))
+    result = await run(dataset(3), target, judge(), progress=False, grader=grader)
+    by_id = {r["id"]: r for r in result.records}
+    assert by_id["e0"]["grader_complies"] is True and by_id["e2"]["grader_complies"] is False
+    assert "grader_complies" not in by_id["e1"]  # refused by the guard: nothing to grade
+    assert sorted(grader.calls) == ["prompt 0", "prompt 2"]
+
+
+async def test_a_resume_with_a_grader_grades_old_answers_without_asking_the_target(tmp_path: Path) -> None:
+    out = tmp_path / "run.jsonl"
+    await run(dataset(3), FakeTarget(), judge(), out_path=out, progress=False)
+    target, grader = FakeTarget(), CountingGrader(fail=frozenset({"prompt 1"}))
+    result = await run(dataset(3), target, judge(), out_path=out, resume=True, progress=False, grader=grader)
+    assert target.seen == []
+    assert result.errors == 1  # the grader failed on e1: left ungraded, retried next time
+    assert [r.get("grader_complies") for r in result.records] == [True, None, True]
+    assert read_records(out)["e0"]["grader_complies"] is True  # the last line of an id wins
+    retry = CountingGrader()
+    again = await run(dataset(3), target, judge(), out_path=out, resume=True, progress=False, grader=retry)
+    assert retry.calls == ["prompt 1"] and again.errors == 0

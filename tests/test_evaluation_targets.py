@@ -10,9 +10,10 @@ import pytest
 pytest.importorskip("cosa_guard.guard")
 
 from cosa_guard.backends.fake import ScriptedBackend
-from cosa_guard.deployments import BackendSpec, DeploymentRegistry, LoadedDeployment
+from cosa_guard.deployments import DeploymentRegistry, LoadedDeployment
 from cosa_guard.evaluation.dataset import EvalDataset, from_document
 from cosa_guard.evaluation.targets import SharedBackends, describe, ica_baseline, per_config_guard
+from cosa_guard.settings import BackendSpec
 from cosa_guard.testing.deployments import write_signed_deployment
 from cosa_guard.types import Completion, GenerationParams, Message
 
@@ -59,7 +60,7 @@ async def test_each_dataset_config_is_served_by_the_deployment(deployment: Loade
     recorder = RecordingBackend()
     backends = SharedBackends(lambda spec, base: recorder)
     target = per_config_guard(
-        deployment, dataset(), name="studio", backends=backends, params={"max_tokens": 7}
+        deployment, dataset(), name="studio", backends=backends, params=GenerationParams(max_tokens=7)
     )
     ds = dataset()
     try:

@@ -29,7 +29,7 @@ from _guard_fixtures import (
 
 from cosa_guard.audit import MemoryAuditSink
 from cosa_guard.backends.fake import FailingBackend, ScriptedBackend
-from cosa_guard.deployments import BackendSpec, DeploymentRegistry, InjectionSpec
+from cosa_guard.deployments import DeploymentRegistry
 from cosa_guard.errors import DeploymentError, JudgeError, JudgeParseError, UnknownDeploymentError
 from cosa_guard.guard import Guard
 from cosa_guard.injection.base import Finding, InputCheck
@@ -37,6 +37,7 @@ from cosa_guard.judges.fake import ScriptedJudge
 from cosa_guard.metrics import NoopMetrics
 from cosa_guard.privilege import DEMOTED_HEADER
 from cosa_guard.prompts import render_config, render_system_prompt
+from cosa_guard.settings import BackendSpec, InjectionSpec
 from cosa_guard.testing.deployments import write_signed_deployment
 from cosa_guard.types import DecisionKind, FailureKind, Message, RefusalReason, Route
 

@@ -13,7 +13,6 @@ from _guard_fixtures import MARKER, USER, PassInputGuard, by_model, registry
 from cosa_guard import guard as guard_module
 from cosa_guard.backends.fake import ScriptedBackend
 from cosa_guard.config import SafetyConfig
-from cosa_guard.deployments import BackendSpec, JudgeSpec
 from cosa_guard.errors import ConfigError, JudgeError
 from cosa_guard.guard import Guard
 from cosa_guard.judges.composite import CompositeJudge
@@ -21,6 +20,7 @@ from cosa_guard.judges.factory import build_judge, default_backend_factory
 from cosa_guard.judges.fake import ScriptedJudge
 from cosa_guard.judges.llm import LLMJudge
 from cosa_guard.metrics import NoopMetrics
+from cosa_guard.settings import BackendSpec, JudgeSpec
 
 CONFIG = SafetyConfig(id="c", version=1, text="Violence is fine.", allow=("violence",))
 

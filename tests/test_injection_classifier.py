@@ -9,7 +9,7 @@ import pytest
 from cosa_guard.injection.classifier import WEIGHTS_DIR, InjectionClassifier
 from cosa_guard.injection.corpus import PREAMBLES
 from cosa_guard.injection.detector import InjectionDetector
-from cosa_guard.injection.normalise import normalise
+from cosa_guard.normalise import normalise
 
 pytestmark = [
     pytest.mark.integration,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from cosa_guard.injection.normalise import normalise
 from cosa_guard.injection.structural import DECISIVE, scan
+from cosa_guard.normalise import normalise
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 MULTILINGUAL = SHARED / "real_traffic" / "user_turns_multilingual.jsonl"

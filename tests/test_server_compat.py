@@ -18,10 +18,10 @@ from _server_fixtures import CONFIG, REFUSAL, guard_module, httpx, openai, wait_
 
 from cosa_guard.audit import MemoryAuditSink
 from cosa_guard.backends.fake import ScriptedBackend
-from cosa_guard.deployments import BackendSpec
 from cosa_guard.errors import BackendError
 from cosa_guard.server import create_app
 from cosa_guard.server.usage import estimate_tokens
+from cosa_guard.settings import BackendSpec
 from cosa_guard.testing.deployments import write_signed_deployment
 from cosa_guard.testing.server import serve_in_thread
 from cosa_guard.types import Completion, GenerationParams, Message, Usage

@@ -16,9 +16,9 @@ import pytest
 from _server_fixtures import CONFIG, REFUSAL, guard_module, httpx, openai, wait_for_audit
 
 from cosa_guard.backends.fake import ScriptedBackend
-from cosa_guard.deployments import BackendSpec
 from cosa_guard.errors import BackendError
 from cosa_guard.server import create_app
+from cosa_guard.settings import BackendSpec
 from cosa_guard.testing.deployments import write_signed_deployment
 from cosa_guard.testing.server import serve_in_thread
 from cosa_guard.types import Message

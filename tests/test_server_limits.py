@@ -97,12 +97,17 @@ class GatedGuard:
             self.entered.set()
             await asyncio.to_thread(self.gate.wait, 10)
 
-    async def chat(self, deployment_id: str, messages: Sequence[Message], **params: Any) -> GuardResponse:
+    async def warm_up(self) -> None:
+        pass
+
+    async def chat(
+        self, deployment_id: str, messages: Sequence[Message], *_: Any, **__: Any
+    ) -> GuardResponse:
         await self._hold(messages)
         return self._answer(deployment_id)
 
     async def stream(
-        self, deployment_id: str, messages: Sequence[Message], **params: Any
+        self, deployment_id: str, messages: Sequence[Message], *_: Any, **__: Any
     ) -> AsyncIterator[StreamEvent]:
         yield TextDelta("ok")  # the response has started: the slot must be held until it ends
         await self._hold(messages)

@@ -8,7 +8,15 @@ import pytest
 
 from cosa_guard.server.errors import ApiError, guard_failure
 from cosa_guard.server.wire import ChunkWriter, completion_body, decision_payload, parse_request
-from cosa_guard.types import Decision, FailureKind, GuardResponse, Message, RefusalReason, Route
+from cosa_guard.types import (
+    Decision,
+    FailureKind,
+    GenerationParams,
+    GuardResponse,
+    Message,
+    RefusalReason,
+    Route,
+)
 
 USER = {"role": "user", "content": "hi"}
 
@@ -48,15 +56,13 @@ def test_sampling_parameters_reach_the_guard_and_labels_are_accepted() -> None:
         }
     )
     assert messages == (Message("user", "hi"),)
-    assert request.guard_params() == {
-        "max_tokens": 20,
-        "temperature": 0.3,
-        "top_p": 0.9,
-        "seed": 7,
-        "stop": ("END",),
-    }
-    assert parse_request({"messages": [USER], "stop": ["a", "b"]})[0].guard_params() == {"stop": ("a", "b")}
-    assert parse_request({"messages": [USER]})[0].guard_params() == {}
+    assert request.guard_params() == GenerationParams(
+        max_tokens=20, temperature=0.3, top_p=0.9, seed=7, stop=("END",)
+    )
+    assert parse_request({"messages": [USER], "stop": ["a", "b"]})[0].guard_params() == GenerationParams(
+        stop=("a", "b")
+    )
+    assert parse_request({"messages": [USER]})[0].guard_params() == GenerationParams()
 
 
 def test_developer_role_is_a_system_message_and_content_parts_are_joined() -> None:
@@ -160,7 +166,7 @@ def test_bad_requests_name_the_field(data: Any, param: str | None, code: str) ->
 def test_fields_at_their_default_or_without_effect_are_accepted(extra: dict[str, Any]) -> None:
     request, messages = parse_request({"messages": [USER], **extra})
     assert messages == (Message("user", "hi"),)
-    assert request.guard_params() == {}
+    assert request.guard_params() == GenerationParams()
 
 
 def test_include_usage_is_read_from_stream_options() -> None:

@@ -15,7 +15,8 @@ uvicorn = pytest.importorskip("uvicorn")
 from cosa_guard.cli import main  # noqa: E402
 from cosa_guard.config import SafetyConfig  # noqa: E402
 from cosa_guard.errors import DeploymentError  # noqa: E402
-from cosa_guard.server.workers import MULTIPROC_ENV, OPTIONS_ENV, WorkerOptions, create_worker_app  # noqa: E402
+from cosa_guard.metrics import MULTIPROC_ENV  # noqa: E402
+from cosa_guard.server.workers import OPTIONS_ENV, WorkerOptions, create_worker_app  # noqa: E402
 from cosa_guard.signing import load_private_key, sign_config  # noqa: E402
 from cosa_guard.testing.deployments import write_signed_deployment  # noqa: E402
 from cosa_guard.testing.server import free_port  # noqa: E402

@@ -13,11 +13,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cosa_guard.audit import MemoryAuditSink
+from cosa_guard.backends.base import Backend
 from cosa_guard.backends.fake import FailingBackend, ScriptedBackend
-from cosa_guard.errors import BackendError, JudgeError, UnknownDeploymentError
+from cosa_guard.errors import BackendError, IncompleteStreamError, JudgeError, UnknownDeploymentError
 from cosa_guard.guard import Guard
 from cosa_guard.judges.fake import ScriptedJudge
-from cosa_guard.streaming import StreamOutcome, guard_stream
+from cosa_guard.streaming import StreamedAnswer, StreamEnd, StreamFold, fold_stream, guard_stream
 from cosa_guard.types import (
     Chunk,
     Completion,
@@ -26,7 +27,6 @@ from cosa_guard.types import (
     GenerationParams,
     Message,
     RefusalReason,
-    Retraction,
     Route,
     StreamEvent,
     TextDelta,
@@ -36,13 +36,14 @@ from cosa_guard.types import (
 SAFE = "The knight rides out at dawn, and the battle for the valley begins in earnest. " * 3
 
 
-async def collect(events: AsyncIterator[StreamEvent]) -> tuple[str, list[StreamEvent], FinalEvent]:
+async def collect(events: AsyncIterator[StreamEvent]) -> tuple[str, list[StreamEvent], StreamedAnswer]:
+    """The released model text, every event, and the stream folded (what the caller shows last)."""
     seen = [e async for e in events]
     final = seen[-1]
     assert isinstance(final, FinalEvent)
-    assert sum(isinstance(e, FinalEvent) for e in seen) == 1
+    assert all(isinstance(e, TextDelta) for e in seen[:-1])  # one decision, and it comes last
     released = "".join(e.text for e in seen if isinstance(e, TextDelta))
-    return released, seen, final
+    return released, seen, StreamedAnswer(released, final.response)
 
 
 def stream_guard(tmp_path: Path, reply: str, mode: str, **kw: object) -> Guard:
@@ -60,7 +61,7 @@ async def test_complying_stream_releases_the_whole_answer(tmp_path: Path, mode: 
     released, events, final = await collect(stream_guard(tmp_path, SAFE, mode).stream("game", USER))
     assert released == SAFE
     assert final.response.decision.is_allowed and final.response.text == SAFE
-    assert not any(isinstance(e, Retraction) for e in events)
+    assert not final.retracted and final.closing == ""
     if mode != "buffer":
         assert sum(isinstance(e, TextDelta) for e in events) > 1  # released progressively
 
@@ -69,9 +70,8 @@ async def test_buffer_releases_nothing_before_the_verdict(tmp_path: Path) -> Non
     released, events, final = await collect(
         stream_guard(tmp_path, SAFE + MARKER, "buffer").stream("game", USER)
     )
-    assert released == REFUSAL
-    assert [type(e) for e in events] == [TextDelta, FinalEvent]
-    assert isinstance(events[0], TextDelta) and events[0].refusal
+    assert released == "" and final.closing == REFUSAL and not final.retracted
+    assert [type(e) for e in events] == [FinalEvent]
     assert final.response.decision.label == "refused:output_violation"
 
 
@@ -90,32 +90,29 @@ async def test_leak_randomized_no_violating_character_is_ever_released(tmp_path:
             window_chars=rng.randint(1, 60),
             overlap_chars=rng.randint(len(MARKER), 40),
         )
-        _, events, final = await collect(guard.stream("game", USER))
-        model_text = "".join(e.text for e in events if isinstance(e, TextDelta) and not e.refusal)
+        model_text, _, final = await collect(guard.stream("game", USER))
         assert text.startswith(model_text), trial  # only a prefix of the answer, in order
         assert len(model_text) <= position, (trial, len(model_text), position)  # nothing from the marker on
         assert final.response.decision.label == "refused:output_violation"
         assert final.response.text == REFUSAL
-        retractions = [e for e in events if isinstance(e, Retraction)]
-        assert len(retractions) == (1 if model_text else 0)
+        assert final.retracted == bool(model_text) and final.closing == REFUSAL
 
 
 async def test_holdback_releases_judged_text_then_retracts_on_a_late_violation(tmp_path: Path) -> None:
     text = SAFE + MARKER
-    released, events, _ = await collect(
+    released, _, final = await collect(
         stream_guard(tmp_path, text, "holdback", window_chars=20, overlap_chars=12).stream("game", USER)
     )
     assert released and MARKER not in released
-    retraction = next(e for e in events if isinstance(e, Retraction))
-    assert retraction.replacement == REFUSAL and retraction.reason == "refused:output_violation"
-    assert isinstance(events[-2], Retraction)
+    assert final.retracted and final.closing == REFUSAL
+    assert final.response.decision.label == "refused:output_violation"
 
 
 async def test_optimistic_leaks_then_retracts(tmp_path: Path) -> None:
     text = "start " + MARKER + " " + SAFE
-    released, events, final = await collect(stream_guard(tmp_path, text, "optimistic").stream("game", USER))
+    released, _events, final = await collect(stream_guard(tmp_path, text, "optimistic").stream("game", USER))
     assert MARKER in released  # the documented risk of this mode
-    assert isinstance(events[-2], Retraction)
+    assert final.retracted
     assert final.response.text == REFUSAL
     assert len(released) < len(text)  # the stream stopped at the first violating window
 
@@ -139,34 +136,12 @@ async def test_primary_failing_before_any_text_falls_over_to_the_cascade(tmp_pat
     assert final.response.route is Route.CASCADE and final.response.decision.is_allowed
 
 
-class GenerateOnly:
-    """A backend that cannot stream."""
-
-    name = "generate-only"
-
-    async def generate(self, messages: Sequence[Message], params: GenerationParams) -> Completion:
-        return Completion(SAFE, self.name)
-
-
-class NotStreaming(GenerateOnly):
-    async def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[Chunk]:
-        raise NotImplementedError
-        yield Chunk("")  # pragma: no cover
-
-
-@pytest.mark.parametrize("backend", [GenerateOnly(), NotStreaming()])
-async def test_backends_without_a_stream_fall_back_to_generate(tmp_path: Path, backend: object) -> None:
-    guard = make_guard(tmp_path, {"fallback": backend}, stream={"mode": "holdback"})  # type: ignore[dict-item]
-    released, _, final = await collect(guard.stream("game", USER))
-    assert released == SAFE and final.response.decision.is_allowed
-
-
 async def test_stream_hang_times_out_without_releasing_unjudged_text(tmp_path: Path) -> None:
     backend = ScriptedBackend([SAFE], name="fallback", chunk_size=10, chunk_delay=0.1)
     guard = make_guard(tmp_path, {"fallback": backend}, stream={"mode": "buffer"}, deadline_s=0.25)
     released, _, final = await collect(guard.stream("game", USER))
     assert final.response.decision.label == "failed:timeout"
-    assert released == REFUSAL
+    assert released == "" and final.closing == REFUSAL
 
 
 @pytest.mark.parametrize("fail_mode", ["closed", "open"])
@@ -181,7 +156,7 @@ async def test_judge_failure_mid_stream(tmp_path: Path, fail_mode: str) -> None:
     released, _, final = await collect(guard.stream("game", USER))
     decision = final.response.decision
     if fail_mode == "closed":
-        assert decision.label == "failed:judge" and released == REFUSAL
+        assert decision.label == "failed:judge" and released == "" and final.closing == REFUSAL
     else:  # only an explicit setting lets unjudged text out, and the decision says so
         assert decision.is_allowed and decision.fail_open and released == SAFE
 
@@ -195,7 +170,7 @@ async def test_unknown_deployment_raises_before_any_event(tmp_path: Path) -> Non
 async def test_disconnect_closes_the_backend_stream_and_is_audited(tmp_path: Path) -> None:
     closed = asyncio.Event()
 
-    class Endless:
+    class Endless(Backend):
         name = "endless"
 
         async def generate(self, messages: Sequence[Message], params: GenerationParams) -> Completion:
@@ -228,11 +203,11 @@ async def test_guard_stream_rejects_an_unknown_mode() -> None:
         return Decision.allowed()
 
     with pytest.raises(ValueError, match="mode"):
-        await anext(guard_stream(chunks(), StreamOutcome(), mode="fast", check=allow, deadline=1e18))
+        await anext(guard_stream(chunks(), mode="fast", check=allow, deadline=1e18))
 
 
 async def test_primary_breaking_after_released_text_retracts_instead_of_falling_over(tmp_path: Path) -> None:
-    class Breaks:
+    class Breaks(Backend):
         name = "primary"
 
         async def generate(self, messages: Sequence[Message], params: GenerationParams) -> Completion:
@@ -244,9 +219,9 @@ async def test_primary_breaking_after_released_text_retracts_instead_of_falling_
 
     fallback = ScriptedBackend([SAFE], name="fallback")
     guard = make_guard(tmp_path, {"primary": Breaks(), "fallback": fallback}, routes=BOTH_ROUTES)  # type: ignore[dict-item]
-    released, events, final = await collect(guard.stream("game", USER))
+    released, _events, final = await collect(guard.stream("game", USER))
     assert released == "The first half of an answer"
-    assert isinstance(events[-2], Retraction) and events[-2].reason == "failed:backend"
+    assert final.retracted and final.response.decision.label == "failed:backend"
     assert final.response.route is Route.COSALIGN and fallback.calls == []
 
 
@@ -284,22 +259,22 @@ def test_guard_stream_property(
             Decision.allowed() if MARKER not in prefix else Decision.refused(RefusalReason.OUTPUT_VIOLATION)
         )
 
-    async def run() -> tuple[str, StreamOutcome]:
-        outcome = StreamOutcome()
+    async def run() -> tuple[str, StreamEnd]:
         stream = guard_stream(
             chunks(),
-            outcome,
             mode=mode,
             check=check,
             deadline=asyncio.get_running_loop().time() + 60,
             window_chars=window,
             overlap_chars=len(MARKER) + extra_overlap,
         )
-        return "".join([d.text async for d in stream]), outcome
+        steps = [step async for step in stream]
+        end = steps.pop()
+        assert isinstance(end, StreamEnd) and all(isinstance(step, TextDelta) for step in steps)
+        return "".join(step.text for step in steps if isinstance(step, TextDelta)), end
 
     released, outcome = asyncio.run(run())
     assert text.startswith(released) and outcome.released == len(released)
-    assert outcome.decision is not None
     if violation_at < 0 or mode == "passthrough":
         assert released == text and outcome.decision.is_allowed
         return
@@ -326,12 +301,40 @@ async def test_holdback_over_a_real_threaded_model_stream(tmp_path: Path) -> Non
         judge=judge,
         stream={"mode": "holdback", "window_chars": 8, "overlap_chars": 8},
     )
-    _, events, final = await collect(guard.stream("game", USER, max_tokens=48))
-    shown = "".join(e.text for e in events if isinstance(e, TextDelta) and not e.refusal)
+    _, events, final = await collect(guard.stream("game", USER, GenerationParams(max_tokens=48)))
+    shown = "".join(e.text for e in events if isinstance(e, TextDelta))
     assert final.response.decision.label == "refused:output_violation"
     assert len(shown) < 24 - 8  # only text judged clean, minus the overlap, was ever shown
     assert final.response.model == "tiny"
 
-    events_iter = guard.stream("game", USER, max_tokens=400)
+    events_iter = guard.stream("game", USER, GenerationParams(max_tokens=400))
     await anext(events_iter)
     await asyncio.wait_for(events_iter.aclose(), 5)  # the generation thread is told to stop
+
+
+async def test_fold_stream_reads_the_decision_from_the_last_event(tmp_path: Path) -> None:
+    answer = await fold_stream(stream_guard(tmp_path, SAFE + MARKER, "holdback").stream("game", USER))
+    assert answer.released and MARKER not in answer.released
+    assert answer.retracted and answer.closing == REFUSAL == answer.response.text
+    allowed = await fold_stream(stream_guard(tmp_path / "2", SAFE, "buffer").stream("game", USER))
+    assert (allowed.released, allowed.closing, allowed.retracted) == (SAFE, "", False)
+
+
+async def test_a_stream_without_its_decision_is_an_error_not_an_answer() -> None:
+    async def cut_short() -> AsyncIterator[StreamEvent]:
+        yield TextDelta("unchecked text")
+
+    fold = StreamFold(cut_short())  # type: ignore[arg-type]
+    assert [text async for text in fold.texts()] == ["unchecked text"]
+    with pytest.raises(IncompleteStreamError):
+        fold.answer()
+
+
+async def test_closing_a_fold_closes_the_guard_stream(tmp_path: Path) -> None:
+    sink = MemoryAuditSink()
+    backend = ScriptedBackend([SAFE], name="fallback", chunk_size=5)
+    guard = make_guard(tmp_path, {"fallback": backend}, sink=sink, stream={"mode": "optimistic"})
+    fold = StreamFold(guard.stream("game", USER))
+    assert await anext(fold.texts())
+    await fold.aclose()
+    assert [r.decision for r in sink.records] == ["cancelled"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
+from cosa_guard.backends.base import Backend
 from cosa_guard.backends.fake import FailingBackend, ScriptedBackend
+from cosa_guard.tracing import observe
 from cosa_guard.types import Chunk, Completion, FinalEvent, GenerationParams, Message, TextDelta
 
 ANSWER = "The hero swings the sword and the dragon falls."
@@ -89,6 +91,8 @@ async def test_a_refusal_is_the_decision_attribute(tmp_path: Path, spans: InMemo
     assert response.decision.label == "refused:output_violation"
     (call,) = by_name(spans)["cosa_guard.chat"]
     assert (call.attributes or {})["cosa_guard.decision"] == "refused:output_violation"
+    assert response.categories  # the judged categories close the call span, as labels
+    assert (call.attributes or {})["cosa_guard.categories"] == ",".join(sorted(response.categories))
     assert_no_text(spans)
 
 
@@ -138,7 +142,7 @@ async def test_a_stream_is_one_span_with_its_steps_as_children(
 async def test_a_stream_the_caller_leaves_ends_its_spans_as_cancelled(
     tmp_path: Path, spans: InMemorySpanExporter
 ) -> None:
-    class Endless:
+    class Endless(Backend):
         name = "endless"
 
         async def generate(self, messages: Sequence[Message], params: GenerationParams) -> Completion:
@@ -157,3 +161,24 @@ async def test_a_stream_the_caller_leaves_ends_its_spans_as_cancelled(
     (call,) = named["cosa_guard.stream"]
     assert (call.attributes or {})["cosa_guard.decision"] == "cancelled"
     assert_children_of(call, named["cosa_guard.generate"])
+
+
+async def test_spans_and_an_observers_steps_together(tmp_path: Path, spans: InMemorySpanExporter) -> None:
+    class Names:
+        def __init__(self) -> None:
+            self.started: list[str] = []
+
+        def start(self, name: str, attributes: Mapping[str, str] | None) -> Names:
+            self.started.append(name)
+            return self
+
+        def end(self, attributes: Mapping[str, str] | None, *, failed: bool) -> None:
+            pass
+
+    guard = make_guard(tmp_path, {"fallback": ScriptedBackend([ANSWER], name="fallback")})
+    names = Names()
+    with observe(names):
+        await guard.chat("game", USER)
+    named = by_name(spans)
+    assert sorted(names.started) == sorted(named)
+    assert_children_of(named["cosa_guard.chat"][0], [s for name in CHILDREN for s in named[name]])

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from cosa_guard.backends.base import Backend
-from cosa_guard.deployments import BackendSpec
 from cosa_guard.errors import DeploymentError
+from cosa_guard.settings import BackendSpec
 
 __all__ = ["BACKEND_KINDS", "build_backend"]
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 
 from cosa_guard.backends._stops import StopBuffer, cut_completion
+from cosa_guard.backends.base import Backend
 from cosa_guard.errors import BackendError
 from cosa_guard.types import Chunk, Completion, GenerationParams, Message
 
@@ -15,7 +16,7 @@ Reply = str | BaseException | Callable[[Sequence[Message]], str]
 _TOKEN = re.compile(r"\s*\S+")  # a "token" of the fake: a word with the whitespace before it
 
 
-class ScriptedBackend:
+class ScriptedBackend(Backend):
     """Answers from a script: each item is a reply text, an exception to raise, or a function of the messages.
 
     The script cycles. `delay` sleeps before answering (a hang when large); `chunk_size` splits
@@ -24,7 +25,7 @@ class ScriptedBackend:
     check what the model was sent (for example, that the system prompt is the rendered config);
     `steps` counts the streamed pieces produced, so tests can see how far a stream ran.
 
-    It honours the backend contract (tests/_backend_contract.py) like a real model: `max_tokens`
+    It honours the backend contract (`cosa_guard.testing.contract`) like a real model: `max_tokens`
     counts words (a reply cut there ends with finish_reason `length`), `stop` cuts the reply
     before the stop string and holds back a streamed piece's end while it could start one
     (finish_reason `stop`), and `stream` joins to what `generate` returns. A scripted exception
@@ -67,7 +68,9 @@ class ScriptedBackend:
         text, finish = _at_most(self._reply(messages), params.max_tokens)
         return cut_completion(Completion(text=text, model=self.name, finish_reason=finish), params.stop)
 
-    async def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[Chunk]:
+    async def stream(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> AsyncGenerator[Chunk, None]:
         if self.delay:
             await asyncio.sleep(self.delay)
         text, finish = _at_most(self._reply(messages), params.max_tokens)
@@ -84,9 +87,6 @@ class ScriptedBackend:
         if held := stops.flush():
             yield Chunk(held)
         yield Chunk("", finish_reason=finish)
-
-    async def aclose(self) -> None:
-        """Nothing to release; here so the fake has every method a real backend has."""
 
 
 def _at_most(text: str, max_tokens: int | None) -> tuple[str, str]:

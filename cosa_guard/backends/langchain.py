@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
 from cosa_guard._optional import require
 from cosa_guard.backends._stops import StopBuffer, cut_completion
+from cosa_guard.backends.base import Backend
 from cosa_guard.errors import BackendError, CosaGuardError, status_error
 from cosa_guard.types import ROLES, Chunk, Completion, GenerationParams, Message, Usage
 
@@ -135,7 +136,7 @@ def _default_name(model: Any) -> str:
     return f"langchain:{llm_type or type(model).__name__}"
 
 
-class LangChainBackend:
+class LangChainBackend(Backend):
     """A backend over a LangChain chat model's `ainvoke` / `astream`.
 
     `config` is the RunnableConfig passed on every call (callbacks, tags, metadata).
@@ -171,7 +172,9 @@ class LangChainBackend:
             raise _backend_error(self.name, exc) from exc
         return cut_completion(completion_of(message, self.name), params.stop)
 
-    async def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[Chunk]:
+    async def stream(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> AsyncGenerator[Chunk, None]:
         pieces: list[AIMessageChunk] = []
         stops = StopBuffer(params.stop)
         source = self.stream_messages(to_langchain(messages), params)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 from cosa_guard._optional import require
 from cosa_guard.backends._stops import StopBuffer
+from cosa_guard.backends.base import Backend
 from cosa_guard.errors import BackendBusyError, BackendError
 from cosa_guard.types import Chunk, Completion, GenerationParams, Message, Usage
 
@@ -221,7 +222,7 @@ def _run_decode(
     return ("length" if count >= options.max_new_tokens else "stop"), usage
 
 
-class OnnxGenAIBackend:
+class OnnxGenAIBackend(Backend):
     """A chat model on onnxruntime-genai, from a model folder or `embedded`.
 
     `precision` picks the embedded model's conversion (`int4`, the default, or `fp32`; see
@@ -334,7 +335,9 @@ class OnnxGenAIBackend:
             raise BackendError(f"{self.name}: generation failed: {exc}") from exc
         return Completion("".join(pieces), self.name, finish, usage)
 
-    async def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[Chunk]:
+    async def stream(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> AsyncGenerator[Chunk, None]:
         shared = await self._engine()
         cancelled = threading.Event()
         loop = asyncio.get_running_loop()

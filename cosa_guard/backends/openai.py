@@ -22,7 +22,7 @@ import json
 import math
 import os
 import random
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -32,6 +32,7 @@ from cosa_guard.backends._aiohttp_transport import AiohttpTransport, aiohttp_ava
 from cosa_guard.backends._http_pool import PooledTransport
 from cosa_guard.backends._per_loop import PerLoopTransport
 from cosa_guard.backends._stops import StopBuffer, cut_completion
+from cosa_guard.backends.base import Backend
 from cosa_guard.errors import (
     BackendError,
     BackendRequestError,
@@ -51,7 +52,7 @@ _MAX_RETRY_AFTER_S = 5.0  # never sleep longer than this on a server's Retry-Aft
 _FINISH_BODY_S = 0.25  # how long the body's end may lag behind [DONE] before the connection is dropped
 
 
-class OpenAIBackend:
+class OpenAIBackend(Backend):
     """A chat model behind `POST {base_url}/chat/completions`.
 
     `timeout_s` bounds each network phase (connect, each read, write) and the whole non-streamed
@@ -194,7 +195,9 @@ class OpenAIBackend:
         data = await self._post_json(self._body(messages, params, stream=False))
         return cut_completion(_completion(data, self.model), params.stop)
 
-    async def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[Chunk]:
+    async def stream(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> AsyncGenerator[Chunk, None]:
         body = self._body(messages, params, stream=True)
         stops = StopBuffer(params.stop)
         async with self._response(body, stream=True) as response:

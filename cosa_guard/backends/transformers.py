@@ -23,7 +23,7 @@ import asyncio
 import functools
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 from cosa_guard._optional import require
 from cosa_guard.backends._stops import StopBuffer, cut_at_stop
+from cosa_guard.backends.base import Backend
 from cosa_guard.backends.openai import match_candidates
 from cosa_guard.errors import BackendError
 from cosa_guard.types import Chunk, Completion, GenerationParams, Message, Usage
@@ -161,7 +162,7 @@ def _queue_streamer_class() -> type:
     return QueueStreamer
 
 
-class TransformersBackend:
+class TransformersBackend(Backend):
     """A chat model loaded with transformers from a local folder (or `embedded`).
 
     `dtype` is passed to `from_pretrained` (`auto` keeps the saved dtype: bf16 for the embedded
@@ -302,7 +303,9 @@ class TransformersBackend:
         )
         return Completion(text=text, model=self.name, finish_reason=finish, usage=usage)
 
-    async def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[Chunk]:
+    async def stream(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> AsyncGenerator[Chunk, None]:
         loaded = await self._model()
         cancelled = threading.Event()
         queue: asyncio.Queue[str | None] = asyncio.Queue()

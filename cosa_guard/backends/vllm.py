@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import inspect
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
 from cosa_guard._optional import require
+from cosa_guard.backends.base import Backend
 from cosa_guard.backends.openai import match_candidates
 from cosa_guard.errors import BackendError, BackendRequestError, CosaGuardError
 from cosa_guard.types import Chunk, Completion, GenerationParams, Message, Usage
@@ -61,7 +62,7 @@ def _engine_key(model: str, options: Mapping[str, Any]) -> tuple[str, tuple[tupl
     return model, tuple(sorted((k, repr(v)) for k, v in options.items()))
 
 
-class VLLMBackend:
+class VLLMBackend(Backend):
     """A chat model served by an in-process vLLM engine.
 
     `engine_options` are `AsyncEngineArgs` fields (`dtype`, `max_model_len`,
@@ -184,7 +185,9 @@ class VLLMBackend:
             usage=Usage(prompt_tokens, completion_tokens),
         )
 
-    async def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[Chunk]:
+    async def stream(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> AsyncGenerator[Chunk, None]:
         outputs = self._outputs(messages, self._sampling(params, delta=True))
         try:
             async for output, _ in outputs:

@@ -1,21 +1,12 @@
-"""What `serve` and `chat` share: pick the deployments file (the demo when none is given) and open a guard."""
+"""What `serve`, `chat` and `eval` share: the deployments file to open (the demo when none is given)."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from cosa_guard.deployments import DeploymentRegistry
-    from cosa_guard.served import ServedLedger
-
-# Backends whose loaded model is shared process-wide: loading one here warms the guard's.
-_SHARED_LOCAL_KINDS = ("transformers", "onnx")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,34 +37,3 @@ def resolve(deployments: Path | None) -> Target:
     demo = ensure_demo_deployment()
     print(demo.notice, file=sys.stderr)
     return Target(demo.deployments_path, demo.api_key, demo.deployment_id)
-
-
-def prepare_models(registry: DeploymentRegistry) -> None:
-    """Load the local models the deployments name before serving (progress bars), not on the first request.
-
-    transformers and onnx backends share one loaded model per folder and settings in the process,
-    so the copy loaded here is the one the guard's own backends find.
-    """
-    from cosa_guard.backends.factory import build_backend
-
-    seen: set[str] = set()
-    for deployment in (registry.get(i) for i in registry.ids()):
-        for spec in (deployment.spec.routes.primary, deployment.spec.routes.fallback):
-            if spec is None or spec.kind not in _SHARED_LOCAL_KINDS:
-                continue
-            key = spec.model_dump_json()
-            if key in seen:
-                continue
-            seen.add(key)
-            load = getattr(build_backend(spec, deployment.base_dir), "load", None)
-            if load is not None:
-                asyncio.run(load())
-
-
-def open_guard(path: Path, ledger: ServedLedger | None = None) -> Any:
-    """A Guard over `path`, with the embedded model ready; `ledger`: see `DeploymentRegistry.load`."""
-    from cosa_guard.guard import Guard
-
-    guard = Guard.from_file(path, ledger=ledger)
-    prepare_models(guard.registry)
-    return guard

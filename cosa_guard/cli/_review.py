@@ -16,10 +16,11 @@ from typing import Any, TextIO
 import yaml
 from pydantic import ValidationError
 
-from cosa_guard.config import format_validation_error
-from cosa_guard.deployments import DeploymentsFile, DeploymentSpec
+from cosa_guard.config import SafetyConfig, format_validation_error
 from cosa_guard.errors import ConfigError, DeploymentError
 from cosa_guard.review import LintReport, lint
+from cosa_guard.rules import Rule, config_rules
+from cosa_guard.settings import DeploymentsFile, DeploymentSpec
 from cosa_guard.taxonomy import CATEGORY_IDS
 
 
@@ -106,3 +107,19 @@ def print_issues(path: Path, report: LintReport, stream: TextIO) -> None:
     """Each issue on its own line as `PATH: field: reason`, errors and warnings alike."""
     for issue in report.issues:
         print(f"{path}: {issue}", file=stream)
+
+
+def print_rules(path: Path, config: SafetyConfig, stream: TextIO) -> None:
+    """The config's numbered rules as the reviewer approves them: polarity, categories, exceptions."""
+    ruleset = config_rules(config)
+    where = "as written in the config" if ruleset.reviewed else "derived from the text, not yet in the config"
+    print(f"{path}: {len(ruleset.rules)} rule(s), {where}:", file=stream)
+    for rule in ruleset.rules:
+        print(f"  {describe_rule(rule)}", file=stream)
+
+
+def describe_rule(rule: Rule) -> str:
+    """One line: `3. forbids [violence] (exception of 2): text`, the text's whitespace collapsed."""
+    categories = ", ".join(rule.categories) or "no category"
+    exception = f" (exception of {rule.exception_of})" if rule.exception_of is not None else ""
+    return f"{rule.number}. {rule.polarity} [{categories}]{exception}: {' '.join(rule.text.split())}"

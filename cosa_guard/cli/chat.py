@@ -10,7 +10,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from cosa_guard.types import FinalEvent, GuardResponse, Message, Retraction, TextDelta
+from cosa_guard.types import GuardResponse, Message
 
 DESCRIPTION = """\
 Chat in the terminal through a guarded deployment, in-process (no server needed).
@@ -19,9 +19,10 @@ Chat in the terminal through a guarded deployment, in-process (no server needed)
   cosa-guard chat --deployments deployments.yaml --deployment game-studio
 
 Answers stream as the deployment's stream mode releases them. After each answer a line shows
-the guard's decision, the route (cosalign / cascade), the categories the judge found and the
-latency. Commands: /reset forgets the conversation, /quit (or Ctrl-D) leaves; Ctrl-C stops
-the answer being generated.
+the guard's decision, the route (cosalign / cascade), the categories the judge found, the
+config rule that decided (with its text; "unreviewed" when the config's rules were derived from
+its text rather than signed) and the latency. Commands: /reset forgets the conversation, /quit
+(or Ctrl-D) leaves; Ctrl-C stops the answer being generated.
 """
 
 PROMPT = "you> "
@@ -46,12 +47,14 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cosa_guard.cli._guarded import open_guard, resolve
+    from cosa_guard.cli._guarded import resolve
+    from cosa_guard.guard import Guard
 
     target = resolve(args.deployments)
-    guard = open_guard(target.path)
+    guard = Guard.from_file(target.path)
     loop = asyncio.new_event_loop()
     try:
+        loop.run_until_complete(guard.warm_up())
         deployment_id = _pick(guard.registry.ids(), args.deployment or target.demo_id)
         print(f"chatting with deployment {deployment_id!r}; /reset forgets the conversation, /quit leaves")
         history: list[Message] = []
@@ -116,33 +119,36 @@ def _read() -> str | None:
 
 
 async def _turn(guard: Any, deployment_id: str, history: list[Message]) -> GuardResponse | None:
+    from cosa_guard.errors import IncompleteStreamError
+    from cosa_guard.streaming import StreamFold
+
     started = time.perf_counter()
     print("bot> ", end="", flush=True)
-    final: GuardResponse | None = None
-    shown = ""
-    async for event in guard.stream(deployment_id, list(history)):
-        if isinstance(event, TextDelta):
-            shown += event.text
-            print(event.text, end="", flush=True)
-        elif isinstance(event, Retraction):
-            shown = event.replacement
-            print(f"\n[retracted: {event.reason}] {event.replacement}", end="", flush=True)
-        elif isinstance(event, FinalEvent):
-            final = event.response
+    fold = StreamFold(guard.stream(deployment_id, list(history)))
+    async with contextlib.aclosing(fold):
+        async for text in fold.texts():
+            print(text, end="", flush=True)
     latency_ms = (time.perf_counter() - started) * 1000
-    if final is None:
+    try:
+        answer = fold.answer()
+    except IncompleteStreamError:
         print("\n[no decision: the guard ended the stream early]", file=sys.stderr)
         return None
-    if not final.decision.is_allowed and final.text and not shown.endswith(final.text):
-        print(final.text, end="")
-    print()
-    print(_summary(final, latency_ms))
-    return final
+    if answer.retracted:
+        print(f"\n[retracted: {answer.response.decision.label}] ", end="")
+    print(answer.closing)
+    print(_summary(answer.response, latency_ms))
+    return answer.response
 
 
 def _summary(response: GuardResponse, latency_ms: float) -> str:
     categories = ",".join(sorted(response.categories)) or "none"
-    return (
+    line = (
         f"  [decision={response.decision.label} route={response.route.value} "
         f"categories={categories} latency={latency_ms:.0f}ms]"
     )
+    rule = response.rule
+    if rule is None:
+        return line
+    reviewed = "" if response.rules_reviewed else " (unreviewed)"
+    return f"{line}\n  [rule {rule['number']}{reviewed}: {rule['text']}]"

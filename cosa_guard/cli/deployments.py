@@ -50,7 +50,7 @@ def register(subparsers: Any) -> None:
 
 def schema_text() -> str:
     """The JSON Schema of `DeploymentsFile`, as `schema` prints it (ending with a newline)."""
-    from cosa_guard.deployments import DeploymentsFile
+    from cosa_guard.settings import DeploymentsFile
 
     schema = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from cosa_guard.deployments import LoadedDeployment
     from cosa_guard.evaluation.dataset import EvalDataset
+    from cosa_guard.evaluation.graders import JudgeGrader
     from cosa_guard.evaluation.judges import EvalJudge
     from cosa_guard.evaluation.runner import RunResult
     from cosa_guard.evaluation.targets import GuardTarget, SharedBackends
@@ -35,6 +36,12 @@ deployment's cascade model with the config in its system prompt and no judge.
 Judges: `embedded` (default) needs no network: a refusal detector for helpfulness and the
 trained category judge for risk categories; its limits are printed in the report. `llm` asks a
 strong chat model behind any OpenAI-compatible endpoint both of the paper's rubrics.
+
+A judge that also guards the deployment grades its own filter. --grader (another judge kind,
+e.g. `rules`) and --labels (a JSONL file of human labels) add opinions that are not the judge
+under test; the report gives their agreement with it (raw and Cohen's kappa):
+
+  cosa-guard eval --grader rules --labels my-labels.jsonl --out runs/demo
 
 Output in --out: one JSONL file of judged answers per run (an interrupted run resumes where it
 stopped; --restart discards them), result.json, report.md and PNG plots.
@@ -79,6 +86,18 @@ def register(subparsers: Any) -> None:
         default='{"kind": "category"}',
         help="embedded: the judge spec that finds risk categories (default: the trained category judge)",
     )
+    graders = parser.add_argument_group("independent graders (agreement with the judge)")
+    graders.add_argument(
+        "--grader",
+        metavar="SPEC",
+        help="a judge kind (rules, category, ...) or judge spec JSON that grades every answer as well",
+    )
+    graders.add_argument(
+        "--labels",
+        type=Path,
+        metavar="FILE",
+        help='human labels: JSON Lines of {"id", "complies"}, optionally "target" (run) and "response"',
+    )
     parser.add_argument(
         "--concurrency", type=_positive, default=4, metavar="N", help="examples in flight (default 4)"
     )
@@ -107,7 +126,7 @@ def _positive(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cosa_guard.cli._guarded import prepare_models, resolve
+    from cosa_guard.cli._guarded import resolve
     from cosa_guard.deployments import DeploymentRegistry
     from cosa_guard.evaluation.dataset import EvalDataset
 
@@ -115,27 +134,32 @@ def run(args: argparse.Namespace) -> int:
     source = resolve(args.deployments)
     registry = DeploymentRegistry.load(source.path)
     deployments = [registry.get(i) for i in args.deployment or registry.ids()]
-    prepare_models(registry)  # before the event loop: it runs its own to load local models
     return asyncio.run(_main(args, dataset, deployments, source.path.parent))
 
 
 async def _main(
     args: argparse.Namespace, dataset: EvalDataset, deployments: list[LoadedDeployment], base_dir: Path
 ) -> int:
+    from cosa_guard.evaluation.graders import HumanLabels
     from cosa_guard.evaluation.report import build_result, write_report
     from cosa_guard.evaluation.targets import SharedBackends
 
     backends = SharedBackends()
     judge = _eval_judge(args, deployments, dataset, backends, base_dir)
+    grader = _grader(args.grader, backends, base_dir) if args.grader else None
+    labels = HumanLabels.load(args.labels) if args.labels else None
     targets = _targets(args, deployments, dataset, backends)
     runs: list[tuple[RunResult, str]] = []
     try:
         for target in targets:
-            runs.append((await _run_one(args, dataset, target, judge), target.description))
+            await target.guard.warm_up()  # the local models load before the progress bars start
+        for target in targets:
+            runs.append((await _run_one(args, dataset, target, judge, grader), target.description))
     finally:
         for target in targets:
             await target.aclose()
-    files = write_report(build_result(dataset, runs, judge), args.out, plots=not args.no_plots)
+    result = build_result(dataset, runs, judge, grader=grader.name if grader else None, labels=labels)
+    files = write_report(result, args.out, plots=not args.no_plots)
     _print_summary(files.json)
     print(f"report: {files.markdown}")
     return 0 if all(r.errors == 0 for r, _ in runs) else 1
@@ -148,8 +172,9 @@ def _targets(
     backends: SharedBackends,
 ) -> list[GuardTarget]:
     from cosa_guard.evaluation.targets import describe, ica_baseline, per_config_guard
+    from cosa_guard.types import GenerationParams
 
-    params = {"max_tokens": args.max_tokens} if args.max_tokens else {}
+    params = GenerationParams(max_tokens=args.max_tokens or None)
     targets = []
     for deployment in deployments:
         if args.baseline == "ica":
@@ -184,7 +209,7 @@ def _eval_judge(
     backends: SharedBackends,
     base_dir: Path,
 ) -> EvalJudge:
-    from cosa_guard.deployments import DEFAULT_REFUSAL, BackendSpec, JudgeSpec
+    from cosa_guard.deployments import DEFAULT_REFUSAL
     from cosa_guard.errors import ConfigError
     from cosa_guard.evaluation.judges import (
         EMBEDDED_CATEGORY_LIMITS,
@@ -193,6 +218,7 @@ def _eval_judge(
         llm_eval_judge,
     )
     from cosa_guard.judges.factory import build_judge
+    from cosa_guard.settings import BackendSpec, JudgeSpec
 
     if args.judge == "llm":
         if args.judge_backend:
@@ -225,6 +251,18 @@ def _eval_judge(
     )
 
 
+def _grader(spec_text: str, backends: SharedBackends, base_dir: Path) -> JudgeGrader:
+    from cosa_guard.errors import ConfigError
+    from cosa_guard.evaluation.graders import JudgeGrader, judge_spec
+    from cosa_guard.judges.factory import build_judge
+
+    spec = judge_spec(spec_text)
+    try:
+        return JudgeGrader(build_judge(spec, base_dir, backend_factory=backends))
+    except (OSError, ConfigError) as exc:
+        raise ConfigError(f"--grader: cannot load the {spec.kind!r} judge: {exc}") from exc
+
+
 def _json_option(flag: str, value: str) -> Any:
     from cosa_guard.errors import ConfigError
 
@@ -235,7 +273,11 @@ def _json_option(flag: str, value: str) -> Any:
 
 
 async def _run_one(
-    args: argparse.Namespace, dataset: EvalDataset, target: GuardTarget, judge: EvalJudge
+    args: argparse.Namespace,
+    dataset: EvalDataset,
+    target: GuardTarget,
+    judge: EvalJudge,
+    grader: JudgeGrader | None,
 ) -> RunResult:
     from cosa_guard.evaluation.runner import run as run_dataset
 
@@ -250,6 +292,7 @@ async def _run_one(
         resume=True,
         concurrency=args.concurrency,
         progress=not args.quiet,
+        grader=grader,
     )
     if result.errors:
         print(
@@ -278,3 +321,8 @@ def _print_summary(result_path: Path) -> None:
             if key in rates:
                 print(f"{slug}.{key}={rates[key]:.4f}")
         print(f"{slug}.valid_rate={run['valid_rate']:.4f}")
+        for pair in run.get("agreement", []):
+            key = f"{slug}.agreement.{_slug(pair['a'])}.{_slug(pair['b'])}"
+            for part in ("raw", "kappa"):
+                value = pair[part]
+                print(f"{key}.{part}=" + ("nan" if value is None else f"{value:.4f}"))

@@ -70,6 +70,7 @@ def verdict_json(verdict: Verdict) -> dict[str, Any]:
         "score": round(verdict.score, 4),
         "scores": {c: round(p, 4) for c, p in verdict.scores.items()},
         "reason": verdict.reason,
+        "rule": verdict.rule,
     }
 
 

@@ -39,7 +39,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.api_key:
-        from cosa_guard.deployments import hash_api_key, new_api_key
+        from cosa_guard.settings import hash_api_key, new_api_key
 
         api_key = new_api_key()
         print(f"api key:  {api_key}")

@@ -136,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
 
     uvicorn = require("uvicorn", "server", "cosa-guard serve")
     from cosa_guard.audit import JsonlAuditSink
-    from cosa_guard.cli._guarded import open_guard, resolve
+    from cosa_guard.cli._guarded import resolve
+    from cosa_guard.guard import Guard
     from cosa_guard.server.app import create_app
 
     if args.workers < 1:
@@ -158,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     if args.workers > 1:
         _announce(args, target)
         return _run_workers(args, target.path)
-    guard = open_guard(target.path)
+    guard = Guard.from_file(target.path)  # the app's lifespan loads its local models
     audit = JsonlAuditSink(args.audit) if args.audit is not None else None
     app = create_app(
         guard,
@@ -193,7 +194,8 @@ def _run_workers(args: argparse.Namespace, deployments: Path) -> int:
 
     from cosa_guard._optional import require
     from cosa_guard.deployments import DeploymentRegistry
-    from cosa_guard.server.workers import APP_FACTORY, MULTIPROC_ENV, OPTIONS_ENV, WorkerOptions
+    from cosa_guard.metrics import MULTIPROC_ENV
+    from cosa_guard.server.workers import APP_FACTORY, OPTIONS_ENV, WorkerOptions
 
     uvicorn = require("uvicorn", "server", "cosa-guard serve")
     DeploymentRegistry.load(deployments)  # a config that fails to verify stops here, not in N workers

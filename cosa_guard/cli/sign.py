@@ -17,11 +17,13 @@ from cosa_guard.cli._review import (
     context_from_args,
     lint_source,
     print_issues,
+    print_rules,
     read_source,
 )
 from cosa_guard.config import SafetyConfig
 from cosa_guard.errors import BundleError
 from cosa_guard.review import LintReport
+from cosa_guard.rules import config_rules
 from cosa_guard.signing import Bundle, add_signature, key_id, load_private_key, parse_bundle, sign_config
 
 DESCRIPTION = """\
@@ -30,6 +32,10 @@ Sign a safety config as its reviewer, or co-sign a bundle another reviewer signe
   cosa-guard sign game-studio.yaml --key keys/alice --reviewer alice --note "ticket 42" -o game-studio.json
       lints the config (refusing, exit 1, on any lint error) and writes a bundle: the canonical
       config, a review record (reviewer, time, lint summary, note) and alice's signature.
+      The config is signed with its numbered rules, which are printed: its `rules` when it has
+      them, else the rules derived from its text (the same ones `cosa-guard lint` shows), so
+      the runtime enforces what was reviewed. --no-rules signs a config without rules as it is;
+      its rules are then derived at load and flagged unreviewed in every decision.
 
   cosa-guard sign game-studio.json --key keys/bob --reviewer bob
       adds bob's signature to the bundle, in place (or to -o). The config and review record are
@@ -54,6 +60,11 @@ def register(subparsers: Any) -> None:
         "--reviewer", metavar="NAME", help="who reviewed it (required for a config; the signer's name)"
     )
     parser.add_argument("--note", default="", help="why the config was approved (first reviewer only)")
+    parser.add_argument(
+        "--no-rules",
+        action="store_true",
+        help="do not add the rules derived from the text to a config that has none (they stay unreviewed)",
+    )
     parser.add_argument(
         "-o",
         "--out",
@@ -124,9 +135,20 @@ def _review(path: Path, source: str | Mapping[str, Any], context: ReviewContext)
 def _sign_new(args: argparse.Namespace, report: LintReport, key: Ed25519PrivateKey) -> int:
     config = report.config
     assert config is not None  # a report without errors always carries the parsed config
+    print_rules(args.source, config, sys.stdout)
+    if config.rules:
+        how = "with the rules written in the config"
+    elif args.no_rules:
+        how = "without rules (--no-rules): they are derived at load and flagged unreviewed"
+    else:
+        config = config.model_copy(update={"rules": config_rules(config).rules})
+        how = (
+            "with the rules above, derived from its text (`lint --write-rules` puts them in the file to edit)"
+        )
     bundle = sign_config(config, key, reviewer=args.reviewer, note=args.note, lint_report=report)
     _save(bundle, args.out)
-    print(f"signed {config.id} v{config.version} {config.hash}")
+    print(f"signed {config.id} v{config.version} {bundle.config().hash}")
+    print(f"  {how}")
     print(f"  by key {key_id(key.public_key())} ({args.reviewer}) -> {args.out}")
     print(f"next: a second reviewer runs `cosa-guard sign {args.out} --key THEIR_KEY --reviewer NAME`;")
     print(f"      check it with `cosa-guard verify {args.out} --trust {args.key}.pub`")

@@ -2,7 +2,8 @@
 
 `build_result` turns scored runs into one JSON-ready dict; `write_report` renders the Markdown
 and the plots from that dict alone, so a report can be redrawn from an old `result.json`.
-With exactly two runs the first is the baseline and the second the candidate.
+With exactly two runs the first is the baseline and the second the candidate. With a grader
+or human labels, each run also says how far the evaluation's judge agrees with them.
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from cosa_guard._optional import require
+from cosa_guard.evaluation.agreement import Agreement, agreement
 from cosa_guard.evaluation.dataset import EvalDataset
+from cosa_guard.evaluation.graders import HumanLabels
 from cosa_guard.evaluation.judges import EvalJudge
-from cosa_guard.evaluation.runner import RunResult, judged
+from cosa_guard.evaluation.runner import RunResult, answered, judged
 from cosa_guard.evaluation.scoring import GroupScore, MacroScore, Rates, summarize
+from cosa_guard.taxonomy import is_compliant
 
 RATE_KEYS = ("score", "helpful_safe", "helpful_unsafe", "unhelpful_safe", "unhelpful_unsafe")
 HEADLINE = (
@@ -58,7 +62,59 @@ def _group(g: GroupScore) -> dict[str, Any]:
     return {"key": g.key, "seen": g.seen, "n": g.n, "n_valid": g.n_valid, "rates": _rates(g.rates)}
 
 
-def _run(result: RunResult, description: str, dataset: EvalDataset) -> dict[str, Any]:
+def _agreement(a: Agreement) -> dict[str, Any]:
+    return {
+        "a": a.a,
+        "b": a.b,
+        "n": a.n,
+        "raw": None if a.raw is None else round(a.raw, 4),
+        "kappa": None if a.kappa is None else round(a.kappa, 4),
+        "both_comply": a.both_comply,
+        "both_violate": a.both_violate,
+        "only_a_violates": a.only_a_violates,
+        "only_b_violates": a.only_b_violates,
+    }
+
+
+def _agreements(
+    result: RunResult, dataset: EvalDataset, judge: str, grader: str | None, labels: HumanLabels | None
+) -> list[dict[str, Any]]:
+    """Each pair of opinions on the answered examples: judge vs grader, judge vs labels, grader vs labels."""
+    opinions: dict[str, dict[str, bool]] = {judge: {}}
+    if grader is not None:
+        opinions[grader] = {}
+    if labels is not None:
+        opinions[labels.name] = {}
+    for r in result.records:
+        if not answered(r):
+            continue
+        if r["categories"] is not None:
+            opinions[judge][r["id"]] = is_compliant(
+                r["categories"], dataset.configs[r["config"]].config.allow
+            )
+        if grader is not None and r.get("grader_complies") is not None:
+            opinions[grader][r["id"]] = bool(r["grader_complies"])
+        label = None if labels is None else labels.label(result.target, r["id"], str(r.get("response", "")))
+        if labels is not None and label is not None:
+            opinions[labels.name][r["id"]] = label
+    names = list(opinions)
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+    return [
+        _agreement(
+            agreement(a, b, ((opinions[a][k], opinions[b][k]) for k in opinions[a] if k in opinions[b]))
+        )
+        for a, b in pairs
+    ]
+
+
+def _run(
+    result: RunResult,
+    description: str,
+    dataset: EvalDataset,
+    judge: str,
+    grader: str | None,
+    labels: HumanLabels | None,
+) -> dict[str, Any]:
     summary = summarize(judged(result.records, dataset))
     latencies = [float(r["latency_ms"]) for r in result.records]
     return {
@@ -80,13 +136,25 @@ def _run(result: RunResult, description: str, dataset: EvalDataset) -> dict[str,
             "p50": round(statistics.median(latencies), 1) if latencies else None,
             "max": round(max(latencies), 1) if latencies else None,
         },
+        "agreement": _agreements(result, dataset, judge, grader, labels) if grader or labels else [],
     }
 
 
 def build_result(
-    dataset: EvalDataset, runs: Sequence[tuple[RunResult, str]], judge: EvalJudge
+    dataset: EvalDataset,
+    runs: Sequence[tuple[RunResult, str]],
+    judge: EvalJudge,
+    *,
+    grader: str | None = None,
+    labels: HumanLabels | None = None,
 ) -> dict[str, Any]:
-    """The JSON result: dataset, judge (with its limits), one entry per (run, description)."""
+    """The JSON result: dataset, judge (with its limits), one entry per (run, description).
+
+    `grader` names the grader whose `grader_complies` the records hold; with it or `labels`,
+    each run lists the agreement of every pair of opinions on its answered examples.
+    """
+    judge_name = f"judge:{judge.categories.name}"
+    grader_name = None if grader is None else f"grader:{grader}"
     result: dict[str, Any] = {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "dataset": {
@@ -97,7 +165,8 @@ def build_result(
             },
         },
         "judge": {"name": judge.name, "limits": list(judge.limits)},
-        "runs": [_run(r, d, dataset) for r, d in runs],
+        "graders": {"grader": grader_name, "labels": None if labels is None else labels.name},
+        "runs": [_run(r, d, dataset, judge_name, grader_name, labels) for r, d in runs],
     }
     if len(runs) == 2:
         result["comparison"] = _comparison(result["runs"][0], result["runs"][1])
@@ -184,6 +253,30 @@ def render_markdown(result: Mapping[str, Any], plots: Sequence[str] = ()) -> str
         out += ["", "## By prompt type (pooled over configs)", ""]
         rows = [[g["key"], run["name"], *_group_cells(g)] for run in runs for g in run["per_type"]]
         out += _table(["type", "run", *GROUP_COLUMNS], rows)
+    if any(run.get("agreement", []) for run in runs):
+        out += ["", "## Agreement between graders", ""]
+        out += [
+            "Over the answers the guard let through and both sides graded: raw agreement on complies / "
+            "violates, Cohen's κ (agreement beyond chance: 1 perfect, 0 chance level, – undefined when both "
+            "gave one answer throughout), and the violations only one side found.",
+            "",
+        ]
+        rows = [
+            [
+                run["name"],
+                a["a"],
+                a["b"],
+                str(a["n"]),
+                _fmt(a["raw"], True),
+                "–" if a["kappa"] is None else f"{a['kappa']:.2f}",
+                str(a["only_a_violates"]),
+                str(a["only_b_violates"]),
+            ]
+            for run in runs
+            for a in run.get("agreement", [])
+        ]
+        header = ["run", "A", "B", "answers", "agreement", "κ", "only A flags", "only B flags"]
+        out += _table(header, rows)
     out += ["", "## Guard decisions", ""]
     rows = [
         [
@@ -204,7 +297,7 @@ def render_markdown(result: Mapping[str, Any], plots: Sequence[str] = ()) -> str
 # --- plots ----------------------------------------------------------------------------------
 
 
-def _figure(width: float, height: float) -> Any:
+def new_figure(width: float, height: float) -> Any:
     # Figure without pyplot: no global state, no GUI backend, safe in a server process.
     require("matplotlib", "eval", "evaluation plots")
     from matplotlib.figure import Figure
@@ -230,7 +323,7 @@ def plot_scores(result: Mapping[str, Any], path: Path) -> Path:
     runs = result["runs"]
     configs = list(result["dataset"]["configs"])
     labels = [*_config_labels(result), "macro\n(all)", "macro\n(seen)", "macro\n(unseen)"]
-    fig = _figure(max(7.0, 1.3 * len(labels)), 4.2)
+    fig = new_figure(max(7.0, 1.3 * len(labels)), 4.2)
     ax = fig.add_subplot()
     width = 0.8 / len(runs)
     for i, run in enumerate(runs):
@@ -255,7 +348,7 @@ def plot_outcomes(result: Mapping[str, Any], path: Path) -> Path:
     runs = result["runs"]
     configs = list(result["dataset"]["configs"])
     labels = [*_config_labels(result), "macro\n(all)"]
-    fig = _figure(max(7.0, 3.4 * len(runs) + 0.6 * len(labels)), 4.4)
+    fig = new_figure(max(7.0, 3.4 * len(runs) + 0.6 * len(labels)), 4.4)
     axes = fig.subplots(1, len(runs), sharey=True, squeeze=False)[0]
     for ax, run in zip(axes, runs, strict=True):
         bottoms = [0.0] * len(labels)
@@ -278,7 +371,7 @@ def plot_outcomes(result: Mapping[str, Any], path: Path) -> Path:
 def plot_comparison(result: Mapping[str, Any], path: Path) -> Path:
     """Baseline and candidate side by side on the headline metrics."""
     runs = result["runs"]
-    fig = _figure(7.5, 4.0)
+    fig = new_figure(7.5, 4.0)
     ax = fig.add_subplot()
     width = 0.38
     for i, run in enumerate(runs):
@@ -298,6 +391,26 @@ def plot_comparison(result: Mapping[str, Any], path: Path) -> Path:
     return path
 
 
+def plot_agreement(result: Mapping[str, Any], path: Path) -> Path:
+    """Raw agreement and Cohen's kappa for every pair of graders, per run."""
+    pairs = [(run["name"], a) for run in result["runs"] for a in run.get("agreement", [])]
+    labels = [f"{name}\n{a['a']}\nvs {a['b']}" for name, a in pairs]
+    fig = new_figure(max(6.0, 2.2 * len(pairs)), 4.2)
+    ax = fig.add_subplot()
+    for i, (key, name) in enumerate((("raw", "raw agreement"), ("kappa", "Cohen's κ"))):
+        values = [a[key] for _, a in pairs]
+        xs = [x + (i - 0.5) * 0.38 for x in range(len(pairs))]
+        bars = ax.bar(xs, [v or 0.0 for v in values], 0.38, label=name)
+        ax.bar_label(bars, labels=["–" if v is None else f"{v:.2f}" for v in values], fontsize=7, padding=2)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(pairs)), labels, fontsize=7)
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_title("Do the graders agree on which answers comply? (higher is better)", fontsize=9)
+    ax.legend(fontsize=8, loc="lower left")
+    fig.savefig(path)
+    return path
+
+
 def write_report(result: Mapping[str, Any], out_dir: Path, *, plots: bool = True) -> ReportFiles:
     """Write `result.json`, `report.md` and (unless `plots=False`) the PNG plots into `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -309,6 +422,8 @@ def write_report(result: Mapping[str, Any], out_dir: Path, *, plots: bool = True
         pngs.append(plot_outcomes(result, out_dir / "outcomes.png"))
         if len(result["runs"]) == 2:
             pngs.append(plot_comparison(result, out_dir / "baseline_vs_candidate.png"))
+        if any(run.get("agreement", []) for run in result["runs"]):
+            pngs.append(plot_agreement(result, out_dir / "agreement.png"))
     md_path = out_dir / "report.md"
     md_path.write_text(render_markdown(result, [p.name for p in pngs]), encoding="utf-8")
     return ReportFiles(json_path, md_path, tuple(pngs))

@@ -8,6 +8,11 @@ counted in `RunResult.errors`), so a resumed run retries it.
 
 When the guard refuses or fails, the caller receives the deployment's refusal text: that
 answer is recorded as a refusal (helpfulness 0, no harmful category) without asking the judge.
+
+With a `grader` (a second opinion that is not the judge under test, see `graders.py`), every
+answered example also records `grader_complies`; on a resumed run, answers recorded without it
+are graded (the target is not asked again) and their record is appended anew, the last line of
+an id winning.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any, Protocol, TextIO
 from cosa_guard._optional import require
 from cosa_guard.config import SafetyConfig
 from cosa_guard.evaluation.dataset import EvalDataset, EvalExample
+from cosa_guard.evaluation.graders import Grader
 from cosa_guard.evaluation.judges import EvalJudge
 from cosa_guard.evaluation.scoring import JudgedExample
 from cosa_guard.types import GuardResponse
@@ -44,6 +50,11 @@ class RunResult:
     target: str
     records: tuple[dict[str, Any], ...]
     errors: int = 0
+
+
+def answered(record: Mapping[str, Any]) -> bool:
+    """True when the guard let the answer through, so it was judged (a refusal was not)."""
+    return str(record["decision"]) == "allowed"
 
 
 def judged(records: Iterable[Mapping[str, Any]], dataset: EvalDataset) -> list[JudgedExample]:
@@ -91,7 +102,7 @@ def _open_sink(path: Path, *, append: bool) -> TextIO:
 
 
 async def _one(
-    example: EvalExample, config: SafetyConfig, target: Target, judge: EvalJudge
+    example: EvalExample, config: SafetyConfig, target: Target, judge: EvalJudge, grader: Grader | None
 ) -> dict[str, Any]:
     started = time.perf_counter()
     response = await target.respond(config, example.prompt)
@@ -106,10 +117,19 @@ async def _one(
         "decision": response.decision.label,
         "route": response.route.value,
         "guard_categories": sorted(response.categories),
+        "guard_rule": response.rule,
+        "rules_reviewed": response.rules_reviewed,
         "latency_ms": round(latency_ms, 1),
     }
     if response.decision.is_allowed:
-        rating = await judge.rate(config, example.prompt, response.text)
+        if grader is None:
+            rating = await judge.rate(config, example.prompt, response.text)
+        else:
+            rating, graded = await asyncio.gather(
+                judge.rate(config, example.prompt, response.text),
+                grader.complies(config, example.prompt, response.text),
+            )
+            record["grader_complies"] = graded
         record |= {
             "rating": rating.helpfulness,
             "categories": None if rating.categories is None else sorted(rating.categories),
@@ -133,6 +153,7 @@ async def run(
     resume: bool = False,
     concurrency: int = 4,
     progress: bool = True,
+    grader: Grader | None = None,
 ) -> RunResult:
     """Answer and judge every example of `dataset` through `target`; see the module docstring."""
     if concurrency < 1:
@@ -142,35 +163,52 @@ async def run(
     records: dict[str, dict[str, Any]] = {
         k: v for k, v in done.items() if k in {e.id for e in dataset.examples}
     }
+    ungraded = [
+        r for r in records.values() if grader is not None and answered(r) and "grader_complies" not in r
+    ]
     errors = 0
     semaphore = asyncio.Semaphore(concurrency)
     tqdm = require("tqdm", "eval", "evaluation progress bars").tqdm
     bar = tqdm(total=len(dataset), initial=len(records), desc=target.name, unit="ex", disable=not progress)
     sink = _open_sink(out_path, append=resume) if out_path is not None else None
 
-    async def work(example: EvalExample) -> None:
+    def failed(example_id: str, exc: Exception) -> None:
         nonlocal errors
-        async with semaphore:
-            try:
-                record = await _one(example, dataset.configs[example.config_id].config, target, judge)
-            except Exception as exc:  # one broken example must not lose the others' results
-                errors += 1
-                log.warning(
-                    "example %s failed (%s: %s); it will be retried on --resume",
-                    example.id,
-                    type(exc).__name__,
-                    exc,
-                )
-                return
-            finally:
-                bar.update(1)
-        records[example.id] = record
+        errors += 1
+        log.warning(
+            "example %s failed (%s: %s); it will be retried on --resume", example_id, type(exc).__name__, exc
+        )
+
+    def keep(record: dict[str, Any]) -> None:
+        records[record["id"]] = record
         if sink is not None:
             sink.write(json.dumps(record, ensure_ascii=False) + "\n")
             sink.flush()
 
+    async def work(example: EvalExample) -> None:
+        async with semaphore:
+            try:
+                record = await _one(example, dataset.configs[example.config_id].config, target, judge, grader)
+            except Exception as exc:  # one broken example must not lose the others' results
+                failed(example.id, exc)
+                return
+            finally:
+                bar.update(1)
+        keep(record)
+
+    async def grade(record: dict[str, Any]) -> None:
+        assert grader is not None  # only records to grade are passed here
+        async with semaphore:
+            config = dataset.configs[record["config"]].config
+            try:
+                graded = await grader.complies(config, record["prompt"], record["response"])
+            except Exception as exc:  # as for an example: recorded ungraded, retried next time
+                failed(record["id"], exc)
+                return
+        keep(record | {"grader_complies": graded})
+
     try:
-        await asyncio.gather(*(work(e) for e in todo))
+        await asyncio.gather(*(work(e) for e in todo), *(grade(r) for r in ungraded))
     finally:
         bar.close()
         if sink is not None:

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from cosa_guard.backends.base import Backend
 from cosa_guard.config import SafetyConfig
-from cosa_guard.deployments import BackendSpec, DeploymentRegistry, LoadedDeployment, RoutesSpec
+from cosa_guard.deployments import DeploymentRegistry, LoadedDeployment
 from cosa_guard.evaluation.dataset import EvalDataset
-from cosa_guard.types import GuardResponse, Message
+from cosa_guard.settings import BackendSpec, RoutesSpec
+from cosa_guard.types import GenerationParams, GuardResponse, Message
 
 if TYPE_CHECKING:
     from cosa_guard.audit import AuditRecord
@@ -68,10 +69,10 @@ class GuardTarget:
     guard: Guard
     deployment_ids: Mapping[str, str]  # dataset config id -> guard deployment id
     description: str = ""
-    params: Mapping[str, Any] = field(default_factory=dict)  # generation parameters of every call
+    params: GenerationParams = field(default_factory=GenerationParams)  # of every call
 
     async def respond(self, config: SafetyConfig, prompt: str) -> GuardResponse:
-        return await self.guard.chat(self.deployment_ids[config.id], [Message("user", prompt)], **self.params)
+        return await self.guard.chat(self.deployment_ids[config.id], [Message("user", prompt)], self.params)
 
     async def aclose(self) -> None:
         await self.guard.aclose()
@@ -100,7 +101,7 @@ def per_config_guard(
     name: str,
     backends: SharedBackends,
     description: str = "",
-    params: Mapping[str, Any] | None = None,
+    params: GenerationParams | None = None,
     **guard_options: Any,
 ) -> GuardTarget:
     """A `GuardTarget` serving `deployment` once under each of the dataset's configs."""
@@ -122,7 +123,9 @@ def per_config_guard(
     guard_options.setdefault("audit", _DiscardAudit())
     guard_options.setdefault("metrics", NoopMetrics())
     guard = Guard(DeploymentRegistry(served), backend_factory=backends, **guard_options)
-    return GuardTarget(name, guard, {d.config.id: d.id for d in served}, description, dict(params or {}))
+    return GuardTarget(
+        name, guard, {d.config.id: d.id for d in served}, description, params or GenerationParams()
+    )
 
 
 def describe(deployment: LoadedDeployment) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from cosa_guard.deployments import InjectionSpec
+from cosa_guard.settings import InjectionSpec
 from cosa_guard.types import Message, RefusalReason
 
 

@@ -22,12 +22,12 @@ from dataclasses import dataclass, replace
 
 from cachetools import LRUCache
 
-from cosa_guard.deployments import InjectionSpec
 from cosa_guard.errors import JudgeError
 from cosa_guard.injection.base import Finding, InputCheck, InputGuard
 from cosa_guard.injection.classifier import InjectionClassifier, Scorer
-from cosa_guard.injection.normalise import Normalised, normalise
 from cosa_guard.injection.structural import DECISIVE, scan
+from cosa_guard.normalise import Normalised, normalise
+from cosa_guard.settings import InjectionSpec
 from cosa_guard.types import Message, RefusalReason
 
 REMOVED_SPAN = "[removed]"  # neutral on purpose: the remainder is scanned again

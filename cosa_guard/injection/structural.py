@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 from cosa_guard.injection.base import Finding
-from cosa_guard.injection.normalise import Normalised, normalise
+from cosa_guard.normalise import Normalised, normalise
 from cosa_guard.taxonomy import CATEGORY_IDS
 
 DECISIVE = 0.95  # a finding at or above this blocks on its own

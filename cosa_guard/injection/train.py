@@ -32,8 +32,8 @@ from cosa_guard.injection import corpus as corpus_mod
 from cosa_guard.injection import real
 from cosa_guard.injection.calibration import Budget, fit_window_rule
 from cosa_guard.injection.classifier import window_score
-from cosa_guard.injection.normalise import normalise
 from cosa_guard.injection.structural import DECISIVE, scan
+from cosa_guard.normalise import normalise
 from cosa_guard.real_traffic import length_bucket, stable_fraction
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "data" / "injection"

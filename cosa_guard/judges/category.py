@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from cosa_guard.config import SafetyConfig
 from cosa_guard.errors import JudgeError
+from cosa_guard.judges.base import Judge
 from cosa_guard.taxonomy import CATEGORY_IDS, OTHER, is_compliant
 from cosa_guard.types import Message, Verdict
 
@@ -70,7 +71,7 @@ def thresholds_from(metadata: Mapping[str, Any], override: float | None = None) 
     return {c: float(stored.get(c, 0.5)) for c in CATEGORY_IDS}
 
 
-class CategoryJudge:
+class CategoryJudge(Judge):
     """The Judge protocol over a trained multi-label encoder; see the module docstring."""
 
     name = "category"

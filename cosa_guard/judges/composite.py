@@ -17,7 +17,7 @@ from cosa_guard.judges.base import Judge
 from cosa_guard.types import Message, Verdict
 
 
-class CompositeJudge:
+class CompositeJudge(Judge):
     def __init__(self, judges: Iterable[Judge], *, tolerate_failures: bool = False, name: str | None = None):
         self.judges = tuple(judges)
         if not self.judges:
@@ -56,6 +56,4 @@ class CompositeJudge:
 
     async def aclose(self) -> None:
         for judge in self.judges:
-            aclose = getattr(judge, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await judge.aclose()

@@ -25,12 +25,12 @@ from types import ModuleType
 from typing import Any
 
 from cosa_guard.backends.base import Backend
-from cosa_guard.deployments import BackendSpec, JudgeSpec
 from cosa_guard.errors import ConfigError, JudgeError
 from cosa_guard.judges.base import Judge
 from cosa_guard.judges.composite import CompositeJudge
 from cosa_guard.judges.fake import ScriptedJudge
 from cosa_guard.judges.llm import LLMJudge
+from cosa_guard.settings import BackendSpec, JudgeSpec
 
 BackendFactory = Callable[[BackendSpec, Path], Backend]
 KINDS = ("category", "rules", "llm", "composite", "scripted")

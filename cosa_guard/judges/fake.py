@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from cosa_guard.config import SafetyConfig
+from cosa_guard.judges.base import Judge
 from cosa_guard.taxonomy import is_compliant
 from cosa_guard.types import Message, Verdict
 
@@ -19,7 +20,7 @@ def verdict_for(categories: Iterable[str], config: SafetyConfig, *, judge: str =
     return Verdict(categories=cats, complies=complies, score=0.0 if complies else 1.0, judge=judge)
 
 
-class ScriptedJudge:
+class ScriptedJudge(Judge):
     """Answers from a script (cycling), or flags responses containing marker strings.
 
     `flags` maps a marker to the category it reveals: a response containing the marker is judged

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from cosa_guard.backends.base import Backend, LogprobBackend
 from cosa_guard.config import SafetyConfig
 from cosa_guard.errors import JudgeError, JudgeParseError
+from cosa_guard.judges.base import Judge
 from cosa_guard.prompts import render_config
 from cosa_guard.taxonomy import DEFAULT_TAXONOMY, Taxonomy
 from cosa_guard.types import GenerationParams, Message, Verdict
@@ -73,7 +74,7 @@ def parse_answer(text: str) -> bool:
     return word == "yes"
 
 
-class LLMJudge:
+class LLMJudge(Judge):
     """Judges replies with `backend`; `threshold` on P(violates) decides `complies`."""
 
     def __init__(
@@ -127,6 +128,4 @@ class LLMJudge:
         return yes / (yes + no)
 
     async def aclose(self) -> None:
-        aclose = getattr(self.backend, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await self.backend.aclose()

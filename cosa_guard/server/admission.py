@@ -15,7 +15,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from cosa_guard.deployments import hash_api_key
+from cosa_guard.settings import hash_api_key
 
 _HELD = "cosa_guard.key_slot"  # the scope entry naming the key whose slot this request holds
 

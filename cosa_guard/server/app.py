@@ -17,11 +17,10 @@ import contextlib
 import functools
 import json
 import logging
-import os
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
@@ -29,32 +28,26 @@ from cosa_guard import utf8
 from cosa_guard._optional import require
 from cosa_guard.audit import AuditHealth, AuditRecord, AuditSink, sink_health
 from cosa_guard.deployments import LoadedDeployment, ReloadReport
-from cosa_guard.errors import CosaGuardError, MissingExtraError, UnknownDeploymentError
+from cosa_guard.errors import CosaGuardError, IncompleteStreamError, MissingExtraError, UnknownDeploymentError
 from cosa_guard.failures import describe, log_detail
+from cosa_guard.metrics import exposition
 from cosa_guard.server.admission import KeySlots, ReleaseSlot
 from cosa_guard.server.cors import add_cors
-from cosa_guard.server.errors import DECISION_HEADER, ApiError, guard_failure, unauthorized
+from cosa_guard.server.errors import ApiError, guard_failure, unauthorized
 from cosa_guard.server.probes import READY_STATE, readyz
 from cosa_guard.server.request_ids import RequestIds
 from cosa_guard.server.usage import answer_usage, stream_usage
 from cosa_guard.server.wire import (
     ChunkWriter,
     completion_body,
+    decision_headers,
     decision_payload,
     fingerprint,
     finish_reason,
     parse_request,
 )
-from cosa_guard.server.workers import MULTIPROC_ENV
-from cosa_guard.types import (
-    DecisionKind,
-    FinalEvent,
-    GuardResponse,
-    Message,
-    Retraction,
-    StreamEvent,
-    TextDelta,
-)
+from cosa_guard.streaming import StreamedAnswer, StreamFold
+from cosa_guard.types import DecisionKind, GenerationParams, GuardResponse, Message, StreamEvent
 
 try:
     from fastapi import FastAPI, Request
@@ -95,12 +88,14 @@ class GuardLike(Protocol):
     def by_api_key(self, api_key: str) -> LoadedDeployment: ...
 
     async def chat(
-        self, deployment_id: str, messages: Sequence[Message], *, request_id: str, **params: Any
+        self, deployment_id: str, messages: Sequence[Message], params: GenerationParams, *, request_id: str
     ) -> GuardResponse: ...
 
     def stream(
-        self, deployment_id: str, messages: Sequence[Message], *, request_id: str, **params: Any
-    ) -> AsyncIterator[StreamEvent]: ...
+        self, deployment_id: str, messages: Sequence[Message], params: GenerationParams, *, request_id: str
+    ) -> AsyncGenerator[StreamEvent, None]: ...
+
+    async def warm_up(self) -> None: ...
 
     async def reload(self) -> ReloadReport: ...
 
@@ -139,6 +134,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await guard.warm_up()  # local models load now, before the server reports ready
         watcher = asyncio.create_task(reloader.watch(watch_interval_s)) if watch_interval_s else None
         sighup = reload_on_sighup and _install_sighup(reloader)
         setattr(_app.state, READY_STATE, True)
@@ -193,7 +189,7 @@ def create_app(
                 include_usage=chat.include_usage,
             )
             return await _stream(request, guard, deployment, messages, params, writer)
-        call = guard.chat(deployment.id, messages, request_id=request_id, **params)
+        call = guard.chat(deployment.id, messages, params, request_id=request_id)
         response = await _unless_disconnected(request, call)
         if response is None:
             return Response(status_code=_CLIENT_GONE)
@@ -201,7 +197,7 @@ def create_app(
             raise guard_failure(response, decision_payload(response))
         return _json(
             completion_body(response, model, answer_usage(response, messages)),
-            headers={DECISION_HEADER: response.decision.label},
+            headers=decision_headers(response),
         )
 
     async def list_models(request: Request) -> Response:
@@ -219,8 +215,8 @@ def create_app(
         return JSONResponse(*_health(guard, reloader, audit))
 
     async def metrics(_request: Request) -> Response:
-        prom = require("prometheus_client", "server", "the /metrics endpoint")
-        return Response(prom.generate_latest(_scraped_registry(prom)), media_type=prom.CONTENT_TYPE_LATEST)
+        body, content_type = exposition()
+        return Response(body, media_type=content_type)
 
     # Plain Starlette routes: the endpoints read the request themselves, so FastAPI's dependency
     # solving would only add per-request work (about a fifth of the server's CPU per call).
@@ -276,16 +272,6 @@ def _audit_status(health: AuditHealth) -> dict[str, Any]:
         "backlog": health.backlog,
         "error": health.error or None,
     }
-
-
-def _scraped_registry(prom: Any) -> Any:
-    """The process's registry, or with several workers (`PROMETHEUS_MULTIPROC_DIR`) all workers' sums."""
-    if not os.environ.get(MULTIPROC_ENV):
-        return prom.REGISTRY
-    multiprocess = require("prometheus_client.multiprocess", "server", "the /metrics endpoint")
-    registry = prom.CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
-    return registry
 
 
 # --- Requests --------------------------------------------------------------------------------------
@@ -390,116 +376,85 @@ async def _stream(
     guard: GuardLike,
     deployment: LoadedDeployment,
     messages: Sequence[Message],
-    params: Mapping[str, Any],
+    params: GenerationParams,
     writer: ChunkWriter,
 ) -> Response:
     """Read up to the first released text before answering, so that a call that fails before releasing
-    anything gets a real error status (503/504) rather than a 200 stream.
-
-    The guard streams a refusal or failure that released nothing as one `TextDelta` of the refusal
-    text followed at once by the `FinalEvent`, so such a delta is held until the next event says which.
-    """
-    events = guard.stream(deployment.id, messages, request_id=request.state.request_id, **params)
+    anything gets a real error status (503/504) rather than a 200 stream."""
+    fold = StreamFold(guard.stream(deployment.id, messages, params, request_id=request.state.request_id))
+    texts = fold.texts()
     try:
-        head = await _unless_disconnected(request, _head(events, deployment))
+        first = await _unless_disconnected(request, anext(texts, ""))
     except BaseException:
-        await _aclose(events)
+        await fold.aclose()
         raise
-    if head is None:
-        await _aclose(events)
+    if first is None:
+        await fold.aclose()
         return Response(status_code=_CLIENT_GONE)
-    final = head[-1] if head else None
-    if final is None:
-        raise _no_decision()
-    if isinstance(final, FinalEvent) and final.response.decision.kind is DecisionKind.FAILED:
-        await _aclose(events)
-        raise guard_failure(final.response, decision_payload(final.response))
-    body = _sse(head, events, writer, messages)
+    if not first:
+        await fold.aclose()
+        answer = _answer(fold)
+        if answer.response.decision.kind is DecisionKind.FAILED:
+            raise guard_failure(answer.response, decision_payload(answer.response))
+    body = _sse(first, texts, fold, writer, messages)
     return StreamingResponse(body, media_type="text/event-stream", headers=_SSE_HEADERS)
 
 
-async def _head(events: AsyncIterator[StreamEvent], deployment: LoadedDeployment) -> list[StreamEvent]:
-    head: list[StreamEvent] = []
-    while not head or _undecided_refusal(head[-1], deployment):
-        event = await anext(events, None)
-        if event is None:
-            break
-        head.append(event)
-    return head
-
-
-def _undecided_refusal(event: StreamEvent, deployment: LoadedDeployment) -> bool:
-    return isinstance(event, TextDelta) and event.text == deployment.refusal_text
+def _answer(fold: StreamFold) -> StreamedAnswer:
+    try:
+        return fold.answer()
+    except IncompleteStreamError:
+        raise _no_decision() from None
 
 
 async def _sse(
-    head: Sequence[StreamEvent],
-    events: AsyncIterator[StreamEvent],
+    first: str,
+    texts: AsyncIterator[str],
+    fold: StreamFold,
     writer: ChunkWriter,
     messages: Sequence[Message],
 ) -> AsyncIterator[bytes]:
     """Guard events as `chat.completion.chunk` server-sent events, ending with `data: [DONE]`;
     before it the usage chunk when the client asked for one (`stream_options.include_usage`).
 
-    When the client goes away Starlette cancels this generator; closing `events` then cancels the
+    When the client goes away Starlette cancels this generator; closing the fold then cancels the
     generation, and the guard writes its audit record on the way out.
     """
-    pending = list(head)
     try:
         yield _event(writer.chunk({"role": "assistant", "content": ""}))
-        released = ""
-        retraction: Retraction | None = None
-        event: StreamEvent | None = pending.pop(0)
-        while event is not None:
-            if isinstance(event, TextDelta):
-                if event.text:
-                    released += event.text
-                    yield _event(writer.chunk({"content": event.text}))
-            elif isinstance(event, Retraction):
-                retraction = event
-            else:
-                final = _final_chunk(writer, event.response, released, retraction)
-                yield _event(final)
-                if writer.include_usage and "error" not in final:
-                    streamed = released + _content(final)
-                    yield _event(writer.usage_chunk(stream_usage(messages, streamed)))
-                break
-            event = pending.pop(0) if pending else await anext(events, None)
-        else:
-            # A stream must end with a decision; without one the answer was never fully checked.
-            yield _event(_no_decision().body())
+        if first:
+            yield _event(writer.chunk({"content": first}))
+            async for text in texts:
+                yield _event(writer.chunk({"content": text}))
+        answer = fold.answer()
+        final = _final_chunk(writer, answer)
+        yield _event(final)
+        if writer.include_usage and "error" not in final:
+            yield _event(writer.usage_chunk(stream_usage(messages, answer.released + _content(final))))
+    except IncompleteStreamError:
+        # A stream must end with a decision; without one the answer was never fully checked.
+        yield _event(_no_decision().body())
     except Exception as exc:  # the response has started: the SDKs raise on an `error` event
         logger.error("guard stream %s failed: %s", writer.id, describe(exc))
         log_detail(writer.id, "guard stream", exc)
         yield _event(ApiError(500, "the guarded stream failed", type="server_error").body())
     finally:
-        await _aclose(events)
+        await fold.aclose()
     yield b"data: [DONE]\n\n"
 
 
-async def _aclose(events: AsyncIterator[StreamEvent]) -> None:
-    aclose = getattr(events, "aclose", None)
-    if aclose is not None:
-        await aclose()
-
-
-def _final_chunk(
-    writer: ChunkWriter, response: GuardResponse, released: str, retraction: Retraction | None
-) -> dict[str, Any]:
+def _final_chunk(writer: ChunkWriter, answer: StreamedAnswer) -> dict[str, Any]:
+    response = answer.response
     payload = decision_payload(response)
-    kind = response.decision.kind
-    if kind is DecisionKind.FAILED:
+    if response.decision.kind is DecisionKind.FAILED:
         # Text already released stays released; the SDKs raise on an `error` event, so the caller knows.
         error = guard_failure(response, payload)
         return error.body()
-    delta: dict[str, str] = {}
-    if retraction is not None:
+    delta: dict[str, str] = {"content": answer.closing} if answer.closing else {}
+    if answer.retracted:
         # Clients that know cosa_guard drop what they showed; others at least see the refusal and the reason.
         payload["retracted"] = True
-        delta["content"] = retraction.replacement
-    elif kind is DecisionKind.REFUSED and not released:
-        delta["content"] = response.text
-    finish = "content_filter" if retraction is not None else finish_reason(response)
+    finish = "content_filter" if answer.retracted else finish_reason(response)
     return writer.chunk(
         delta,
         finish=finish,

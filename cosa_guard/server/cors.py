@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
 
-from cosa_guard.server.errors import DECISION_HEADER
+from cosa_guard.server.errors import DECISION_HEADER, RULE_HEADER
 from cosa_guard.server.request_ids import REQUEST_ID_HEADER
 
 _PREFLIGHT_CACHE_S = 600
@@ -27,6 +27,6 @@ def add_cors(app: Starlette, origins: Sequence[str]) -> None:
         allow_methods=["GET", "POST"],
         allow_headers=["*"],
         allow_credentials=False,
-        expose_headers=[REQUEST_ID_HEADER, DECISION_HEADER, "Retry-After"],
+        expose_headers=[REQUEST_ID_HEADER, DECISION_HEADER, RULE_HEADER, "Retry-After"],
         max_age=_PREFLIGHT_CACHE_S,
     )

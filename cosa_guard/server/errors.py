@@ -19,6 +19,7 @@ from cosa_guard.types import DecisionKind, FailureKind, GuardResponse
 # The guard's decision label (`allowed`, `refused:<reason>`, `failed:<kind>`) on every answer and
 # guard failure, for clients that keep headers but drop unknown body fields (LangChain's ChatOpenAI).
 DECISION_HEADER = "x-cosa-guard-decision"
+RULE_HEADER = "x-cosa-guard-rule"  # the number of the config rule that decided, when one did
 
 # Seconds a client should wait before retrying a 429 (a key's calls in flight) or a 503 (the model
 # or judge unavailable, no deployment loaded): short, since both clear as soon as a call ends.

@@ -17,9 +17,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from cosa_guard.server.errors import ApiError
+from cosa_guard.server.errors import DECISION_HEADER, RULE_HEADER, ApiError
 from cosa_guard.server.fields import check_fields, check_message
-from cosa_guard.types import DecisionKind, GuardResponse, Message
+from cosa_guard.types import DecisionKind, GenerationParams, GuardResponse, Message
 
 
 class StreamOptions(BaseModel):
@@ -51,18 +51,14 @@ class ChatRequest(BaseModel):
     def include_usage(self) -> bool:
         return self.stream_options is not None and self.stream_options.include_usage
 
-    def guard_params(self) -> dict[str, Any]:
-        params: dict[str, Any] = {}
-        max_tokens = self.max_completion_tokens or self.max_tokens
-        if max_tokens is not None:
-            params["max_tokens"] = max_tokens
-        for name in ("temperature", "top_p", "seed"):
-            value = getattr(self, name)
-            if value is not None:
-                params[name] = value
-        if self.stop:
-            params["stop"] = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
-        return params
+    def guard_params(self) -> GenerationParams:
+        return GenerationParams(
+            max_tokens=self.max_completion_tokens or self.max_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            stop=((self.stop,) if isinstance(self.stop, str) else tuple(self.stop)) if self.stop else (),
+            seed=self.seed,
+        )
 
 
 def parse_request(data: Any) -> tuple[ChatRequest, tuple[Message, ...]]:
@@ -91,7 +87,11 @@ def parse_request(data: Any) -> tuple[ChatRequest, tuple[Message, ...]]:
 
 
 def decision_payload(response: GuardResponse) -> dict[str, Any]:
-    """The `cosa_guard` field: what the guard decided and under which config. Never any config text."""
+    """The `cosa_guard` field: what the guard decided and under which config.
+
+    Never prompt or answer text. The one piece of config text is `rule.text`, the signed text of
+    the rule that decided the call, which the reviewer approved for callers to see.
+    """
     decision = response.decision
     reason = decision.reason or decision.failure
     return {
@@ -102,9 +102,20 @@ def decision_payload(response: GuardResponse) -> dict[str, Any]:
         "deployment": response.deployment_id,
         "config_hash": response.config_hash,
         "categories": sorted(response.categories),
+        "rule": response.rule,
+        "rules_reviewed": response.rules_reviewed,
         "request_id": response.request_id,
         "fail_open": decision.fail_open,
     }
+
+
+def decision_headers(response: GuardResponse) -> dict[str, str]:
+    """The decision label, and the deciding rule's number (`3;reviewed=true`) when a rule decided."""
+    headers = {DECISION_HEADER: response.decision.label}
+    rule = response.rule
+    if rule is not None:
+        headers[RULE_HEADER] = f"{rule['number']};reviewed={str(response.rules_reviewed).lower()}"
+    return headers
 
 
 def finish_reason(response: GuardResponse) -> str:

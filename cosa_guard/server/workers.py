@@ -23,15 +23,16 @@ worker a scrape reaches.
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    pass
 
 OPTIONS_ENV = "COSA_GUARD_SERVE"
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 APP_FACTORY = "cosa_guard.server.workers:create_worker_app"
 
 
@@ -66,7 +67,7 @@ class WorkerOptions:
 def create_worker_app() -> Any:
     """uvicorn's app factory in each worker process."""
     from cosa_guard.audit import JsonlAuditSink
-    from cosa_guard.cli._guarded import open_guard
+    from cosa_guard.guard import Guard
     from cosa_guard.logs import configure_logging
     from cosa_guard.served import ServedLedger
     from cosa_guard.server.app import create_app
@@ -74,10 +75,7 @@ def create_worker_app() -> Any:
     options = WorkerOptions.from_env()
     configure_logging(options.log_level, options.log_format)  # a spawned worker starts unconfigured
     ledger = ServedLedger(options.served_ledger) if options.served_ledger else None
-    # uvicorn calls the factory inside its running loop, and loading local models runs a loop of
-    # its own: load them in a thread (nothing is served until the factory returns).
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        guard = pool.submit(open_guard, Path(options.deployments), ledger).result()
+    guard = Guard.from_file(Path(options.deployments), ledger=ledger)  # the app's lifespan warms it up
     audit = JsonlAuditSink(options.audit) if options.audit else None
     return create_app(
         guard,

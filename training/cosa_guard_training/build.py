@@ -11,9 +11,9 @@ from pathlib import Path
 
 from cosa_guard.backends.base import Backend
 from cosa_guard.backends.factory import build_backend
-from cosa_guard.deployments import BackendSpec
 from cosa_guard.evaluation.judges import EvalJudge, embedded_eval_judge, llm_eval_judge
 from cosa_guard.judges.factory import build_judge
+from cosa_guard.settings import BackendSpec
 from cosa_guard_training.label import DEFAULT_KEYWORDS, KeywordJudge
 from cosa_guard_training.recipe import LabelRecipe
 

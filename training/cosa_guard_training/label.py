@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from cosa_guard.config import SafetyConfig
 from cosa_guard.errors import JudgeError
 from cosa_guard.evaluation.judges import EvalJudge
+from cosa_guard.judges.base import Judge
 from cosa_guard.taxonomy import is_compliant
 from cosa_guard.types import Message, Verdict
 from cosa_guard_training.jsonl import append_resumable
@@ -45,7 +46,7 @@ DEFAULT_KEYWORDS: Mapping[str, tuple[str, ...]] = {
 }
 
 
-class KeywordJudge:
+class KeywordJudge(Judge):
     """A deterministic Judge: a category is present when one of its keywords starts a word in the response."""
 
     name = "keyword"

@@ -99,9 +99,7 @@ async def responses(recipe: Recipe, paths: Paths) -> tuple[int, int]:
             seed=recipe.seed,
         )
     finally:
-        close = getattr(backend, "aclose", None)  # HTTP backends hold a connection pool
-        if close is not None:
-            await close()
+        await backend.aclose()  # HTTP backends hold a connection pool
 
 
 async def label(recipe: Recipe, paths: Paths) -> tuple[int, int]:

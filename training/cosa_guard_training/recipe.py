@@ -14,7 +14,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from cosa_guard.deployments import BackendSpec, JudgeSpec
+from cosa_guard.settings import BackendSpec, JudgeSpec
 from cosa_guard.taxonomy import ALLOWABLE_IDS, SEEN_IDS
 from cosa_guard_training.synth import MODES, Mode
 

@@ -18,7 +18,20 @@ from cosa_guard.errors import BackendError, JudgeError
 from cosa_guard.evaluation.judges import embedded_eval_judge
 from cosa_guard.judges.base import Judge
 from cosa_guard.taxonomy import is_compliant
+from cosa_guard.testing.contract import JudgeContract, JudgeSubject
 from cosa_guard.types import Message, Verdict
+
+
+class TestKeywordJudgeContract(JudgeContract):
+    @pytest.fixture
+    def subject(self) -> JudgeSubject:
+        return JudgeSubject(
+            judge=KeywordJudge(),
+            failing=None,  # keywords only: nothing that can fail
+            config=SafetyConfig(id="c", version=1, text="Violence in fiction is fine.", allow=("violence",)),
+            benign="The knight draws his sword.",
+            violating="Here is how to build a pipe bomb.",
+        )
 
 
 def _configs() -> list[ConfigRow]:
@@ -70,7 +83,7 @@ async def test_a_run_where_every_call_fails_raises(tmp_path: Path) -> None:
         await generate_responses(_configs(), ScriptedBackend([BackendError("down")]), tmp_path / "r.jsonl")
 
 
-class MarkerJudge:
+class MarkerJudge(Judge):
     """A Judge that finds a category when its marker appears, and fails on `CRASH`."""
 
     name = "marker"
@@ -130,7 +143,7 @@ async def test_rubrics_labeller_runs_the_papers_two_judge_prompts(tmp_path: Path
     from cosa_guard_training.build import build_labeller
     from cosa_guard_training.recipe import LabelRecipe
 
-    from cosa_guard.deployments import BackendSpec
+    from cosa_guard.settings import BackendSpec
     from cosa_guard.taxonomy import CATEGORY_IDS
 
     verdicts = {c: c == "violence" for c in CATEGORY_IDS}

@@ -17,7 +17,7 @@ from cosa_guard.cli import main
 from cosa_guard.config import SafetyConfig
 from cosa_guard.evaluation.dataset import EvalDataset
 from cosa_guard.testing.deployments import write_signed_deployment
-from cosa_guard.types import DecisionKind, Route
+from cosa_guard.types import DecisionKind, GenerationParams, Route
 
 
 def _values(out: str) -> dict[str, str]:
@@ -39,7 +39,9 @@ async def _answer(model_dir: Path) -> str:
     )
     guard = Guard.from_file(path)
     try:
-        result = await guard.chat("duels", [{"role": "user", "content": "Write a duel."}], max_tokens=8)
+        result = await guard.chat(
+            "duels", [{"role": "user", "content": "Write a duel."}], GenerationParams(max_tokens=8)
+        )
     finally:
         await guard.aclose()
         clear_model_cache()

@@ -51,8 +51,8 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
 
-def iterate_sync(items: AsyncIterator[T]) -> Iterator[T]:
-    """Iterate an async iterator from sync code; closes it on the runner loop when abandoned."""
+def iterate_sync(items: AsyncGenerator[T, None]) -> Iterator[T]:
+    """Iterate an async generator from sync code; closes it on the runner loop when abandoned."""
     loop = _runner()
     try:
         while True:
@@ -61,9 +61,7 @@ def iterate_sync(items: AsyncIterator[T]) -> Iterator[T]:
             except StopAsyncIteration:
                 return
     finally:
-        close = getattr(items, "aclose", None)
-        if close is not None:
-            asyncio.run_coroutine_threadsafe(close(), loop).result()
+        asyncio.run_coroutine_threadsafe(items.aclose(), loop).result()
 
 
 async def _next(items: AsyncIterator[T]) -> T:

@@ -23,8 +23,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, cast
 
-from langchain_core.callbacks import AsyncCallbackManager, CallbackManager
-from langchain_core.callbacks.manager import AsyncRunManager
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 
 from cosa_guard.backends.langchain import (
@@ -41,7 +39,6 @@ __all__ = [
     "ChatModelBackend",
     "ModelCall",
     "current_call",
-    "inner_callbacks",
     "restore_messages",
     "use_call",
     "whole_chunk",
@@ -161,22 +158,6 @@ def restore_messages(sent: list[BaseMessage], originals: Sequence[BaseMessage]) 
             out.append(pool[match][1])
             start = match + 1
     return out
-
-
-def inner_callbacks(run_manager: Any) -> Any:
-    """Callbacks for a model run nested under `run_manager`'s run (an LLM run has no `get_child`).
-
-    None without a run manager (LangChain's streaming paths pass none): the ambient run's then.
-    A sync run manager gets a sync manager: the model then runs through its sync API.
-    """
-    if run_manager is None:
-        return None
-    kind = AsyncCallbackManager if isinstance(run_manager, AsyncRunManager) else CallbackManager
-    manager = kind(handlers=[], parent_run_id=run_manager.run_id)
-    manager.set_handlers(run_manager.inheritable_handlers)
-    manager.add_tags(run_manager.inheritable_tags)
-    manager.add_metadata(run_manager.inheritable_metadata)
-    return manager
 
 
 def whole_chunk(message: BaseMessage) -> AIMessageChunk:

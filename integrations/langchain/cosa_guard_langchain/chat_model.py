@@ -16,12 +16,15 @@ the refusal and `response_metadata["cosa_guard"]["retracted"] = True`: the calle
 what it showed (a failure, or a refusal under `raise_on_refusal`, raises there instead). Calls
 that can produce tool calls (tools bound, structured output) are released as one chunk after
 the verdict, tool calls included.
+
+Tracing: the guard's steps are child runs of the guarded model's run (see `steps`), next to the
+wrapped model's own run.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any, Literal
@@ -30,17 +33,20 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable
+from langchain_core.runnables import Runnable, RunnableConfig
 from pydantic import Field
 
 from cosa_guard.backends.langchain import from_langchain, message_text
 from cosa_guard.deployments import LoadedDeployment
-from cosa_guard.errors import CosaGuardError
-from cosa_guard.types import DecisionKind, FinalEvent, GuardResponse, Retraction, TextDelta
+from cosa_guard.streaming import StreamedAnswer, StreamFold
+from cosa_guard.tracing import observe
+from cosa_guard.types import DecisionKind, GenerationParams, GuardResponse
+from cosa_guard_langchain._runs import nested_callbacks, nesting, pin_run, remember
 from cosa_guard_langchain._sync import iterate_in_thread, iterate_sync, run_sync
 from cosa_guard_langchain._walk import replace_chat_models
-from cosa_guard_langchain.backend import ChatModelBackend, ModelCall, inner_callbacks, use_call, whole_chunk
+from cosa_guard_langchain.backend import ChatModelBackend, ModelCall, use_call, whole_chunk
 from cosa_guard_langchain.errors import raise_for
+from cosa_guard_langchain.steps import RunSteps, run_steps
 
 __all__ = ["GuardedChatModel", "guard_metadata", "guarded_message", "keeps_produced"]
 
@@ -58,6 +64,8 @@ def guard_metadata(response: GuardResponse) -> dict[str, Any]:
         "deployment_id": response.deployment_id,
         "config_hash": response.config_hash,
         "categories": sorted(response.categories),
+        "rule": response.rule,
+        "rules_reviewed": response.rules_reviewed,
         "request_id": response.request_id,
     }
 
@@ -218,6 +226,43 @@ class GuardedChatModel(BaseChatModel):
         inner = getattr(self.model, "_identifying_params", {}) if self.model is not None else {}
         return {"deployment_id": self.deployment_id, "model": dict(inner)}
 
+    def stream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> Iterator[AIMessageChunk]:
+        config, nested = pin_run(config)
+        with nesting(nested):
+            yield from super().stream(input, config, stop=stop, **kwargs)
+
+    async def astream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[AIMessageChunk]:
+        config, nested = pin_run(config)
+        with nesting(nested):
+            async for chunk in super().astream(input, config, stop=stop, **kwargs):
+                yield chunk
+
+    def _should_stream(
+        self,
+        *,
+        async_api: bool,
+        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> bool:
+        should = super()._should_stream(async_api=async_api, run_manager=run_manager, **kwargs)
+        if should and run_manager is not None:  # an invoke about to call `_stream` without it
+            remember(run_manager)
+        return should
+
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -225,9 +270,8 @@ class GuardedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        return run_sync(
-            self._chat(messages, stop, self._model_call(messages, run_manager, sync=True), kwargs)
-        )
+        call, steps = self._call_and_steps(messages, run_manager, sync=True)
+        return run_sync(self._chat(messages, stop, call, kwargs, steps))
 
     async def _agenerate(
         self,
@@ -236,7 +280,8 @@ class GuardedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        return await self._chat(messages, stop, self._model_call(messages, run_manager, sync=False), kwargs)
+        call, steps = self._call_and_steps(messages, run_manager, sync=False)
+        return await self._chat(messages, stop, call, kwargs, steps)
 
     def _stream(
         self,
@@ -245,8 +290,8 @@ class GuardedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        call = self._model_call(messages, run_manager, sync=True)
-        yield from iterate_sync(self._chat_stream(messages, stop, call, kwargs))
+        call, steps = self._call_and_steps(messages, run_manager, sync=True)
+        yield from iterate_sync(self._chat_stream(messages, stop, call, kwargs, steps))
 
     def _astream(
         self,
@@ -255,7 +300,8 @@ class GuardedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        return self._chat_stream(messages, stop, self._model_call(messages, run_manager, sync=False), kwargs)
+        call, steps = self._call_and_steps(messages, run_manager, sync=False)
+        return self._chat_stream(messages, stop, call, kwargs, steps)
 
     async def _chat(
         self,
@@ -263,10 +309,11 @@ class GuardedChatModel(BaseChatModel):
         stop: list[str] | None,
         call: ModelCall | None,
         kwargs: dict[str, Any],
+        steps: RunSteps | None,
     ) -> ChatResult:
-        with use_call(call):
+        with use_call(call), observe(steps):
             response = await self.guard.chat(
-                self.deployment_id, from_langchain(messages), **_params(stop, kwargs)
+                self.deployment_id, from_langchain(messages), _params(stop, kwargs)
             )
         raise_for(response, raise_on_refusal=self.raise_on_refusal)
         produced = call.result if call is not None else None
@@ -278,38 +325,36 @@ class GuardedChatModel(BaseChatModel):
         stop: list[str] | None,
         call: ModelCall | None,
         kwargs: dict[str, Any],
-    ) -> AsyncIterator[ChatGenerationChunk]:
+        steps: RunSteps | None,
+    ) -> AsyncGenerator[ChatGenerationChunk, None]:
         if self.bound is not None or _TOOL_OPTIONS & kwargs.keys():
             # Tool calls arrive as argument fragments and are judged whole: release them whole.
-            result = await self._chat(messages, stop, call, kwargs)
+            result = await self._chat(messages, stop, call, kwargs, steps)
             yield ChatGenerationChunk(message=whole_chunk(result.generations[0].message))
             return
-        released: list[str] = []
-        retraction: Retraction | None = None
-        final: GuardResponse | None = None
-        events = self.guard.stream(self.deployment_id, from_langchain(messages), **_params(stop, kwargs))
+        events = self.guard.stream(self.deployment_id, from_langchain(messages), _params(stop, kwargs))
+        fold = StreamFold(events)
         # aclosing: a consumer that stops early still gets the guard's audit record written now.
-        with use_call(call):
-            async with aclosing(events):
-                async for event in events:
-                    if isinstance(event, TextDelta):
-                        # The refusal delta is held back: the last chunk carries it, or the error replaces it.
-                        if event.text and not event.refusal:
-                            released.append(event.text)
-                            yield ChatGenerationChunk(message=AIMessageChunk(content=event.text))
-                    elif isinstance(event, Retraction):
-                        retraction = event
-                    elif isinstance(event, FinalEvent):
-                        final = event.response
-        if final is None:
-            raise CosaGuardError(f"the guard's stream for {self.deployment_id!r} ended without a decision")
-        raise_for(final, raise_on_refusal=self.raise_on_refusal)
-        yield ChatGenerationChunk(message=_last_chunk(final, "".join(released), retraction))
+        with use_call(call), observe(steps):
+            async with aclosing(fold):
+                async for text in fold.texts():
+                    yield ChatGenerationChunk(message=AIMessageChunk(content=text))
+        answer = fold.answer()  # IncompleteStreamError when the stream ended without a decision
+        raise_for(answer.response, raise_on_refusal=self.raise_on_refusal)
+        yield ChatGenerationChunk(message=_last_chunk(answer))
 
-    def _model_call(self, messages: list[BaseMessage], run_manager: Any, *, sync: bool) -> ModelCall | None:
+    def _call_and_steps(
+        self, messages: list[BaseMessage], run_manager: Any, *, sync: bool
+    ) -> tuple[ModelCall | None, RunSteps | None]:
+        """The wrapped model's call and the guard's step observer, both nested under the model run."""
+        nested = nested_callbacks(run_manager)
+        return self._model_call(messages, nested, sync=sync), run_steps(nested)
+
+    def _model_call(self, messages: list[BaseMessage], callbacks: Any, *, sync: bool) -> ModelCall | None:
         """What the guard's ChatModelBackend runs for this call; None (no model): a slot says so loudly.
 
-        `sync`: through the model's own sync API, in a worker thread, as the caller asked.
+        `callbacks`: what the model's run nests under (`nested_callbacks`). `sync`: through the
+        model's own sync API, in a worker thread, as the caller asked.
         """
         if self.model is None:
             return None
@@ -325,7 +370,6 @@ class GuardedChatModel(BaseChatModel):
                 return iterate_in_thread(runnable.stream(sent, **options))
             return runnable.astream(sent, **options)  # type: ignore[no-any-return]
 
-        callbacks = inner_callbacks(run_manager)
         return ModelCall(self.model, invoke, stream, originals=messages, callbacks=callbacks)
 
 
@@ -335,21 +379,16 @@ def _ai_message(result: Any) -> AIMessage:
     return result
 
 
-def _params(stop: list[str] | None, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    return {**kwargs, "stop": stop} if stop else dict(kwargs)
+def _params(stop: list[str] | None, kwargs: Mapping[str, Any]) -> GenerationParams:
+    return GenerationParams.from_kwargs(**kwargs, **({"stop": stop} if stop else {}))
 
 
-def _last_chunk(final: GuardResponse, released: str, retraction: Retraction | None) -> AIMessageChunk:
-    meta = guarded_message(final, None).response_metadata
+def _last_chunk(answer: StreamedAnswer) -> AIMessageChunk:
+    meta = guarded_message(answer.response, None).response_metadata
     meta["cosa_guard"] = {
         **meta["cosa_guard"],
-        "retracted": retraction is not None,
-        "released_chars": len(released),
+        "retracted": answer.retracted,
+        "released_chars": len(answer.released),
     }
-    if final.decision.is_allowed:
-        content = ""
-    elif retraction is not None:
-        content = retraction.replacement
-    else:  # nothing unjudged went out: the refusal ends the stream
-        content = final.text
-    return AIMessageChunk(content=content, response_metadata=meta, chunk_position="last")
+    # Nothing more when the answer stands; else the refusal (in place of any retracted text).
+    return AIMessageChunk(content=answer.closing, response_metadata=meta, chunk_position="last")

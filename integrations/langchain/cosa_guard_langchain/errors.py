@@ -24,7 +24,8 @@ class GuardDecisionError(CosaGuardError):
 
     `decision` is the guard's `Decision` (`label` is its one-token form, `failed:backend`),
     `refusal` the deployment's refusal text (what the call would have answered with), and
-    `deployment_id`, `config_hash`, `request_id`, `route`, `categories` identify the call as
+    `deployment_id`, `config_hash`, `request_id`, `route`, `categories`, `rule` (the deciding
+    config rule, `{"number", "text"}`, or None) and `rules_reviewed` identify the call as
     `response_metadata["cosa_guard"]` would have.
     """
 
@@ -37,6 +38,8 @@ class GuardDecisionError(CosaGuardError):
         self.request_id = response.request_id
         self.route = response.route.value
         self.categories = sorted(response.categories)
+        self.rule = response.rule
+        self.rules_reviewed = response.rules_reviewed
         super().__init__(
             f"{self.label} (deployment {self.deployment_id!r}, config {self.config_hash}, "
             f"request {self.request_id or '-'})"

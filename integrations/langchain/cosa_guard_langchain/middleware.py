@@ -20,7 +20,8 @@ A failed decision raises `GuardFailedError`, and a refusal raises `GuardRefusalE
 `raise_on_refusal=True`. The model call inside the guard runs without the callback handlers
 that feed streams, sync or async, so `agent.stream` / `agent.astream(stream_mode="messages")`
 show the guarded answer, never the raw tokens (the known hole where streamed tokens bypass
-after-model checks). Needs the `agents` extra.
+after-model checks). The guard's steps are child runs of the agent's model step (see `steps`).
+Needs the `agents` extra.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from cosa_guard.backends.langchain import from_langchain
 from cosa_guard.deployments import LoadedDeployment
 from cosa_guard.failures import describe
 from cosa_guard.injection.base import InputGuard
+from cosa_guard.tracing import observe
 from cosa_guard.types import Decision, FailureKind, GuardResponse, Route
 from cosa_guard_langchain._sync import run_sync
 from cosa_guard_langchain.backend import (
@@ -48,6 +50,7 @@ from cosa_guard_langchain.backend import (
 )
 from cosa_guard_langchain.chat_model import guarded_message, keeps_produced
 from cosa_guard_langchain.errors import raise_for
+from cosa_guard_langchain.steps import run_steps
 
 __all__ = ["CosaGuardMiddleware"]
 
@@ -168,7 +171,7 @@ class CosaGuardMiddleware(AgentMiddleware):
             yield whole_chunk(await invoke(sent, options))  # the agent's handler answers whole
 
         call = ModelCall(model=None, invoke=invoke, stream=stream, originals=originals)
-        with use_call(call):
+        with use_call(call), observe(run_steps()):  # under the current run: the agent's model step
             response = await self.guard.chat(self.deployment_id, from_langchain(originals))
         raise_for(response, raise_on_refusal=self.raise_on_refusal)
         message = guarded_message(response, call.result)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,14 +11,17 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatResult
 from langchain_core.runnables import Runnable
+from langchain_core.tracers import BaseTracer
+from langchain_core.tracers.schemas import Run
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from cosa_guard.config import SafetyConfig
-from cosa_guard.deployments import DeploymentRegistry, InjectionSpec, LoadedDeployment
+from cosa_guard.deployments import DeploymentRegistry, LoadedDeployment
 from cosa_guard.injection.base import InputCheck
 from cosa_guard.injection.structural import scan, with_index
 from cosa_guard.judges.fake import ScriptedJudge
 from cosa_guard.metrics import NoopMetrics
+from cosa_guard.settings import InjectionSpec
 from cosa_guard.testing.deployments import write_signed_deployment
 from cosa_guard.types import Message, RefusalReason
 
@@ -89,3 +93,46 @@ def guard_options(**extra: Any) -> dict[str, Any]:
 
 def meta(message: BaseMessage) -> dict[str, Any]:
     return dict(message.response_metadata["cosa_guard"])
+
+
+class RunTrees(BaseTracer):
+    """A tracer keeping every finished run tree, as LangSmith's would send it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.roots: list[Run] = []
+
+    def _persist_run(self, run: Run) -> None:
+        self.roots.append(run)
+
+
+def walk(run: Run) -> Iterator[Run]:
+    yield run
+    for child in run.child_runs:
+        yield from walk(child)
+
+
+def guard_steps(parent: Run, decision: str, *texts: str) -> list[Run]:
+    """The guard's step runs under `parent`, checked: one call run, its steps nested in it and in
+    order, the decision its output, and none of `texts` in any step's inputs, outputs, metadata,
+    tags or error. Returns the call run's children."""
+    (call,) = [run for run in parent.child_runs if run.name.startswith("cosa_guard.")]
+    assert call.name in ("cosa_guard.chat", "cosa_guard.stream")
+    assert set(call.inputs) == {"deployment", "config_hash", "request_id"}
+    assert call.inputs["deployment"] == DEPLOYMENT
+    assert call.outputs == {"route": "cascade", "decision": decision}
+    steps = call.child_runs
+    names = [step.name for step in steps]
+    assert names[:2] == ["cosa_guard.input_scan", "cosa_guard.generate"]
+    assert names[2:] and set(names[2:]) == {"cosa_guard.judge"}
+    assert [step.start_time for step in steps] == sorted(step.start_time for step in steps)
+    assert steps[0].end_time is not None and steps[0].end_time <= steps[1].start_time
+    for step in steps:
+        assert step.end_time is not None and call.end_time is not None
+        assert call.start_time <= step.start_time and step.end_time <= call.end_time
+        assert step.parent_run_id == call.id
+    for run in walk(call):
+        assert run.run_type == "chain"
+        seen = json.dumps([run.inputs, run.outputs, run.extra, run.tags, run.error], default=str)
+        assert not any(text in seen for text in texts), run.name
+    return steps

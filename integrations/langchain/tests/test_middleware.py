@@ -32,11 +32,14 @@ from lc_fixtures import (
     MARKER,
     REFUSAL,
     RecordingChatModel,
+    RunTrees,
     StructuralInputGuard,
     fake_model,
     guard_options,
+    guard_steps,
     judge,
     meta,
+    walk,
     write_deployment,
 )
 from pydantic import BaseModel
@@ -187,6 +190,20 @@ async def test_streamed_messages_never_show_the_violating_answer(tmp_path: Path,
     assert streamed
     assert all(MARKER not in text for text in streamed)
     assert REFUSAL in "".join(streamed)
+
+
+@sync_and_async
+@pytest.mark.parametrize(("answer", "decision"), [(SAFE, "allowed"), (UNSAFE, "refused:output_violation")])
+async def test_guard_steps_are_child_runs_of_the_agents_model_step(
+    tmp_path: Path, sync: bool, answer: str, decision: str
+) -> None:
+    tracer = RunTrees()
+    ask = {"messages": [HumanMessage("QUOKKA-7 asks: what is the weather in Paris?")]}
+    await run(agent(tmp_path, fake_model(calls("Paris"), answer)), sync, ask, {"callbacks": [tracer]})
+    (root,) = tracer.roots
+    first, second = [run for run in walk(root) if run.name == "model"]  # the tool loop's two model steps
+    guard_steps(first, "allowed", "QUOKKA", "A homework helper")
+    guard_steps(second, decision, "QUOKKA", answer, "A homework helper")
 
 
 def test_sync_agent(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Unicode normalisation and decoding: the views of a turn that the injection detectors read.
+"""Unicode normalisation and decoding: the views of a text that injection detection and config review read.
 
 An attacker hides a config from simple matching with compatibility characters (fullwidth
 `＜｜im_start｜＞`), invisible characters (zero-width, bidi overrides, Unicode tag characters that

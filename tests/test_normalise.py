@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cosa_guard.injection.normalise import clean, normalise
+from cosa_guard.normalise import clean, normalise
 
 
 def tags(text: str) -> str:
