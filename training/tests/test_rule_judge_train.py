@@ -6,6 +6,9 @@ Runs on the synthetic subjects only (no shared data needed) and a tiny random ba
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,6 +38,26 @@ def test_the_builder_is_seeded(corpus) -> None:  # type: ignore[no-untyped-def]
     assert again_answers == answers
     assert build_pairs(again_inv, again_answers, seed=0) == pairs
     assert build_pairs(inv, answers, seed=1) != pairs
+
+
+def test_the_builder_does_not_depend_on_string_hashing() -> None:
+    """Sets of subject ids are iterated in sorted order: two processes with different hash seeds agree."""
+    code = (
+        "import hashlib; from cosa_guard_training.rule_judge.corpus import build_answers, build_pairs; "
+        "inv, a = build_answers(None, 0); "
+        "print(hashlib.sha256(repr(build_pairs(inv, a, 0)).encode()).hexdigest())"
+    )
+    runs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2")
+    }
+    assert len(runs) == 1
 
 
 def test_subjects_and_template_families_are_held_out(corpus) -> None:  # type: ignore[no-untyped-def]

@@ -1,4 +1,12 @@
-"""Calibrate `weak_other`: when does a covering allows-rule outvote the category judge's `other`?
+"""Calibrate on realistic rules: the `forbids` cap on real configs, and `weak_other`.
+
+`cap_forbids_on_demos`: the rules training sees are short templates, real configs' rules are long
+policy sentences (`cosa_guard.rules.derive_rules` on the five CoSApien configs in
+../shared/data/cosa_configs), which the scorer matches more loosely. The 25 CoSApien
+demonstration answers are all compliant with their scenario's config, so the `forbids` threshold
+is raised until at most `MAX_DEMO_REFUSED` of them have a forbidding rule matched.
+
+`calibrate_weak_other`: when does a covering allows-rule outvote the category judge's `other`?
 
 The category judge calls much allowed content `other`, which no config may allow, so a config
 that unlocks a category still has its answers refused. On held-out answers only, this builds
@@ -19,20 +27,23 @@ answers (its own split), so its `other` scores here are as confident as they get
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cosa_guard.config import SafetyConfig
 from cosa_guard.judges.category import CategoryJudge
 from cosa_guard.judges.rule_model import RuleScorer
 from cosa_guard.judges.rules import RuleThresholds, decide
-from cosa_guard.rules import Rule
+from cosa_guard.rules import Rule, derive_rules
 from cosa_guard.taxonomy import ALLOWABLE_IDS
 from cosa_guard_training.rule_judge.corpus import Answer, Inventory
 from cosa_guard_training.rule_judge.templates import rule_text
 
+MAX_DEMO_REFUSED = 0.10
 CANDIDATES = (0.0, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0)
 MAX_CASES = 240  # per kind: scoring runs both models per answer
 
@@ -69,7 +80,9 @@ def build_cases(inv: Inventory, answers: Sequence[Answer], seed: int) -> list[Ca
             for i, s in enumerate(rng.sample(unrelated, 4))
         ]
         if category in ALLOWABLE_IDS:
-            about = inv.by_id[rng.choice([t for t in answer.tags if t in inv.by_id and inv.by_id[t].phrases])]
+            about = inv.by_id[
+                rng.choice([t for t in sorted(answer.tags) if t in inv.by_id and inv.by_id[t].phrases])
+            ]
             allow = Rule(
                 number=1,
                 text=rule_text(rng, rng.choice(about.phrases), True, "allows")[0],
@@ -129,4 +142,34 @@ def calibrate_weak_other(
         "allowed_inside": sum(1 for c in cases if c.should_comply),
         "candidates": table,
         "caveat": "the category judge saw some of these real answers in its own training",
+    }
+
+
+def cap_forbids_on_demos(scorer: RuleScorer, data_dir: Path, forbids: float) -> tuple[float, dict[str, Any]]:
+    """`forbids`, raised (0.01 steps) until at most MAX_DEMO_REFUSED of the CoSApien demonstration
+    answers match a forbidding rule of their config; the figures behind it."""
+    folder = data_dir / "cosa_configs"
+    configs = {}
+    with (folder / "cosapien_scenario_configs.jsonl").open(encoding="utf-8") as fh:
+        for line in fh:
+            row = json.loads(line)
+            configs[row["scenario"]] = derive_rules(row["config_text"])
+    worst = []  # per demo, its highest forbidding-rule score
+    with (folder / "cosapien_5shot_demos.jsonl").open(encoding="utf-8") as fh:
+        for line in fh:
+            demo = json.loads(line)
+            texts = [r.text for r in configs[demo["scenario"]] if r.polarity == "forbids"]
+            worst.append(max(scorer.score(texts, demo["user"], demo["assistant"]), default=0.0))
+
+    def refused(t: float) -> float:
+        return sum(1 for w in worst if w >= t) / max(len(worst), 1)
+
+    chosen = forbids
+    while refused(chosen) > MAX_DEMO_REFUSED and chosen < 0.99:
+        chosen = round(chosen + 0.01, 2)
+    return chosen, {
+        "demos": len(worst),
+        "refused_at_pair_threshold": round(refused(forbids), 4),
+        "pair_threshold": forbids,
+        "refused_at_chosen": round(refused(chosen), 4),
     }

@@ -286,7 +286,7 @@ def build_pairs(inv: Inventory, answers: Sequence[Answer], seed: int, negatives:
     for answer in answers:
         val = answer.split == VAL
         pool = rule_subjects[answer.split]
-        own = [sid for sid in answer.tags if sid in inv.by_id and inv.by_id[sid].phrases]
+        own = [sid for sid in sorted(answer.tags) if sid in inv.by_id and inv.by_id[sid].phrases]
         own = [sid for sid in own if inv.split_of(sid) in (None, answer.split)]
         narrow = [sid for sid in own if sid not in inv.broad]
         # the answer's own narrow subject most often; a broad parent otherwise

@@ -219,7 +219,7 @@ def train_rule_judge(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Build, embed, train, measure, calibrate and save; returns the metadata written."""
-    from cosa_guard_training.rule_judge.calibrate import calibrate_weak_other
+    from cosa_guard_training.rule_judge.calibrate import calibrate_weak_other, cap_forbids_on_demos
 
     torch.set_num_threads(1)  # a shared 2-core box: one thread was as fast and left the other core free
     started = time.monotonic()
@@ -238,6 +238,13 @@ def train_rule_judge(
     by_id = {a.id: a for a in answers}
     held_out = report(scores, val_pairs, by_id, thresholds)
     scorer = RuleScorer(embedder, head, config)
+    if data_dir is not None and (data_dir / "cosa_configs").is_dir():
+        thresholds["forbids"], held_out["real_config_cap"] = cap_forbids_on_demos(
+            scorer, data_dir, thresholds["forbids"]
+        )
+        held_out["forbids_after_cap"] = {
+            k: round(v, 4) for k, v in rates(scores, labels, thresholds["forbids"]).items()
+        }
     if calibrate_other:
         thresholds["weak_other"], held_out["weak_other_calibration"] = calibrate_weak_other(
             scorer, inv, [a for a in answers if a.split == VAL], thresholds, settings.seed
@@ -245,7 +252,9 @@ def train_rule_judge(
     metadata = {
         "thresholds": thresholds,
         "threshold_objective": (
-            f"forbids: lowest score with <= {settings.max_fpr} of held-out negative pairs matched; "
+            f"forbids: lowest score with <= {settings.max_fpr} of held-out negative pairs matched, raised "
+            "until <= 10% of the 25 CoSApien demonstration answers match a forbidding rule of their "
+            "config (held_out.real_config_cap); "
             "allows: best F1 on held-out pairs; weak_other: see held_out.weak_other_calibration"
         ),
         "held_out": held_out,
