@@ -9,10 +9,11 @@ scores the validation pairs (subjects and rule template families training never 
 rules over real and synthetic answers: these figures are about the scorer, not about real
 configs) with the shipped head (or `--weights`), then times it. Prints `name=value` lines:
 
-    heldout_pairs, heldout_auc                          validation (rule, request, answer) pairs
+    heldout_pairs, heldout_positives, heldout_auc       validation (rule, request, answer) pairs
     heldout_<t>_{precision,recall,f1,fpr}               at the shipped `forbids` / `allows` thresholds
     heldout_hard_negative_fpr, heldout_refusal_fpr      rules about a related subject, and refusals,
     heldout_benign_fpr, heldout_partial_recall          benign answers, answers that end in a violation
+    latency_answers, latency_answer_chars_median        the answers timed
     latency_median_ms_5rules_<n>threads                 one `RuleScorer.score` call for a 5-rule config
     latency_p95_ms_5rules_<n>threads                    (rule embeddings cached, as in serving), over
                                                         real held-out answers, with 1 and 2 torch threads

@@ -53,7 +53,11 @@ class PairTensors:
 
 
 def pair_tensors(pairs: Sequence[Pair], emb: Embedded) -> PairTensors:
-    rule_rows, window_rows, request_rows, owner, starts = [], [], [], [], []
+    rule_rows: list[int] = []
+    window_rows: list[int] = []
+    request_rows: list[int] = []
+    owner: list[int] = []
+    starts: list[int] = []
     rule_index = {t: i for i, t in enumerate(emb.rules)}
     rule_matrix = torch.stack(list(emb.rules.values()))
     answer_ids = sorted(emb.requests)
