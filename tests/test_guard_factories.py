@@ -61,7 +61,7 @@ def test_composite_kind_builds_every_member(tmp_path: Path) -> None:
 
 
 def test_unknown_kind_names_the_known_ones(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="category, llm, composite, scripted"):
+    with pytest.raises(ConfigError, match="category, rules, llm, composite, scripted"):
         build_judge(JudgeSpec(kind="oracle"), tmp_path)
 
 

@@ -8,6 +8,7 @@ only by the integration tests at the end.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -311,6 +312,14 @@ def test_the_factory_builds_kind_rules_with_paths_next_to_the_deployments_file(
     judge = factory.build_judge(spec, tmp_path)
     assert judge.name == "rules"
     assert seen == {"path": tmp_path / "mine", "category_path": tmp_path / "cat", "floor": ["sexual"]}
+
+
+def test_kind_rules_without_the_module_says_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "cosa_guard.judges.rules", None)  # as if not installed
+    with pytest.raises(ConfigError, match="judge kind 'rules' needs"):
+        factory.build_judge(JudgeSpec(kind="rules"), tmp_path)
 
 
 def test_the_factory_refuses_a_threshold_for_kind_rules(tmp_path: Path) -> None:
