@@ -33,9 +33,9 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable
 from pydantic import Field
 
-from cosa_guard.backends.langchain import from_langchain, message_text
 from cosa_guard.deployments import LoadedDeployment
 from cosa_guard.errors import CosaGuardError
+from cosa_guard.langchain_messages import from_langchain, message_text
 from cosa_guard.types import DecisionKind, FinalEvent, GuardResponse, Retraction, TextDelta
 from cosa_guard_langchain._sync import iterate_in_thread, iterate_sync, run_sync
 from cosa_guard_langchain._walk import replace_chat_models
