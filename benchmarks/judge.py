@@ -3,6 +3,8 @@
     python benchmarks/judge.py --quick          # a sample of the split, under a minute
     python benchmarks/judge.py                  # the whole validation split
 
+Needs the training distribution (`pip install -e training`), which holds the corpora.
+
 Scores every validation row of `cosa_guard_training.detectors.judge_corpus` (synthetic topics and
 response styles never seen in training, and held-out GPTFuzz questions / public prompt groups) with
 the shipped weights (or `--weights`), then prints `name=value` lines:
