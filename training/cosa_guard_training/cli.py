@@ -3,6 +3,7 @@
     cosa-guard train --recipe tiny --output DIR             every step, end to end
     cosa-guard train STEP --recipe NAME --output DIR        one step: synth, responses, label, pairs, fit
     cosa-guard train import --source FILE --output DIR      CoSAlign-Train layout → DIR/pairs.jsonl
+    cosa-guard train judge | injection [OPTIONS]            rebuild a shipped detector's weights
 
 Imports stay inside the handler so `cosa-guard --help` does not load torch or TRL.
 """
@@ -14,6 +15,8 @@ import asyncio
 import sys
 from collections.abc import Mapping
 from typing import Any
+
+from cosa_guard_training.detectors.cli import register as register_detectors
 
 _STEPS = {
     "synth": "sample configs in the four modes for each prompt, rendered as system prompts",
@@ -70,6 +73,7 @@ def register(sub: Any) -> None:
         "--column", action="append", default=[], metavar="OURS=THEIRS", help="map a column with another name"
     )
     imp.set_defaults(func=_import)
+    register_detectors(steps)
 
 
 def _import(args: argparse.Namespace) -> int:
