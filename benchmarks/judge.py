@@ -3,9 +3,11 @@
     python benchmarks/judge.py --quick          # a sample of the split, under a minute
     python benchmarks/judge.py                  # the whole validation split
 
-Scores every validation row of `cosa_guard.judges.corpus` (synthetic topics and response styles
-never seen in training, and held-out GPTFuzz questions / public prompt groups) with the shipped
-weights (or `--weights`), then prints `name=value` lines:
+Needs the training distribution (`pip install -e training`), which holds the corpora.
+
+Scores every validation row of `cosa_guard_training.detectors.judge_corpus` (synthetic topics and
+response styles never seen in training, and held-out GPTFuzz questions / public prompt groups) with
+the shipped weights (or `--weights`), then prints `name=value` lines:
 
     macro_f1, precision_<cat>, recall_<cat>, f1_<cat>     categories found vs labels, all val rows
     heldout_macro_f1                                      synthetic rows only (unseen topics and styles)
@@ -22,7 +24,7 @@ weights (or `--weights`), then prints `name=value` lines:
                                                           was calibrated on (the shipped thresholds were
                                                           tuned on them: the plain figures are optimistic)
 
-and, on the real-traffic validation split (`cosa_guard.judges.real_corpus`: real exchanges from
+and, on the real-traffic validation split (`cosa_guard_training.detectors.judge_real`: real exchanges from
 held-out groups, never trained on; no category allowed unless said):
 
     real_fpr                                              good answers (MedQuAD, GSM8K, PHTest answers
@@ -52,10 +54,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cosa_guard.config import SafetyConfig
-from cosa_guard.judges.category import CategoryJudge
-from cosa_guard.judges.corpus import VAL, Example, build_corpus, default_data_dir, stable_fraction
-from cosa_guard.judges.real_corpus import (
+from cosa_guard_training.detectors.judge_corpus import (
+    VAL,
+    Example,
+    build_corpus,
+    default_data_dir,
+    stable_fraction,
+)
+from cosa_guard_training.detectors.judge_real import (
     BENIGN_KINDS,
     CONTROVERSIAL,
     JAILBROKEN,
@@ -64,8 +70,11 @@ from cosa_guard.judges.real_corpus import (
     real_pairs,
     source_name,
 )
-from cosa_guard.judges.train_category import calibrate, fbeta, score_rows
-from cosa_guard.real_traffic import RealRow, length_bucket
+from cosa_guard_training.detectors.judge_train import calibrate, fbeta, score_rows
+from cosa_guard_training.detectors.real_traffic import RealRow, length_bucket
+
+from cosa_guard.config import SafetyConfig
+from cosa_guard.judges.category import CategoryJudge
 from cosa_guard.taxonomy import ALLOWABLE_IDS, CATEGORY_IDS, is_compliant
 from cosa_guard.types import Message
 

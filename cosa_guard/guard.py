@@ -58,7 +58,7 @@ def client_messages(messages: Any) -> tuple[Message, ...]:
     items = tuple(messages)
     if all(isinstance(m, Message | Mapping) for m in items):
         return as_messages(items)
-    from cosa_guard.backends.langchain import from_langchain  # duck-typed: langchain-core is not imported
+    from cosa_guard.langchain_messages import from_langchain  # duck-typed: langchain-core is not imported
 
     out: list[Message] = []
     for item in items:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cosa_guard.backends.factory import BACKEND_KINDS, build_backend
+from cosa_guard.backends import factory
+from cosa_guard.backends.factory import BACKEND_KINDS, backend_kinds, build_backend
 from cosa_guard.backends.fake import ScriptedBackend
 from cosa_guard.backends.openai import OpenAIBackend
 from cosa_guard.errors import DeploymentError
@@ -23,6 +24,50 @@ def test_unknown_kind_lists_the_known_ones() -> None:
         build_backend(BackendSpec(kind="ollama", model="x"))
     for kind in BACKEND_KINDS:
         assert kind in str(info.value)
+
+
+def fake_distribution(folder: Path, entries: str) -> None:
+    """An installed distribution `fake-backends` whose `cosa_guard.backends` entry points are `entries`."""
+    info = folder / "fake_backends-1.0.dist-info"
+    info.mkdir()
+    metadata = "Metadata-Version: 2.1\nName: fake-backends\nVersion: 1.0\n"
+    (info / "METADATA").write_text(metadata, encoding="utf-8")
+    (info / "entry_points.txt").write_text(f"[cosa_guard.backends]\n{entries}\n", encoding="utf-8")
+
+
+async def test_a_distribution_registers_a_kind_through_its_entry_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "fake_backend_kinds.py").write_text(
+        "from cosa_guard.backends.fake import ScriptedBackend\n"
+        "def build(spec, base_dir):\n"
+        "    return ScriptedBackend([f'{spec.model} from {base_dir.name}'], name='echo')\n",
+        encoding="utf-8",
+    )
+    fake_distribution(tmp_path, "echo = fake_backend_kinds:build\nscripted = fake_backend_kinds:build")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "echo" in backend_kinds()
+    backend = build_backend(BackendSpec(kind="echo", model="m"), tmp_path / "deploy")
+    assert (await backend.generate(HI, GenerationParams())).text == "m from deploy"
+    # A built-in kind is never replaced by a registered one of the same name.
+    scripted = build_backend(BackendSpec(kind="scripted", options={"replies": ["own"]}))
+    assert (await scripted.generate(HI, GenerationParams())).text == "own"
+
+
+def test_a_registered_kind_that_cannot_load_names_its_distribution(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_distribution(tmp_path, "broken = no_such_module_xyz:build")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(DeploymentError, match=r"'broken' \(fake-backends\) cannot be loaded"):
+        build_backend(BackendSpec(kind="broken"))
+
+
+def test_langchain_without_its_distribution_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(factory, "entry_points", lambda **_: [])  # as if cosa-guard-langchain were absent
+    with pytest.raises(DeploymentError, match="unknown backend kind 'langchain'") as info:
+        build_backend(BackendSpec(kind="langchain", options={"import": "x:Y"}))
+    assert "cosa-guard[langchain]" in str(info.value) and "cosa-guard-langchain" in str(info.value)
 
 
 async def test_scripted_replies_in_order() -> None:
@@ -101,41 +146,3 @@ def test_vllm_options_split_into_backend_settings_and_engine_args(
     assert backend.engine_options == {"max_model_len": 2048}  # type: ignore[attr-defined]
     hub_name = build_backend(BackendSpec(kind="vllm", model="org/model"), tmp_path)
     assert hub_name.model == "org/model"  # type: ignore[attr-defined]
-
-
-class EchoChatModel:
-    """Stands in for a LangChain chat model class; records how it was built."""
-
-    def __init__(self, **kwargs: object) -> None:
-        self.kwargs = kwargs
-
-    async def ainvoke(self, *args: object, **kwargs: object) -> None:
-        raise NotImplementedError
-
-
-def test_langchain_imports_and_builds_the_chat_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("langchain_core")
-    module = types.ModuleType("my_models")
-    module.Chat = EchoChatModel  # type: ignore[attr-defined]
-    module.ready = EchoChatModel(model="prebuilt")  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "my_models", module)
-
-    spec = BackendSpec(
-        kind="langchain", model="gpt-x", options={"import": "my_models:Chat", "kwargs": {"temperature": 0}}
-    )
-    backend = build_backend(spec)
-    assert backend.chat_model.kwargs == {"temperature": 0, "model": "gpt-x"}  # type: ignore[attr-defined]
-    prebuilt = build_backend(
-        BackendSpec(kind="langchain", options={"import": "my_models:ready", "name": "lc"})
-    )
-    assert prebuilt.chat_model is module.ready  # type: ignore[attr-defined]
-    assert prebuilt.name == "lc"
-
-
-@pytest.mark.parametrize(
-    ("options", "message"),
-    [({}, "options.import"), ({"import": "no_such_module_xyz:Chat"}, "cannot import")],
-)
-def test_langchain_spec_errors(options: dict[str, str], message: str) -> None:
-    with pytest.raises(DeploymentError, match=message):
-        build_backend(BackendSpec(kind="langchain", options=options))

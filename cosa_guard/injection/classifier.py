@@ -34,7 +34,8 @@ def window_score(window_probabilities: Sequence[float], discount: float) -> floa
     If each window of a benign text had the same small chance of a high score, the maximum over n
     windows would cross a fixed threshold about n times as often; lowering the logit by ln(n)
     (discount 1) cancels that for independent windows with a logistic score tail. Windows of one
-    text are correlated, so training fits the discount on real long benign texts (`train.py`).
+    text are correlated, so training (`cosa-guard train injection`) fits the discount on real long
+    benign texts.
     """
     top = min(max(max(window_probabilities), _EPS), 1 - _EPS)
     if discount == 0 or len(window_probabilities) == 1:

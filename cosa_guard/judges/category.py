@@ -4,15 +4,15 @@ A fine-tuned all-MiniLM-L6-v2 (`cosa_guard.encoder`) reads the user's request an
 together as a text pair (long responses in overlapping windows, each with the request in front)
 and gives one sigmoid per category in `CATEGORY_IDS`, `other` included. A category is found when
 its probability reaches that category's threshold, calibrated on the validation split (held-out
-corpus families and real exchanges; see `cosa_guard.judges.train_category`) and stored with the
-weights. The verdict applies CoSA's subset rule: the response complies
+corpus families and real exchanges; `cosa-guard train judge` in cosa-guard-training) and stored
+with the weights. The verdict applies CoSA's subset rule: the response complies
 iff every category found is allowed by the config; `other` and the deployment's floor categories
 never are. A refusal carries no category, so it complies under every config.
 
 The judge reads categories, not policy prose: a free-form config (text only, no `allow` list) is
 judged as if it allowed nothing, and the verdict's reason says so; such deployments should name a
 judge that reads text (kind `llm`). The shipped weights live in `cosa_guard/data/category_judge/`
-(a delta over the pip-installed backbone, see `cosa_guard.judges.train_category`).
+(a delta over the pip-installed backbone, rebuilt by `cosa-guard train judge`).
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ class CategoryJudge(Judge):
         if not (directory / "encoder.json").exists():
             raise FileNotFoundError(
                 f"no category judge weights in {directory}; train them with "
-                "`python -m cosa_guard.judges.train_category` or reinstall cosa-guard"
+                "`cosa-guard train judge` (cosa-guard-training) or reinstall cosa-guard"
             )
         predictor = EncoderPredictor.load(directory, int8=int8)
         return cls(predictor, thresholds_from(predictor.config.metadata, threshold), floor=floor)

@@ -3,7 +3,8 @@
     cosa-guard train --recipe tiny --output DIR             every step, end to end
     cosa-guard train STEP --recipe NAME --output DIR        one step: synth, responses, label, pairs, fit
     cosa-guard train import --source FILE --output DIR      CoSAlign-Train layout → DIR/pairs.jsonl
-    cosa-guard train rules [--data-dir DIR] [--output DIR]  the rule judge's head (cosa_guard/data/rule_judge)
+    cosa-guard train judge | injection [OPTIONS]            rebuild a shipped detector's weights
+    cosa-guard train rules [--data-dir DIR] [--output DIR]  rebuild the rule judge's head
 
 Imports stay inside the handler so `cosa-guard --help` does not load torch or TRL.
 """
@@ -15,6 +16,9 @@ import asyncio
 import sys
 from collections.abc import Mapping
 from typing import Any
+
+from cosa_guard_training.detectors.cli import register as register_detectors
+from cosa_guard_training.rule_judge.cli import register as register_rule_judge
 
 _STEPS = {
     "synth": "sample configs in the four modes for each prompt, rendered as system prompts",
@@ -71,23 +75,8 @@ def register(sub: Any) -> None:
         "--column", action="append", default=[], metavar="OURS=THEIRS", help="map a column with another name"
     )
     imp.set_defaults(func=_import)
-    rules = steps.add_parser(
-        "rules",
-        help="train the rule judge: synthetic rules over real and synthetic answers, head over frozen MiniLM",
-        description=(
-            "Build the rule judge's data (synthetic rules about many subjects, real answers from "
-            "--data-dir), train its head, measure it on held-out subjects and template families, pick "
-            "its thresholds and write the weights. Prints the held-out figures as name=value."
-        ),
-    )
-    rules.add_argument("--data-dir", default="../shared/data", help="the shared data folder (real answers)")
-    rules.add_argument("--output", help="where the weights go (default: the package's data/rule_judge)")
-    rules.add_argument(
-        "--cache-dir", help="embedding cache (default: <tmp>/cosa_guard_rule_judge); reruns reuse it"
-    )
-    rules.add_argument("--epochs", type=int, default=8)
-    rules.add_argument("--seed", type=int, default=0)
-    rules.set_defaults(func=_rules)
+    register_detectors(steps)
+    register_rule_judge(steps)
 
 
 def _import(args: argparse.Namespace) -> int:
@@ -101,35 +90,6 @@ def _import(args: argparse.Namespace) -> int:
     )
     print(f"pairs={imported}")
     print(f"skipped={skipped}")
-    return 0
-
-
-def _rules(args: argparse.Namespace) -> int:
-    import tempfile
-    from pathlib import Path
-
-    from cosa_guard.judges.rule_model import WEIGHTS_DIR
-    from cosa_guard_training.rule_judge.train import HeadSettings, train_rule_judge
-
-    data_dir = Path(args.data_dir)
-    if not data_dir.is_dir():
-        print(f"error: no shared data at {data_dir}; pass --data-dir", file=sys.stderr)
-        return 2
-    cache = Path(args.cache_dir) if args.cache_dir else Path(tempfile.gettempdir()) / "cosa_guard_rule_judge"
-    metadata = train_rule_judge(
-        data_dir,
-        Path(args.output) if args.output else WEIGHTS_DIR,
-        cache_dir=cache,
-        settings=HeadSettings(epochs=args.epochs, seed=args.seed),
-        command="cosa-guard " + " ".join(sys.argv[1:]),
-    )
-    held_out = metadata["held_out"]
-    print(f"heldout_auc={held_out['auc']}")
-    for name in ("forbids", "allows"):
-        for key, value in held_out[name].items():
-            print(f"heldout_{name}_{key}={value}")
-    for name, value in metadata["thresholds"].items():
-        print(f"threshold_{name}={value}")
     return 0
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from cosa_guard_training.__main__ import main as module_main
+from cosa_guard_training.detectors import judge_train
 
 from cosa_guard.cli import main
 
@@ -19,8 +20,33 @@ def test_train_help_lists_every_step(capsys: pytest.CaptureFixture[str]) -> None
         main(["train", "--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for step in ("synth", "responses", "label", "pairs", "fit", "import"):
+    for step in ("synth", "responses", "label", "pairs", "fit", "import", "judge", "injection"):
         assert re.search(rf"^\s+{step}\s", out, re.MULTILINE), step
+
+
+def test_train_judge_runs_the_judge_trainer_with_its_options(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpora: list[tuple[object, ...]] = []
+    monkeypatch.setattr(
+        judge_train,
+        "judge_corpus",
+        lambda data, seed, public, real: corpora.append((data, seed, public, real)) or [],
+    )
+    monkeypatch.setattr(judge_train, "recalibrate", lambda out, rows, beta, cap: {"threshold_beta": beta})
+    assert (
+        main(["train", "judge", "--calibrate-only", "--out", str(tmp_path), "--no-real", "--beta", "2"]) == 0
+    )
+    assert corpora == [(None, 0, True, False)]
+    assert json.loads(capsys.readouterr().out) == {"out": str(tmp_path), "threshold_beta": 2.0}
+
+
+def test_train_injection_takes_the_trainers_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        module_main(["injection", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--recalibrate" in out and "--generated-share" in out
 
 
 def test_train_without_recipe_says_what_is_missing(capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,6 +5,7 @@
 - `guard_chain`: guard the model steps of an existing LCEL chain.
 - `CosaGuardMiddleware`: a LangChain v1 agent middleware (needs the `agents` extra).
 - `ChatModelBackend`: the guard backend that runs the LangChain model of the current call.
+- `LangChainBackend`: any chat model as a backend of the core guard (deployments kind `langchain`).
 - `GuardFailedError`, `GuardRefusalError` (both `GuardDecisionError`): what a failed call, and a
   refused one where asked (`raise_on_refusal=True`), raise.
 """
@@ -16,6 +17,7 @@ from typing import Any
 from cosa_guard_langchain.backend import ChatModelBackend
 from cosa_guard_langchain.chat_model import GuardedChatModel
 from cosa_guard_langchain.errors import GuardDecisionError, GuardFailedError, GuardRefusalError
+from cosa_guard_langchain.langchain_backend import LangChainBackend
 from cosa_guard_langchain.runnable import guard_chain
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "GuardFailedError",
     "GuardRefusalError",
     "GuardedChatModel",
+    "LangChainBackend",
     "guard_chain",
 ]
 

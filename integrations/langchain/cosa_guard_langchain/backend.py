@@ -25,15 +25,15 @@ from typing import Any, cast
 
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 
-from cosa_guard.backends.langchain import (
+from cosa_guard.errors import BackendError
+from cosa_guard.langchain_messages import from_langchain
+from cosa_guard.types import GenerationParams
+from cosa_guard_langchain.langchain_backend import (
     LangChainBackend,
     detached_first_step,
     detached_streams,
-    from_langchain,
     join_chunks,
 )
-from cosa_guard.errors import BackendError
-from cosa_guard.types import GenerationParams
 
 __all__ = [
     "ChatModelBackend",

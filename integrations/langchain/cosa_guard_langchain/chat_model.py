@@ -36,8 +36,8 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable, RunnableConfig
 from pydantic import Field
 
-from cosa_guard.backends.langchain import from_langchain, message_text
 from cosa_guard.deployments import LoadedDeployment
+from cosa_guard.langchain_messages import from_langchain, message_text
 from cosa_guard.streaming import StreamedAnswer, StreamFold
 from cosa_guard.tracing import observe
 from cosa_guard.types import DecisionKind, GenerationParams, GuardResponse

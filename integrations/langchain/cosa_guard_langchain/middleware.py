@@ -35,10 +35,10 @@ from typing import Any, cast
 from langchain.agents.middleware import AgentMiddleware, AgentState, ModelRequest, ModelResponse, hook_config
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, SystemMessage
 
-from cosa_guard.backends.langchain import from_langchain
 from cosa_guard.deployments import LoadedDeployment
 from cosa_guard.failures import describe
 from cosa_guard.injection.base import InputGuard
+from cosa_guard.langchain_messages import from_langchain
 from cosa_guard.tracing import observe
 from cosa_guard.types import Decision, FailureKind, GuardResponse, Route
 from cosa_guard_langchain._sync import run_sync

@@ -160,7 +160,7 @@ async def test_astream_events_show_the_steps_under_the_model_run(make_guarded: A
     assert starts[0]["parent_ids"] == [model_start["run_id"]]
     assert all(e["parent_ids"] == [model_start["run_id"], starts[0]["run_id"]] for e in starts[1:])
     (end,) = [e for e in events if e["event"] == "on_chain_end" and e["name"] == "cosa_guard.stream"]
-    assert end["data"]["output"] == {"route": "cascade", "decision": "allowed"}
+    assert end["data"]["output"] == {"route": "cascade", "decision": "allowed", "categories": ""}
     steps = [e for e in events if e["name"].startswith("cosa_guard.")]
     assert not any("ZEBRA" in str(e["data"]) or "QUOKKA" in str(e["data"]) for e in steps)
 

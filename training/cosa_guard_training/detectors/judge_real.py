@@ -1,6 +1,6 @@
 """Real-traffic rows for the category judge: benign exchanges and labelled jailbreak answers.
 
-`cosa_guard.real_traffic` reads `../shared/data/real_traffic/` and fixes its train/validation
+`real_traffic` reads `../shared/data/real_traffic/` and fixes its train/validation
 split (held-out sources and languages, a fifth of the groups); this module turns its exchanges
 into the judge's `Example`s on the same split, so training never sees a validation row:
 
@@ -27,9 +27,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from cosa_guard import real_traffic as rt
-from cosa_guard.judges.corpus import TRAIN, VAL, Example, stable_fraction
 from cosa_guard.taxonomy import CATEGORY_IDS
+from cosa_guard_training.detectors import real_traffic as rt
+from cosa_guard_training.detectors.judge_corpus import TRAIN, VAL, Example, stable_fraction
 
 SOURCE_PREFIX = "real_traffic/"
 BENIGN = "real_benign"

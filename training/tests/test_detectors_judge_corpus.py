@@ -7,9 +7,15 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from cosa_guard_training.detectors import judge_corpus as corpus
+from cosa_guard_training.detectors.judge_corpus import (
+    TRAIN,
+    VAL,
+    build_corpus,
+    public_examples,
+    synthetic_examples,
+)
 
-from cosa_guard.judges import corpus
-from cosa_guard.judges.corpus import TRAIN, VAL, build_corpus, public_examples, synthetic_examples
 from cosa_guard.taxonomy import CATEGORY_IDS
 
 SHARED = corpus.default_data_dir()

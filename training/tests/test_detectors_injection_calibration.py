@@ -8,8 +8,8 @@ import random
 from pathlib import Path
 
 import pytest
+from cosa_guard_training.detectors.injection_calibration import Budget, fit_window_rule, threshold_for
 
-from cosa_guard.injection.calibration import Budget, fit_window_rule, threshold_for
 from cosa_guard.injection.classifier import InjectionClassifier, window_score
 
 

@@ -1,6 +1,6 @@
 """Real benign traffic as rows for the config-injection classifier: short turns and long turns.
 
-`../shared/data/real_traffic` (read by `cosa_guard.real_traffic`) has real user-turn-like texts in
+`../shared/data/real_traffic` (read by `real_traffic`) has real user-turn-like texts in
 many languages and long documents, code and configs, but no long user messages and no e-mails. A
 long turn is what users actually paste, so this module builds them from the real texts: a
 document inside a request ("summarise this:", "why does this config fail?", "review my code"), a
@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from cosa_guard import real_traffic as rt
-from cosa_guard.injection.corpus import ATTACK, BENIGN, Row
+from cosa_guard_training.detectors import real_traffic as rt
+from cosa_guard_training.detectors.injection_corpus import ATTACK, BENIGN, Row
 
 Role = Literal["train", "calibration", "validation"]
 ROLES: tuple[Role, ...] = ("train", "calibration", "validation")

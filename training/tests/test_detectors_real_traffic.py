@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from cosa_guard import real_traffic as rt
+from cosa_guard_training.detectors import real_traffic as rt
 
 
 def _write(folder: Path, name: str, rows: list[dict[str, object]]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
+import types
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, ClassVar
 
@@ -12,6 +13,7 @@ import pytest
 
 pytest.importorskip("langchain_core")
 
+from cosa_guard_langchain.langchain_backend import LangChainBackend, to_langchain
 from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.fake_chat_models import FakeListChatModel, GenericFakeChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
@@ -19,8 +21,10 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import RunnableLambda
 
 from cosa_guard.backends.base import Backend
-from cosa_guard.backends.langchain import LangChainBackend, from_langchain, message_text, to_langchain
-from cosa_guard.errors import BackendError, MissingExtraError
+from cosa_guard.backends.factory import build_backend
+from cosa_guard.errors import BackendError, DeploymentError
+from cosa_guard.langchain_messages import from_langchain, message_text
+from cosa_guard.settings import BackendSpec
 from cosa_guard.testing.contract import BackendContract, BackendSubject, wants_length
 from cosa_guard.types import Chunk, GenerationParams, Message
 
@@ -265,12 +269,6 @@ def test_message_text_without_content_is_only_the_calls() -> None:
     assert message_text(message) == "tool_call: f {}"
 
 
-def test_missing_langchain_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "langchain_core.messages", None)
-    with pytest.raises(MissingExtraError, match=r"cosa-guard\[langchain\]"):
-        LangChainBackend(FakeListChatModel(responses=["x"]))
-
-
 @pytest.mark.parametrize("streamed", [False, True])
 async def test_stream_consumers_of_an_enclosing_run_never_see_the_models_tokens(streamed: bool) -> None:
     # The guard may be called from inside a LangChain run that feeds astream_events to a client:
@@ -285,3 +283,44 @@ async def test_stream_consumers_of_an_enclosing_run_never_see_the_models_tokens(
     events = [e async for e in RunnableLambda(call_the_backend).astream_events("go", version="v2")]
     assert events[-1]["data"]["output"] == "raw unjudged tokens"
     assert not [e for e in events if e["event"].startswith("on_chat_model")]
+
+
+# --- `kind: langchain` in a deployments file ---
+
+
+class EchoChatModel:
+    """Stands in for a LangChain chat model class; records how it was built."""
+
+    def __init__(self, **kwargs: object) -> None:
+        self.kwargs = kwargs
+
+    async def ainvoke(self, *args: object, **kwargs: object) -> None:
+        raise NotImplementedError
+
+
+def test_kind_langchain_imports_and_builds_the_chat_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Through the core factory: the kind reaches this package by its `cosa_guard.backends` entry point.
+    module = types.ModuleType("my_models")
+    module.Chat = EchoChatModel  # type: ignore[attr-defined]
+    module.ready = EchoChatModel(model="prebuilt")  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "my_models", module)
+
+    spec = BackendSpec(
+        kind="langchain", model="gpt-x", options={"import": "my_models:Chat", "kwargs": {"temperature": 0}}
+    )
+    backend = build_backend(spec)
+    assert backend.chat_model.kwargs == {"temperature": 0, "model": "gpt-x"}  # type: ignore[attr-defined]
+    prebuilt = build_backend(
+        BackendSpec(kind="langchain", options={"import": "my_models:ready", "name": "lc"})
+    )
+    assert prebuilt.chat_model is module.ready  # type: ignore[attr-defined]
+    assert prebuilt.name == "lc"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({}, "options.import"), ({"import": "no_such_module_xyz:Chat"}, "cannot import")],
+)
+def test_kind_langchain_spec_errors(options: dict[str, str], message: str) -> None:
+    with pytest.raises(DeploymentError, match=message):
+        build_backend(BackendSpec(kind="langchain", options=options))

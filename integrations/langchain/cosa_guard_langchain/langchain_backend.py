@@ -17,98 +17,65 @@ The model runs without the callback handlers that forward tokens to clients (`as
 `astream_log`, LangGraph's messages stream) even when the guard is called from inside a LangChain
 run: its tokens are unjudged, and only the guard may release text. Tracers still see the run.
 
-langchain-core is imported lazily (extra `langchain`); `import cosa_guard` never loads it.
+Deployments files name it as backend kind `langchain` (registered through the
+`cosa_guard.backends` entry point, `from_spec`):
+
+    fallback: {kind: langchain, options: {import: "langchain_openai:ChatOpenAI", kwargs: {temperature: 0}}}
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import importlib
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, cast
+from pathlib import Path
+from typing import Any
 
-from cosa_guard._optional import require
+from langchain_core.callbacks.base import BaseCallbackManager
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
+from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables.config import var_child_runnable_config
+
 from cosa_guard.backends._stops import StopBuffer, cut_completion
 from cosa_guard.backends.base import Backend
-from cosa_guard.errors import BackendError, CosaGuardError, status_error
-from cosa_guard.types import ROLES, Chunk, Completion, GenerationParams, Message, Usage
-
-if TYPE_CHECKING:
-    from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-    from langchain_core.runnables import Runnable, RunnableConfig
+from cosa_guard.errors import BackendError, CosaGuardError, DeploymentError, status_error
+from cosa_guard.langchain_messages import message_text
+from cosa_guard.settings import BackendSpec
+from cosa_guard.types import Chunk, Completion, GenerationParams, Message, Usage
 
 __all__ = [
     "LangChainBackend",
     "completion_of",
     "detached_first_step",
     "detached_streams",
-    "from_langchain",
+    "from_spec",
     "join_chunks",
-    "message_text",
     "to_langchain",
     "without_stream_consumers",
 ]
 
-_EXTRA = "langchain"
-# LangChain message types onto cosa_guard roles; anything unknown counts as a user turn, so the
-# input guard scans it rather than trusting it.
-_ROLE_OF_TYPE = {
-    "system": "system",
-    "developer": "system",
-    "human": "user",
-    "ai": "assistant",
-    "tool": "tool",
-}
-
-
-def _messages_module() -> Any:
-    return require("langchain_core.messages", _EXTRA, "the LangChain backend")
-
 
 def to_langchain(messages: Sequence[Message]) -> list[BaseMessage]:
     """cosa_guard messages as LangChain messages (system, human, AI, tool)."""
-    lc = _messages_module()
     out: list[BaseMessage] = []
     for m in messages:
         if m.role == "system":
-            out.append(lc.SystemMessage(content=m.content))
+            out.append(SystemMessage(content=m.content))
         elif m.role == "assistant":
-            out.append(lc.AIMessage(content=m.content, name=m.name))
+            out.append(AIMessage(content=m.content, name=m.name))
         elif m.role == "tool":
-            out.append(lc.ToolMessage(content=m.content, tool_call_id=m.tool_call_id or "", name=m.name))
+            out.append(ToolMessage(content=m.content, tool_call_id=m.tool_call_id or "", name=m.name))
         else:
-            out.append(lc.HumanMessage(content=m.content, name=m.name))
+            out.append(HumanMessage(content=m.content, name=m.name))
     return out
-
-
-def message_text(message: BaseMessage) -> str:
-    """The text a judge should read: the content's text parts, then one line per tool call."""
-    text = str(message.text)
-    calls = [
-        f"tool_call: {call['name']} {json.dumps(call.get('args', {}), ensure_ascii=False, sort_keys=True)}"
-        for call in getattr(message, "tool_calls", None) or ()
-    ]
-    return "\n".join([text, *calls] if text else calls)
-
-
-def from_langchain(messages: Sequence[BaseMessage]) -> tuple[Message, ...]:
-    """LangChain messages as cosa_guard messages; tool calls of AI turns kept as text (`message_text`)."""
-    out = []
-    for message in messages:
-        role = _ROLE_OF_TYPE.get(message.type)
-        if message.type == "chat":  # ChatMessage carries a free-form role
-            custom = str(getattr(message, "role", "user"))
-            role = "system" if custom == "developer" else custom if custom in ROLES else "user"
-        out.append(
-            Message(
-                role=role or "user",  # type: ignore[arg-type]
-                content=message_text(message),
-                name=message.name,
-                tool_call_id=getattr(message, "tool_call_id", None),
-            )
-        )
-    return tuple(out)
 
 
 def completion_of(message: BaseMessage, default_model: str) -> Completion:
@@ -145,7 +112,6 @@ class LangChainBackend(Backend):
     def __init__(
         self, chat_model: Runnable[Any, Any], *, name: str | None = None, config: RunnableConfig | None = None
     ):
-        _messages_module()  # fail at construction, naming the extra, rather than on the first call
         self.chat_model = chat_model
         self.name = name or _default_name(chat_model)
         self.config = config
@@ -225,8 +191,7 @@ def is_stream_consumer(handler: Any) -> bool:
 
 def without_stream_consumers(callbacks: Any) -> Any:
     """A copy of `callbacks` (a callback manager or a list of handlers) without its stream consumers."""
-    base = require("langchain_core.callbacks.base", _EXTRA, "the LangChain backend")
-    if isinstance(callbacks, base.BaseCallbackManager):
+    if isinstance(callbacks, BaseCallbackManager):
         manager = callbacks.copy()
         for handler in [*manager.handlers, *manager.inheritable_handlers]:
             if is_stream_consumer(handler):
@@ -245,18 +210,16 @@ def detached_streams(callbacks: Any = None) -> Iterator[None]:
     only replacing that variable keeps an ambient stream consumer away from the model. Restored
     by value, not by token: the block may span the yields of an async generator.
     """
-    config_module = require("langchain_core.runnables.config", _EXTRA, "the LangChain backend")
-    variable = config_module.var_child_runnable_config
-    previous = variable.get()
-    config: dict[str, Any] = dict(previous or {})
+    previous = var_child_runnable_config.get()
+    config = RunnableConfig(**(previous or {}))
     config["callbacks"] = without_stream_consumers(
         callbacks if callbacks is not None else config.get("callbacks")
     )
-    variable.set(config)
+    var_child_runnable_config.set(config)
     try:
         yield
     finally:
-        variable.set(previous)
+        var_child_runnable_config.set(previous)
 
 
 async def detached_first_step(chunks: AsyncIterator[Any], callbacks: Any = None) -> AsyncIterator[Any]:
@@ -276,19 +239,17 @@ async def detached_first_step(chunks: AsyncIterator[Any], callbacks: Any = None)
 
 
 def _as_ai_message(result: Any, name: str) -> AIMessage:
-    lc = _messages_module()
-    if not isinstance(result, lc.AIMessage):
+    if not isinstance(result, AIMessage):
         raise BackendError(f"{name}: expected an AIMessage from the chat model, got {type(result).__name__}")
-    return cast("AIMessage", result)
+    return result
 
 
 def _as_chunk(piece: Any, name: str) -> AIMessageChunk:
-    lc = _messages_module()
-    if not isinstance(piece, lc.AIMessageChunk):
+    if not isinstance(piece, AIMessageChunk):
         raise BackendError(
             f"{name}: expected AIMessageChunks from the chat model, got {type(piece).__name__}"
         )
-    return cast("AIMessageChunk", piece)
+    return piece
 
 
 async def _aclose(source: AsyncIterator[Any]) -> None:
@@ -303,3 +264,35 @@ def _backend_error(name: str, exc: Exception) -> BackendError:
     return (
         status_error(message, status) if isinstance(status, int) and status >= 400 else BackendError(message)
     )
+
+
+def from_spec(spec: BackendSpec, base_dir: Path) -> LangChainBackend:
+    """The backend of a deployments file's `kind: langchain` spec (the `cosa_guard.backends` entry point).
+
+    `options.import` names a chat model instance, or a class or function that builds one from
+    `options.kwargs` (plus `model` when the spec names one); the other options go to the backend.
+    """
+    options = dict(spec.options)
+    target = options.pop("import", None)
+    if not isinstance(target, str) or ":" not in target:
+        raise DeploymentError(
+            "a langchain backend needs options.import = 'module:attribute', naming a chat model "
+            "instance or a class/function that builds one (e.g. 'langchain_openai:ChatOpenAI')"
+        )
+    module_name, _, attribute = target.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise DeploymentError(f"langchain backend: cannot import {target!r}: {exc}") from exc
+    kwargs = dict(options.pop("kwargs", None) or {})
+    if spec.model:
+        kwargs.setdefault("model", spec.model)
+    if not isinstance(obj, type) and hasattr(obj, "ainvoke"):  # a chat model instance (any Runnable)
+        return LangChainBackend(obj, **options)
+    try:
+        chat_model = obj(**kwargs)
+    except Exception as exc:  # e.g. a provider's pydantic validation: a missing key or bad setting
+        raise DeploymentError(f"langchain backend: {target}(**{sorted(kwargs)}) failed: {exc}") from exc
+    return LangChainBackend(chat_model, **options)

@@ -7,11 +7,21 @@ import json
 from pathlib import Path
 
 import pytest
+from cosa_guard_training.detectors import injection_corpus as corpus
+from cosa_guard_training.detectors.injection_corpus import (
+    ATTACK,
+    BENIGN,
+    Row,
+    build_corpus,
+    corpus_digest,
+    public_rows,
+)
 
-from cosa_guard.injection import corpus
-from cosa_guard.injection.corpus import ATTACK, BENIGN, Row, build_corpus, corpus_digest, public_rows
+from cosa_guard.injection import structural
+from cosa_guard.injection.structural import Cue
+from cosa_guard.normalise import normalise
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +84,22 @@ def test_public_rows_join_with_their_own_split() -> None:
     assert {r.label for r in public} == {ATTACK, BENIGN}
     assert {r.split for r in public} == {"train", "validation"}
     assert all(r.source != "generated" for r in public)
+
+
+def _cues() -> list[tuple[str, Cue]]:
+    return [(name, value) for name, value in vars(structural).items() if isinstance(value, Cue)]
+
+
+def test_every_cue_word_list_is_a_necessary_condition_of_its_pattern() -> None:
+    """The structural rules' fast path skips a pattern on ASCII text without a cue word: that is safe
+    only if every match of every cue's pattern in ASCII text, over the whole generated corpus
+    (attacks and hard negatives), holds a cue word."""
+    texts = [t for t in (normalise(row.text).text for row in build_corpus()) if t.isascii()]
+    assert len(_cues()) >= 5
+    matched = 0
+    for name, cue in _cues():
+        for text in texts:
+            for m in cue.pattern.finditer(text):
+                matched += 1
+                assert any(w in m.group(0).lower() for w in cue.words), (name, m.group(0))
+    assert matched > 1000  # the corpus really exercises the patterns

@@ -1,9 +1,9 @@
 """Train the category judge: fine-tune the top MiniLM layers on (prompt, response) pairs.
 
-    nice -n 10 python -m cosa_guard.judges.train_category            # writes cosa_guard/data/category_judge/
+    nice -n 10 cosa-guard train judge            # writes cosa_guard/data/category_judge/
 
-Reads the corpus (`cosa_guard.judges.corpus`: synthetic rows plus the public sets in
-../shared/data) and the real-traffic exchanges (`cosa_guard.judges.real_corpus`), trains a
+Reads the corpus (`judge_corpus`: synthetic rows plus the public sets in
+../shared/data) and the real-traffic exchanges (`judge_real`), trains a
 multi-label head (one sigmoid per category, `other` included) with the top transformer layers on
 the training split (from scratch, or from a trained judge with `--init`), then scores the
 validation split (family-held-out corpus rows and held-out real exchanges) with the int8 inference
@@ -31,9 +31,9 @@ from typing import Any
 
 from cosa_guard._optional import require
 from cosa_guard.judges.category import PROMPT_TOKENS, WEIGHTS_DIR, CategoryJudge, clip_prompt
-from cosa_guard.judges.corpus import TRAIN, VAL, Example, build_corpus, default_data_dir
-from cosa_guard.judges.real_corpus import BENIGN_KINDS, real_examples
 from cosa_guard.taxonomy import CATEGORY_IDS
+from cosa_guard_training.detectors.judge_corpus import TRAIN, VAL, Example, build_corpus, default_data_dir
+from cosa_guard_training.detectors.judge_real import BENIGN_KINDS, real_examples
 
 _PURPOSE = "training the category judge"
 
@@ -437,12 +437,9 @@ def recalibrate(
     return metadata
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `cosa-guard train judge`."""
     defaults = TrainSettings()
-    parser = argparse.ArgumentParser(
-        prog="python -m cosa_guard.judges.train_category",
-        description="Fine-tune the category judge on the corpus and write its delta weights + thresholds.",
-    )
     parser.add_argument(
         "--out", type=Path, default=WEIGHTS_DIR, help="output folder (default: the package's)"
     )
@@ -482,7 +479,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="no training: re-pick the thresholds of the weights in --out with --beta",
     )
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """`cosa-guard train judge`: train (or only recalibrate) and print the written metadata."""
     if args.threads:
         require("torch", "embed", _PURPOSE).set_num_threads(args.threads)
     rows = judge_corpus(args.data, args.seed, public=not args.no_public, real=not args.no_real)
@@ -507,7 +507,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     metadata = train(rows, args.out, settings, init=args.init)
     print(json.dumps({"out": str(args.out), **metadata}, indent=2))
     return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cosa_guard import jsonl
 from cosa_guard.taxonomy import DEFAULT_TAXONOMY, OTHER
+from cosa_guard_training import jsonl
 
 ATTACK, BENIGN = "attack", "benign"
 VALIDATION_SHARE = 0.3

