@@ -17,6 +17,7 @@ configs) with the shipped head (or `--weights`), then times it. Prints `name=val
     latency_median_ms_5rules_<n>threads                 one `RuleScorer.score` call for a 5-rule config
     latency_p95_ms_5rules_<n>threads                    (rule embeddings cached, as in serving), over
                                                         real held-out answers, with 1 and 2 torch threads
+    latency_category_median_ms_1threads                 the category judge alone on the same answers
     latency_judge_median_ms_5rules                      one `RuleJudge.judge_rules` call, end to end
                                                         (scorer and category floor in parallel)
 """
@@ -28,6 +29,7 @@ import asyncio
 import random
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -87,17 +89,17 @@ def held_out(
     return report(scores, pairs, {a.id: a for a in answers}, thresholds)
 
 
-def latency(scorer: RuleScorer, answers: list[Answer], threads: int) -> tuple[float, float]:
-    texts = [r.text for r in FIVE_RULES]
+def latency(score: Callable[[Answer], object], answers: list[Answer], threads: int) -> tuple[float, float]:
+    """Median and p95 milliseconds of `score` per answer, with `threads` torch threads."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         for a in answers[:5]:
-            scorer.score(texts, a.request, a.response)  # warm-up; fills the rule cache as serving does
+            score(a)  # warm-up; fills the rule cache as serving does
         times = []
         for a in answers:
             start = time.perf_counter()
-            scorer.score(texts, a.request, a.response)
+            score(a)
             times.append((time.perf_counter() - start) * 1000)
     finally:
         torch.set_num_threads(before)
@@ -138,10 +140,15 @@ def main() -> None:
     sample = random.Random(args.seed).sample(real, min(args.samples, len(real)))
     print(f"latency_answers={len(sample)}")
     print(f"latency_answer_chars_median={statistics.median(len(a.response) for a in sample):.0f}")
+    texts = [r.text for r in FIVE_RULES]
     for threads in (1, 2):
-        median, p95 = latency(scorer, sample, threads)
+        median, p95 = latency(lambda a: scorer.score(texts, a.request, a.response), sample, threads)
         print(f"latency_median_ms_5rules_{threads}threads={median:.1f}")
         print(f"latency_p95_ms_5rules_{threads}threads={p95:.1f}")
+    # The category judge on the same answers, same thread count: a reference that the box's load
+    # affects the same way.
+    median, _ = latency(lambda a: judge.category.score_each([a.request], [a.response]), sample, 1)
+    print(f"latency_category_median_ms_1threads={median:.1f}")
     print(f"latency_judge_median_ms_5rules={asyncio.run(judge_latency(judge, sample[:40])):.1f}")
 
 
