@@ -25,6 +25,7 @@ from cosa_guard.encoder import (  # noqa: E402
     encode_windows,
     load_tokenizer,
     mean_pool,
+    quantize_int8,
 )
 from cosa_guard.testing.models import tiny_bert  # noqa: E402
 
@@ -118,6 +119,22 @@ def test_predictor_scores_a_text_by_its_worst_window(tiny: EncoderClassifier, in
     tolerance = 1e-2 if int8 else 1e-5
     assert scores[1] == pytest.approx(per_window.max(dim=0).values.tolist(), abs=tolerance)
     assert predictor.predict([]) == []
+
+
+@pytest.mark.parametrize("int8", [False, True])
+def test_in_place_gelu_keeps_every_window_score_bit_identical(tiny: EncoderClassifier, int8: bool) -> None:
+    tiny.train(False)
+    plain = quantize_int8(tiny) if int8 else tiny
+    tokenizer = load_tokenizer()
+    texts = [" ".join(f"w{i}" for i in range(n)) for n in (3, 40, 400)]
+    with torch.inference_mode():  # before the predictor rewrites the activations (of `tiny` itself in fp32)
+        expected = [
+            plain.probabilities(plain(w.input_ids, w.attention_mask)).tolist()
+            for w in (encode_windows(tokenizer, [t], 16, 4) for t in texts)
+        ]
+    predictor = EncoderPredictor(tiny, int8=int8)
+    assert not any(isinstance(m, transformers.activations.GELUActivation) for m in predictor.model.modules())
+    assert predictor.predict_windows(texts) == expected
 
 
 def test_softmax_when_not_multi_label(monkeypatch: pytest.MonkeyPatch) -> None:
