@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import codecs
 import re
 import unicodedata
@@ -76,6 +77,16 @@ _CONFUSABLE_SEARCH = re.compile("[" + "".join(sorted(_CONFUSABLE_CHARS)) + "]")
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
 _LEET_HINT = re.compile(r"[A-Za-z][013457@$]|[013457@$][A-Za-z]")
 _LEET_WORD = re.compile(r"(?<![\w@$])(?=[\w@$]*[A-Za-z])(?=[\w@$]*[013457@$])[\w@$]{3,}")
+# A digit or symbol standing in for a letter between letters (`1gn0r3`, `pr3v10us`, `5y5t3m`).
+# Ordinary tokens have theirs at an edge: `CC0`, `sha1`, `mp3`, `10ms`, `3rd`, `$HOME`, `@property`.
+_LEET_INSIDE = re.compile(r"[A-Za-z][013457@$]+[A-Za-z]")
+_HEX_WORD = re.compile(r"(?:0[xX])?[0-9A-Fa-f]+")
+# A word that touches these is part of an address, a path or a dotted name (`dev@python.org`).
+_ADDRESS_BEFORE = frozenset("./\\:")
+_ADDRESS_AFTER = re.compile(r"[./\\]\w|://")
+_SEGMENT_END = re.compile(r"\n|(?<=[.!?])\s+")
+# Disguised sentences this close together form one view, so the classifier reads them in context.
+_LEET_GAP = 200
 _BASE64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{12,}={0,2}(?![A-Za-z0-9+/=_-])")
 _HEX = re.compile(r"(?<![0-9A-Fa-f])(?:(?:0x|\\x)?[0-9A-Fa-f]{2}[\s:,]?){8,}")
 _URL_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
@@ -359,8 +370,44 @@ def _decode_views(
         rot_common = sum(codecs.encode(w, "rot13").lower() in _COMMON for w in words)
         if rot_common >= 3 and rot_common >= 3 * max(1, common):
             add("rot13", 0, len(cleaned), codecs.encode(cleaned, "rot13"))
-    if _LEET_HINT.search(cleaned):
-        leet_words = [m for m in _LEET_WORD.finditer(cleaned) if m.group(0).translate(_LEET).isalpha()]
-        if len(leet_words) >= 2:
-            leet = _LEET_WORD.sub(lambda m: m.group(0).translate(_LEET), cleaned)
-            add("leetspeak", leet_words[0].start(), leet_words[-1].end(), leet)
+    for start, end, decoded in _leet_views(cleaned):
+        add("leetspeak", start, end, decoded)
+
+
+def _leet_views(cleaned: str) -> list[tuple[int, int, str]]:
+    """The sentences (or lines) with disguised words, spelt out; never a copy of the whole text.
+
+    Two disguised words make a text leetspeak. A long paste with two of them gets views of those
+    sentences only: the rest is in the cleaned text already, and a second copy of it would double
+    the classifier's work and give a benign document a second chance to be flagged.
+    """
+    if not _LEET_HINT.search(cleaned):
+        return []
+    words = [m for m in _LEET_WORD.finditer(cleaned) if m.group(0).translate(_LEET).isalpha()]
+    disguised = [m for m in words if _disguised(cleaned, m)]
+    if len(disguised) < 2:
+        return []
+    bounds = [0] + [b for m in _SEGMENT_END.finditer(cleaned) for b in m.span()] + [len(cleaned)]
+    stretches: list[list[int]] = []
+    for m in disguised:
+        # Even entries open a segment, odd ones open a separator, and a word is never in a separator.
+        i = bisect.bisect_right(bounds, m.start()) - 1
+        start, end = bounds[i], bounds[i + 1]
+        if stretches and start - stretches[-1][1] <= _LEET_GAP:
+            stretches[-1][1] = max(stretches[-1][1], end)
+        else:
+            stretches.append([start, end])
+    return [(start, end, _LEET_WORD.sub(_spell_out, cleaned[start:end])) for start, end in stretches]
+
+
+def _disguised(text: str, word: re.Match[str]) -> bool:
+    token = word.group(0)
+    if not _LEET_INSIDE.search(token) or _HEX_WORD.fullmatch(token):
+        return False
+    before = text[word.start() - 1] if word.start() else ""
+    return before not in _ADDRESS_BEFORE and not _ADDRESS_AFTER.match(text, word.end())
+
+
+def _spell_out(word: re.Match[str]) -> str:
+    spelt = word.group(0).translate(_LEET)
+    return spelt if spelt.isalpha() else word.group(0)
