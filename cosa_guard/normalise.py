@@ -375,7 +375,7 @@ def _decode_views(
 
 
 def _leet_views(cleaned: str) -> list[tuple[int, int, str]]:
-    """The sentences (or lines) with disguised words, spelt out; never a copy of the whole text.
+    """The sentences (or lines) with disguised words and their neighbours, spelt out; never the whole text.
 
     Two disguised words make a text leetspeak. A long paste with two of them gets views of those
     sentences only: the rest is in the cleaned text already, and a second copy of it would double
@@ -391,12 +391,15 @@ def _leet_views(cleaned: str) -> list[tuple[int, int, str]]:
     stretches: list[list[int]] = []
     for m in disguised:
         # Even entries open a segment, odd ones open a separator, and a word is never in a separator.
+        # The view reaches one segment either side: a disguised line's header (`-----BEGIN ...`)
+        # or its template turn is what the rules need to see with it.
         i = bisect.bisect_right(bounds, m.start()) - 1
-        start, end = bounds[i], bounds[i + 1]
+        start, end = bounds[max(i - 2, 0)], bounds[min(i + 3, len(bounds) - 1)]
         if stretches and start - stretches[-1][1] <= _LEET_GAP:
             stretches[-1][1] = max(stretches[-1][1], end)
         else:
             stretches.append([start, end])
+    # Every candidate is spelt out, `_` and all: `<|1m_5t4r7|>` is a template token, not an identifier.
     return [(start, end, _LEET_WORD.sub(_spell_out, cleaned[start:end])) for start, end in stretches]
 
 
@@ -409,5 +412,4 @@ def _disguised(text: str, word: re.Match[str]) -> bool:
 
 
 def _spell_out(word: re.Match[str]) -> str:
-    spelt = word.group(0).translate(_LEET)
-    return spelt if spelt.isalpha() else word.group(0)
+    return word.group(0).translate(_LEET)
