@@ -17,7 +17,6 @@ from cosa_guard.audit import AuditRecord
 from cosa_guard.injection.base import Finding
 from cosa_guard.prompts import with_instructions
 from cosa_guard.routing import Routes
-from cosa_guard.rules import config_rules
 from cosa_guard.tracing import Span, start_span
 from cosa_guard.types import Decision, FailureKind, GuardResponse, Message, Route, Usage, Verdict
 
@@ -87,7 +86,8 @@ class Call:
             timings_ms=dict(self.timings),
             request_id=self.request_id,
             usage=self.usage,
-            rules_reviewed=config_rules(self.rt.deployment.config).reviewed,
+            # Signed rules are the reviewed ones (`rules.config_rules`); nothing to derive per call.
+            rules_reviewed=bool(self.rt.deployment.config.rules),
         )
 
     def audit_record(self, label: str, elapsed: float) -> AuditRecord:
@@ -105,7 +105,7 @@ class Call:
             categories=tuple(sorted(self.verdict.categories)) if self.verdict is not None else (),
             score=self.verdict.score if self.verdict is not None else None,
             rule=self.verdict.rule if self.verdict is not None else None,
-            rules_reviewed=config_rules(rt.deployment.config).reviewed,
+            rules_reviewed=bool(rt.deployment.config.rules),
             model=self.model,
             fail_open=decision.fail_open if decision is not None else False,
             stream=self.stream,
