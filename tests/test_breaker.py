@@ -29,6 +29,14 @@ def fail(b: CircuitBreaker, times: int) -> None:
         b.record_failure()
 
 
+def reset_due() -> tuple[CircuitBreaker, Clock]:
+    """A breaker tripped open whose reset period has just run out: the next caller probes."""
+    b, clock, _ = breaker()
+    fail(b, 3)
+    clock.now = 10.0
+    return b, clock
+
+
 def test_opens_after_consecutive_failures_only() -> None:
     b, _, changes = breaker()
     for _ in range(2):
@@ -58,9 +66,7 @@ def test_half_open_admits_one_probe_and_closes_on_success() -> None:
 
 
 def test_failed_probe_reopens_and_restarts_the_clock() -> None:
-    b, clock, _ = breaker()
-    fail(b, 3)
-    clock.now = 10.0
+    b, clock = reset_due()
     assert b.acquire()
     b.record_failure()
     assert b.state is BreakerState.OPEN
@@ -71,9 +77,7 @@ def test_failed_probe_reopens_and_restarts_the_clock() -> None:
 
 
 def test_abandoned_probe_lets_another_request_probe() -> None:
-    b, clock, _ = breaker()
-    fail(b, 3)
-    clock.now = 10.0
+    b, _ = reset_due()
     assert b.acquire()
     b.release()
     assert b.state is BreakerState.HALF_OPEN

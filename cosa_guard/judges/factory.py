@@ -85,6 +85,13 @@ def build_judge(spec: JudgeSpec, base_dir: Path, *, backend_factory: BackendFact
     raise ConfigError(f"unknown judge kind {spec.kind!r}; use one of {', '.join(KINDS)}")
 
 
+def _beside_deployments(options: dict[str, Any], base_dir: Path, *keys: str) -> None:
+    """Weight paths among `keys` (the operator's own training runs) made relative to the deployments file."""
+    for key in keys:
+        if key in options:
+            options[key] = base_dir / Path(str(options[key])).expanduser()
+
+
 def _category_judge(spec: JudgeSpec, options: dict[str, Any], base_dir: Path) -> Judge:
     module = _import_part(
         "cosa_guard.judges.category",
@@ -93,8 +100,7 @@ def _category_judge(spec: JudgeSpec, options: dict[str, Any], base_dir: Path) ->
     )
     if spec.threshold is not None:
         options["threshold"] = spec.threshold
-    if "path" in options:  # weights of the operator's own training run, next to the deployments file
-        options["path"] = base_dir / Path(str(options["path"])).expanduser()
+    _beside_deployments(options, base_dir, "path")
     judge: Judge = module.CategoryJudge.load(**options)
     return judge
 
@@ -109,8 +115,6 @@ def _rules_judge(spec: JudgeSpec, options: dict[str, Any], base_dir: Path) -> Ju
         raise ConfigError(
             "judge kind 'rules' takes no `threshold`: its thresholds are calibrated and ship with its weights"
         )
-    for key in ("path", "category_path"):  # the operator's own weights, next to the deployments file
-        if key in options:
-            options[key] = base_dir / Path(str(options[key])).expanduser()
+    _beside_deployments(options, base_dir, "path", "category_path")
     judge: Judge = module.RuleJudge.load(**options)
     return judge
