@@ -11,14 +11,15 @@ take the result from a context variable (`nested_callbacks`).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManager, CallbackManager
 from langchain_core.callbacks.manager import AsyncRunManager
 from langchain_core.runnables import RunnableConfig, ensure_config
+
+from cosa_guard.scoped import scoped
 
 __all__ = ["nested_callbacks", "nesting", "pin_run", "remember"]
 
@@ -44,18 +45,10 @@ def pin_run(config: RunnableConfig | None) -> tuple[RunnableConfig, CallbackMana
     return {**config, "run_id": run_id, "callbacks": callbacks}, nested
 
 
-@contextmanager
-def nesting(callbacks: Any) -> Iterator[None]:
-    """`_stream`/`_astream` called inside the block nest under `callbacks`' run.
-
-    Restores by value, not by token: the block spans the yields of a stream.
-    """
-    previous = _NESTED.get()
-    _NESTED.set(callbacks)
-    try:
-        yield
-    finally:
-        _NESTED.set(previous)
+def nesting(callbacks: Any) -> AbstractContextManager[None]:
+    """`_stream`/`_astream` called inside the block nest under `callbacks`' run (`scoped`: the
+    block spans the yields of a stream)."""
+    return scoped(_NESTED, callbacks)
 
 
 def remember(run_manager: Any) -> None:
