@@ -11,7 +11,8 @@ take the result from a context variable (`nested_callbacks`).
 from __future__ import annotations
 
 import uuid
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
@@ -21,13 +22,15 @@ from langchain_core.runnables import RunnableConfig, ensure_config
 
 from cosa_guard.scoped import scoped
 
-__all__ = ["nested_callbacks", "nesting", "pin_run", "remember"]
+__all__ = ["nested_callbacks", "pin_run", "remember"]
 
 _NESTED: ContextVar[Any] = ContextVar("cosa_guard_langchain_nested", default=None)
 
 
-def pin_run(config: RunnableConfig | None) -> tuple[RunnableConfig, CallbackManager]:
-    """`config` with the id the model's run will get, and callbacks for runs nested under that run.
+@contextmanager
+def pin_run(config: RunnableConfig | None) -> Iterator[RunnableConfig]:
+    """`config` with the id the model's run will get; `_stream`/`_astream` called inside the block
+    nest under that run (`scoped`: the block spans the yields of a stream).
 
     The callbacks are configured here, once, and the model's run is given them: configured again
     by LangChain, a LangSmith tracer that only the environment asks for would be a new instance,
@@ -42,13 +45,8 @@ def pin_run(config: RunnableConfig | None) -> tuple[RunnableConfig, CallbackMana
     )
     nested = callbacks.copy()
     nested.parent_run_id = run_id
-    return {**config, "run_id": run_id, "callbacks": callbacks}, nested
-
-
-def nesting(callbacks: Any) -> AbstractContextManager[None]:
-    """`_stream`/`_astream` called inside the block nest under `callbacks`' run (`scoped`: the
-    block spans the yields of a stream)."""
-    return scoped(_NESTED, callbacks)
+    with scoped(_NESTED, nested):
+        yield {**config, "run_id": run_id, "callbacks": callbacks}
 
 
 def remember(run_manager: Any) -> None:
