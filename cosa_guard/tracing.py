@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
+
+from cosa_guard.scoped import scoped
 
 if TYPE_CHECKING:
     from opentelemetry import trace
@@ -53,19 +55,9 @@ class Step(StepObserver, Protocol):
 _OBSERVER: ContextVar[StepObserver | None] = ContextVar("cosa_guard_step_observer", default=None)
 
 
-@contextmanager
-def observe(observer: StepObserver | None) -> Iterator[None]:
-    """Calls that start inside the block report their steps to `observer` too.
-
-    Restores the previous observer by value, not by token: the block may span the yields of an
-    async generator, which can resume in another context where a token would not be valid.
-    """
-    previous = _OBSERVER.get()
-    _OBSERVER.set(observer)
-    try:
-        yield
-    finally:
-        _OBSERVER.set(previous)
+def observe(observer: StepObserver | None) -> AbstractContextManager[None]:
+    """Calls that start inside the block report their steps to `observer` too (`scoped`)."""
+    return scoped(_OBSERVER, observer)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,13 +20,17 @@ from langchain_core.callbacks import AsyncCallbackManager, CallbackManager
 from langchain_core.callbacks.manager import AsyncRunManager
 from langchain_core.runnables import RunnableConfig, ensure_config
 
-__all__ = ["nested_callbacks", "nesting", "pin_run", "remember"]
+from cosa_guard.scoped import scoped
+
+__all__ = ["nested_callbacks", "pin_run", "remember"]
 
 _NESTED: ContextVar[Any] = ContextVar("cosa_guard_langchain_nested", default=None)
 
 
-def pin_run(config: RunnableConfig | None) -> tuple[RunnableConfig, CallbackManager]:
-    """`config` with the id the model's run will get, and callbacks for runs nested under that run.
+@contextmanager
+def pin_run(config: RunnableConfig | None) -> Iterator[RunnableConfig]:
+    """`config` with the id the model's run will get; `_stream`/`_astream` called inside the block
+    nest under that run (`scoped`: the block spans the yields of a stream).
 
     The callbacks are configured here, once, and the model's run is given them: configured again
     by LangChain, a LangSmith tracer that only the environment asks for would be a new instance,
@@ -41,21 +45,8 @@ def pin_run(config: RunnableConfig | None) -> tuple[RunnableConfig, CallbackMana
     )
     nested = callbacks.copy()
     nested.parent_run_id = run_id
-    return {**config, "run_id": run_id, "callbacks": callbacks}, nested
-
-
-@contextmanager
-def nesting(callbacks: Any) -> Iterator[None]:
-    """`_stream`/`_astream` called inside the block nest under `callbacks`' run.
-
-    Restores by value, not by token: the block spans the yields of a stream.
-    """
-    previous = _NESTED.get()
-    _NESTED.set(callbacks)
-    try:
-        yield
-    finally:
-        _NESTED.set(previous)
+    with scoped(_NESTED, nested):
+        yield {**config, "run_id": run_id, "callbacks": callbacks}
 
 
 def remember(run_manager: Any) -> None:

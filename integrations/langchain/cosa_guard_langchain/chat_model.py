@@ -41,7 +41,7 @@ from cosa_guard.langchain_messages import from_langchain, message_text
 from cosa_guard.streaming import StreamedAnswer, StreamFold
 from cosa_guard.tracing import observe
 from cosa_guard.types import DecisionKind, GenerationParams, GuardResponse
-from cosa_guard_langchain._runs import nested_callbacks, nesting, pin_run, remember
+from cosa_guard_langchain._runs import nested_callbacks, pin_run, remember
 from cosa_guard_langchain._sync import iterate_in_thread, iterate_sync, run_sync
 from cosa_guard_langchain._walk import replace_chat_models
 from cosa_guard_langchain.backend import ChatModelBackend, ModelCall, use_call, whole_chunk
@@ -234,9 +234,8 @@ class GuardedChatModel(BaseChatModel):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> Iterator[AIMessageChunk]:
-        config, nested = pin_run(config)
-        with nesting(nested):
-            yield from super().stream(input, config, stop=stop, **kwargs)
+        with pin_run(config) as pinned:
+            yield from super().stream(input, pinned, stop=stop, **kwargs)
 
     async def astream(
         self,
@@ -246,9 +245,8 @@ class GuardedChatModel(BaseChatModel):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[AIMessageChunk]:
-        config, nested = pin_run(config)
-        with nesting(nested):
-            async for chunk in super().astream(input, config, stop=stop, **kwargs):
+        with pin_run(config) as pinned:
+            async for chunk in super().astream(input, pinned, stop=stop, **kwargs):
                 yield chunk
 
     def _should_stream(
