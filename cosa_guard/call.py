@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,7 @@ from cosa_guard.audit import AuditRecord
 from cosa_guard.injection.base import Finding
 from cosa_guard.prompts import with_instructions
 from cosa_guard.routing import Routes
-from cosa_guard.tracing import Span, start_span
+from cosa_guard.tracing import Span, Stage, start_span
 from cosa_guard.types import Decision, FailureKind, GuardResponse, Message, Route, Usage, Verdict
 
 __all__ = ["Call"]
@@ -70,6 +71,16 @@ class Call:
 
     def lap(self, stage: str, since: float) -> None:
         self.timings[stage] = self.timings.get(stage, 0.0) + (time.perf_counter() - since) * 1000.0
+
+    @contextmanager
+    def step(self, stage: str, span_name: str) -> Iterator[None]:
+        """One step of the call: a child span named `span_name`, its time added to `stage`, also on errors."""
+        started = time.perf_counter()
+        try:
+            with Stage(self.span, span_name):
+                yield
+        finally:
+            self.lap(stage, started)
 
     def response(self) -> GuardResponse:
         decision = self.decision or Decision.failed(FailureKind.BACKEND, "no decision was reached")

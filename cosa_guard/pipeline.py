@@ -29,7 +29,7 @@ from cosa_guard.injection.base import InputGuard
 from cosa_guard.metrics import Metrics
 from cosa_guard.prepare import failure_detail, prepare
 from cosa_guard.streaming import StreamEnd, guard_stream
-from cosa_guard.tracing import Stage, end_span, start_child
+from cosa_guard.tracing import end_span, start_child
 from cosa_guard.types import (
     Decision,
     FailureKind,
@@ -194,20 +194,17 @@ class Pipeline:
         params: GenerationParams,
         judged: bool,
     ) -> Attempt:
-        started = time.perf_counter()
         try:
-            with Stage(call.span, "cosa_guard.generate"):
+            with call.step("generate", "cosa_guard.generate"):
                 completion = await backend.generate(call.model_messages(messages), params)
                 text = checked_answer(completion.text, call.rt.deployment.spec.limits.max_answer_chars)
         except Exception as exc:
-            call.lap("generate", started)
             where = "primary" if call.route is Route.COSALIGN else "cascade backend"
             failed = Attempt(
                 Decision.failed(backend_failure_kind(exc), failure_detail(call, where, exc)), error=exc
             )
             self._record_primary(call, failed)
             return failed
-        call.lap("generate", started)
         call.text, call.model, call.usage = text, completion.model or backend.name, completion.usage
         self._record_primary(call, Attempt(_ALLOWED, finished=True))  # before judging: the model answered
         return Attempt(await self._judge(call, messages) if judged else _ALLOWED, finished=True)
@@ -216,14 +213,11 @@ class Pipeline:
         verifier = call.rt.verifier
         assert verifier is not None
         call.stage = "judge"
-        started = time.perf_counter()
         try:
-            with Stage(call.span, "cosa_guard.judge"):
+            with call.step("judge", "cosa_guard.judge"):
                 verdict = await verifier.verdict(messages, call.text)
         except Exception as exc:
-            call.lap("judge", started)
             return self._judge_failed(call, FailureKind.JUDGE, failure_detail(call, "judge", exc))
-        call.lap("judge", started)
         call.verdict = verdict
         return verifier.decide(verdict)
 
@@ -254,12 +248,8 @@ class Pipeline:
 
         async def check(text: str, final: bool) -> Decision:
             assert verifier is not None
-            started = time.perf_counter()
-            try:
-                with Stage(call.span, "cosa_guard.judge"):
-                    verdict = await verifier.verdict(messages, text, use_cache=final)
-            finally:
-                call.lap("judge", started)
+            with call.step("judge", "cosa_guard.judge"):
+                verdict = await verifier.verdict(messages, text, use_cache=final)
             call.verdict = verdict
             return verifier.decide(verdict)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 from cosa_guard.audit import sink_health
 from cosa_guard.call import Call
@@ -20,7 +19,6 @@ from cosa_guard.injection.detector import OFF_LOOP_CHARS
 from cosa_guard.limits import check_request
 from cosa_guard.privilege import PrivilegeResult, apply_privilege_rule
 from cosa_guard.routing import Routes
-from cosa_guard.tracing import Stage
 from cosa_guard.types import Decision, FailureKind, Message, RefusalReason
 
 __all__ = ["failure_detail", "prepare", "unservable"]
@@ -79,14 +77,11 @@ async def prepare(call: Call, input_guard: InputGuard | None) -> tuple[Message, 
 async def _scan(
     call: Call, input_guard: InputGuard, privileged: PrivilegeResult
 ) -> tuple[Message, ...] | Decision:
-    started = time.perf_counter()
     try:
-        with Stage(call.span, "cosa_guard.input_scan"):
+        with call.step("input", "cosa_guard.input_scan"):
             check = await input_guard.check(privileged.messages, call.rt.deployment.spec.injection)
     except Exception as exc:
-        call.lap("input", started)
         return _scan_failed(call, failure_detail(call, "input guard", exc), privileged)
-    call.lap("input", started)
     call.findings, call.input_score = check.findings, check.score
     call.notes.extend(check.notes)
     if check.refusal is not None:
