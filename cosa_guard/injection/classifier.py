@@ -9,6 +9,9 @@ A long text is read in windows. Its score is its strongest window's, discounted 
 windows (`window_score`): with the plain maximum, every extra window of benign text is one more
 chance of a false positive, so a 5,000-character paste was far likelier to be flagged than a
 200-character turn. A one-window turn keeps its raw score.
+
+Before the encoder, a linear screen (`screen.py`) clears the windows that plainly hold ordinary
+text; only the rest pay for a forward pass. Weights without a screen file read every window.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from cosa_guard.encoder import EncoderPredictor
+    from cosa_guard.injection.screen import WindowScreen
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "data" / "injection"
 _EPS = 1e-7  # float32 probabilities saturate near 1 - 6e-8; keep the logit finite
@@ -66,6 +70,7 @@ class InjectionClassifier:
         # and under contention it measured several times slower. None keeps torch's setting.
         self.threads = threads
         self._predictor: EncoderPredictor | None = None
+        self._screen: WindowScreen | None = None
         self._lock = threading.Lock()
         self._metadata: dict[str, Any] | None = None
 
@@ -88,22 +93,30 @@ class InjectionClassifier:
         """The calibrated discount per ln(window count); 0 (plain maximum) for older weights."""
         return self._calibration("window_discount", 0.0)
 
-    def _load(self) -> EncoderPredictor:
+    def _load(self) -> tuple[EncoderPredictor, WindowScreen | None]:
         with self._lock:
             if self._predictor is None:
                 from cosa_guard.encoder import EncoderPredictor
+                from cosa_guard.injection.screen import WindowScreen
 
+                self._screen = WindowScreen.load(self.directory)
                 self._predictor = EncoderPredictor.load(self.directory, int8=self.int8)
-            return self._predictor
+            return self._predictor, self._screen
+
+    def window_probabilities(self, texts: Sequence[str]) -> list[list[float]]:
+        """Blocking: per text, the attack probability of each token window (0 where the screen
+        cleared it). Each window the encoder reads runs in its own forward pass, exactly as
+        training calibrated the threshold, so a turn's score depends on nothing else in the call.
+        """
+        predictor, screen = self._load()
+        keep = screen.escalate if screen is not None else None
+        windows = predictor.predict_windows(list(texts), threads=self.threads, keep=keep)
+        return [[w[0] for w in text] for text in windows]
 
     def predict(self, texts: Sequence[str]) -> list[float]:
-        """Blocking: the attack score of each text (`window_score` over its token windows).
-
-        Each text is scored on its own, exactly as training calibrated the threshold, so a turn's
-        score does not depend on what else is in the call.
-        """
-        windows = self._load().predict_windows(list(texts), threads=self.threads)
-        return [window_score([w[0] for w in text], self.window_discount) for text in windows]
+        """Blocking: the attack score of each text (`window_score` over its token windows)."""
+        discount = self.window_discount
+        return [window_score(windows, discount) for windows in self.window_probabilities(texts)]
 
     async def score(self, texts: Sequence[str]) -> list[float]:
         if not texts:
