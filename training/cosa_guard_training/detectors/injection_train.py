@@ -325,23 +325,25 @@ def calibrate_and_save(
 def screen_and_save(
     model: Any,
     train_rows: Sequence[corpus_mod.Row],
+    benign: Sequence[str],
     calibration_rows: Sequence[corpus_mod.Row],
     recall: float,
     out: str | Path,
 ) -> dict[str, Any]:
-    """Fit the window screen on the training rows, set its threshold on the calibration rows so
-    that `recall` of the attacks the rules leave still reach the encoder, and write it to `out`.
-    Returns what the metrics file records about it."""
+    """Fit the window screen on the training rows plus more real `benign` text, set its threshold
+    on the calibration rows so that `recall` of the attacks the rules leave still reach the
+    encoder, and write it to `out`. Returns what the metrics file records about it."""
     from cosa_guard.injection.screen import WindowScreen
 
-    def windows(rows: Sequence[corpus_mod.Row]) -> list[list[list[int]]]:
-        return screen_mod.window_ids(detection_texts(rows), model.config.max_length, model.config.stride)
+    def windows(texts: Sequence[str]) -> list[list[list[int]]]:
+        return screen_mod.window_ids(texts, model.config.max_length, model.config.stride)
 
     def labels(rows: Sequence[corpus_mod.Row]) -> list[int]:
         return [int(r.label == corpus_mod.ATTACK) for r in rows]
 
-    screen = screen_mod.fit_screen(windows(train_rows), labels(train_rows)).rounded()
-    held = windows(calibration_rows)
+    texts = detection_texts(train_rows) + [normalise(t).detection_text() for t in benign]
+    screen = screen_mod.fit_screen(windows(texts), labels(train_rows) + [0] * len(benign)).rounded()
+    held = windows(detection_texts(calibration_rows))
     threshold = screen_mod.screen_threshold(
         screen, held, labels(calibration_rows), structural_flags(calibration_rows), recall
     )
@@ -512,7 +514,11 @@ def run(args: argparse.Namespace) -> int:
         # Written before calibration, so a calibration that fails can be redone with --recalibrate.
         model.save(args.out)
         print(f"trained ({time.monotonic() - started:.0f} s)")
-    screen = screen_and_save(model, train_rows, calibration_rows, args.screen_recall, args.out)
+    # The screen learns from every generated training row (not only the share the encoder
+    # continued on) and from far more real benign text than the encoder's capped cells.
+    screen_rows = [r for r in rows if r.split == "train"] + reals["train"]
+    benign = real.screen_negatives(args.data_dir, args.seed)
+    screen = screen_and_save(model, screen_rows, benign, calibration_rows, args.screen_recall, args.out)
     print(f"window screen: {screen}")
     metadata["screen_recall"] = args.screen_recall
     targets = (args.target_fpr, args.real_target_fpr, args.cell_target_fpr, args.length_target_fpr)
