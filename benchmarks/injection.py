@@ -22,8 +22,8 @@ folder's mix.
 
 Latency: per-turn median / p95 (wall) and median process CPU time of the structural and the full
 path on validation turns, a turn near 512 tokens built from the generator's preambles, real
-validation documents cut to 496 tokens, and 10,000-character pastes of validation documents. `--quick` samples 12 texts per family and
-a few real texts per cell (a few minutes).
+validation documents cut to 496 tokens, and 10,000-character pastes of validation documents.
+`--quick` samples 12 texts per family and a few real texts per cell (a few minutes).
 """
 
 from __future__ import annotations

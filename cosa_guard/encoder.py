@@ -349,7 +349,7 @@ class EncoderPredictor:
 
         With `keep` (single texts only), `keep(content ids of each window)` picks the windows the
         model reads, each in a forward pass of its own, so a window's probability depends on
-        nothing else; a window not kept gets probability 0 for every label.
+        nothing else; only those windows get a row (none, when it keeps none).
         """
         if pairs is not None and len(pairs) != len(texts):
             raise ValueError(f"got {len(texts)} texts but {len(pairs)} pairs")
@@ -376,12 +376,9 @@ class EncoderPredictor:
         return out
 
     def _kept_windows(self, win: Windows, kept: Sequence[bool]) -> list[list[float]]:
-        skipped = [0.0] * len(self.config.labels)
         rows = []
         for i, (length, read) in enumerate(zip(win.lengths(), kept, strict=True)):
-            if not read:
-                rows.append(skipped)
-                continue
-            ids, mask = win.input_ids[i : i + 1, :length], win.attention_mask[i : i + 1, :length]
-            rows.append(self.model.probabilities(self.model(ids, mask))[0].tolist())
+            if read:
+                ids, mask = win.input_ids[i : i + 1, :length], win.attention_mask[i : i + 1, :length]
+                rows.append(self.model.probabilities(self.model(ids, mask))[0].tolist())
         return rows

@@ -75,7 +75,7 @@ class _Tiny:
         self.encoder: Any = encoder
 
 
-def test_kept_windows_run_alone_and_the_rest_score_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_only_kept_windows_are_read_each_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     tiny = _Tiny(monkeypatch)
     torch = pytest.importorskip("torch")
     text = " ".join(f"w{i}" for i in range(60))
@@ -91,14 +91,14 @@ def test_kept_windows_run_alone_and_the_rest_score_zero(monkeypatch: pytest.Monk
     rows = tiny.predictor.predict_windows([text], keep=every_other)[0]
     assert seen == [contents]
     lengths = win.lengths()
+    read = range(0, len(contents), 2)
+    assert len(rows) == len(read)
     with torch.inference_mode():
-        for i, row in enumerate(rows):
-            if i % 2:
-                assert row == [0.0]
-                continue
+        for row, i in zip(rows, read, strict=True):
             ids, mask = win.input_ids[i : i + 1, : lengths[i]], win.attention_mask[i : i + 1, : lengths[i]]
             alone = tiny.predictor.model.probabilities(tiny.predictor.model(ids, mask))[0].tolist()
             assert row == pytest.approx(alone, abs=1e-6)
+    assert tiny.predictor.predict_windows([text], keep=lambda ws: [False] * len(ws)) == [[]]
     with pytest.raises(ValueError, match="pairs"):
         tiny.predictor.predict_windows([text], ["prompt"], keep=every_other)
 
@@ -118,8 +118,8 @@ def test_classifier_reads_only_what_its_screen_escalates(
 
     WindowScreen(np.zeros(2**8, dtype=np.float32), -1.0, 0.0).save(tmp_path)  # clears every window
     cleared = InjectionClassifier(tmp_path, int8=False)
-    assert cleared.window_probabilities(texts) == [[0.0] * len(w) for w in unscreened]
-    assert cleared.predict(texts) == pytest.approx([1e-7, 1e-7])
+    assert cleared.window_probabilities(texts) == [[], []]
+    assert cleared.predict(texts) == [0.0, 0.0]
 
     WindowScreen(np.zeros(2**8, dtype=np.float32), 1.0, 0.0).save(tmp_path)  # reads every window
     read = InjectionClassifier(tmp_path, int8=False).window_probabilities(texts)

@@ -5,13 +5,13 @@ layers and a linear head, with the calibrated threshold and window discount in `
 Nothing heavy is imported until the first score, and scoring runs in a worker thread so the event
 loop never blocks on the model.
 
-A long text is read in windows. Its score is its strongest window's, discounted by the number of
-windows (`window_score`): with the plain maximum, every extra window of benign text is one more
-chance of a false positive, so a 5,000-character paste was far likelier to be flagged than a
-200-character turn. A one-window turn keeps its raw score.
-
-Before the encoder, a linear screen (`screen.py`) clears the windows that plainly hold ordinary
-text; only the rest pay for a forward pass. Weights without a screen file read every window.
+A long text is read in windows. Before the encoder, a linear screen (`screen.py`) clears the
+windows that plainly hold ordinary text; only the rest pay for a forward pass (weights without a
+screen file read every window). The text's score is its strongest read window's, discounted by
+the number of windows read (`window_score`): with the plain maximum, every extra window the
+encoder reads is one more chance of a false positive, so a long paste would be likelier to be
+flagged than a short turn. A text with one read window keeps its raw score; one with none
+scores 0.
 """
 
 from __future__ import annotations
@@ -39,8 +39,10 @@ def window_score(window_probabilities: Sequence[float], discount: float) -> floa
     windows would cross a fixed threshold about n times as often; lowering the logit by ln(n)
     (discount 1) cancels that for independent windows with a logistic score tail. Windows of one
     text are correlated, so training (`cosa-guard train injection`) fits the discount on real long
-    benign texts.
+    benign texts. `window_probabilities` are the windows the encoder read; none scores 0.
     """
+    if not window_probabilities:
+        return 0.0
     top = min(max(max(window_probabilities), _EPS), 1 - _EPS)
     if discount == 0 or len(window_probabilities) == 1:
         return top
@@ -104,8 +106,8 @@ class InjectionClassifier:
             return self._predictor, self._screen
 
     def window_probabilities(self, texts: Sequence[str]) -> list[list[float]]:
-        """Blocking: per text, the attack probability of each token window (0 where the screen
-        cleared it). Each window the encoder reads runs in its own forward pass, exactly as
+        """Blocking: per text, the attack probability of each token window the encoder read (the
+        screen clears the rest). Each such window runs in its own forward pass, exactly as
         training calibrated the threshold, so a turn's score depends on nothing else in the call.
         """
         predictor, screen = self._load()

@@ -31,7 +31,9 @@ def test_fit_learns_the_attack_window_and_the_threshold_keeps_the_recall() -> No
     held_labels = [0] * 40 + [1] * 20
     decided = [False] * 60
     threshold = screen_threshold(screen, held, held_labels, decided, recall=0.9)
-    reached = [any(screen.score(w) >= threshold for w in ws) for ws, y in zip(held, held_labels) if y]
+    reached = [
+        any(screen.score(w) >= threshold for w in ws) for ws, y in zip(held, held_labels, strict=True) if y
+    ]
     assert sum(reached) >= 18  # at most floor(0.1 * 20) attacks cleared
     cleared = [all(screen.score(w) < threshold for w in ws) for ws in held[:40]]
     assert np.mean(cleared) > 0.5  # and most benign rows skip the encoder

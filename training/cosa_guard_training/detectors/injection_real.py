@@ -324,7 +324,9 @@ def real_rows(
     return {role: build_role(sources[role], role, attacks(role), seed, caps) for role in roles}
 
 
-def screen_negatives(data_dir: str | Path, seed: int, *, turns: int = 20_000, threads: int = 1_500) -> list[str]:
+def screen_negatives(
+    data_dir: str | Path, seed: int, *, turns: int = 20_000, threads: int = 1_500
+) -> list[str]:
     """Benign real text for the window screen, training side only: every document whole, every
     benign answer, a seeded sample of `turns` user turns and `threads` threads built from them.
 

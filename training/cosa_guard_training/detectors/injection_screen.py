@@ -48,10 +48,14 @@ def _matrix(windows: Sequence[Sequence[int]], buckets: int) -> object:
     )
 
 
-def _fit(windows: Sequence[Sequence[int]], labels: Sequence[int], buckets: int, c: float) -> tuple[np.ndarray, float]:
+def _fit(
+    windows: Sequence[Sequence[int]], labels: Sequence[int], buckets: int, c: float
+) -> tuple[np.ndarray, float]:
     from sklearn.linear_model import LogisticRegression
 
-    model = LogisticRegression(C=c, solver="liblinear", class_weight="balanced", max_iter=3000, random_state=0)
+    model = LogisticRegression(
+        C=c, solver="liblinear", class_weight="balanced", max_iter=3000, random_state=0
+    )
     model.fit(_matrix(windows, buckets), list(labels))
     return np.asarray(model.coef_[0], dtype=np.float32), float(model.intercept_[0])
 
