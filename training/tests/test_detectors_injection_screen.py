@@ -28,14 +28,14 @@ def test_fit_learns_the_attack_window_and_the_threshold_keeps_the_recall() -> No
     assert screen.threshold == math.inf
     assert screen.score(attack()) > max(screen.score(benign()) for _ in range(20))
     held = [[benign()] for _ in range(40)] + [[benign(), attack()] for _ in range(20)]
-    held_labels = [0] * 40 + [1] * 20
-    decided = [False] * 60
-    threshold = screen_threshold(screen, held, held_labels, decided, recall=0.9)
-    reached = [
-        any(screen.score(w) >= threshold for w in ws) for ws, y in zip(held, held_labels, strict=True) if y
-    ]
+    # the encoder flags the attack window (the second) of each attack row
+    relevant = [[False, True] for _ in range(20)]
+    threshold = screen_threshold(screen, held[40:], relevant, recall=0.9)
+    reached = [screen.score(ws[1]) >= threshold for ws in held[40:]]
     assert sum(reached) >= 18  # at most floor(0.1 * 20) attacks cleared
     cleared = [all(screen.score(w) < threshold for w in ws) for ws in held[:40]]
     assert np.mean(cleared) > 0.5  # and most benign rows skip the encoder
-    # attacks the rules already decide do not set the threshold; none left: read everything
-    assert screen_threshold(screen, held, held_labels, [True] * 60, recall=0.9) == -math.inf
+    # attacks the encoder would miss anyway do not set the threshold; none left: read everything
+    assert screen_threshold(screen, held[40:], [[False, False]] * 20, recall=0.9) == -math.inf
+    # each attack is judged by its relevant window only: on its benign host window it scores lower
+    assert screen_threshold(screen, held[40:], [[True, False]] * 20, recall=1.0) < threshold

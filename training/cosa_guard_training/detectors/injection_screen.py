@@ -7,10 +7,12 @@ labelling every window of it an attack would teach the screen that ordinary pros
 a first fit scores the windows of each such row and a second fit keeps only its most
 attack-like window as the positive (multiple-instance learning in its simplest form).
 
-The threshold is the decision value that `recall` of the calibration attacks the rules do not
-already block reach (their strongest window), so at most 1 - `recall` of them are cleared
-before the encoder reads them; the encoder's threshold is calibrated afterwards on what this
-path scores.
+The threshold is the decision value that `recall` of the calibration attacks reach: those the
+rules do not already block and the encoder finds attack-like in some window (probability at
+least `ENCODER_ATTACK`), judged by the screen's score on such a window. At most 1 - `recall` of
+the attacks the encoder could catch are cleared before it reads them; attacks it would miss
+anyway do not drag the threshold down. The encoder's threshold is calibrated afterwards on what
+this two-stage path scores.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from cosa_guard.injection.screen import WindowScreen, window_features
 
 BUCKETS = 2**18  # 512 KB of float16 weights; 2**20 measured no better on the validation split
 REGULARISATION = 4.0  # liblinear's C
+ENCODER_ATTACK = 0.5  # a window the encoder scores this high is one the screen must not clear
 
 
 def window_ids(texts: Sequence[str], max_length: int, stride: int) -> list[list[list[int]]]:
@@ -87,16 +90,16 @@ def fit_screen(
 def screen_threshold(
     screen: WindowScreen,
     texts_windows: Sequence[Sequence[Sequence[int]]],
-    labels: Sequence[int],
-    decided: Sequence[bool],
+    relevant: Sequence[Sequence[bool]],
     recall: float,
 ) -> float:
-    """The highest threshold that lets `recall` of the attacks the rules leave (by their strongest
-    window) through to the encoder; -inf (read everything) when there are none."""
+    """The highest threshold that lets `recall` of the attacks through to the encoder, each judged
+    by its strongest `relevant` window (the windows the encoder flags; texts with none are not
+    counted); -inf (read everything) when no text has one."""
     tops = sorted(
-        max(screen.score(w) for w in windows)
-        for windows, label, done in zip(texts_windows, labels, decided, strict=True)
-        if label and not done and windows
+        max(screen.score(w) for w, keep in zip(windows, flags, strict=True) if keep)
+        for windows, flags in zip(texts_windows, relevant, strict=True)
+        if any(flags)
     )
     if not tops:
         return -math.inf

@@ -331,8 +331,9 @@ def screen_and_save(
     out: str | Path,
 ) -> dict[str, Any]:
     """Fit the window screen on the training rows plus more real `benign` text, set its threshold
-    on the calibration rows so that `recall` of the attacks the rules leave still reach the
-    encoder, and write it to `out`. Returns what the metrics file records about it."""
+    on the calibration rows so that `recall` of the attacks the rules leave and the encoder flags
+    still reach the encoder, and write it to `out`. Returns what the metrics file records."""
+    from cosa_guard.encoder import EncoderPredictor
     from cosa_guard.injection.screen import WindowScreen
 
     def windows(texts: Sequence[str]) -> list[list[list[int]]]:
@@ -344,9 +345,13 @@ def screen_and_save(
     texts = detection_texts(train_rows) + [normalise(t).detection_text() for t in benign]
     screen = screen_mod.fit_screen(windows(texts), labels(train_rows) + [0] * len(benign)).rounded()
     held = windows(detection_texts(calibration_rows))
-    threshold = screen_mod.screen_threshold(
-        screen, held, labels(calibration_rows), structural_flags(calibration_rows), recall
+    flags = structural_flags(calibration_rows)
+    attacks = [i for i, r in enumerate(calibration_rows) if r.label == corpus_mod.ATTACK and not flags[i]]
+    encoder = EncoderPredictor(model, int8=True).predict_windows(
+        detection_texts([calibration_rows[i] for i in attacks]), threads=1
     )
+    relevant = [[p[0] >= screen_mod.ENCODER_ATTACK for p in ps] for ps in encoder]
+    threshold = screen_mod.screen_threshold(screen, [held[i] for i in attacks], relevant, recall)
     screen = WindowScreen(screen.weight, screen.bias, threshold)
     screen.save(out)
     read = [[screen.score(w) >= threshold for w in ws] for ws in held]
@@ -363,6 +368,7 @@ def screen_and_save(
     return {
         "threshold": threshold,
         "recall_target": recall,
+        "attacks_counted": sum(any(r) for r in relevant),
         "benign_windows_read": {"generated": share_read(False), "real": share_read(True)},
     }
 
