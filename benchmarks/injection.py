@@ -43,10 +43,12 @@ from cosa_guard_training.detectors import injection_corpus as corpus
 from cosa_guard_training.detectors import injection_real as real
 from cosa_guard_training.detectors import real_traffic
 from cosa_guard_training.detectors.injection_calibration import calibrate
+from cosa_guard_training.detectors.injection_screen import window_ids
 from cosa_guard_training.detectors.injection_train import real_corpus
 
 from cosa_guard.injection.classifier import WEIGHTS_DIR, InjectionClassifier
 from cosa_guard.injection.detector import InjectionDetector, TurnVerdict
+from cosa_guard.injection.screen import WindowScreen
 from cosa_guard.injection.structural import DECISIVE, scan
 from cosa_guard.normalise import normalise
 
@@ -91,6 +93,17 @@ def emit_latency(name: str, wall_ms: Sequence[float], cpu_ms: Sequence[float]) -
     emit(f"latency_{name}_median_ms", statistics.median(wall_ms))
     emit(f"latency_{name}_p95_ms", percentile(wall_ms, 0.95))
     emit(f"latency_{name}_cpu_median_ms", statistics.median(cpu_ms))
+
+
+def emit_windows(name: str, weights: Path, texts: Sequence[str]) -> None:
+    """How many token windows the texts have and how many the encoder reads after the screen: the
+    part of the latency that does not depend on the machine (each read window is one forward)."""
+    windows = window_ids([normalise(t).detection_text() for t in texts], 128, 32)
+    screen = WindowScreen.load(weights)
+    read = [sum(screen.escalate(w)) if screen is not None else len(w) for w in windows]
+    emit(f"windows_{name}_median", statistics.median(len(w) for w in windows))
+    emit(f"windows_read_{name}_median", statistics.median(read))
+    emit(f"windows_read_{name}_mean", statistics.fmean(read))
 
 
 def token_count(text: str) -> int:
@@ -305,11 +318,13 @@ async def main(argv: Sequence[str] | None = None) -> int:
         emit("real_512_token_turns", len(turns))
         _, real_ms, real_cpu = await timed(InjectionDetector(classifier), turns)
         emit_latency("full_512_tokens_real", real_ms, real_cpu)
+        emit_windows("512_tokens_real", Path(args.weights), turns)
     pasted = ten_thousand_chars(Path(args.data_dir), 3 if args.quick else 10)
     if pasted:
         emit("latency_10k_chars_tokens", token_count(pasted[0]))
         _, paste_ms, paste_cpu = await timed(InjectionDetector(classifier), pasted)
         emit_latency("full_10k_chars", paste_ms, paste_cpu)
+        emit_windows("10k_chars", Path(args.weights), pasted)
     return 0
 
 
