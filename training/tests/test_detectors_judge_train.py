@@ -25,6 +25,7 @@ from cosa_guard_training.detectors.judge_corpus import (  # noqa: E402
 )
 from cosa_guard_training.detectors.judge_train import (  # noqa: E402
     TrainSettings,
+    cached_scores,
     calibrate_thresholds,
     recalibrate,
     train,
@@ -123,7 +124,33 @@ def test_training_reads_every_window_of_a_benign_answer_but_only_the_first_of_a_
         [rows[0].response],
     )
     assert len(served.owner) > 4
-    for got, (window, length) in zip(ids[:4], zip(served.input_ids, served.lengths(), strict=False)):
-        assert got == window[:length].tolist()
+    lengths = served.lengths()
+    assert ids[:4] == [served.input_ids[k, : lengths[k]].tolist() for k in range(4)]
     none = dataclasses.replace(settings, negative_windows=0)
     assert training_windows(tokenizer, rows, none)[1] == [0, 1, 2]
+
+
+class _CountingJudge:
+    """Stands in for CategoryJudge.score_each: a fixed score per response, and a count of pairs scored."""
+
+    def __init__(self) -> None:
+        self.scored = 0
+
+    def score_each(self, prompts: list[str], responses: list[str]) -> list[dict[str, float]]:
+        self.scored += len(prompts)
+        return [dict.fromkeys(CATEGORY_IDS, len(r) / 100) for r in responses]
+
+
+def test_scores_are_reused_only_for_the_weights_that_made_them(tmp_path: Path) -> None:
+    weights, cache = tmp_path / "weights", tmp_path / "scores.json"
+    weights.mkdir()
+    (weights / encoder.DELTA_FILE).write_bytes(b"first weights")
+    rows = [Example("p", "r" * n, (), "benign", "f", "s", VAL) for n in (1, 2, 2, 3)]
+    judge: Any = _CountingJudge()
+    first = cached_scores(judge, rows, weights, cache)
+    assert [p[0] for p in first] == [0.01, 0.02, 0.02, 0.03]
+    assert judge.scored == 3  # the repeated pair is scored once
+    assert cached_scores(judge, rows[::-1], weights, cache) == first[::-1] and judge.scored == 3
+    (weights / encoder.DELTA_FILE).write_bytes(b"other weights")
+    assert cached_scores(judge, rows, weights, cache) == first and judge.scored == 6
+    assert cached_scores(judge, rows, weights, None) == first and judge.scored == 9

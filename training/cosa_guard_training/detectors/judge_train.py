@@ -50,6 +50,7 @@ class TrainSettings:
     prompt_tokens: int = PROMPT_TOKENS
     beta: float = 1.3  # F-beta for threshold calibration; >1 favours catching violations (see docs)
     max_benign_fpr: float | None = 0.05  # then thresholds rise until real benign answers pass (docs)
+    per_source_cap: bool = True  # the cap holds for each real benign source, not only pooled
     seed: int = 0
     time_budget_s: float = 45 * 60  # a cap for busy machines: a 2-core one ran every step in 25 min
     max_train: int | None = None  # subsample the training split (smoke runs)
@@ -93,15 +94,17 @@ def calibrate_thresholds(
 def cap_false_positives(
     probs: Sequence[Sequence[float]],
     labels: Sequence[Sequence[float]],
-    benign: Sequence[int],
+    benign: Sequence[Sequence[int]],
     thresholds: dict[str, float],
     max_fpr: float,
 ) -> dict[str, float]:
-    """Raise thresholds until at most `max_fpr` of the `benign` rows (indices) get any category.
+    """Raise thresholds until at most `max_fpr` of each group of `benign` rows (indices) gets any
+    category.
 
     Each step raises one category's threshold just past its lowest-scored benign row still over it
-    (0.01 grid), choosing the move that drops the most benign flags per true positive lost over all
-    rows, so recall is given up where it buys the most. Unchanged when `thresholds` already pass.
+    in a group over the cap (0.01 grid), choosing the move that drops the most of those groups'
+    benign flags per true positive lost over all rows, so recall is given up where it buys the most.
+    Unchanged when `thresholds` already pass.
     """
     chosen = dict(thresholds)
     n = len(CATEGORY_IDS)
@@ -109,11 +112,14 @@ def cap_false_positives(
     def flagged(i: int) -> bool:
         return any(probs[i][j] >= chosen[c] for j, c in enumerate(CATEGORY_IDS))
 
-    while benign and sum(map(flagged, benign)) > max_fpr * len(benign):
+    def over_cap() -> list[int]:
+        return [i for group in benign if sum(map(flagged, group)) > max_fpr * len(group) for i in group]
+
+    while rows := over_cap():
         best: tuple[tuple[float, int], int, float] | None = None  # ((drops per loss, -lost), j, new)
         for j in range(n):
             old = chosen[CATEGORY_IDS[j]]
-            over = [probs[i][j] for i in benign if probs[i][j] >= old]
+            over = [probs[i][j] for i in rows if probs[i][j] >= old]
             if not over:
                 continue
             new = min(1.0, math.floor(min(over) * 100 + 1e-9) / 100 + 0.01)
@@ -128,16 +134,26 @@ def cap_false_positives(
 
 
 def calibrate(
-    probs: Sequence[Sequence[float]], rows: Sequence[Example], beta: float, max_benign_fpr: float | None
+    probs: Sequence[Sequence[float]],
+    rows: Sequence[Example],
+    beta: float,
+    max_benign_fpr: float | None,
+    *,
+    per_source: bool = False,
 ) -> dict[str, float]:
     """Per-category F-beta thresholds, then raised until real benign answers (`BENIGN_KINDS` rows)
-    are flagged at most `max_benign_fpr` of the time (None: no cap)."""
+    are flagged at most `max_benign_fpr` of the time (None: no cap): over all of them pooled, or,
+    with `per_source`, within each source (a pooled rate averages easy sources such as GSM8K with
+    hard ones such as PHTest's sensitive-sounding prompts, and hides the hard one)."""
     labels = labels_matrix(rows)
     thresholds = calibrate_thresholds(probs, labels, beta)
     if max_benign_fpr is None:
         return thresholds
-    benign = [i for i, r in enumerate(rows) if r.kind in BENIGN_KINDS]
-    return cap_false_positives(probs, labels, benign, thresholds, max_benign_fpr)
+    groups: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        if r.kind in BENIGN_KINDS:
+            groups.setdefault(r.source if per_source else "", []).append(i)
+    return cap_false_positives(probs, labels, list(groups.values()), thresholds, max_benign_fpr)
 
 
 def judge_corpus(
@@ -159,6 +175,48 @@ def score_rows(judge: CategoryJudge, rows: Sequence[Example], *, progress: bool 
         scored = judge.score_each([r.prompt for r in part], [r.response for r in part])
         probs += [[row[c] for c in CATEGORY_IDS] for row in scored]
     return probs
+
+
+def pair_key(row: Example) -> str:
+    """A key for one (prompt, response) pair in a scores file."""
+    return hashlib.sha256(json.dumps([row.prompt, row.response]).encode("utf-8")).hexdigest()[:24]
+
+
+def weights_digest(directory: Path) -> str:
+    from cosa_guard.encoder import DELTA_FILE
+
+    return hashlib.sha256((directory / DELTA_FILE).read_bytes()).hexdigest()[:16]
+
+
+def cached_scores(
+    judge: CategoryJudge,
+    rows: Sequence[Example],
+    weights: Path,
+    cache: Path | None,
+    *,
+    progress: bool = False,
+) -> list[list[float]]:
+    """`score_rows`, reusing the pairs already scored in the JSON file `cache` by the same weights
+    (the delta in `weights`), and writing the new ones back.
+
+    Scores depend on the weights alone, not on the thresholds: re-picking thresholds and re-running
+    the benchmark on the same weights need not pay for scoring thousands of pairs again.
+    """
+    digest = weights_digest(weights)
+    stored: dict[str, list[float]] = {}
+    if cache is not None and cache.is_file():
+        data = json.loads(cache.read_text(encoding="utf-8"))
+        if data.get("weights") == digest:
+            stored = data["scores"]
+    keys = [pair_key(r) for r in rows]
+    missing: dict[str, Example] = {}
+    for key, row in zip(keys, rows, strict=True):
+        if key not in stored:
+            missing.setdefault(key, row)
+    stored.update(zip(missing, score_rows(judge, list(missing.values()), progress=progress), strict=True))
+    if cache is not None and missing:
+        cache.write_text(json.dumps({"weights": digest, "scores": stored}), encoding="utf-8")
+    return [stored[k] for k in keys]
 
 
 def training_windows(
@@ -279,6 +337,7 @@ def train(
     from cosa_guard.encoder import (
         EncoderClassifier,
         EncoderConfig,
+        EncoderPredictor,
         load_tokenizer,
         quantize_int8,
     )
@@ -376,10 +435,10 @@ def train(
 
     model.train(False)
     model.round_trip()  # calibrate on exactly the float16 weights that ship
+    judge = CategoryJudge(EncoderPredictor(model, int8=True), prompt_tokens=settings.prompt_tokens)
+    probs = score_rows(judge, val_rows, progress=progress)
     metadata: dict[str, Any] = {
-        **_calibrated(
-            model, val_rows, settings.beta, settings.max_benign_fpr, settings.prompt_tokens, progress
-        ),
+        **_calibrated(probs, val_rows, settings.beta, settings.max_benign_fpr, settings.per_source_cap),
         "prompt_tokens": settings.prompt_tokens,
         "corpus": {
             "fingerprint": corpus_fingerprint(rows),
@@ -430,24 +489,23 @@ def _warm_start(model: Any, init: Path) -> dict[str, Any]:
 
 
 def _calibrated(
-    model: Any,
+    probs: Sequence[Sequence[float]],
     val_rows: Sequence[Example],
     beta: float,
     max_benign_fpr: float | None,
-    prompt_tokens: int,
-    progress: bool,
+    per_source: bool,
 ) -> dict[str, Any]:
-    """The thresholds (`calibrate` on `val_rows`) and how they were chosen, as metadata."""
-    from cosa_guard.encoder import EncoderPredictor
-
-    judge = CategoryJudge(EncoderPredictor(model, int8=True), prompt_tokens=prompt_tokens)
-    probs = score_rows(judge, val_rows, progress=progress)
-    cap = "" if max_benign_fpr is None else f", raised to flag <= {max_benign_fpr:g} of real benign answers"
+    """The thresholds (`calibrate` on the scores of `val_rows`) and how they were chosen, as metadata."""
+    cap = ""
+    if max_benign_fpr is not None:
+        within = " of each source's" if per_source else ""
+        cap = f", raised to flag <= {max_benign_fpr:g}{within} of real benign answers"
     return {
-        "thresholds": calibrate(probs, val_rows, beta, max_benign_fpr),
+        "thresholds": calibrate(probs, val_rows, beta, max_benign_fpr, per_source=per_source),
         "threshold_objective": f"F{beta:g} per category on the validation split{cap}",
         "threshold_beta": beta,
         "max_benign_fpr": max_benign_fpr,
+        "benign_cap_per_source": per_source,
     }
 
 
@@ -457,21 +515,25 @@ def recalibrate(
     beta: float,
     max_benign_fpr: float | None = None,
     *,
+    per_source: bool = True,
+    scores: Path | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Re-pick the thresholds of trained weights in `directory`; weights untouched.
 
-    Training depends on neither `beta` nor `max_benign_fpr`, so this equals retraining with them,
-    minus the training.
+    Training depends on neither `beta` nor the cap, so this equals retraining with them, minus the
+    training. `scores`: a scores file (`cached_scores`) to reuse and extend.
     """
-    from cosa_guard.encoder import CONFIG_FILE, EncoderClassifier
+    from cosa_guard.encoder import CONFIG_FILE, EncoderClassifier, EncoderPredictor
 
     model = EncoderClassifier.load(directory)
     val_rows = [r for r in rows if r.split == VAL]
     prompt_tokens = int(model.config.metadata.get("prompt_tokens", PROMPT_TOKENS))
+    judge = CategoryJudge(EncoderPredictor(model, int8=True), prompt_tokens=prompt_tokens)
+    probs = cached_scores(judge, val_rows, directory, scores, progress=progress)
     metadata = {
         **model.config.metadata,
-        **_calibrated(model, val_rows, beta, max_benign_fpr, prompt_tokens, progress),
+        **_calibrated(probs, val_rows, beta, max_benign_fpr, per_source),
     }
     config = dataclasses.replace(model.config, metadata=metadata)
     (directory / CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
@@ -528,6 +590,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--init", type=Path, default=None, help="start from the trained judge in this folder (warm start)"
     )
     parser.add_argument(
+        "--pooled-cap",
+        action="store_true",
+        help="apply --max-benign-fpr to all real benign answers pooled, not to each source",
+    )
+    parser.add_argument(
+        "--scores",
+        type=Path,
+        default=None,
+        help="with --calibrate-only: a scores file to reuse and extend (see benchmarks/judge.py --scores)",
+    )
+    parser.add_argument(
         "--calibrate-only",
         action="store_true",
         help="no training: re-pick the thresholds of the weights in --out with --beta",
@@ -541,7 +614,9 @@ def run(args: argparse.Namespace) -> int:
     rows = judge_corpus(args.data, args.seed, public=not args.no_public, real=not args.no_real)
     max_fpr = args.max_benign_fpr if args.max_benign_fpr >= 0 else None
     if args.calibrate_only:
-        metadata = recalibrate(args.out, rows, args.beta, max_fpr)
+        metadata = recalibrate(
+            args.out, rows, args.beta, max_fpr, per_source=not args.pooled_cap, scores=args.scores
+        )
         print(json.dumps({"out": str(args.out), **metadata}, indent=2))
         return 0
     settings = TrainSettings(
@@ -553,6 +628,7 @@ def run(args: argparse.Namespace) -> int:
         max_length=args.max_length,
         beta=args.beta,
         max_benign_fpr=max_fpr,
+        per_source_cap=not args.pooled_cap,
         seed=args.seed,
         time_budget_s=args.time_budget * 60,
         max_train=args.max_train,
