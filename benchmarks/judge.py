@@ -2,6 +2,7 @@
 
     python benchmarks/judge.py --quick          # a sample of the split, under a minute
     python benchmarks/judge.py                  # the whole validation split
+    python benchmarks/judge.py --scores S.json  # keep the scores: a re-run on the same weights is instant
 
 Needs the training distribution (`pip install -e training`), which holds the corpora.
 
@@ -22,7 +23,11 @@ the shipped weights (or `--weights`), then prints `name=value` lines:
                                                           then the real benign cap) on the other half of
                                                           the families of the validation splits the judge
                                                           was calibrated on (the shipped thresholds were
-                                                          tuned on them: the plain figures are optimistic)
+                                                          tuned on them: the plain figures are optimistic);
+                                                          for real_fpr, real_violation_recall,
+                                                          real_compliance_accuracy,
+                                                          real_jbb_compliance_accuracy,
+                                                          real_fpr_source_phtest, real_fpr_len_1000_4999
 
 and, on the real-traffic validation split (`cosa_guard_training.detectors.judge_real`: real exchanges from
 held-out groups, never trained on; no category allowed unless said):
