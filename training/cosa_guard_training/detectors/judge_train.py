@@ -9,7 +9,7 @@ the training split (from scratch, or from a trained judge with `--init`), then s
 validation split (family-held-out corpus rows and held-out real exchanges) with the int8 inference
 path the judge uses (each pair in its own forward pass, as `judge()` scores it) and picks, per
 category, the threshold with the best F-beta, then raises thresholds until at most
-`--max-benign-fpr` of the real benign answers get a category. Only the trained delta (head +
+`--max-benign-fpr` of each source's real benign answers get a category. Only the trained delta (head +
 top layers, float16) and a JSON description holding the thresholds, validation figures and corpus
 fingerprint are written: a few MB that ship in the package. Training stops early at
 `--time-budget` minutes so it fits a shared CPU.
@@ -200,7 +200,8 @@ def cached_scores(
     (the delta in `weights`), and writing the new ones back.
 
     Scores depend on the weights alone, not on the thresholds: re-picking thresholds and re-running
-    the benchmark on the same weights need not pay for scoring thousands of pairs again.
+    the benchmark on the same weights need not pay for scoring thousands of pairs again. The file
+    knows the weights, not the scoring code: delete it when the encoder or the windowing changes.
     """
     digest = weights_digest(weights)
     stored: dict[str, list[float]] = {}
