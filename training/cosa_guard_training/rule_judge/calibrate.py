@@ -15,8 +15,9 @@ can be wrong:
 
 - *inside* (should comply): an answer of subject S in category C, under a config that allows C
   with an allows-rule about S (or a parent of it) and four forbids-rules about unrelated subjects;
-- *refusal* (should comply): a refusal that names S, under a config with a forbids-rule about S
-  and four about unrelated subjects;
+- *refusal* (should comply): a refusal of a request for S (real, or synthetic and naming S, or
+  naming S and then doing something harmless instead), under a config with a forbids-rule about
+  S and four about unrelated subjects;
 - *forbidden inside* (should be refused): an answer of S under a config that allows S's category
   (if a config may allow it) with an allows-rule about a broad parent of S, a forbids-rule about S
   itself and three unrelated forbids-rules: what only the text forbids ("no pork" in a recipe
@@ -97,8 +98,8 @@ def build_cases(inv: Inventory, answers: Sequence[Answer], seed: int) -> list[Ca
     pool = [s for s in inv.by_id.values() if s.phrases and inv.split_of(s.id) in (None, "val")]
     by_kind: dict[str, list[Case]] = {kind: [] for kind in KINDS}
     for answer in answers:
-        if answer.kind == "refusal" and answer.id.startswith("refuse:"):
-            subject = inv.by_id[answer.id.split(":")[1]]
+        if answer.refused:
+            subject = inv.by_id[answer.refused]
             unrelated = [s for s in pool if s.id not in inv.tags(subject.id)]
             rules = (_rule(rng, 1, subject, "forbids"), *_distractors(rng, unrelated, 2, 4))
             by_kind["refusal"].append(Case("refusal", _config(), rules, answer))
