@@ -79,7 +79,7 @@ def test_subjects_and_template_families_are_held_out(corpus) -> None:  # type: i
 
 
 def test_labels_say_whether_the_answer_does_the_rules_subject(corpus) -> None:  # type: ignore[no-untyped-def]
-    _, answers, pairs = corpus
+    inv, answers, pairs = corpus
     tags = {a.id: a.tags for a in answers}
     kinds = {a.id: a.kind for a in answers}
     for pair in pairs:
@@ -88,15 +88,10 @@ def test_labels_say_whether_the_answer_does_the_rules_subject(corpus) -> None:  
             assert pair.label == 0
     assert {p.label for p in pairs} == {0, 1}
     assert any(p.hard for p in pairs)
-    # every refusal and redirect meets a rule about what it declined, as a hard negative
-    refused = {a.id: a.refused for a in answers if a.kind in ("refusal", "redirect")}
-    assert refused and all(refused.values())
-    declined = {
-        p.answer
-        for p in pairs
-        if p.answer in refused and p.rule_subject == refused[p.answer] and p.hard and not p.label
-    }
-    assert declined == set(refused)
+    # every refusal knows the subject it declined (the calibration's refusal cases need it)
+    refused = [a.refused for a in answers if a.kind == "refusal"]
+    assert refused and all(r in inv.by_id for r in refused)
+    assert not any(a.refused for a in answers if a.kind != "refusal")
 
 
 def test_partial_answers_end_with_the_violation(corpus) -> None:  # type: ignore[no-untyped-def]
@@ -162,7 +157,7 @@ def test_calibration_cases_cover_each_way_a_judge_can_be_wrong(corpus) -> None: 
         assert len(case.rules) == 5
         assert case.should_comply == (case.kind in ("inside", "refusal"))
         if case.kind == "refusal":
-            assert case.answer.kind in ("refusal", "redirect") and case.rules[0].polarity == "forbids"
+            assert case.answer.kind == "refusal" and case.rules[0].polarity == "forbids"
         if case.kind == "forbidden_inside":
             cover, forbidden = case.rules[:2]
             assert (cover.polarity, forbidden.polarity) == ("allows", "forbids")
@@ -219,17 +214,3 @@ def test_the_decision_calibration_keeps_forbids_at_or_above_the_cap(corpus) -> N
         category=_NoCategory(),  # type: ignore[arg-type]
     )
     assert capped["forbids"] >= 0.98  # the cap is a floor, even when it costs accuracy
-
-
-def test_redirecting_refusals_do_only_the_replacement(corpus) -> None:  # type: ignore[no-untyped-def]
-    inv, answers, _ = corpus
-    redirects = [a for a in answers if a.kind == "redirect"]
-    assert redirects
-    for answer in redirects:
-        refused = answer.id.split(":")[1]
-        assert refused not in answer.tags and answer.tags
-        assert inv.split_of(refused) == answer.split
-        assert all(inv.split_of(t) in (None, answer.split) for t in answer.tags)
-    assert any(
-        inv.by_id["pork"].phrases[0] in a.response for a in redirects if a.id.startswith("redirect:pork:")
-    )

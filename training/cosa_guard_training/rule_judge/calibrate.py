@@ -15,9 +15,8 @@ can be wrong:
 
 - *inside* (should comply): an answer of subject S in category C, under a config that allows C
   with an allows-rule about S (or a parent of it) and four forbids-rules about unrelated subjects;
-- *refusal* (should comply): a refusal of a request for S (real, or synthetic and naming S, or
-  naming S and then doing something harmless instead), under a config with a forbids-rule about
-  S and four about unrelated subjects;
+- *refusal* (should comply): a refusal of a request for S (real, or synthetic and naming S),
+  under a config with a forbids-rule about S and four about unrelated subjects;
 - *forbidden inside* (should be refused): an answer of S under a config that allows S's category
   (if a config may allow it) with an allows-rule about a broad parent of S, a forbids-rule about S
   itself and three unrelated forbids-rules: what only the text forbids ("no pork" in a recipe

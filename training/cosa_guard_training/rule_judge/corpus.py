@@ -61,7 +61,6 @@ _REFUSALS = (
     "That request involves {x}, which I am not able to provide.",
     "I can't assist with that: {x} is something I don't produce. I can suggest a safer alternative.",
 )
-_REDIRECTS = (" Instead, here is something else: ", " How about this instead? ", " Here is an alternative. ")
 
 
 @dataclass(frozen=True)
@@ -70,10 +69,10 @@ class Answer:
     request: str
     response: str
     tags: frozenset[str]  # subject ids the answer does (with their parents)
-    # synthetic, partial, refusal, redirect (a refusal, then something harmless), jailbroken, benign
-    kind: str
+    kind: str  # synthetic, partial, refusal, jailbroken, benign
     split: str
-    refused: str = ""  # refusals and redirects: the subject the request asked for (and did not get)
+    # refusals: the subject the request asked for (calibration pairs them with a rule about it)
+    refused: str = ""
 
 
 @dataclass(frozen=True)
@@ -175,30 +174,6 @@ def synthetic_answers(inv: Inventory, rng: random.Random) -> list[Answer]:
                     refusal,
                     frozenset(),
                     "refusal",
-                    split,
-                    subject.id,
-                )
-            )
-        # A refusal that names the subject, then does something harmless instead (a vegetarian
-        # dish for a pork request): the answer does only the replacement, so a rule about the
-        # refused subject is not violated although its words are there
-        # (from the same split, so a held-out answer does only held-out subjects).
-        candidates = [s for s in benign if s.id != subject.id and inv.split_of(s.id) == split]
-        siblings = [s for s in candidates if set(s.parents) & set(subject.parents)]
-        for i in range(SYNTHETIC_PER_SUBJECT // 6 if candidates else 0):
-            instead = rng.choice(siblings or candidates)
-            text = (
-                rng.choice(_REFUSALS).format(x=rng.choice(subject.phrases))
-                + rng.choice(_REDIRECTS)
-                + " ".join(rng.sample(instead.sentences, k=min(2, len(instead.sentences))))
-            )
-            out.append(
-                Answer(
-                    f"redirect:{subject.id}:{i}",
-                    rng.choice(subject.requests),
-                    text,
-                    inv.tags(instead.id),
-                    "redirect",
                     split,
                     subject.id,
                 )
@@ -334,20 +309,12 @@ def build_pairs(inv: Inventory, answers: Sequence[Answer], seed: int, negatives:
             text, family, polarity = rule_text(rng, _phrase(rng, inv.by_id[sid], others), val)
             pairs.append(Pair(text, polarity, family, sid, answer.id, 1, False, answer.split))
         others = [s for s in pool if s.id not in answer.tags]
-        if answer.refused and inv.split_of(answer.refused) in (None, answer.split):
-            # the hardest negative there is: the subject the answer names and declines to do
-            subject = inv.by_id[answer.refused]
-            text, family, polarity = rule_text(rng, _phrase(rng, subject, others), val)
-            pairs.append(Pair(text, polarity, family, subject.id, answer.id, 0, True, answer.split))
         anchor = narrow[0] if narrow else None
         hard = [s for s in others if anchor is not None and inv.related(anchor, s.id)]
         for j in range(negatives):
             source = hard if hard and j % 2 == 0 else others
             subject = rng.choice(source)
-            # a hard rule lists its subject with other related ones ("no pork, ham or alcohol" for a
-            # beef stew), as a policy about one domain does
-            company = [s for s in source if s.id != subject.id] if source is hard else others
-            text, family, polarity = rule_text(rng, _phrase(rng, subject, company or others), val)
+            text, family, polarity = rule_text(rng, _phrase(rng, subject, others), val)
             pairs.append(Pair(text, polarity, family, subject.id, answer.id, 0, source is hard, answer.split))
     return pairs
 
