@@ -20,9 +20,10 @@ Prints `real_fpr=` and `real_fpr_<language group>=`, `real_fpr_len_<length bucke
 per (language group, kind, length bucket) cell, so `real_fpr` is a mean over cells, not over the
 folder's mix.
 
-Latency: per-turn median / p95 of the structural and the full path on validation turns, a turn
-near 512 tokens, and a 10,000-character pasted document. `--quick` samples 12 texts per family and
-a few real texts per cell (a few minutes).
+Latency: per-turn median / p95 (wall) and median process CPU time of the structural and the full
+path on validation turns, a turn near 512 tokens built from the generator's preambles, real
+validation documents cut to 496 tokens, and 10,000-character pastes of validation documents.
+`--quick` samples 12 texts per family and a few real texts per cell (a few minutes).
 """
 
 from __future__ import annotations
@@ -42,10 +43,12 @@ from cosa_guard_training.detectors import injection_corpus as corpus
 from cosa_guard_training.detectors import injection_real as real
 from cosa_guard_training.detectors import real_traffic
 from cosa_guard_training.detectors.injection_calibration import calibrate
+from cosa_guard_training.detectors.injection_screen import window_ids
 from cosa_guard_training.detectors.injection_train import real_corpus
 
 from cosa_guard.injection.classifier import WEIGHTS_DIR, InjectionClassifier
 from cosa_guard.injection.detector import InjectionDetector, TurnVerdict
+from cosa_guard.injection.screen import WindowScreen
 from cosa_guard.injection.structural import DECISIVE, scan
 from cosa_guard.normalise import normalise
 
@@ -67,18 +70,40 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def timed(detector: InjectionDetector, texts: Sequence[str]) -> tuple[list[float], list[float]]:
-    """Per-text milliseconds for the structural path and for the full path (one text per call)."""
-    structural_ms, full_ms = [], []
+async def timed(
+    detector: InjectionDetector, texts: Sequence[str]
+) -> tuple[list[float], list[float], list[float]]:
+    """Per-text milliseconds for the structural path and for the full path (one text per call),
+    and the full path's process CPU milliseconds: on a shared machine the wall time measures the
+    neighbours too, the CPU time mostly this work."""
+    structural_ms, full_ms, full_cpu_ms = [], [], []
     for text in texts:
         start = time.perf_counter()
         scan(normalise(text))
         structural_ms.append((time.perf_counter() - start) * 1000)
     for text in texts:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         await detector.scan([text])
         full_ms.append((time.perf_counter() - start) * 1000)
-    return structural_ms, full_ms
+        full_cpu_ms.append((time.process_time() - cpu) * 1000)
+    return structural_ms, full_ms, full_cpu_ms
+
+
+def emit_latency(name: str, wall_ms: Sequence[float], cpu_ms: Sequence[float]) -> None:
+    emit(f"latency_{name}_median_ms", statistics.median(wall_ms))
+    emit(f"latency_{name}_p95_ms", percentile(wall_ms, 0.95))
+    emit(f"latency_{name}_cpu_median_ms", statistics.median(cpu_ms))
+
+
+def emit_windows(name: str, weights: Path, texts: Sequence[str]) -> None:
+    """How many token windows the texts have and how many the encoder reads after the screen: the
+    part of the latency that does not depend on the machine (each read window is one forward)."""
+    windows = window_ids([normalise(t).detection_text() for t in texts], 128, 32)
+    screen = WindowScreen.load(weights)
+    read = [sum(screen.escalate(w)) if screen is not None else len(w) for w in windows]
+    emit(f"windows_{name}_median", statistics.median(len(w) for w in windows))
+    emit(f"windows_read_{name}_median", statistics.median(read))
+    emit(f"windows_read_{name}_mean", statistics.fmean(read))
 
 
 def token_count(text: str) -> int:
@@ -154,12 +179,35 @@ async def real_traffic_rates(detector: InjectionDetector, rows: Sequence[corpus.
         emit(f"n_{name}", len(hits))
 
 
-def ten_thousand_chars(data_dir: Path, count: int) -> list[str]:
-    """Real English documents (Wikipedia, news, PEPs, code) joined and cut to 10,000 characters."""
+def validation_documents(data_dir: Path) -> list[real_traffic.RealRow]:
+    """Real documents of the validation split (no training or calibration step reads them)."""
     if not real_traffic.available(data_dir):
         return []
-    docs = sorted((r.text for r in real_traffic.documents(data_dir) if r.lang == "en"), key=len, reverse=True)
+    rows = real_traffic.without_leaks(real_traffic.documents(data_dir))
+    return sorted((r for r in rows if real.role_of(r) == "validation"), key=lambda r: r.id)
+
+
+def ten_thousand_chars(data_dir: Path, count: int) -> list[str]:
+    """The longest English validation documents (PEPs, news, Wikipedia), two at a time, cut to
+    10,000 characters."""
+    docs = sorted((r.text for r in validation_documents(data_dir) if r.lang == "en"), key=len, reverse=True)
     return [f"Summarise this:\n\n{docs[2 * i]}\n\n{docs[2 * i + 1]}"[:10_000] for i in range(count)]
+
+
+def first_tokens(text: str, tokens: int) -> str:
+    """The longest prefix of `text` within `tokens` encoder tokens."""
+    from cosa_guard.encoder import load_tokenizer
+
+    offsets = load_tokenizer()(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+    spans = offsets["offset_mapping"]
+    return text if len(spans) <= tokens else text[: spans[tokens - 1][1]]
+
+
+def real_512_token_turns(data_dir: Path, count: int, rng: random.Random) -> list[str]:
+    """Validation documents of any language, 2,500+ characters, each cut to its first 496 tokens
+    (the 512-token budget less the window's special tokens and a short request)."""
+    docs = [r.text for r in validation_documents(data_dir) if 2_500 <= len(r.text) < 9_000]
+    return [f"Summarise this:\n\n{first_tokens(d, 490)}" for d in rng.sample(docs, min(count, len(docs)))]
 
 
 async def synthetic_rates(
@@ -253,24 +301,30 @@ async def main(argv: Sequence[str] | None = None) -> int:
         return 0
     timed_texts = [r.text for r in rng.sample(rows, min(50 if args.quick else 400, len(rows)))]
     detector = InjectionDetector(classifier)  # fresh cache
-    structural_ms, full_ms = await timed(detector, timed_texts)
+    structural_ms, full_ms, full_cpu = await timed(detector, timed_texts)
     emit("latency_structural_median_ms", statistics.median(structural_ms))
     emit("latency_structural_p95_ms", percentile(structural_ms, 0.95))
-    emit("latency_full_median_ms", statistics.median(full_ms))
-    emit("latency_full_p95_ms", percentile(full_ms, 0.95))
+    emit_latency("full", full_ms, full_cpu)
+    # Built from the generator's attack preambles (benign sentences it also wraps attacks in):
+    # kept for comparison with earlier releases, not as typical traffic.
     long_text = longest_turn(rng, 512)
     emit("long_turn_tokens", token_count(long_text))
-    _, long_ms = await timed(
+    _, long_ms, long_cpu = await timed(
         InjectionDetector(classifier), [long_text + str(i) for i in range(3 if args.quick else 10)]
     )
-    emit("latency_full_512_tokens_median_ms", statistics.median(long_ms))
-    emit("latency_full_512_tokens_p95_ms", percentile(long_ms, 0.95))
+    emit_latency("full_512_tokens", long_ms, long_cpu)
+    turns = real_512_token_turns(Path(args.data_dir), 5 if args.quick else 20, rng)
+    if turns:
+        emit("real_512_token_turns", len(turns))
+        _, real_ms, real_cpu = await timed(InjectionDetector(classifier), turns)
+        emit_latency("full_512_tokens_real", real_ms, real_cpu)
+        emit_windows("512_tokens_real", Path(args.weights), turns)
     pasted = ten_thousand_chars(Path(args.data_dir), 3 if args.quick else 10)
     if pasted:
         emit("latency_10k_chars_tokens", token_count(pasted[0]))
-        _, paste_ms = await timed(InjectionDetector(classifier), pasted)
-        emit("latency_full_10k_chars_median_ms", statistics.median(paste_ms))
-        emit("latency_full_10k_chars_p95_ms", percentile(paste_ms, 0.95))
+        _, paste_ms, paste_cpu = await timed(InjectionDetector(classifier), pasted)
+        emit_latency("full_10k_chars", paste_ms, paste_cpu)
+        emit_windows("10k_chars", Path(args.weights), pasted)
     return 0
 
 

@@ -2,6 +2,7 @@
 
     python benchmarks/judge.py --quick          # a sample of the split, under a minute
     python benchmarks/judge.py                  # the whole validation split
+    python benchmarks/judge.py --scores S.json  # keep the scores: a re-run on the same weights is instant
 
 Needs the training distribution (`pip install -e training`), which holds the corpora.
 
@@ -22,7 +23,11 @@ the shipped weights (or `--weights`), then prints `name=value` lines:
                                                           then the real benign cap) on the other half of
                                                           the families of the validation splits the judge
                                                           was calibrated on (the shipped thresholds were
-                                                          tuned on them: the plain figures are optimistic)
+                                                          tuned on them: the plain figures are optimistic);
+                                                          for real_fpr, real_violation_recall,
+                                                          real_compliance_accuracy,
+                                                          real_jbb_compliance_accuracy,
+                                                          real_fpr_source_phtest, real_fpr_len_1000_4999
 
 and, on the real-traffic validation split (`cosa_guard_training.detectors.judge_real`: real exchanges from
 held-out groups, never trained on; no category allowed unless said):
@@ -70,23 +75,33 @@ from cosa_guard_training.detectors.judge_real import (
     real_pairs,
     source_name,
 )
-from cosa_guard_training.detectors.judge_train import calibrate, fbeta, score_rows
+from cosa_guard_training.detectors.judge_train import cached_scores, calibrate, fbeta
 from cosa_guard_training.detectors.real_traffic import RealRow, length_bucket
 
 from cosa_guard.config import SafetyConfig
-from cosa_guard.judges.category import CategoryJudge
+from cosa_guard.judges.category import WEIGHTS_DIR, CategoryJudge
 from cosa_guard.taxonomy import ALLOWABLE_IDS, CATEGORY_IDS, is_compliant
 from cosa_guard.types import Message
 
+CROSSFIT_REAL = (
+    "real_fpr",
+    "real_violation_recall",
+    "real_compliance_accuracy",
+    "real_jbb_compliance_accuracy",
+)
 HUMAN_SOURCES = {"gptfuzz_jailbreak_responses", "ailuminate_demo", "harmful_requests_misc"}
 
 
-def score(judge: CategoryJudge, rows: Sequence[Example]) -> tuple[list[list[float]], float]:
+def score(
+    judge: CategoryJudge, rows: Sequence[Example], weights: Path, cache: Path | None
+) -> tuple[list[list[float]], float]:
     """Per row, the probability of each category (in CATEGORY_IDS order), each pair scored alone as
-    `judge()` scores it (so the figures match serving); and ms per row."""
+    `judge()` scores it (so the figures match serving), reusing the scores file `cache` when it
+    holds these weights' scores; and ms per row (NaN when every row came from the file)."""
     start = time.perf_counter()
-    probs = score_rows(judge, rows)
-    return probs, (time.perf_counter() - start) * 1000.0 / max(1, len(rows))
+    probs = cached_scores(judge, rows, weights, cache)
+    elapsed = (time.perf_counter() - start) * 1000.0
+    return probs, elapsed / max(1, len(rows)) if cache is None else float("nan")
 
 
 def found(probs: Sequence[Sequence[float]], thresholds: dict[str, float]) -> list[frozenset[str]]:
@@ -146,6 +161,8 @@ def crossfit(
     beta: float = 1.0,
     max_benign_fpr: float | None = None,
     fit_on: Sequence[bool] | None = None,
+    *,
+    per_source: bool = False,
 ) -> list[frozenset[str]]:
     """Categories found with thresholds calibrated (as in training) on the other half of the families;
     only rows marked in `fit_on` (default: all) are calibrated on."""
@@ -154,7 +171,9 @@ def crossfit(
     pred: list[frozenset[str]] = [frozenset()] * len(rows)
     for side in (True, False):
         fit = [i for i, f in enumerate(fold) if f != side and usable[i]]
-        thresholds = calibrate([probs[i] for i in fit], [rows[i] for i in fit], beta, max_benign_fpr)
+        thresholds = calibrate(
+            [probs[i] for i in fit], [rows[i] for i in fit], beta, max_benign_fpr, per_source=per_source
+        )
         for i in (i for i, f in enumerate(fold) if f == side):
             pred[i] = found([probs[i]], thresholds)[0]
     return pred
@@ -224,9 +243,12 @@ def evaluate(
     rows: Sequence[Example],
     latency_rows: Sequence[Example],
     real: Sequence[tuple[RealRow, Example]] = (),
+    *,
+    weights: Path = WEIGHTS_DIR,
+    cache: Path | None = None,
 ) -> dict[str, float]:
-    probs, ms_per = score(judge, rows)
-    real_probs = score(judge, [ex for _, ex in real])[0] if real else []
+    probs, ms_per = score(judge, rows, weights, cache)
+    real_probs = score(judge, [ex for _, ex in real], weights, cache)[0] if real else []
     results = quality(probs, rows, real_probs, real, judge.thresholds, judge.predictor.config.metadata)
     samples = latency(judge, latency_rows)
     results["latency_median_ms"] = statistics.median(samples)
@@ -277,6 +299,7 @@ def quality(
         float(metadata.get("threshold_beta", 1.0)),
         metadata.get("max_benign_fpr"),
         [True] * len(rows) + [on_real] * len(fit),
+        per_source=bool(metadata.get("benign_cap_per_source", False)),
     )
     cross = cross_all[: len(rows)]
     results["macro_f1_crossfit"] = category_metrics(cross, rows)["macro_f1"]
@@ -285,8 +308,11 @@ def quality(
     results["violation_recall_crossfit"] = cross_compliance["violation_recall"]
     if fit:
         real_cross = real_metrics(cross_all[len(rows) :], [real[i] for i in fit])
-        for name in ("real_fpr", "real_violation_recall", "real_compliance_accuracy"):
-            results[f"{name}_crossfit"] = real_cross[name]
+        # The sensitive-sounding source, long answers and JailbreakBench rows are where the owner's
+        # sets differ from the pooled figures (issue 14).
+        for name in (*CROSSFIT_REAL, "real_fpr_source_phtest", "real_fpr_len_1000_4999"):
+            if name in real_cross:
+                results[f"{name}_crossfit"] = real_cross[name]
     return results
 
 
@@ -299,6 +325,12 @@ def main() -> None:
     parser.add_argument("--data", type=Path, help="shared data folder (default: ../shared/data)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-real", action="store_true", help="skip the real-traffic validation split")
+    parser.add_argument(
+        "--scores",
+        type=Path,
+        help="a scores file to reuse and extend: a re-run on the same weights (say after "
+        "`cosa-guard train judge --calibrate-only --scores FILE`) skips scoring; ms_per_example is then NaN",
+    )
     args = parser.parse_args()
     judge = CategoryJudge.load(args.weights)
     rows = [r for r in build_corpus(args.data, args.seed) if r.split == VAL]
@@ -309,7 +341,8 @@ def main() -> None:
         rows = rng.sample(rows, min(400, len(rows)))
         real = rng.sample(real, min(400, len(real)))
     latency_rows = random.Random(args.seed + 1).sample(rows, min(len(rows), 30 if args.quick else 200))
-    results = evaluate(judge, rows, latency_rows, real)
+    weights = args.weights if args.weights is not None else WEIGHTS_DIR
+    results = evaluate(judge, rows, latency_rows, real, weights=weights, cache=args.scores)
     for name, value in results.items():
         print(
             f"{name}={value:.4f}"

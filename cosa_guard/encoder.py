@@ -21,7 +21,7 @@ import functools
 import json
 import threading
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -211,6 +211,14 @@ class Windows:
     attention_mask: torch.Tensor
     owner: tuple[int, ...]
 
+    def lengths(self) -> list[int]:
+        """Each window's token count, special tokens included, padding excluded."""
+        return [int(n) for n in self.attention_mask.sum(dim=1)]
+
+    def content_ids(self) -> list[list[int]]:
+        """Each window's token ids without [CLS], [SEP] and padding (single-text windows only)."""
+        return [self.input_ids[i, 1 : n - 1].tolist() for i, n in enumerate(self.lengths())]
+
 
 def encode_windows(
     tokenizer: PreTrainedTokenizerBase,
@@ -340,12 +348,24 @@ class EncoderPredictor:
         ]
 
     def predict_windows(
-        self, texts: Sequence[str], pairs: Sequence[str] | None = None, *, threads: int | None = None
+        self,
+        texts: Sequence[str],
+        pairs: Sequence[str] | None = None,
+        *,
+        threads: int | None = None,
+        keep: Callable[[Sequence[Sequence[int]]], Sequence[bool]] | None = None,
     ) -> list[list[list[float]]]:
         """Per text, one row of label probabilities per window (each text in its own forward pass,
-        as in `predict_each`), for callers that aggregate windows otherwise than by the maximum."""
+        as in `predict_each`), for callers that aggregate windows otherwise than by the maximum.
+
+        With `keep` (single texts only), `keep(content ids of each window)` picks the windows the
+        model reads, each in a forward pass of its own, so a window's probability depends on
+        nothing else; only those windows get a row (none, when it keeps none).
+        """
         if pairs is not None and len(pairs) != len(texts):
             raise ValueError(f"got {len(texts)} texts but {len(pairs)} pairs")
+        if pairs is not None and keep is not None:
+            raise ValueError("keep reads single-text windows; it cannot be used with pairs")
         out: list[list[list[float]]] = []
         with self._lock, torch.inference_mode():
             before = torch.get_num_threads()
@@ -357,8 +377,19 @@ class EncoderPredictor:
                     win = encode_windows(
                         self.tokenizer, [text], self.config.max_length, self.config.stride, pair
                     )
-                    probs = self.model.probabilities(self.model(win.input_ids, win.attention_mask))
-                    out.append(probs.tolist())
+                    if keep is None:
+                        probs = self.model.probabilities(self.model(win.input_ids, win.attention_mask))
+                        out.append(probs.tolist())
+                    else:
+                        out.append(self._kept_windows(win, keep(win.content_ids())))
             finally:
                 torch.set_num_threads(before)
         return out
+
+    def _kept_windows(self, win: Windows, kept: Sequence[bool]) -> list[list[float]]:
+        rows = []
+        for i, (length, read) in enumerate(zip(win.lengths(), kept, strict=True)):
+            if read:
+                ids, mask = win.input_ids[i : i + 1, :length], win.attention_mask[i : i + 1, :length]
+                rows.append(self.model.probabilities(self.model(ids, mask))[0].tolist())
+        return rows

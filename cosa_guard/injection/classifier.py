@@ -5,10 +5,13 @@ layers and a linear head, with the calibrated threshold and window discount in `
 Nothing heavy is imported until the first score, and scoring runs in a worker thread so the event
 loop never blocks on the model.
 
-A long text is read in windows. Its score is its strongest window's, discounted by the number of
-windows (`window_score`): with the plain maximum, every extra window of benign text is one more
-chance of a false positive, so a 5,000-character paste was far likelier to be flagged than a
-200-character turn. A one-window turn keeps its raw score.
+A long text is read in windows. Before the encoder, a linear screen (`screen.py`) clears the
+windows that plainly hold ordinary text; only the rest pay for a forward pass (weights without a
+screen file read every window). The text's score is its strongest read window's, discounted by
+the number of windows read (`window_score`): with the plain maximum, every extra window the
+encoder reads is one more chance of a false positive, so a long paste would be likelier to be
+flagged than a short turn. A text with one read window keeps its raw score; one with none
+scores 0.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from cosa_guard.encoder import EncoderPredictor
+    from cosa_guard.injection.screen import WindowScreen
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "data" / "injection"
 _EPS = 1e-7  # float32 probabilities saturate near 1 - 6e-8; keep the logit finite
@@ -35,8 +39,10 @@ def window_score(window_probabilities: Sequence[float], discount: float) -> floa
     windows would cross a fixed threshold about n times as often; lowering the logit by ln(n)
     (discount 1) cancels that for independent windows with a logistic score tail. Windows of one
     text are correlated, so training (`cosa-guard train injection`) fits the discount on real long
-    benign texts.
+    benign texts. `window_probabilities` are the windows the encoder read; none scores 0.
     """
+    if not window_probabilities:
+        return 0.0
     top = min(max(max(window_probabilities), _EPS), 1 - _EPS)
     if discount == 0 or len(window_probabilities) == 1:
         return top
@@ -66,6 +72,7 @@ class InjectionClassifier:
         # and under contention it measured several times slower. None keeps torch's setting.
         self.threads = threads
         self._predictor: EncoderPredictor | None = None
+        self._screen: WindowScreen | None = None
         self._lock = threading.Lock()
         self._metadata: dict[str, Any] | None = None
 
@@ -88,22 +95,30 @@ class InjectionClassifier:
         """The calibrated discount per ln(window count); 0 (plain maximum) for older weights."""
         return self._calibration("window_discount", 0.0)
 
-    def _load(self) -> EncoderPredictor:
+    def _load(self) -> tuple[EncoderPredictor, WindowScreen | None]:
         with self._lock:
             if self._predictor is None:
                 from cosa_guard.encoder import EncoderPredictor
+                from cosa_guard.injection.screen import WindowScreen
 
+                self._screen = WindowScreen.load(self.directory)
                 self._predictor = EncoderPredictor.load(self.directory, int8=self.int8)
-            return self._predictor
+            return self._predictor, self._screen
+
+    def window_probabilities(self, texts: Sequence[str]) -> list[list[float]]:
+        """Blocking: per text, the attack probability of each token window the encoder read (the
+        screen clears the rest). Each such window runs in its own forward pass, exactly as
+        training calibrated the threshold, so a turn's score depends on nothing else in the call.
+        """
+        predictor, screen = self._load()
+        keep = screen.escalate if screen is not None else None
+        windows = predictor.predict_windows(list(texts), threads=self.threads, keep=keep)
+        return [[w[0] for w in text] for text in windows]
 
     def predict(self, texts: Sequence[str]) -> list[float]:
-        """Blocking: the attack score of each text (`window_score` over its token windows).
-
-        Each text is scored on its own, exactly as training calibrated the threshold, so a turn's
-        score does not depend on what else is in the call.
-        """
-        windows = self._load().predict_windows(list(texts), threads=self.threads)
-        return [window_score([w[0] for w in text], self.window_discount) for text in windows]
+        """Blocking: the attack score of each text (`window_score` over its token windows)."""
+        discount = self.window_discount
+        return [window_score(windows, discount) for windows in self.window_probabilities(texts)]
 
     async def score(self, texts: Sequence[str]) -> list[float]:
         if not texts:

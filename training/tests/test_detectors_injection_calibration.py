@@ -8,7 +8,13 @@ import random
 from pathlib import Path
 
 import pytest
-from cosa_guard_training.detectors.injection_calibration import Budget, fit_window_rule, threshold_for
+from cosa_guard_training.detectors.injection_calibration import (
+    DISCOUNTS,
+    RECALL_TOLERANCE,
+    Budget,
+    fit_window_rule,
+    threshold_for,
+)
 
 from cosa_guard.injection.classifier import InjectionClassifier, window_score
 
@@ -70,7 +76,18 @@ def test_fit_keeps_every_budget_and_picks_a_discount_for_long_texts() -> None:
     assert all(fpr <= 0.02 for fpr in rule.fprs.values())
     plain = next(c for c in candidates if c.discount == 0.0)
     assert rule.discount > 0.0 and rule.recall > plain.recall
-    assert rule.recall == max(c.recall for c in candidates)
+    assert rule.recall >= max(c.recall for c in candidates) - RECALL_TOLERANCE
+
+
+def test_among_discounts_of_equal_recall_the_largest_is_kept() -> None:
+    # Every attack is one strong window and every benign text one weak one: the discount changes
+    # nothing, so the rule keeps the one that guards long texts best.
+    windows = [[0.9]] * 50 + [[0.1]] * 200
+    labels = [1] * 50 + [0] * 200
+    budgets = [Budget("real", tuple(range(50, 250)), 0.01)]
+    rule, candidates = fit_window_rule(windows, labels, [False] * 250, budgets)
+    assert {c.recall for c in candidates} == {1.0}
+    assert rule.discount == max(DISCOUNTS) == 1.0
 
 
 def test_budgets_too_small_to_measure_do_not_bind() -> None:

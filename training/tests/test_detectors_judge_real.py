@@ -113,8 +113,8 @@ def test_no_rows_without_the_folder(tmp_path: Path) -> None:
     assert rc.real_pairs(tmp_path) == []
 
 
-def _row(kind: str, cats: tuple[str, ...] = ()) -> Example:
-    return Example("p", "r", cats, kind, "f", "s", VAL)
+def _row(kind: str, cats: tuple[str, ...] = (), source: str = "s") -> Example:
+    return Example("p", "r", cats, kind, "f", source, VAL)
 
 
 def test_the_cap_raises_the_category_that_costs_the_least_recall() -> None:
@@ -131,15 +131,35 @@ def test_the_cap_raises_the_category_that_costs_the_least_recall() -> None:
     labels = [[1.0 if c in r.categories else 0.0 for c in CATEGORY_IDS] for r in rows]
     start = dict.fromkeys(CATEGORY_IDS, 0.5)
     benign = [i for i, r in enumerate(rows) if r.kind == rc.BENIGN]
-    capped = cap_false_positives(scores, labels, benign, start, max_fpr=0.05)
+    capped = cap_false_positives(scores, labels, [benign], start, max_fpr=0.05)
     assert capped == {**start, "drugs": 0.61}
     # Already under the cap: unchanged; no benign rows: unchanged.
-    assert cap_false_positives(scores, labels, benign, start, max_fpr=0.2) == start
+    assert cap_false_positives(scores, labels, [benign], start, max_fpr=0.2) == start
     assert cap_false_positives(scores, labels, [], start, max_fpr=0.0) == start
     # calibrate = F-beta thresholds, then the cap over the rows whose kind is real benign.
     fitted = calibrate_thresholds(scores, labels, 1.0)
     assert calibrate(scores, rows, 1.0, None) == fitted
-    assert calibrate(scores, rows, 1.0, 0.05) == cap_false_positives(scores, labels, benign, fitted, 0.05)
+    assert calibrate(scores, rows, 1.0, 0.05) == cap_false_positives(scores, labels, [benign], fitted, 0.05)
+
+
+def test_a_per_source_cap_holds_for_the_hard_source_that_a_pooled_cap_hides() -> None:
+    drugs = CATEGORY_IDS.index("drugs")
+
+    def probs(d: float) -> list[float]:
+        return [d if j == drugs else 0.0 for j in range(len(CATEGORY_IDS))]
+
+    # 18 easy benign answers never flagged, 2 hard ones of another source at 0.6 and 0.7, true drugs
+    # rows at 0.65: F1 picks 0.61, which flags 1 of 20 pooled (under a 0.1 cap) but 1 of the 2 hard.
+    rows = [_row(rc.BENIGN, source="easy")] * 18 + [_row(rc.BENIGN, source="hard")] * 2
+    rows += [_row("harmful", ("drugs",))] * 8
+    scores = [probs(0.1)] * 18 + [probs(0.6), probs(0.7)] + [probs(0.65)] * 8
+    pooled = calibrate(scores, rows, 1.0, 0.1)
+    assert pooled["drugs"] == 0.61
+    per_source = calibrate(scores, rows, 1.0, 0.1, per_source=True)
+    assert per_source["drugs"] == 0.71  # past the hard answer, whatever recall it costs
+    groups = [list(range(18)), [18, 19]]
+    labels = [[1.0 if c in r.categories else 0.0 for c in CATEGORY_IDS] for r in rows]
+    assert cap_false_positives(scores, labels, groups, pooled, 0.1) == per_source
 
 
 SHARED = default_data_dir()

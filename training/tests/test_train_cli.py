@@ -33,12 +33,24 @@ def test_train_judge_runs_the_judge_trainer_with_its_options(
         "judge_corpus",
         lambda data, seed, public, real: corpora.append((data, seed, public, real)) or [],
     )
-    monkeypatch.setattr(judge_train, "recalibrate", lambda out, rows, beta, cap: {"threshold_beta": beta})
-    assert (
-        main(["train", "judge", "--calibrate-only", "--out", str(tmp_path), "--no-real", "--beta", "2"]) == 0
+    monkeypatch.setattr(
+        judge_train,
+        "recalibrate",
+        lambda out, rows, beta, cap, per_source, scores: {
+            "threshold_beta": beta,
+            "per_source": per_source,
+            "scores": str(scores),
+        },
     )
+    args = ["train", "judge", "--calibrate-only", "--out", str(tmp_path), "--no-real", "--beta", "2"]
+    assert main([*args, "--pooled-cap", "--scores", "s.json"]) == 0
     assert corpora == [(None, 0, True, False)]
-    assert json.loads(capsys.readouterr().out) == {"out": str(tmp_path), "threshold_beta": 2.0}
+    assert json.loads(capsys.readouterr().out) == {
+        "out": str(tmp_path),
+        "threshold_beta": 2.0,
+        "per_source": False,
+        "scores": "s.json",
+    }
 
 
 def test_train_injection_takes_the_trainers_options(capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,9 +4,14 @@ The verdict is `decisive structural rule OR window_score(windows, discount) >= t
 budget is a set of benign texts and the largest share of them the whole detector may flag
 (synthetic hard negatives 2 %, real traffic 1 % overall and in each length bucket, each language
 group of real traffic 2 %). For each candidate discount the threshold is the lowest that keeps every
-budget; the discount kept is the one that then catches the most attacks, and among equals the
-one whose worst budget is used least, then the smallest. Nothing here reads a model: it works on
-the per-window probabilities that training scored through the serving path.
+budget. The discount kept is the largest whose attack recall is within `RECALL_TOLERANCE` of
+the best candidate's: the calibration texts come from sources the encoder trained on, where long
+texts look easy, so calibration alone cannot see how much a long text from an unseen source needs
+the discount, and with the window screen recall hardly depends on it (measured: 0.966 at 0,
+0.964 at 1). Candidates stop at 1, which exactly cancels the extra chances of independent
+windows; more would make a long text *less* likely to be flagged than a short one, which only
+helps an attacker who pads. Nothing here reads a model: it works on the per-window
+probabilities that training scored through the serving path.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from dataclasses import dataclass
 
 from cosa_guard.injection.classifier import window_score
 
-DISCOUNTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
+DISCOUNTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+RECALL_TOLERANCE = 0.005
 MIN_BUDGET_ROWS = 50  # below this a budget is too noisy to bind (1 % of 50 allows no false positive)
 
 
@@ -90,5 +96,6 @@ def fit_window_rule(
         recall = flagged_share(scores, flags, attacks, threshold)
         worst = max((fprs[b.name] / b.fpr for b in binding if b.fpr > 0), default=0.0)
         candidates.append(WindowRule(discount, threshold, recall, fprs, worst))
-    best = max(candidates, key=lambda c: (round(c.recall, 4), -round(c.worst_use, 4), -c.discount))
+    top = max(c.recall for c in candidates)
+    best = max((c for c in candidates if c.recall >= top - RECALL_TOLERANCE), key=lambda c: c.discount)
     return best, candidates

@@ -324,5 +324,28 @@ def real_rows(
     return {role: build_role(sources[role], role, attacks(role), seed, caps) for role in roles}
 
 
+def screen_negatives(
+    data_dir: str | Path, seed: int, *, turns: int = 20_000, threads: int = 1_500
+) -> list[str]:
+    """Benign real text for the window screen, training side only: every document whole, every
+    benign answer, a seeded sample of `turns` user turns and `threads` threads built from them.
+
+    The encoder's training rows cap each cell to keep its fine-tuning short; a linear screen fits
+    in a minute on far more, and learning that ordinary long text is ordinary is its whole job.
+    Empty when the real-traffic folder is absent.
+    """
+    if not rt.available(data_dir):
+        return []
+    sources = load_sources(data_dir)["train"]
+    rng = random.Random(f"{seed}:screen")
+    picked = rng.sample(sources.turns, min(turns, len(sources.turns)))
+    return [
+        *(r.text for r in sources.documents),
+        *(r.response for r in sources.answers),
+        *(r.text for r in picked),
+        *(text for text, _ in _threads(sources.turns, threads, rng, short=False)),
+    ]
+
+
 def group_of(row: Row) -> str:
     return rt.language_group(row.language, row.text)

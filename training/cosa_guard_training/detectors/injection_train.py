@@ -33,11 +33,12 @@ from cosa_guard.injection.structural import DECISIVE, scan
 from cosa_guard.normalise import normalise
 from cosa_guard_training.detectors import injection_corpus as corpus_mod
 from cosa_guard_training.detectors import injection_real as real
+from cosa_guard_training.detectors import injection_screen as screen_mod
 from cosa_guard_training.detectors.injection_calibration import Budget, fit_window_rule
 from cosa_guard_training.detectors.real_traffic import length_bucket, stable_fraction
 
 LABELS = ("attack",)
-CALIBRATED = frozenset({"threshold", "window_discount"})  # what --recalibrate redoes
+CALIBRATED = frozenset({"threshold", "window_discount", "screen_recall"})  # what --recalibrate redoes
 
 
 def detection_texts(rows: Sequence[corpus_mod.Row]) -> list[str]:
@@ -236,17 +237,21 @@ def budgets(
     return [Budget(name, tuple(members[name]), limits[name]) for name in sorted(members)]
 
 
-def _window_probabilities(model: Any, texts: Sequence[str], out: str | Path, cache: str | Path | None) -> Any:
-    from cosa_guard.encoder import DELTA_FILE, EncoderPredictor
+def _window_probabilities(texts: Sequence[str], out: str | Path, cache: str | Path | None) -> Any:
+    from cosa_guard.encoder import DELTA_FILE
+    from cosa_guard.injection.classifier import InjectionClassifier
+    from cosa_guard.injection.screen import SCREEN_FILE
 
     def score() -> list[list[float]]:
-        # The serving path exactly (`InjectionClassifier.predict`): int8, one text per forward pass.
-        windows = EncoderPredictor(model, int8=True).predict_windows(texts, threads=1)
-        return [[w[0] for w in text] for text in windows]
+        # The serving path exactly: what `InjectionClassifier.predict` aggregates (screen, int8,
+        # each window the encoder reads in its own forward pass), from the files in `out`.
+        return InjectionClassifier(out, threads=1).window_probabilities(texts)
 
     if cache is None:
         return score()
-    key = hashlib.sha256((Path(out) / DELTA_FILE).read_bytes() + "\x00".join(texts).encode()).hexdigest()
+    screen = Path(out) / SCREEN_FILE
+    weights = (Path(out) / DELTA_FILE).read_bytes() + (screen.read_bytes() if screen.is_file() else b"")
+    key = hashlib.sha256(weights + "\x00".join(texts).encode()).hexdigest()
     if Path(cache).is_file():
         stored = json.loads(Path(cache).read_text(encoding="utf-8"))
         if stored["key"] == key:
@@ -263,17 +268,22 @@ def calibrate_and_save(
     targets: tuple[float, float, float, float | None],
     out: str | Path,
     cache: str | Path | None = None,
+    *,
+    screen: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score the calibration rows through the serving path, fit the threshold and window discount
     under `targets` (generated, real overall and per length bucket, real per language group),
     write everything.
 
-    `rows` are the generated family-held-out validation split and the real calibration part.
-    `cache` keeps their window probabilities (keyed by the weights in `out` and the texts), so a
-    re-calibration with other budgets does not score them again.
+    `rows` are the generated family-held-out validation split and the real calibration part. The
+    model is written to `out` first and scored from there, with the window screen already in
+    `out` (if any), as the package serves it. `cache` keeps their window probabilities (keyed by
+    the weights in `out` and the texts), so a re-calibration with other budgets does not score
+    them again.
     """
+    model.save(out)
     texts = detection_texts(rows)
-    probs = _window_probabilities(model, texts, out, cache)
+    probs = _window_probabilities(texts, out, cache)
     flags = structural_flags(rows)
     labels = [int(r.label == corpus_mod.ATTACK) for r in rows]
     rule, candidates = fit_window_rule(probs, labels, flags, budgets(rows, *targets))
@@ -301,6 +311,7 @@ def calibrate_and_save(
              "fpr": {k: round(v, 4) for k, v in sorted(c.fprs.items()) if k.startswith("real_len_")}}
             for c in candidates
         ],
+        **({"screen": screen} if screen is not None else {}),
     }  # fmt: skip
     calibrated = {"threshold": rule.threshold, "window_discount": rule.discount}
     model.config = replace(model.config, metadata={**metadata, **calibrated})
@@ -309,6 +320,57 @@ def calibrate_and_save(
         json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8"
     )
     return metrics
+
+
+def screen_and_save(
+    model: Any,
+    train_rows: Sequence[corpus_mod.Row],
+    benign: Sequence[str],
+    calibration_rows: Sequence[corpus_mod.Row],
+    recall: float,
+    out: str | Path,
+) -> dict[str, Any]:
+    """Fit the window screen on the training rows plus more real `benign` text, set its threshold
+    on the calibration rows so that `recall` of the attacks the rules leave and the encoder flags
+    still reach the encoder, and write it to `out`. Returns what the metrics file records."""
+    from cosa_guard.encoder import EncoderPredictor
+    from cosa_guard.injection.screen import WindowScreen
+
+    def windows(texts: Sequence[str]) -> list[list[list[int]]]:
+        return screen_mod.window_ids(texts, model.config.max_length, model.config.stride)
+
+    def labels(rows: Sequence[corpus_mod.Row]) -> list[int]:
+        return [int(r.label == corpus_mod.ATTACK) for r in rows]
+
+    texts = detection_texts(train_rows) + [normalise(t).detection_text() for t in benign]
+    screen = screen_mod.fit_screen(windows(texts), labels(train_rows) + [0] * len(benign)).rounded()
+    held = windows(detection_texts(calibration_rows))
+    flags = structural_flags(calibration_rows)
+    attacks = [i for i, r in enumerate(calibration_rows) if r.label == corpus_mod.ATTACK and not flags[i]]
+    encoder = EncoderPredictor(model, int8=True).predict_windows(
+        detection_texts([calibration_rows[i] for i in attacks]), threads=1
+    )
+    relevant = [[p[0] >= screen_mod.ENCODER_ATTACK for p in ps] for ps in encoder]
+    threshold = screen_mod.screen_threshold(screen, [held[i] for i in attacks], relevant, recall)
+    screen = WindowScreen(screen.weight, screen.bias, threshold)
+    screen.save(out)
+    read = [[screen.score(w) >= threshold for w in ws] for ws in held]
+
+    def share_read(real_rows: bool) -> float:
+        picked = [
+            x
+            for r, flags in zip(calibration_rows, read, strict=True)
+            if r.label != corpus_mod.ATTACK and r.kind.startswith(real.KIND_PREFIX) == real_rows
+            for x in flags
+        ]
+        return round(sum(picked) / max(1, len(picked)), 4)
+
+    return {
+        "threshold": threshold,
+        "recall_target": recall,
+        "attacks_counted": sum(any(r) for r in relevant),
+        "benign_windows_read": {"generated": share_read(False), "real": share_read(True)},
+    }
 
 
 def plain_attacks(rows: Sequence[corpus_mod.Row], split: str) -> list[str]:
@@ -382,6 +444,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1.0,
         help="train on this share of the generated training rows (with --init: they were learnt already)",
     )
+    parser.add_argument(
+        "--screen-recall",
+        type=float,
+        default=0.995,
+        help="share of the calibration attacks (the rules do not block) that the window screen must "
+        "pass to the encoder; the rest of its windows skip the encoder",
+    )
     parser.add_argument("--scores-cache", help="keep the calibration rows' window probabilities in this file")
     parser.add_argument("--no-progress", action="store_true")
 
@@ -451,8 +520,17 @@ def run(args: argparse.Namespace) -> int:
         # Written before calibration, so a calibration that fails can be redone with --recalibrate.
         model.save(args.out)
         print(f"trained ({time.monotonic() - started:.0f} s)")
+    # The screen learns from every generated training row (not only the share the encoder
+    # continued on) and from far more real benign text than the encoder's capped cells.
+    screen_rows = [r for r in rows if r.split == "train"] + reals["train"]
+    benign = real.screen_negatives(args.data_dir, args.seed)
+    screen = screen_and_save(model, screen_rows, benign, calibration_rows, args.screen_recall, args.out)
+    print(f"window screen: {screen}")
+    metadata["screen_recall"] = args.screen_recall
     targets = (args.target_fpr, args.real_target_fpr, args.cell_target_fpr, args.length_target_fpr)
-    metrics = calibrate_and_save(model, calibration_rows, metadata, targets, args.out, args.scores_cache)
+    metrics = calibrate_and_save(
+        model, calibration_rows, metadata, targets, args.out, args.scores_cache, screen=screen
+    )
     real_fpr = metrics["real_calibration"]["fpr"].get("real", 0.0)
     print(
         f"threshold={metrics['threshold']:.4f} window_discount={metrics['window_discount']} "

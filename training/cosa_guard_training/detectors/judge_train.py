@@ -9,7 +9,7 @@ the training split (from scratch, or from a trained judge with `--init`), then s
 validation split (family-held-out corpus rows and held-out real exchanges) with the int8 inference
 path the judge uses (each pair in its own forward pass, as `judge()` scores it) and picks, per
 category, the threshold with the best F-beta, then raises thresholds until at most
-`--max-benign-fpr` of the real benign answers get a category. Only the trained delta (head +
+`--max-benign-fpr` of each source's real benign answers get a category. Only the trained delta (head +
 top layers, float16) and a JSON description holding the thresholds, validation figures and corpus
 fingerprint are written: a few MB that ship in the package. Training stops early at
 `--time-budget` minutes so it fits a shared CPU.
@@ -50,9 +50,15 @@ class TrainSettings:
     prompt_tokens: int = PROMPT_TOKENS
     beta: float = 1.3  # F-beta for threshold calibration; >1 favours catching violations (see docs)
     max_benign_fpr: float | None = 0.05  # then thresholds rise until real benign answers pass (docs)
+    per_source_cap: bool = True  # the cap holds for each real benign source, not only pooled
     seed: int = 0
     time_budget_s: float = 45 * 60  # a cap for busy machines: a 2-core one ran every step in 25 min
     max_train: int | None = None  # subsample the training split (smoke runs)
+    # Windows past the first of an answer with no category, trained as negatives (at most this many
+    # per answer): the judge reads every window of a long answer, so a benign answer's later windows
+    # must be taught to stay quiet, not only its first (see docs/judge.md, section 4).
+    negative_windows: int = 8
+    benign_weight: float = 1.0  # loss weight of real benign answers (`BENIGN_KINDS`) and their windows
 
 
 def labels_matrix(rows: Sequence[Example]) -> list[list[float]]:
@@ -88,15 +94,17 @@ def calibrate_thresholds(
 def cap_false_positives(
     probs: Sequence[Sequence[float]],
     labels: Sequence[Sequence[float]],
-    benign: Sequence[int],
+    benign: Sequence[Sequence[int]],
     thresholds: dict[str, float],
     max_fpr: float,
 ) -> dict[str, float]:
-    """Raise thresholds until at most `max_fpr` of the `benign` rows (indices) get any category.
+    """Raise thresholds until at most `max_fpr` of each group of `benign` rows (indices) gets any
+    category.
 
     Each step raises one category's threshold just past its lowest-scored benign row still over it
-    (0.01 grid), choosing the move that drops the most benign flags per true positive lost over all
-    rows, so recall is given up where it buys the most. Unchanged when `thresholds` already pass.
+    in a group over the cap (0.01 grid), choosing the move that drops the most of those groups'
+    benign flags per true positive lost over all rows, so recall is given up where it buys the most.
+    Unchanged when `thresholds` already pass.
     """
     chosen = dict(thresholds)
     n = len(CATEGORY_IDS)
@@ -104,11 +112,14 @@ def cap_false_positives(
     def flagged(i: int) -> bool:
         return any(probs[i][j] >= chosen[c] for j, c in enumerate(CATEGORY_IDS))
 
-    while benign and sum(map(flagged, benign)) > max_fpr * len(benign):
+    def over_cap() -> list[int]:
+        return [i for group in benign if sum(map(flagged, group)) > max_fpr * len(group) for i in group]
+
+    while rows := over_cap():
         best: tuple[tuple[float, int], int, float] | None = None  # ((drops per loss, -lost), j, new)
         for j in range(n):
             old = chosen[CATEGORY_IDS[j]]
-            over = [probs[i][j] for i in benign if probs[i][j] >= old]
+            over = [probs[i][j] for i in rows if probs[i][j] >= old]
             if not over:
                 continue
             new = min(1.0, math.floor(min(over) * 100 + 1e-9) / 100 + 0.01)
@@ -123,16 +134,26 @@ def cap_false_positives(
 
 
 def calibrate(
-    probs: Sequence[Sequence[float]], rows: Sequence[Example], beta: float, max_benign_fpr: float | None
+    probs: Sequence[Sequence[float]],
+    rows: Sequence[Example],
+    beta: float,
+    max_benign_fpr: float | None,
+    *,
+    per_source: bool = False,
 ) -> dict[str, float]:
     """Per-category F-beta thresholds, then raised until real benign answers (`BENIGN_KINDS` rows)
-    are flagged at most `max_benign_fpr` of the time (None: no cap)."""
+    are flagged at most `max_benign_fpr` of the time (None: no cap): over all of them pooled, or,
+    with `per_source`, within each source (a pooled rate averages easy sources such as GSM8K with
+    hard ones such as PHTest's sensitive-sounding prompts, and hides the hard one)."""
     labels = labels_matrix(rows)
     thresholds = calibrate_thresholds(probs, labels, beta)
     if max_benign_fpr is None:
         return thresholds
-    benign = [i for i, r in enumerate(rows) if r.kind in BENIGN_KINDS]
-    return cap_false_positives(probs, labels, benign, thresholds, max_benign_fpr)
+    groups: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        if r.kind in BENIGN_KINDS:
+            groups.setdefault(r.source if per_source else "", []).append(i)
+    return cap_false_positives(probs, labels, list(groups.values()), thresholds, max_benign_fpr)
 
 
 def judge_corpus(
@@ -154,6 +175,81 @@ def score_rows(judge: CategoryJudge, rows: Sequence[Example], *, progress: bool 
         scored = judge.score_each([r.prompt for r in part], [r.response for r in part])
         probs += [[row[c] for c in CATEGORY_IDS] for row in scored]
     return probs
+
+
+def pair_key(row: Example) -> str:
+    """A key for one (prompt, response) pair in a scores file."""
+    return hashlib.sha256(json.dumps([row.prompt, row.response]).encode("utf-8")).hexdigest()[:24]
+
+
+def weights_digest(directory: Path) -> str:
+    from cosa_guard.encoder import DELTA_FILE
+
+    return hashlib.sha256((directory / DELTA_FILE).read_bytes()).hexdigest()[:16]
+
+
+def cached_scores(
+    judge: CategoryJudge,
+    rows: Sequence[Example],
+    weights: Path,
+    cache: Path | None,
+    *,
+    progress: bool = False,
+) -> list[list[float]]:
+    """`score_rows`, reusing the pairs already scored in the JSON file `cache` by the same weights
+    (the delta in `weights`), and writing the new ones back.
+
+    Scores depend on the weights alone, not on the thresholds: re-picking thresholds and re-running
+    the benchmark on the same weights need not pay for scoring thousands of pairs again. The file
+    knows the weights, not the scoring code: delete it when the encoder or the windowing changes.
+    """
+    digest = weights_digest(weights)
+    stored: dict[str, list[float]] = {}
+    if cache is not None and cache.is_file():
+        data = json.loads(cache.read_text(encoding="utf-8"))
+        if data.get("weights") == digest:
+            stored = data["scores"]
+    keys = [pair_key(r) for r in rows]
+    missing: dict[str, Example] = {}
+    for key, row in zip(keys, rows, strict=True):
+        if key not in stored:
+            missing.setdefault(key, row)
+    stored.update(zip(missing, score_rows(judge, list(missing.values()), progress=progress), strict=True))
+    if cache is not None and missing:
+        cache.write_text(json.dumps({"weights": digest, "scores": stored}), encoding="utf-8")
+    return [stored[k] for k in keys]
+
+
+def training_windows(
+    tokenizer: Any, rows: Sequence[Example], settings: TrainSettings
+) -> tuple[list[list[int]], list[int]]:
+    """Token ids of the windows training reads, and the row each came from.
+
+    Windows are cut as `judge()` cuts them (the clipped request in front of every window of the
+    response, `max_length` tokens, overlapping by `stride`). Every row keeps its first window; a row
+    with no category also keeps up to `negative_windows` more: no part of an answer free of every
+    category carries one, while a violating answer's harm may sit in any one window, so only its
+    first window (the one training always read) is labelled with its categories.
+    """
+    prompts = clip_prompt(tokenizer, [r.prompt for r in rows], settings.prompt_tokens)
+    enc = tokenizer(
+        prompts,
+        [r.response for r in rows],
+        truncation="only_second",
+        max_length=settings.max_length,
+        stride=settings.stride,
+        return_overflowing_tokens=True,
+    )
+    ids: list[list[int]] = []
+    owners: list[int] = []
+    seen: dict[int, int] = {}
+    for window, owner in zip(enc["input_ids"], enc["overflow_to_sample_mapping"], strict=True):
+        index = seen.get(owner, 0)
+        seen[owner] = index + 1
+        if index == 0 or (not rows[owner].categories and index <= settings.negative_windows):
+            ids.append(window)
+            owners.append(owner)
+    return ids, owners
 
 
 def corpus_fingerprint(rows: Sequence[Example]) -> str:
@@ -242,6 +338,7 @@ def train(
     from cosa_guard.encoder import (
         EncoderClassifier,
         EncoderConfig,
+        EncoderPredictor,
         load_tokenizer,
         quantize_int8,
     )
@@ -256,12 +353,11 @@ def train(
         raise ValueError("the corpus needs both training and validation rows")
 
     tokenizer = load_tokenizer()
-    prompts = clip_prompt(tokenizer, [r.prompt for r in train_rows], settings.prompt_tokens)
-    enc = tokenizer(
-        prompts, [r.response for r in train_rows], truncation="only_second", max_length=settings.max_length
+    ids, owners = training_windows(tokenizer, train_rows, settings)
+    y = torch.tensor(labels_matrix([train_rows[i] for i in owners]))
+    weights = torch.tensor(
+        [settings.benign_weight if train_rows[i].kind in BENIGN_KINDS else 1.0 for i in owners]
     )
-    ids: list[list[int]] = enc["input_ids"]
-    y = torch.tensor(labels_matrix(train_rows))
 
     config = EncoderConfig(
         labels=CATEGORY_IDS,
@@ -296,8 +392,8 @@ def train(
     )
     # Rare categories get a larger positive weight, capped so that noise in them is not amplified.
     positives = y.sum(dim=0)
-    pos_weight = ((len(train_rows) - positives) / positives.clamp(min=1)).sqrt().clamp(max=4.0)
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    pos_weight = ((len(ids) - positives) / positives.clamp(min=1)).sqrt().clamp(max=4.0)
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight, reduction="none")
     total = max(1, math.ceil(len(cached) * settings.epochs))
     warmup = max(1, total // 20)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
@@ -322,7 +418,9 @@ def train(
             for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
                 group["lr"] = base * factor
             batch, hidden, mask = cached[k]
-            loss = loss_fn(split.top(hidden.to(torch.float32), mask), y[batch])
+            # A weighted mean over the batch's windows: with every weight 1, the plain mean.
+            per_window = loss_fn(split.top(hidden.to(torch.float32), mask), y[batch]).mean(dim=1)
+            loss = (per_window * weights[batch]).sum() / weights[batch].sum()
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(body + head, 1.0)
@@ -338,14 +436,15 @@ def train(
 
     model.train(False)
     model.round_trip()  # calibrate on exactly the float16 weights that ship
+    judge = CategoryJudge(EncoderPredictor(model, int8=True), prompt_tokens=settings.prompt_tokens)
+    probs = score_rows(judge, val_rows, progress=progress)
     metadata: dict[str, Any] = {
-        **_calibrated(
-            model, val_rows, settings.beta, settings.max_benign_fpr, settings.prompt_tokens, progress
-        ),
+        **_calibrated(probs, val_rows, settings.beta, settings.max_benign_fpr, settings.per_source_cap),
         "prompt_tokens": settings.prompt_tokens,
         "corpus": {
             "fingerprint": corpus_fingerprint(rows),
             "train_rows_used": len(train_rows),
+            "train_windows": len(ids),
             "val_rows": len(val_rows),
             "sources": sorted({r.source for r in rows}),
         },
@@ -360,6 +459,8 @@ def train(
             "lr": settings.lr,
             "head_lr": settings.head_lr,
             "seed": settings.seed,
+            "negative_windows": settings.negative_windows,
+            "benign_weight": settings.benign_weight,
             "init": started_from,
             "torch": str(torch.__version__),
         },
@@ -389,24 +490,23 @@ def _warm_start(model: Any, init: Path) -> dict[str, Any]:
 
 
 def _calibrated(
-    model: Any,
+    probs: Sequence[Sequence[float]],
     val_rows: Sequence[Example],
     beta: float,
     max_benign_fpr: float | None,
-    prompt_tokens: int,
-    progress: bool,
+    per_source: bool,
 ) -> dict[str, Any]:
-    """The thresholds (`calibrate` on `val_rows`) and how they were chosen, as metadata."""
-    from cosa_guard.encoder import EncoderPredictor
-
-    judge = CategoryJudge(EncoderPredictor(model, int8=True), prompt_tokens=prompt_tokens)
-    probs = score_rows(judge, val_rows, progress=progress)
-    cap = "" if max_benign_fpr is None else f", raised to flag <= {max_benign_fpr:g} of real benign answers"
+    """The thresholds (`calibrate` on the scores of `val_rows`) and how they were chosen, as metadata."""
+    cap = ""
+    if max_benign_fpr is not None:
+        within = " of each source's" if per_source else ""
+        cap = f", raised to flag <= {max_benign_fpr:g}{within} of real benign answers"
     return {
-        "thresholds": calibrate(probs, val_rows, beta, max_benign_fpr),
+        "thresholds": calibrate(probs, val_rows, beta, max_benign_fpr, per_source=per_source),
         "threshold_objective": f"F{beta:g} per category on the validation split{cap}",
         "threshold_beta": beta,
         "max_benign_fpr": max_benign_fpr,
+        "benign_cap_per_source": per_source,
     }
 
 
@@ -416,21 +516,25 @@ def recalibrate(
     beta: float,
     max_benign_fpr: float | None = None,
     *,
+    per_source: bool = True,
+    scores: Path | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Re-pick the thresholds of trained weights in `directory`; weights untouched.
 
-    Training depends on neither `beta` nor `max_benign_fpr`, so this equals retraining with them,
-    minus the training.
+    Training depends on neither `beta` nor the cap, so this equals retraining with them, minus the
+    training. `scores`: a scores file (`cached_scores`) to reuse and extend.
     """
-    from cosa_guard.encoder import CONFIG_FILE, EncoderClassifier
+    from cosa_guard.encoder import CONFIG_FILE, EncoderClassifier, EncoderPredictor
 
     model = EncoderClassifier.load(directory)
     val_rows = [r for r in rows if r.split == VAL]
     prompt_tokens = int(model.config.metadata.get("prompt_tokens", PROMPT_TOKENS))
+    judge = CategoryJudge(EncoderPredictor(model, int8=True), prompt_tokens=prompt_tokens)
+    probs = cached_scores(judge, val_rows, directory, scores, progress=progress)
     metadata = {
         **model.config.metadata,
-        **_calibrated(model, val_rows, beta, max_benign_fpr, prompt_tokens, progress),
+        **_calibrated(probs, val_rows, beta, max_benign_fpr, per_source),
     }
     config = dataclasses.replace(model.config, metadata=metadata)
     (directory / CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
@@ -463,6 +567,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: %(default)g; a negative value: no cap)",
     )
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument(
+        "--negative-windows",
+        type=int,
+        default=defaults.negative_windows,
+        help="later windows of each answer with no category trained as negatives (default: %(default)d)",
+    )
+    parser.add_argument(
+        "--benign-weight",
+        type=float,
+        default=defaults.benign_weight,
+        help="loss weight of real benign answers and their windows (default: %(default)g)",
+    )
     parser.add_argument("--max-train", type=int, default=None, help="subsample the training split")
     parser.add_argument(
         "--time-budget",
@@ -473,6 +589,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument(
         "--init", type=Path, default=None, help="start from the trained judge in this folder (warm start)"
+    )
+    parser.add_argument(
+        "--pooled-cap",
+        action="store_true",
+        help="apply --max-benign-fpr to all real benign answers pooled, not to each source",
+    )
+    parser.add_argument(
+        "--scores",
+        type=Path,
+        default=None,
+        help="with --calibrate-only: a scores file to reuse and extend (see benchmarks/judge.py --scores)",
     )
     parser.add_argument(
         "--calibrate-only",
@@ -488,7 +615,9 @@ def run(args: argparse.Namespace) -> int:
     rows = judge_corpus(args.data, args.seed, public=not args.no_public, real=not args.no_real)
     max_fpr = args.max_benign_fpr if args.max_benign_fpr >= 0 else None
     if args.calibrate_only:
-        metadata = recalibrate(args.out, rows, args.beta, max_fpr)
+        metadata = recalibrate(
+            args.out, rows, args.beta, max_fpr, per_source=not args.pooled_cap, scores=args.scores
+        )
         print(json.dumps({"out": str(args.out), **metadata}, indent=2))
         return 0
     settings = TrainSettings(
@@ -500,9 +629,12 @@ def run(args: argparse.Namespace) -> int:
         max_length=args.max_length,
         beta=args.beta,
         max_benign_fpr=max_fpr,
+        per_source_cap=not args.pooled_cap,
         seed=args.seed,
         time_budget_s=args.time_budget * 60,
         max_train=args.max_train,
+        negative_windows=args.negative_windows,
+        benign_weight=args.benign_weight,
     )
     metadata = train(rows, args.out, settings, init=args.init)
     print(json.dumps({"out": str(args.out), **metadata}, indent=2))
