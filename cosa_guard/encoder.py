@@ -16,6 +16,7 @@ nothing in `cosa_guard/__init__` imports it, so `import cosa_guard` stays light.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import json
 import threading
@@ -46,11 +47,21 @@ def base_model_path() -> Path:
 
 
 @functools.cache
-def load_tokenizer() -> PreTrainedTokenizerBase:
-    """The backbone's (fast) tokenizer; cached, tokenizers are read-only."""
+def _base_tokenizer() -> PreTrainedTokenizerBase:
     transformers = require("transformers", "embed", _PURPOSE)
     tokenizer: PreTrainedTokenizerBase = transformers.AutoTokenizer.from_pretrained(str(base_model_path()))
     return tokenizer
+
+
+def load_tokenizer() -> PreTrainedTokenizerBase:
+    """The backbone's (fast) tokenizer: read from disk once, a copy for each caller.
+
+    Not shared, because it is not read-only: a fast tokenizer keeps its truncation and padding
+    settings on the Rust object and sets them on every call, so two models tokenising at once in
+    two threads (the rule judge runs its scorer and its category floor in parallel) cut each
+    other's texts; one run of the rule benchmark under load failed 2 of 132 judge calls so.
+    """
+    return copy.deepcopy(_base_tokenizer())
 
 
 def load_backbone() -> PreTrainedModel:

@@ -6,6 +6,7 @@ A tiny random BERT stands in for all-MiniLM-L6-v2; only the tokenizer comes from
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,33 @@ def test_mean_pool_ignores_padding() -> None:
     hidden = torch.tensor([[[1.0, 1.0], [3.0, 3.0], [100.0, 100.0]]])
     mask = torch.tensor([[1, 1, 0]])
     assert mean_pool(hidden, mask).tolist() == [[2.0, 2.0]]
+
+
+def test_each_caller_gets_its_own_tokenizer() -> None:
+    """A fast tokenizer sets its truncation state on every call: two models sharing one in two
+    threads (the rule judge's scorer and category floor) cut each other's texts."""
+    first, second = load_tokenizer(), load_tokenizer()
+    assert first is not second and first.backend_tokenizer is not second.backend_tokenizer
+    assert first("bacon and eggs")["input_ids"] == second("bacon and eggs")["input_ids"]
+    text = " ".join(["word"] * 300)
+    shapes: dict[int, set[tuple[int, ...]]] = {64: set(), 128: set()}
+
+    def tokenise(tokenizer: Any, max_length: int, pair: bool) -> None:
+        for _ in range(200):
+            win = encode_windows(
+                tokenizer, ["a short request"] if pair else [text], max_length, 16, [text] if pair else None
+            )
+            shapes[max_length].add(tuple(win.input_ids.shape[1:]))
+
+    threads = [
+        threading.Thread(target=tokenise, args=(first, 64, False)),
+        threading.Thread(target=tokenise, args=(second, 128, True)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert shapes == {64: {(64,)}, 128: {(128,)}}
 
 
 def test_long_text_becomes_overlapping_windows() -> None:

