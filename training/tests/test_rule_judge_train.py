@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -191,26 +192,23 @@ class _NoCategory:
 def test_the_decision_calibration_keeps_forbids_at_or_above_the_cap(corpus) -> None:  # type: ignore[no-untyped-def]
     inv, answers, _ = corpus
     oracle = _Oracle(calibrate.build_cases(inv, answers, seed=0))
-    chosen, info = calibrate.calibrate_decision(
-        oracle,  # type: ignore[arg-type]
-        inv,
-        answers,
-        {"forbids": 0.5, "allows": 0.5},
-        seed=0,
-        category=_NoCategory(),  # type: ignore[arg-type]
-    )
+
+    def decide(forbids: float) -> tuple[dict[str, float], dict[str, Any]]:
+        return calibrate.calibrate_decision(
+            oracle,  # type: ignore[arg-type]
+            inv,
+            answers,
+            {"forbids": forbids, "allows": 0.5},
+            seed=0,
+            category=_NoCategory(),  # type: ignore[arg-type]
+        )
+
+    chosen, info = decide(0.5)
     # Every forbids from 0.5 to 0.97 separates the oracle's scores; ties go to the highest.
     assert chosen["forbids"] == 0.97
     assert info["chosen"]["forbidden_inside"] == 1.0 and info["chosen"]["refusal"] == 1.0
     # With no category found, `other` cases comply whatever weak_other is: they are all missed.
     assert info["chosen"]["other"] == 0.0
     assert chosen["weak_other"] == 0.0
-    capped, _ = calibrate.calibrate_decision(
-        oracle,  # type: ignore[arg-type]
-        inv,
-        answers,
-        {"forbids": 0.98, "allows": 0.5},
-        seed=0,
-        category=_NoCategory(),  # type: ignore[arg-type]
-    )
+    capped, _ = decide(0.98)
     assert capped["forbids"] >= 0.98  # the cap is a floor, even when it costs accuracy
