@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import random
 import statistics
@@ -38,6 +39,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from cosa_guard_training.detectors import injection_corpus as corpus
 from cosa_guard_training.detectors import injection_real as real
@@ -98,7 +100,9 @@ def emit_latency(name: str, wall_ms: Sequence[float], cpu_ms: Sequence[float]) -
 def emit_windows(name: str, weights: Path, texts: Sequence[str]) -> None:
     """How many token windows the texts have and how many the encoder reads after the screen: the
     part of the latency that does not depend on the machine (each read window is one forward)."""
-    windows = window_ids([normalise(t).detection_text() for t in texts], 128, 32)
+    config = json.loads((weights / "encoder.json").read_text(encoding="utf-8"))
+    detection = [normalise(t).detection_text() for t in texts]
+    windows = window_ids(detection, config["max_length"], config["stride"])
     screen = WindowScreen.load(weights)
     read = [sum(screen.escalate(w)) if screen is not None else len(w) for w in windows]
     emit(f"windows_{name}_median", statistics.median(len(w) for w in windows))
@@ -106,10 +110,17 @@ def emit_windows(name: str, weights: Path, texts: Sequence[str]) -> None:
     emit(f"windows_read_{name}_mean", statistics.fmean(read))
 
 
-def token_count(text: str) -> int:
+@functools.cache
+def tokenizer() -> Any:
+    """One tokenizer for the benchmark's own counting (it runs in one thread, so sharing is safe;
+    `load_tokenizer` hands out a fresh copy per call)."""
     from cosa_guard.encoder import load_tokenizer
 
-    return len(load_tokenizer()(text, add_special_tokens=False, verbose=False)["input_ids"])
+    return load_tokenizer()
+
+
+def token_count(text: str) -> int:
+    return len(tokenizer()(text, add_special_tokens=False, verbose=False)["input_ids"])
 
 
 def longest_turn(rng: random.Random, tokens: int) -> str:
@@ -196,9 +207,7 @@ def ten_thousand_chars(data_dir: Path, count: int) -> list[str]:
 
 def first_tokens(text: str, tokens: int) -> str:
     """The longest prefix of `text` within `tokens` encoder tokens."""
-    from cosa_guard.encoder import load_tokenizer
-
-    offsets = load_tokenizer()(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+    offsets = tokenizer()(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
     spans = offsets["offset_mapping"]
     return text if len(spans) <= tokens else text[: spans[tokens - 1][1]]
 

@@ -1,13 +1,14 @@
 """A linear screen over each token window: plainly benign windows skip the encoder.
 
 The injection classifier reads a text in 128-token windows, and each window's forward pass costs
-~10 ms on one CPU core, so a 500-token turn took ~50 ms and a 10,000-character paste ~300 ms,
-although almost every window of real traffic is ordinary text. The screen scores a window from
-its hashed token unigrams and bigrams with a logistic-regression weight vector (a dot product:
-microseconds), and only windows at or over its threshold go to the encoder. The threshold is fit
-at training time so that 99.5 % of the calibration attacks still reach the encoder
-(`cosa-guard train injection`), and the classifier's own threshold is then calibrated on what
-this two-stage path scores, so serving and calibration compute the same thing.
+10-20 ms on one CPU core (machine-dependent), so a 500-token paste cost five of them and a
+10,000-character one about thirty, although almost every window of real traffic is ordinary text.
+The screen scores a window from its hashed token unigrams and bigrams with a logistic-regression
+weight vector (a dot product: microseconds), and only windows at or over its threshold go to the
+encoder. The threshold is fit at training time (`cosa-guard train injection`) so that 99.5 % of
+the calibration attacks the encoder flags still reach it, and the classifier's own threshold is
+then calibrated on what this two-stage path scores, so serving and calibration compute the same
+thing.
 
 The features are the encoder tokenizer's ids, so the screen sees exactly the windows the encoder
 would, and needs nothing beyond numpy and safetensors (both come with the `embed` extra).

@@ -344,12 +344,13 @@ def screen_and_save(
 
     texts = detection_texts(train_rows) + [normalise(t).detection_text() for t in benign]
     screen = screen_mod.fit_screen(windows(texts), labels(train_rows) + [0] * len(benign)).rounded()
-    held = windows(detection_texts(calibration_rows))
-    flags = structural_flags(calibration_rows)
-    attacks = [i for i, r in enumerate(calibration_rows) if r.label == corpus_mod.ATTACK and not flags[i]]
-    encoder = EncoderPredictor(model, int8=True).predict_windows(
-        detection_texts([calibration_rows[i] for i in attacks]), threads=1
-    )
+    held_texts = detection_texts(calibration_rows)
+    held = windows(held_texts)
+    decided = structural_flags(calibration_rows)
+    attacks = [i for i, r in enumerate(calibration_rows) if r.label == corpus_mod.ATTACK and not decided[i]]
+    # Which windows the encoder finds attack-like, each text in one batch: a proxy at a loose 0.5,
+    # so the int8 batch effect on a window's probability (a few hundredths) does not matter here.
+    encoder = EncoderPredictor(model, int8=True).predict_windows([held_texts[i] for i in attacks], threads=1)
     relevant = [[p[0] >= screen_mod.ENCODER_ATTACK for p in ps] for ps in encoder]
     threshold = screen_mod.screen_threshold(screen, [held[i] for i in attacks], relevant, recall)
     screen = WindowScreen(screen.weight, screen.bias, threshold)
@@ -359,9 +360,9 @@ def screen_and_save(
     def share_read(real_rows: bool) -> float:
         picked = [
             x
-            for r, flags in zip(calibration_rows, read, strict=True)
+            for r, row_read in zip(calibration_rows, read, strict=True)
             if r.label != corpus_mod.ATTACK and r.kind.startswith(real.KIND_PREFIX) == real_rows
-            for x in flags
+            for x in row_read
         ]
         return round(sum(picked) / max(1, len(picked)), 4)
 
