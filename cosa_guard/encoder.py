@@ -215,9 +215,13 @@ class Windows:
         """Each window's token count, special tokens included, padding excluded."""
         return [int(n) for n in self.attention_mask.sum(dim=1)]
 
+    def token_ids(self) -> list[list[int]]:
+        """Each window's token ids, special tokens included, padding excluded."""
+        return [self.input_ids[i, :n].tolist() for i, n in enumerate(self.lengths())]
+
     def content_ids(self) -> list[list[int]]:
         """Each window's token ids without [CLS], [SEP] and padding (single-text windows only)."""
-        return [self.input_ids[i, 1 : n - 1].tolist() for i, n in enumerate(self.lengths())]
+        return [ids[1:-1] for ids in self.token_ids()]
 
 
 def encode_windows(

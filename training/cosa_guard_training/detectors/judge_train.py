@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from cosa_guard._optional import require
+from cosa_guard.encoder import encode_windows
 from cosa_guard.judges.category import PROMPT_TOKENS, WEIGHTS_DIR, CategoryJudge, clip_prompt
 from cosa_guard.taxonomy import CATEGORY_IDS
 from cosa_guard_training.detectors.judge_corpus import TRAIN, VAL, Example, build_corpus, default_data_dir
@@ -232,18 +233,13 @@ def training_windows(
     first window (the one training always read) is labelled with its categories.
     """
     prompts = clip_prompt(tokenizer, [r.prompt for r in rows], settings.prompt_tokens)
-    enc = tokenizer(
-        prompts,
-        [r.response for r in rows],
-        truncation="only_second",
-        max_length=settings.max_length,
-        stride=settings.stride,
-        return_overflowing_tokens=True,
+    windows = encode_windows(
+        tokenizer, prompts, settings.max_length, settings.stride, pairs=[r.response for r in rows]
     )
     ids: list[list[int]] = []
     owners: list[int] = []
     seen: dict[int, int] = {}
-    for window, owner in zip(enc["input_ids"], enc["overflow_to_sample_mapping"], strict=True):
+    for window, owner in zip(windows.token_ids(), windows.owner, strict=True):
         index = seen.get(owner, 0)
         seen[owner] = index + 1
         if index == 0 or (not rows[owner].categories and index <= settings.negative_windows):
