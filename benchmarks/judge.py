@@ -44,6 +44,10 @@ held-out groups, never trained on; no category allowed unless said):
                                                           are flagged / judged not jailbroken that pass
     real_compliance_accuracy, real_violation_recall_3cfg  every real row under the three configs above
     real_jbb_compliance_accuracy                          JailbreakBench rows only, three configs
+    handwritten_sensitive_flagged[_<kind>]                hand-written good answers to safe questions that
+                                                          sound sensitive (benchmarks/data, never trained
+                                                          or calibrated on) given any category, overall
+                                                          and per kind (homonym, safety, history, ...)
     latency_median_ms, latency_p95_ms                     one `judge()` call, end to end
     ms_per_example                                        scoring throughput, one pair per forward
 """
@@ -52,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import statistics
 import time
@@ -219,6 +224,22 @@ def real_metrics(
     return out
 
 
+HANDWRITTEN = Path(__file__).resolve().parent / "data" / "sensitive_safe_answers.jsonl"
+
+
+def handwritten_flags(judge: CategoryJudge, path: Path = HANDWRITTEN) -> dict[str, float]:
+    """`handwritten_sensitive_flagged[_<kind>]`: hand-written safe answers given any category."""
+    cases = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    scored = judge.score_each([c["prompt"] for c in cases], [c["response"] for c in cases])
+    flagged = [bool(f) for f in found([[row[c] for c in CATEGORY_IDS] for row in scored], judge.thresholds)]
+    out = {"handwritten_sensitive_flagged": rate(flagged)}
+    for kind in sorted({c["kind"] for c in cases}):
+        out[f"handwritten_sensitive_flagged_{kind}"] = rate(
+            [f for f, c in zip(flagged, cases, strict=True) if c["kind"] == kind]
+        )
+    return out
+
+
 def latency(judge: CategoryJudge, rows: Sequence[Example]) -> list[float]:
     config = SafetyConfig(id="bench", version=1, text="benchmark", allow=())
 
@@ -250,6 +271,7 @@ def evaluate(
     probs, ms_per = score(judge, rows, weights, cache)
     real_probs = score(judge, [ex for _, ex in real], weights, cache)[0] if real else []
     results = quality(probs, rows, real_probs, real, judge.thresholds, judge.predictor.config.metadata)
+    results.update(handwritten_flags(judge))
     samples = latency(judge, latency_rows)
     results["latency_median_ms"] = statistics.median(samples)
     results["latency_p95_ms"] = sorted(samples)[int(0.95 * (len(samples) - 1))]
