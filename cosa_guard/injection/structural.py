@@ -411,22 +411,130 @@ _GRANT = Cue(
     ),
     ("categor", "now", "mode", "everything"),
 )
-# The same directives in the languages attacks most often switch to. Each names what is ignored
-# (instructions, rules) or which setting changed: "игнорируй его" (ignore him) and "忽略所有的噪音"
-# (ignore all the noise) are everyday sentences, not evidence.
-_MULTILINGUAL = Cue(
-    re.compile(
-        r"ignor(?:a|e|ez|iere|ieren)\s+(?:todas\s+|toutes\s+|alle\s+|tutte\s+)?(?:las\s+|les\s+|die\s+|le\s+|as\s+)?"
-        r"(?:instrucciones|instructions|anweisungen|istruzioni|instruções|regeln|reglas|règles|regole)"
-        r"|(?:忽略|无视|無視)(?:之前|以上|先前|所有|全部)?的?(?:所有|全部)?的?(?:指令|指示|规则|規則|设定|設定|提示词|系统提示)"
-        r"|安全(?:配置|限制|过滤)已(?:被)?(?:禁用|关闭|解除)"
-        r"|игнорир(?:уй|уйте|овать)\s+(?:все\s+)?(?:предыдущие\s+|прошлые\s+|эти\s+|свои\s+)?"
-        r"(?:инструкции|правила|указания|ограничения)"
-        r"|以前の指示を無視|安全設定を無効",
-        re.IGNORECASE,
-    ),
-    ("ignor",),
+# The same directives in other languages, the scripts the issue names first (the English-only
+# classifier cannot read them: a Russian or Arabic "ignore your safety settings" scores 0 there).
+# Each names what is set aside (instructions, rules, *safety* settings) or which setting changed:
+# "игнорируй его" (ignore him), "忽略所有的噪音" (ignore all the noise), "我忘记设置闹钟了" (I forgot
+# to set the alarm) and "vergeet de regels niet" (don't forget the rules) are everyday sentences.
+_IGNORE_VERBS = (
+    r"ignor(?:a|e|ez|iere|ieren|ate)|olvida|oublie[zr]?|vergiss|dimentica|esque[çc]a|zignoruj|ignoruj|pomiń"
 )
+_MULTILINGUAL_ORDERS = (
+    # es, fr, de, it, pt, pl: an order naming instructions or rules, or a *safety* setting
+    r"ignor(?:a|e|ez|iere|ieren)\s+(?:todas\s+|toutes\s+|alle\s+|tutte\s+)?(?:las\s+|les\s+|die\s+|le\s+|as\s+)?"
+    r"(?:instrucciones|instructions|anweisungen|istruzioni|instruções|regeln|reglas|règles|regole)",
+    rf"(?:{_IGNORE_VERBS})\s+(?:(?:todas|toutes|alle|tutte|wszystkie|tu|ta|tes|tus|deine|ihre|tua|tue|sua|suas|votre|"
+    r"vos|las|les|die|le|la|as|a|swoje|twoje)\s+){0,2}"
+    r"(?:(?:configuración|política|politique|configuration|paramètres|règles|reglas|configurazione|impostazioni|"
+    r"regole|configuração|regras|konfigurację|ustawienia|politykę|zasady|ograniczenia)\s+(?:de\s+|di\s+)?"
+    r"(?:seguridad|sécurité|sicurezza|segurança|bezpieczeństwa)"
+    r"|sicherheits(?:richtlinien?|konfiguration|einstellungen|regeln)"
+    r"|(?:poprzednie\s+)?(?:instrukcje|polecenia))",
+    # nl
+    r"negeer\s+(?:al\s+)?(?:je\s+|jouw\s+|uw\s+|de\s+|alle\s+)?(?:vorige\s+|eerdere\s+)?(?:instructies|regels)"
+    r"|(?:negeer|vergeet)\s+(?:al\s+)?(?:je\s+|jouw\s+|uw\s+|de\s+|alle\s+)?"
+    r"(?:(?:vorige|eerdere)\s+instructies|veiligheids(?:instellingen|beleid|regels|configuratie))",
+    # ru, uk
+    r"игнорир(?:уй|уйте|овать)\s+(?:все\s+)?(?:предыдущие\s+|прошлые\s+|эти\s+|свои\s+)?"
+    r"(?:инструкции|правила|указания|ограничения)",
+    r"(?:про)?игнорируй(?:те)?\s+(?:все\s+|свою\s+|свои\s+|твою\s+|твои\s+|вашу\s+|ваши\s+){0,2}"
+    r"(?:конфигурацию|настройки|политику|фильтры)\s+безопасности"
+    r"|забудь(?:те)?\s+(?:все\s+|свою\s+|свои\s+|твою\s+|твои\s+|вашу\s+|ваши\s+){0,2}"
+    r"(?:(?:конфигурацию|настройки|политику|правила|ограничения|фильтры)\s+безопасности"
+    r"|(?:предыдущие|прошлые)\s+(?:инструкции|указания))",
+    r"(?:про)?ігноруй(?:те)?\s+(?:всі\s+|свою\s+|свої\s+|твою\s+|твої\s+|попередні\s+){0,2}"
+    r"(?:інструкції|вказівки|(?:налаштування|політику|конфігурацію|обмеження|правила)\s+безпеки)"
+    r"|забудь(?:те)?\s+(?:всі\s+|свою\s+|свої\s+|твою\s+|твої\s+){0,2}"
+    r"(?:попередні\s+інструкції|(?:налаштування|політику|конфігурацію|обмеження|правила)\s+безпеки)",
+    # zh (simplified and traditional)
+    r"(?:忽略|无视|無視)(?:之前|以上|先前|所有|全部)?的?(?:所有|全部)?的?(?:指令|指示|规则|規則|设定|設定|提示词|系统提示)",
+    r"(?:忽略|无视|無視|忘记|忘記|忘掉|不要理会|不要理會|不要遵守|别管|別管)(?:掉)?"
+    r"(?:你的|您的|你|之前的?|以上的?|先前的?|所有的?|全部的?|这些|這些|上面的?){0,3}"
+    r"(?:内容|內容)?安全(?:配置|设置|設置|設定|设定|策略|政策|规则|規則|限制|过滤器?|過濾器?|准则|準則)",
+    # ja
+    r"(?:セキュリティ|安全)の?(?:設定|ポリシー|ルール|制限|フィルター?|構成)を?(?:すべて|全て)?(?:無視|忘れ|解除|無効)"
+    r"|(?:以前|これまで|前|上記|すべて|全て)の(?:指示|命令|ルール|指令)を?(?:すべて|全て)?(?:無視|忘れ)",
+    # ko
+    r"(?:보안|안전)\s?(?:설정|정책|규칙|구성|제한|필터)(?:을|를|은|는)?\s?(?:모두\s?|전부\s?)?(?:무시|잊어|해제|비활성화)"
+    r"|(?:이전|앞의|위의|모든|기존)\s?(?:지시사항|지시|지침|명령|규칙)(?:을|를|은|는)?\s?(?:모두\s?|전부\s?)?(?:무시|잊어)",
+    # ar
+    r"(?:تجاهل|تجاهلي|تجاهلوا|انس|انسى|انسي)[\u064b-\u0652]*\s+(?:كل\s+|جميع\s+)?"  # harakat optional
+    r"(?:(?:إعدادات|اعدادات|سياسة|سياسات|قواعد|تعليمات|قيود|ضوابط|إرشادات|ارشادات|تكوين)\s+(?:ال)?(?:أمان|امان|سلامة|أمن|امن)"
+    r"|(?:ال)?(?:تعليمات|قواعد|إرشادات|ارشادات|أوامر|اوامر)\s+(?:ال)?(?:سابقة|الخاصة\s+بك))",
+    # fa (object first: "... را نادیده بگیر")
+    r"(?:تنظیمات|سیاست|قوانین|قواعد|محدودیت|دستورالعمل|دستورات|پیکربندی)(?:[\u200c ]?(?:ها|های))?\s*"
+    r"(?:امنیتی|ایمنی|امنیت|قبلی|پیشین)\s*(?:خود|خودت|خودتان)?\s*(?:را|رو)\s*"
+    r"(?:نادیده\s*بگیر|فراموش\s*کن|کنار\s*بگذار)",
+    # ur
+    r"(?:سیکیورٹی|سکیورٹی|حفاظتی|سیفٹی|پچھلی|سابقہ|تمام)\s+"
+    r"(?:سیٹنگز|سیٹنگ|ترتیبات|پالیسی|قوانین|ہدایات|ہدایتوں|پابندیوں|پابندیاں)\s+(?:کو\s+)?(?:نظر\s*انداز|بھول)",
+    # hi (nukta letters either precomposed or decomposed)
+    r"(?:सुरक्षा|सेफ्टी|पिछले|पहले\s+के|सभी|पुराने)\s+"
+    r"(?:नीति|नीतियों|सेटिंग्स|सेटिंग|नियमों|नियम|कॉन्फ़िगरेशन|कॉन्फिगरेशन|निर्देशों|निर्देश|आदेशों|प्रतिबंधों)\s+"
+    r"(?:को\s+)?(?:अनदेखा|(?:नज|नज़|ऩज)\u093c?रअंदाज|भूल)",
+    # el
+    r"(?:αγνόησε|αγνοήστε|ξέχασε|ξεχάστε)\s+(?:όλες\s+|όλους\s+|όλα\s+)?(?:τις\s+|τους\s+|την\s+|το\s+|τα\s+)?"
+    r"(?:προηγούμενες\s+|προηγούμενους\s+)?(?:οδηγίες|κανόνες|εντολές|(?:ρυθμίσεις|πολιτική|διαμόρφωση|περιορισμούς)\s+ασφαλείας)",
+    # tr
+    r"(?:güvenlik|önceki|tüm|bütün)\s+(?:yapılandırmanı|yapılandırmasını|ayarlarını|politikanı|politikasını|"
+    r"kurallarını|kuralları|kısıtlamalarını|filtrelerini|talimatları|talimatlarını|komutları)\s+(?:tamamen\s+)?"
+    r"(?:yok\s+say|görmezden\s+gel|unut)",
+    # vi
+    r"(?:bỏ\s+qua|phớt\s+lờ|quên|lờ\s+đi)\s+(?:tất\s+cả\s+)?(?:các\s+|những\s+)?"
+    r"(?:hướng\s+dẫn|chỉ\s+dẫn|quy\s+tắc|cấu\s+hình|cài\s+đặt|chính\s+sách|giới\s+hạn)\s+"
+    r"(?:an\s+toàn|bảo\s+mật|trước\s+đó|của\s+bạn)",
+    # id / ms
+    r"(?:abaikan|lupakan)\s+(?:semua\s+)?(?:instruksi|aturan|konfigurasi|pengaturan|kebijakan|petunjuk|batasan)\s+"
+    r"(?:keamanan|sebelumnya|kamu|anda)",
+    # he
+    r"(?:התעלם|התעלמי|התעלמו|שכח|שכחי)\s+(?:מכל\s+|מ)?ה?(?:הוראות|כללי|כללים|הגדרות|מדיניות)\s*ה?(?:אבטחה|בטיחות|קודמות)",
+    # th
+    r"(?:เพิกเฉย|ละเว้น|ไม่ต้องสนใจ|ลืม)(?:ต่อ)?(?:การ)?(?:ตั้งค่า|นโยบาย|กฎ|ข้อจำกัด|คำสั่ง)(?:ด้าน)?ความปลอดภัย"
+    r"|(?:เพิกเฉย|ละเว้น|ไม่ต้องสนใจ|ลืม)(?:ต่อ)?คำสั่ง(?:ก่อนหน้า|ทั้งหมด)",
+)  # fmt: skip
+_MULTILINGUAL = Cue(
+    re.compile("|".join(_MULTILINGUAL_ORDERS), re.IGNORECASE),
+    (
+        "ignor",
+        "olvida",
+        "oublie",
+        "vergiss",
+        "dimentica",
+        "esque",
+        "pomi",
+        "negeer",
+        "vergeet",
+        "abaikan",
+        "lupakan",
+    ),
+)
+# "The safety settings are off", "the admin has allowed everything" in other languages: a
+# declaration that restrictions were lifted, as `_GRANT` and `_STATE_CLAIM` are in English.
+_EVERYTHING = (
+    r"(?:todo|todas\s+las\s+categorías|tout|toutes\s+les\s+catégories|alles|alle\s+kategorien|tutto|tudo)"
+)
+_PERMITTED = (
+    r"(?:permitido|autorizado|habilitado|liberado|autorisé|erlaubt|freigegeben|consentito|permesso|sbloccato)"
+)
+_LIFTED_CLAIMS = (
+    rf"(?:administrador|administrateur|administrator|amministratore|admin)\s+(?:\S+\s+){{0,2}}"
+    rf"(?:{_PERMITTED}\s+{_EVERYTHING}|{_EVERYTHING}\s+(?:\S+\s+)?{_PERMITTED})",
+    r"(?:администратор|админ)\s+(?:уже\s+)?(?:разрешил|снял|отключил)\s+(?:всё|все(?:\s+ограничения)?|ограничения)"
+    r"|(?:ограничения|(?:настройки|фильтры|политика)\s+безопасности)\s+(?:были\s+|уже\s+)?(?:сняты|отключены|удалены|отменены|отменена)"
+    r"|все\s+категории\s+(?:теперь\s+)?разрешены",
+    r"(?:адміністратор|адмін)\s+(?:вже\s+)?(?:дозволив|зняв)\s+(?:все|всі\s+обмеження)",
+    r"安全(?:配置|设置|設置|設定|限制|过滤|過濾|策略|规则|規則)(?:已经|已經|已)?(?:被)?(?:禁用|关闭|關閉|解除|取消|移除|失效|作废|作廢)"
+    r"|(?:管理员|管理員)(?:已经|已經|已)?(?:允许|允許|开放|開放|解除)了?(?:所有|全部|一切)"
+    r"|所有(?:的)?(?:类别|類別|内容|內容)(?:都)?(?:已经|已經|已)?(?:被)?(?:允许|允許)",
+    r"管理者が(?:すべて|全て|全部)(?:の[^。]{0,12})?を?許可|(?:すべて|全て)の(?:カテゴリー?|内容|コンテンツ)が(?:許可|解禁)",
+    r"관리자가\s?(?:모든\s?것을|모두|전부)\s?(?:허용|허락)|모든\s?(?:카테고리|범주)(?:가|이)?\s?허용",
+    r"(?:المسؤول|المشرف|الأدمن|الادمن)\s+(?:قد\s+)?(?:سمح|أذن|اذن)\s+ب(?:كل|جميع)"
+    r"|(?:سمح|أذن|اذن)\s+(?:ال)?(?:مسؤول|مشرف|أدمن|ادمن)\s+ب(?:كل|جميع)"
+    r"|(?:إعدادات|اعدادات|قيود)\s+(?:ال)?(?:أمان|امان|سلامة)\s+(?:تم\s+)?(?:تعطيل|إلغاء|الغاء|إيقاف|ايقاف|معطلة|ملغاة)",
+    r"(?:ایڈمن|منتظم)\s+نے\s+(?:سب\s+کچھ|سب)\s+(?:کی\s+)?اجازت",
+    r"(?:एडमिन|व्यवस्थापक|एडमिनिस्ट्रेटर)\s+ने\s+(?:सब\s+कुछ|सबकी|सभी)\s+(?:की\s+)?(?:अनुमति|इजाजत|इजाज\u093cत)",
+)  # fmt: skip
+_MULTILINGUAL_LIFTED = Cue(re.compile("|".join(_LIFTED_CLAIMS), re.IGNORECASE), ("admin", "amministr"))
 # A new config named in another language is a claim, as in English: it needs a second cue.
 _MULTILINGUAL_CONFIG = Cue(
     re.compile(
@@ -491,6 +599,10 @@ def _claims(text: str, override: OverrideFilter) -> Iterator[Hit]:
     ]
     grants = [(m, "declares restrictions lifted") for m in _GRANT.finditer(text, lowered)]
     grants += [(m, "declares the safety config void") for m in _LAPSE.finditer(text, lowered)]
+    grants += [
+        (m, "declares restrictions lifted (non-English)")
+        for m in _MULTILINGUAL_LIFTED.finditer(text, lowered)
+    ]
     overrides = [
         (m, f"orders to override {m.group('target').lower()}")
         for m in _OVERRIDE.finditer(text, lowered)
