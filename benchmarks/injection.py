@@ -23,6 +23,9 @@ folder's mix.
 Latency: per-turn median / p95 (wall) and median process CPU time of the structural and the full
 path on validation turns, a turn near 512 tokens built from the generator's preambles, real
 validation documents cut to 496 tokens, and 10,000-character pastes of validation documents.
+Hand-written (`benchmarks/data/injection_handwritten.jsonl`, never trained or calibrated on):
+`handwritten_fpr=` on everyday, developer, multilingual and forum messages, `handwritten_recall=`
+on config attacks unlike the generator's, and one line per kind.
 `--quick` samples 12 texts per family and a few real texts per cell (a few minutes).
 """
 
@@ -264,6 +267,25 @@ async def synthetic_rates(
         emit("recall_bipia_indirect_out_of_scope", sum(v.attack for v in found) / len(found))
 
 
+HANDWRITTEN = Path(__file__).resolve().parent / "data" / "injection_handwritten.jsonl"
+
+
+def handwritten_cases(path: Path = HANDWRITTEN) -> list[dict[str, str]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+async def handwritten_rates(detector: InjectionDetector, cases: Sequence[dict[str, str]]) -> None:
+    """FPR and recall on the hand-written messages and attacks of benchmarks/data (never trained on)."""
+    verdicts = await detector.scan([c["text"] for c in cases])
+    hits: dict[str, list[bool]] = defaultdict(list)
+    for case, verdict in zip(cases, verdicts, strict=True):
+        name = "handwritten_fpr" if case["label"] == "benign" else "handwritten_recall"
+        hits[name].append(verdict.attack)
+        hits[f"{name}_{case['kind']}"].append(verdict.attack)
+    for name, flags in sorted(hits.items()):
+        emit(name, sum(flags) / len(flags))
+
+
 async def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -272,9 +294,21 @@ async def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA), help="public sets (skipped when absent)")
     parser.add_argument("--weights", default=str(WEIGHTS_DIR), help="classifier weights directory")
     parser.add_argument(
-        "--part", choices=("all", "synthetic", "real", "latency"), default="all", help="run one section only"
+        "--part",
+        choices=("all", "handwritten", "synthetic", "real", "latency"),
+        default="all",
+        help="run one section only",
     )
     args = parser.parse_args(argv)
+    classifier = InjectionClassifier(args.weights)
+    detector = InjectionDetector(classifier)
+    classifier.warm_up()
+    emit("threshold", classifier.threshold)
+    emit("window_discount", classifier.window_discount)
+    if args.part in ("all", "handwritten"):
+        await handwritten_rates(detector, handwritten_cases())
+    if args.part == "handwritten":
+        return 0
 
     meta = json.loads((Path(args.weights) / "encoder.json").read_text(encoding="utf-8"))["metadata"]
     public = corpus.public_rows(args.data_dir)
@@ -294,11 +328,6 @@ async def main(argv: Sequence[str] | None = None) -> int:
             for kind in sorted(by_kind_rows)
             for r in rng.sample(by_kind_rows[kind], min(12, len(by_kind_rows[kind])))
         ]
-    classifier = InjectionClassifier(args.weights)
-    detector = InjectionDetector(classifier)
-    classifier.warm_up()
-    emit("threshold", classifier.threshold)
-    emit("window_discount", classifier.window_discount)
     if args.part in ("all", "synthetic"):
         await synthetic_rates(detector, rows, Path(args.data_dir), args.quick)
     if args.part in ("all", "real"):
