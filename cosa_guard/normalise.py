@@ -3,8 +3,9 @@
 An attacker hides a config from simple matching with compatibility characters (fullwidth
 `＜｜im_start｜＞`), invisible characters (zero-width, bidi overrides, Unicode tag characters that
 spell ASCII nobody sees), homoglyphs (Cyrillic `о` in `ignоre`) or an encoding (base64, hex,
-rot13, URL-encoding, leetspeak). `normalise` undoes all of that for *detection only*: the
-original text is kept, and what reaches the model changes only when a deployment sanitises.
+rot13, URL-encoding, leetspeak, letters spaced out). `normalise` undoes all of that for
+*detection only*: the original text is kept, and what reaches the model changes only when a
+deployment sanitises.
 
 `Normalised.text` is the cleaned text (invisible characters removed, NFKC per character,
 confusables folded inside mixed-script words); `origin` maps each of its characters back to the
@@ -91,6 +92,12 @@ _BASE64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{12,}={0,2}(?![A-Za-z
 _HEX = re.compile(r"(?<![0-9A-Fa-f])(?:(?:0x|\\x)?[0-9A-Fa-f]{2}[\s:,]?){8,}")
 _URL_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 _WORD = re.compile(r"[^\W\d_]+")
+# A word spelt with a separator after every letter ("s.a.f.e.t.y", "i g n o r e", "a l l"), one
+# separator throughout; "e.g." and "U.S.A." match too, so a view needs more (`_spaced_stretches`).
+_SPACED = re.compile(
+    r"(?<![A-Za-z0-9])[A-Za-z](?P<sep>[.\-_*· ])(?:[A-Za-z](?P=sep))*[A-Za-z](?![A-Za-z0-9])"
+)
+_SPACED_GAP = 3  # characters between two spaced-out words of one sentence ("y.o.u.r: a.l.l")
 # Frequent short English words: decoding that turns a text into these is very likely intended.
 _COMMON = frozenset(
     {
@@ -372,6 +379,22 @@ def _decode_views(
             add("rot13", 0, len(cleaned), codecs.encode(cleaned, "rot13"))
     for start, end, decoded in _leet_views(cleaned):
         add("leetspeak", start, end, decoded)
+    for start, end in _spaced_stretches(cleaned):
+        add("spaced", start, end, _SPACED.sub(lambda m: m.group(0)[::2], cleaned[start:end]))
+
+
+def _spaced_stretches(cleaned: str) -> list[tuple[int, int]]:
+    """Spans of spaced-out words in a row, two of them four letters or longer ("i.g.n.o.r.e a.l.l
+    r.u.l.e.s"): one alone is a shout ("S-T-O-P"), short ones are acronyms ("i.e. N.A.S.A."), and
+    words far apart are not one sentence written that way."""
+    stretches: list[list[int]] = []  # start, end, words of four letters or more
+    for m in _SPACED.finditer(cleaned):
+        long_word = int(len(m.group(0)) >= 7)  # four letters and their three separators
+        if stretches and m.start() - stretches[-1][1] <= _SPACED_GAP:
+            stretches[-1][1:] = [m.end(), stretches[-1][2] + long_word]
+        else:
+            stretches.append([m.start(), m.end(), long_word])
+    return [(start, end) for start, end, long_words in stretches if long_words >= 2]
 
 
 def _leet_views(cleaned: str) -> list[tuple[int, int, str]]:
