@@ -535,16 +535,56 @@ _LIFTED_CLAIMS = (
     r"(?:एडमिन|व्यवस्थापक|एडमिनिस्ट्रेटर)\s+ने\s+(?:सब\s+कुछ|सबकी|सभी)\s+(?:की\s+)?(?:अनुमति|इजाजत|इजाज\u093cत)",
 )  # fmt: skip
 _MULTILINGUAL_LIFTED = Cue(re.compile("|".join(_LIFTED_CLAIMS), re.IGNORECASE), ("admin", "amministr"))
-# A new config named in another language is a claim, as in English: it needs a second cue.
+# An authority claim or a new config named in another language is a claim, as in English: alone it
+# is weak ("я администратор сайта", "la nueva política de seguridad de la UE"), with a second cue
+# it decides.
+_MULTILINGUAL_AUTHORITY = Cue(
+    re.compile(
+        "|".join((
+            r"\b(?:soy|sou)\s+(?:el\s+|o\s+|tu\s+|seu\s+)?(?:administrador|desarrollador|desenvolvedor|operador)\b",
+            r"\bje\s+suis\s+(?:l'|ton\s+|votre\s+|le\s+)?(?:administrateur|développeur|opérateur)",
+            r"\bich\s+bin\s+(?:der\s+|dein\s+|ihr\s+)?(?:administrator|entwickler|betreiber)\b",
+            r"\bsono\s+(?:l'|il\s+tuo\s+|il\s+)?(?:amministratore|sviluppatore)\b",
+            r"\bjestem\s+(?:twoim\s+)?(?:administratorem|deweloperem|twórcą)",
+            r"\bik\s+ben\s+(?:de\s+|je\s+)?(?:beheerder|ontwikkelaar)\b",
+            r"я\s+(?:—\s+|-\s+)?(?:твой\s+|ваш\s+)?(?:администратор|разработчик|админ|оператор)"
+            r"|я\s+(?:твій\s+|ваш\s+)?(?:адміністратор|розробник)",
+            r"我是(?:你的|您的)?(?:系统)?(?:管理员|管理員|开发者|開發者|开发人员|開發人員|运营者|運營者)",
+            r"(?:私|僕|俺)は(?:あなたの)?(?:管理者|開発者|運営者)",
+            r"(?:저는|나는|제가)\s(?:당신의\s)?(?:관리자|개발자|운영자)",
+            r"أنا\s+(?:ال)?(?:مسؤول|مشرف|مطور|أدمن|ادمن)|أنا\s+مطورك",
+            r"من\s+(?:مدیر|ادمین|توسعه[\u200c ]?دهنده)\s+(?:سیستم\s+)?(?:هستم|ام)",
+            r"میں\s+(?:ایڈمن|منتظم|ڈویلپر)\s+ہوں",
+            r"मैं\s+(?:एडमिन|व्यवस्थापक|डेवलपर|एडमिनिस्ट्रेटर)\s+हू[ँं]",
+            r"είμαι\s+ο\s+(?:διαχειριστής|προγραμματιστής)",
+            r"\bben\s+(?:senin\s+)?(?:yönetici|geliştirici|admin)(?:yim|iyim|im)?\b|\b(?:yöneticiyim|geliştiriciyim)\b",
+            r"\btôi\s+là\s+(?:quản\s+trị\s+viên|nhà\s+phát\s+triển)",
+            r"\bsaya\s+(?:adalah\s+)?(?:admin|administrator|pengembang)\b",
+        )),
+        re.IGNORECASE,
+    ),
+    ("soy", "sou", "je suis", "ich bin", "sono", "jestem", "ik ben", "ben ", "saya"),
+)  # fmt: skip
 _MULTILINGUAL_CONFIG = Cue(
     re.compile(
         r"(?:nueva|nouvelle|neue|nuova|nova)\s+(?:configuración|configuration|konfiguration|configurazione|"
         r"configuração|política|politique|richtlinie)(?:\s+de|\s+di)?\s*(?:seguridad|sécurité|sicherheit|"
         r"sicurezza|segurança)?"
-        r"|新的?安全(?:配置|策略|设置)|новая конфигурация безопасности",
+        r"|新的?安全(?:配置|策略|设置|設定|政策)|新しい(?:セキュリティ|安全)(?:ポリシー|設定|ルール)"
+        r"|새로운?\s?(?:보안|안전)\s?(?:정책|설정|규칙)"
+        r"|нов(?:ая|ые|ую)\s+(?:политик[аиу]|конфигураци[яю]|настройки|правила)\s+безопасности"
+        r"|нов(?:а|і|у)\s+(?:політик[аиу]|конфігураці[яю]|налаштування|правила)\s+безпеки"
+        r"|(?:سياسة|إعدادات|اعدادات|قواعد)\s+(?:ال)?(?:أمان|امان|سلامة)\s+(?:ال)?جديدة"
+        r"|(?:سیاست|تنظیمات|قوانین)\s+(?:امنیتی|ایمنی)\s+جدید|نئی\s+(?:سیکیورٹی|حفاظتی)\s+(?:پالیسی|ترتیبات)"
+        r"|नई\s+सुरक्षा\s+(?:नीति|सेटिंग्स|नियम)|νέ(?:α|ες)\s+(?:πολιτική|ρυθμίσεις)\s+ασφαλείας"
+        r"|yeni\s+güvenlik\s+(?:politikası|yapılandırması|ayarları|kuralları)"
+        r"|(?:chính\s+sách|cấu\s+hình|quy\s+tắc)\s+(?:an\s+toàn|bảo\s+mật)\s+mới"
+        r"|(?:kebijakan|konfigurasi|aturan)\s+keamanan\s+baru"
+        r"|now(?:a|e|ą)\s+(?:polityka|konfiguracja|ustawienia|zasady)\s+bezpieczeństwa"
+        r"|nieuwe?\s+veiligheids(?:beleid|instellingen|configuratie)",
         re.IGNORECASE,
     ),
-    ("nueva", "nouvelle", "neue", "nuova", "nova"),
+    ("nueva", "nouvelle", "neue", "nuova", "nova", "yeni", "kebijakan", "konfigurasi", "aturan", "nieuw"),
 )
 _QUESTION_START = re.compile(
     r"^\s*(?:how|what|why|when|where|which|who|can|could|should|would|is|are|does|do|did|has|have|"
@@ -587,6 +627,7 @@ def _overrides_own_setup(text: str, m: re.Match[str]) -> bool:
 def _claims(text: str, override: OverrideFilter) -> Iterator[Hit]:
     lowered = text.lower()
     claims = [(m, "authority claim") for m in _AUTHORITY.finditer(text, lowered)]
+    claims += [(m, "authority claim (non-English)") for m in _MULTILINGUAL_AUTHORITY.finditer(text, lowered)]
     configs = [(m, "claims a new config") for m in _CONFIG_CLAIM.finditer(text, lowered)]
     configs = [(m, why) for m, why in configs if _SETUP_CLAIM.search(m.group(0))]
     configs += [
