@@ -570,6 +570,7 @@ _MULTILINGUAL_CONFIG = Cue(
         r"(?:nueva|nouvelle|neue|nuova|nova)\s+(?:configuración|configuration|konfiguration|configurazione|"
         r"configuração|política|politique|richtlinie)(?:\s+de|\s+di)?\s*(?:seguridad|sécurité|sicherheit|"
         r"sicurezza|segurança)?"
+        r"|neuen?\s+sicherheits(?:richtlinien?|konfiguration|einstellungen|regeln)"
         r"|新的?安全(?:配置|策略|设置|設定|政策)|新しい(?:セキュリティ|安全)(?:ポリシー|設定|ルール)"
         r"|새로운?\s?(?:보안|안전)\s?(?:정책|설정|규칙)"
         r"|нов(?:ая|ые|ую)\s+(?:политик[аиу]|конфигураци[яю]|настройки|правила)\s+безопасности"
