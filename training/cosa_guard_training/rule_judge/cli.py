@@ -31,6 +31,13 @@ def register(steps: Any) -> None:
     )
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--trainable-layers",
+        type=int,
+        default=2,
+        help="top layers of the answer tower fine-tuned with the head (0: frozen backbone, head only)",
+    )
+    parser.add_argument("--tower-epochs", type=int, default=3)
     parser.set_defaults(func=run)
 
 
@@ -39,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from cosa_guard.judges.rule_model import WEIGHTS_DIR
+    from cosa_guard_training.rule_judge.tower import TowerSettings
     from cosa_guard_training.rule_judge.train import HeadSettings, train_rule_judge
 
     data_dir = Path(args.data_dir)
@@ -51,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         Path(args.output) if args.output else WEIGHTS_DIR,
         cache_dir=cache,
         settings=HeadSettings(epochs=args.epochs, seed=args.seed),
+        tower=TowerSettings(trainable_layers=args.trainable_layers, epochs=args.tower_epochs, seed=args.seed),
         command="cosa-guard " + " ".join(sys.argv[1:]),
     )
     held_out = metadata["held_out"]

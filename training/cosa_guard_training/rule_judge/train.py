@@ -4,7 +4,8 @@
 
 Steps: build the corpus (`corpus`), embed it once (`embed`, cached under --cache-dir), train
 `RuleHead` on the training split (multiple-instance: a pair's logit is the maximum over its
-answer's windows, as at serving time), score the held-out split (subjects and template families
+answer's windows, as at serving time), then, with `--trainable-layers`, fine-tune the answer
+tower's top layers jointly with that head (`tower`), score the held-out split (subjects and template families
 training never saw) with the float16-rounded head that ships, pick the thresholds there
 (`forbids`: the lowest score whose false-positive rate on held-out negatives is at most
 `--max-fpr`, since a 5-rule config multiplies it, raised to the real-config cap; `allows`: best
@@ -19,16 +20,18 @@ import random
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from cosa_guard.judges.rule_model import RuleHead, RuleScorer, ScorerConfig, TextEmbedder
+from cosa_guard.encoder import load_backbone
+from cosa_guard.judges.rule_model import RuleHead, RuleScorer, ScorerConfig, TextEmbedder, answer_tower
 from cosa_guard_training.rule_judge.corpus import TRAIN, VAL, Answer, Pair, build_answers, build_pairs
 from cosa_guard_training.rule_judge.embed import Embedded, embed_corpus, near_duplicates
 from cosa_guard_training.rule_judge.templates import VAL_FAMILIES
+from cosa_guard_training.rule_judge.tower import TowerSettings, fine_tune, lower_states, with_windows
 
 
 @dataclass(frozen=True)
@@ -220,6 +223,7 @@ def train_rule_judge(
     *,
     cache_dir: Path | None,
     settings: HeadSettings = HeadSettings(),
+    tower: TowerSettings | None = None,
     calibrate: bool = True,
     command: str = "",
     progress: bool = True,
@@ -238,12 +242,18 @@ def train_rule_judge(
     train_pairs = [p for p in pairs if p.split == TRAIN]
     val_pairs = [p for p in pairs if p.split == VAL]
     head = fit_head(config, pair_tensors(train_pairs, emb), settings, progress=progress)
-    scores = predict(head, pair_tensors(val_pairs, emb))
     labels = [p.label for p in val_pairs]
+    scorer = RuleScorer(embedder, head, config)
+    tuning: dict[str, Any] = {}
+    if tower is not None and tower.trainable_layers:
+        scorer, emb, tuning = tune_tower(
+            embedder, head, config, answers, emb, train_pairs, val_pairs, tower, cache_dir, progress=progress
+        )
+    scores = predict(scorer.head, pair_tensors(val_pairs, emb))
     thresholds = pick_thresholds(scores, labels, settings.max_fpr)
     by_id = {a.id: a for a in answers}
     held_out = report(scores, val_pairs, by_id, thresholds)
-    scorer = RuleScorer(embedder, head, config)
+    held_out.update(tuning)
     if data_dir is not None and (data_dir / "cosa_configs").is_dir():
         thresholds["forbids"], held_out["real_config_cap"] = cap_forbids_on_demos(
             scorer, data_dir, thresholds["forbids"]
@@ -279,6 +289,7 @@ def train_rule_judge(
         },
         "training": {
             **asdict(settings),
+            "tower": asdict(tower) if tower is not None else None,
             "torch": torch.__version__,
             "seconds": round(time.monotonic() - started, 1),
         },
@@ -286,3 +297,49 @@ def train_rule_judge(
     }
     scorer.save(output, metadata)
     return metadata
+
+
+def tune_tower(
+    embedder: TextEmbedder,
+    head: RuleHead,
+    config: ScorerConfig,
+    answers: Sequence[Answer],
+    emb: Embedded,
+    train_pairs: Sequence[Pair],
+    val_pairs: Sequence[Pair],
+    settings: TowerSettings,
+    cache_dir: Path | None,
+    *,
+    progress: bool = True,
+) -> tuple[RuleScorer, Embedded, dict[str, Any]]:
+    """Fine-tune the answer tower from the frozen-backbone `head`; the scorer that ships (int8
+    tower), the held-out answers re-embedded by it (as serving embeds them), and the held-out AUC
+    before (the frozen head) and per epoch."""
+    k = settings.trainable_layers
+    labels = [p.label for p in val_pairs]
+    used = {p.answer for p in (*train_pairs, *val_pairs)}
+    lower = lower_states(
+        embedder, [a for a in answers if a.id in used], config, k, cache_dir, progress=progress
+    )
+    val_ids = sorted({p.answer for p in val_pairs})
+
+    def held_out_auc(top: Any, tuned: RuleHead) -> float:
+        return auc(predict(tuned, pair_tensors(val_pairs, with_windows(emb, top, lower, val_ids))), labels)
+
+    frozen_auc = auc(predict(head, pair_tensors(val_pairs, emb)), labels)
+    base = load_backbone()
+    top, tuned, ratings = fine_tune(
+        base, head, lower, emb, train_pairs, settings, held_out_auc, progress=progress
+    )
+    state = top.state()
+    config = replace(config, trainable_layers=k)
+    scorer = RuleScorer(embedder, tuned, config, TextEmbedder(answer_tower(base, state, k)), state)
+    val_answers = [a for a in answers if a.id in set(val_ids)]
+    served = embed_corpus(
+        embedder, val_answers, val_pairs, config, cache_dir, progress=progress, answer_embedder=scorer.answers
+    )
+    return (
+        scorer,
+        served,
+        {"auc_frozen_backbone": round(frozen_auc, 4), "auc_by_tower_epoch": [round(r, 4) for r in ratings]},
+    )
