@@ -142,6 +142,22 @@ def test_a_weak_other_gives_way_to_a_covering_rule_a_strong_one_does_not() -> No
     assert not verdict(config("violence"), rule_list, [0.1], cats(other=0.6)).complies  # nothing covers it
 
 
+def test_a_strong_cover_dismisses_other_allowable_floor_categories_only() -> None:
+    rule_list = [allows(1, "Battle scenes are allowed.", "violence")]
+    limits = RuleThresholds(forbids=0.5, allows=0.5, cover_floor=0.8)
+    found = cats(violence=0.9, weapons=0.9)
+    strong = decide(config("violence"), rule_list, [0.9], found, HALF, limits)
+    assert strong.complies and "weapons dismissed by the strongly covering rule" in strong.reason
+    assert strong.categories == {"violence", "weapons"}  # still reported
+    assert not decide(
+        config("violence"), rule_list, [0.7], found, HALF, limits
+    ).complies  # covers, not strongly
+    assert not decide(config("violence"), rule_list, [0.9], found, HALF, LIMITS).complies  # off by default
+    # Never `other` or the deployment's floor categories.
+    assert not decide(config("violence"), rule_list, [0.9], cats(other=0.9), HALF, limits).complies
+    assert not decide(config("violence"), rule_list, [0.9], found, HALF, limits, floor={"weapons"}).complies
+
+
 def test_the_allow_list_still_applies_without_rules() -> None:
     assert verdict(config("violence"), [], [], cats(violence=0.9)).complies
     v = verdict(config(), [], [], cats(violence=0.9))
@@ -157,7 +173,9 @@ def test_thresholds_are_checked_and_read_from_metadata() -> None:
     with pytest.raises(ValueError):
         RuleThresholds(forbids=1.5)
     limits = RuleThresholds.from_metadata({"thresholds": {"forbids": 0.7, "allows": 0.4, "weak_other": 0.9}})
-    assert limits == RuleThresholds(0.7, 0.4, 0.9)
+    assert limits == RuleThresholds(0.7, 0.4, 0.9, 1.0)
+    stored = {"thresholds": {"forbids": 0.7, "allows": 0.4, "weak_other": 0.9, "cover_floor": 0.95}}
+    assert RuleThresholds.from_metadata(stored).cover_floor == 0.95
 
 
 # --- the scorer on a tiny random backbone ---------------------------------------------------------

@@ -57,7 +57,7 @@ class LowerStates:
 @contextlib.contextmanager
 def bottom_only(model: PreTrainedModel, trainable_layers: int) -> Iterator[None]:
     """Run `model` without its top `trainable_layers` layers (its output is then their input)."""
-    encoder: Any = model.encoder  # type: ignore[union-attr]
+    encoder: Any = model.encoder
     layers = encoder.layer
     encoder.layer = torch.nn.ModuleList(list(layers)[: len(layers) - trainable_layers])
     try:
@@ -86,7 +86,9 @@ def lower_states(
     def embed(text: str) -> torch.Tensor:
         win = encode_windows(embedder.tokenizer, [text], config.max_length, config.stride)
         with bottom_only(model, trainable_layers):
-            hidden = model(input_ids=win.input_ids, attention_mask=win.attention_mask).last_hidden_state
+            hidden: torch.Tensor = model(
+                input_ids=win.input_ids, attention_mask=win.attention_mask
+            ).last_hidden_state
         return hidden.to(torch.float16)
 
     with torch.inference_mode():

@@ -28,7 +28,15 @@ import torch
 
 from cosa_guard.encoder import load_backbone
 from cosa_guard.judges.rule_model import RuleHead, RuleScorer, ScorerConfig, TextEmbedder, answer_tower
-from cosa_guard_training.rule_judge.corpus import TRAIN, VAL, Answer, Pair, build_answers, build_pairs
+from cosa_guard_training.rule_judge.corpus import (
+    TRAIN,
+    VAL,
+    Answer,
+    Inventory,
+    Pair,
+    build_answers,
+    build_pairs,
+)
 from cosa_guard_training.rule_judge.embed import Embedded, embed_corpus, near_duplicates
 from cosa_guard_training.rule_judge.templates import VAL_FAMILIES
 from cosa_guard_training.rule_judge.tower import TowerSettings, fine_tune, lower_states, with_windows
@@ -217,6 +225,79 @@ def report(
     return out
 
 
+OBJECTIVE = (
+    "forbids: lowest score with <= {max_fpr} of held-out negative pairs matched, raised until <= 10% of "
+    "the 25 CoSApien demonstration answers match a forbidding rule of their config "
+    "(held_out.real_config_cap), then with weak_other and cover_floor the best balanced accuracy of the "
+    "full decision on held-out 5-rule configs (held_out.decision_calibration); "
+    "allows: best F1 on held-out pairs"
+)
+
+
+def calibrate_thresholds(
+    scorer: RuleScorer,
+    data_dir: Path | None,
+    inv: Inventory,
+    answers: Sequence[Answer],
+    thresholds: dict[str, float],
+    scores: Sequence[float],
+    labels: Sequence[int],
+    held_out: dict[str, Any],
+    seed: int,
+) -> None:
+    """From the pair thresholds: the real-config cap on `forbids`, then the decision calibration
+    (`calibrate`); updates `thresholds` and records the figures in `held_out`."""
+    from cosa_guard_training.rule_judge.calibrate import calibrate_decision, cap_forbids_on_demos
+
+    if data_dir is not None and (data_dir / "cosa_configs").is_dir():
+        thresholds["forbids"], held_out["real_config_cap"] = cap_forbids_on_demos(
+            scorer, data_dir, thresholds["forbids"]
+        )
+        held_out["forbids_after_cap"] = {
+            k: round(v, 4) for k, v in rates(scores, labels, thresholds["forbids"]).items()
+        }
+    chosen, held_out["decision_calibration"] = calibrate_decision(
+        scorer, inv, [a for a in answers if a.split == VAL], thresholds, seed
+    )
+    thresholds.update(chosen)
+    held_out["forbids_at_chosen"] = {
+        k: round(v, 4) for k, v in rates(scores, labels, thresholds["forbids"]).items()
+    }
+
+
+def recalibrate(
+    data_dir: Path, weights: Path, cache_dir: Path | None, *, max_fpr: float, seed: int
+) -> dict[str, Any]:
+    """Choose the thresholds of saved weights again (after a change to the calibration, without
+    retraining): the held-out pairs are scored as serving scores them, then `calibrate_thresholds`;
+    the metadata is rewritten with the new thresholds and figures."""
+    torch.set_num_threads(1)
+    scorer = RuleScorer.load(weights)
+    inv, _ = build_answers(data_dir, seed)
+    inv, answers = build_answers(data_dir, seed, near_duplicates(inv, scorer.embedder))
+    val_pairs = [p for p in build_pairs(inv, answers, seed) if p.split == VAL]
+    used = {p.answer for p in val_pairs}
+    emb = embed_corpus(
+        scorer.embedder,
+        [a for a in answers if a.id in used],
+        val_pairs,
+        scorer.config,
+        cache_dir,
+        answer_embedder=scorer.answers if scorer.tower is not None else None,
+    )
+    scores = predict(scorer.head, pair_tensors(val_pairs, emb))
+    labels = [p.label for p in val_pairs]
+    thresholds = pick_thresholds(scores, labels, max_fpr)
+    metadata = dict(scorer.config.metadata)
+    held_out = dict(metadata.get("held_out", {}))
+    calibrate_thresholds(scorer, data_dir, inv, answers, thresholds, scores, labels, held_out, seed)
+    metadata.update(
+        thresholds=thresholds, held_out=held_out, threshold_objective=OBJECTIVE.format(max_fpr=max_fpr)
+    )
+    scorer.save(weights, metadata)
+    return metadata
+
+
 def train_rule_judge(
     data_dir: Path | None,
     output: Path,
@@ -229,8 +310,6 @@ def train_rule_judge(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Build, embed, train, measure, calibrate and save; returns the metadata written."""
-    from cosa_guard_training.rule_judge.calibrate import calibrate_decision, cap_forbids_on_demos
-
     torch.set_num_threads(1)  # a shared 2-core box: one thread was as fast and left the other core free
     started = time.monotonic()
     config = ScorerConfig()
@@ -254,30 +333,13 @@ def train_rule_judge(
     by_id = {a.id: a for a in answers}
     held_out = report(scores, val_pairs, by_id, thresholds)
     held_out.update(tuning)
-    if data_dir is not None and (data_dir / "cosa_configs").is_dir():
-        thresholds["forbids"], held_out["real_config_cap"] = cap_forbids_on_demos(
-            scorer, data_dir, thresholds["forbids"]
-        )
-        held_out["forbids_after_cap"] = {
-            k: round(v, 4) for k, v in rates(scores, labels, thresholds["forbids"]).items()
-        }
     if calibrate:
-        chosen, held_out["decision_calibration"] = calibrate_decision(
-            scorer, inv, [a for a in answers if a.split == VAL], thresholds, settings.seed
+        calibrate_thresholds(
+            scorer, data_dir, inv, answers, thresholds, scores, labels, held_out, settings.seed
         )
-        thresholds.update(chosen)
-        held_out["forbids_at_chosen"] = {
-            k: round(v, 4) for k, v in rates(scores, labels, thresholds["forbids"]).items()
-        }
     metadata = {
         "thresholds": thresholds,
-        "threshold_objective": (
-            f"forbids: lowest score with <= {settings.max_fpr} of held-out negative pairs matched, raised "
-            "until <= 10% of the 25 CoSApien demonstration answers match a forbidding rule of their "
-            "config (held_out.real_config_cap), then with weak_other the best balanced accuracy of the "
-            "full decision on held-out 5-rule configs (held_out.decision_calibration); "
-            "allows: best F1 on held-out pairs"
-        ),
+        "threshold_objective": OBJECTIVE.format(max_fpr=settings.max_fpr),
         "held_out": held_out,
         "data": {
             "answers": len(answers),
