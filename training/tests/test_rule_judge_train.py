@@ -229,6 +229,10 @@ def test_calibration_cases_cover_each_way_a_judge_can_be_wrong(corpus) -> None: 
             assert case.answer.kind != "refusal"
         if case.kind == "inside":
             assert case.config.allow and case.rules[0].polarity == "allows"
+        if case.kind == "mixed":  # an inside answer that goes on into a category the config does not allow
+            original = next(a for a in answers if a.id == case.answer.id)
+            assert case.answer.response.startswith(original.response + " ")
+            assert case.config.allow and case.rules[0].polarity == "allows" and not case.should_comply
 
 
 class _Oracle:
