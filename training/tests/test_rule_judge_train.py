@@ -271,12 +271,14 @@ def test_the_decision_calibration_keeps_forbids_at_or_above_the_cap(corpus) -> N
             category=_NoCategory(),  # type: ignore[arg-type]
         )
 
-    chosen, info = decide(0.5)
-    # Every forbids from 0.5 to 0.97 separates the oracle's scores; ties go to the highest.
+    chosen, info = decide(0.9)
+    # Every forbids from 0.9 to 0.97 separates the oracle's scores; ties go to the highest.
     assert chosen["forbids"] == 0.97
     assert info["chosen"]["forbidden_inside"] == 1.0 and info["chosen"]["refusal"] == 1.0
-    # With no category found, `other` cases comply whatever weak_other is: they are all missed.
-    assert info["chosen"]["other"] == 0.0
-    assert chosen["weak_other"] == 0.0
+    # With no category found, `other` and `mixed` cases comply whatever weak_other and cover_floor
+    # are: they are all missed, and the ties go to dismissing nothing.
+    assert info["chosen"]["other"] == 0.0 and info["chosen"]["mixed"] == 0.0
+    assert chosen["weak_other"] == 0.0 and chosen["cover_floor"] == 1.0
+    assert info["refused_by"]["inside"] == {"cases": info["cases"]["inside"], "rule": 0, "floor": 0}
     capped, _ = decide(0.98)
     assert capped["forbids"] >= 0.98  # the cap is a floor, even when it costs accuracy
