@@ -208,7 +208,10 @@ def test_train_rules_is_a_train_subcommand(capsys: pytest.CaptureFixture[str]) -
     cli.register(parser.add_subparsers())
     args = parser.parse_args(["train", "rules", "--data-dir", "/nonexistent/shared", "--epochs", "3"])
     assert args.epochs == 3
+    assert (args.trainable_layers, args.tower_epochs, args.recalibrate) == (2, 3, False)
     assert args.func(args) == 2
+    again = parser.parse_args(["train", "rules", "--data-dir", "/nonexistent", "--recalibrate"])
+    assert again.recalibrate and again.func(again) == 2  # no shared data: no calibration either
     assert "no shared data" in capsys.readouterr().err
 
 
