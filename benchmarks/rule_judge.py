@@ -83,9 +83,14 @@ def held_out(
     scorer: RuleScorer, inv: Inventory, answers: list[Answer], cache: Path, seed: int
 ) -> dict[str, object]:
     pairs = [p for p in build_pairs(inv, answers, seed) if p.split == VAL]
-    emb = embed_corpus(scorer.embedder, answers, pairs, scorer.config, cache, progress=False)
+    used = [a for a in answers if a.id in {p.answer for p in pairs}]
+    tuned = scorer.answers if scorer.tower is not None else None  # its windows change with its weights
+    emb = embed_corpus(
+        scorer.embedder, used, pairs, scorer.config, cache, progress=False, answer_embedder=tuned
+    )
     scores = predict(scorer.head, pair_tensors(pairs, emb))
-    thresholds = {k: float(v) for k, v in scorer.config.metadata["thresholds"].items() if k != "weak_other"}
+    stored = scorer.config.metadata["thresholds"]
+    thresholds = {k: float(stored[k]) for k in ("forbids", "allows")}
     return report(scores, pairs, {a.id: a for a in answers}, thresholds)
 
 

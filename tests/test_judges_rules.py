@@ -23,7 +23,16 @@ from cosa_guard.config import SafetyConfig  # noqa: E402
 from cosa_guard.errors import ConfigError, JudgeError  # noqa: E402
 from cosa_guard.judges import factory, rules  # noqa: E402
 from cosa_guard.judges.base import Judge  # noqa: E402
-from cosa_guard.judges.rule_model import WEIGHTS_DIR, RuleHead, RuleScorer, ScorerConfig, TextEmbedder  # noqa: E402
+from cosa_guard.judges.rule_model import (  # noqa: E402
+    TOWER_FILE,
+    WEIGHTS_DIR,
+    RuleHead,
+    RuleScorer,
+    ScorerConfig,
+    TextEmbedder,
+    answer_tower,
+    tower_state,
+)
 from cosa_guard.judges.rules import UNREVIEWED_NOTE, RuleJudge, RuleThresholds, decide, in_force  # noqa: E402
 from cosa_guard.rules import Rule, RuleSet  # noqa: E402
 from cosa_guard.settings import JudgeSpec  # noqa: E402
@@ -142,6 +151,22 @@ def test_a_weak_other_gives_way_to_a_covering_rule_a_strong_one_does_not() -> No
     assert not verdict(config("violence"), rule_list, [0.1], cats(other=0.6)).complies  # nothing covers it
 
 
+def test_a_strong_cover_dismisses_other_allowable_floor_categories_only() -> None:
+    rule_list = [allows(1, "Battle scenes are allowed.", "violence")]
+    limits = RuleThresholds(forbids=0.5, allows=0.5, cover_floor=0.8)
+    found = cats(violence=0.9, weapons=0.9)
+    strong = decide(config("violence"), rule_list, [0.9], found, HALF, limits)
+    assert strong.complies and "weapons dismissed by the strongly covering rule" in strong.reason
+    assert strong.categories == {"violence", "weapons"}  # still reported
+    assert not decide(
+        config("violence"), rule_list, [0.7], found, HALF, limits
+    ).complies  # covers, not strongly
+    assert not decide(config("violence"), rule_list, [0.9], found, HALF, LIMITS).complies  # off by default
+    # Never `other` or the deployment's floor categories.
+    assert not decide(config("violence"), rule_list, [0.9], cats(other=0.9), HALF, limits).complies
+    assert not decide(config("violence"), rule_list, [0.9], found, HALF, limits, floor={"weapons"}).complies
+
+
 def test_the_allow_list_still_applies_without_rules() -> None:
     assert verdict(config("violence"), [], [], cats(violence=0.9)).complies
     v = verdict(config(), [], [], cats(violence=0.9))
@@ -157,7 +182,9 @@ def test_thresholds_are_checked_and_read_from_metadata() -> None:
     with pytest.raises(ValueError):
         RuleThresholds(forbids=1.5)
     limits = RuleThresholds.from_metadata({"thresholds": {"forbids": 0.7, "allows": 0.4, "weak_other": 0.9}})
-    assert limits == RuleThresholds(0.7, 0.4, 0.9)
+    assert limits == RuleThresholds(0.7, 0.4, 0.9, 1.0)
+    stored = {"thresholds": {"forbids": 0.7, "allows": 0.4, "weak_other": 0.9, "cover_floor": 0.95}}
+    assert RuleThresholds.from_metadata(stored).cover_floor == 0.95
 
 
 # --- the scorer on a tiny random backbone ---------------------------------------------------------
@@ -199,6 +226,52 @@ def test_the_head_round_trips_through_its_files(tmp_path: Path, monkeypatch: pyt
     assert loaded.config.metadata == {"thresholds": {"forbids": 0.6}}
     expected = scorer.score(["No pork."], "q", "bacon")
     assert loaded.score(["No pork."], "q", "bacon") == pytest.approx(expected, abs=2e-3)
+
+
+def tuned_scorer() -> tuple[RuleScorer, Any]:
+    """A scorer whose answer tower's top layer differs from the frozen rule tower's."""
+    settings = ScorerConfig(dim=16, hidden=8, max_length=16, stride=4, trainable_layers=1)
+    base = tiny_bert(num_hidden_layers=2)
+    state = {k: v + 0.05 for k, v in tower_state(base, 1).items()}
+    torch.manual_seed(0)
+    answers = TextEmbedder(answer_tower(base, state, 1), int8=False)
+    return RuleScorer(TextEmbedder(base, int8=False), RuleHead(settings), settings, answers, state), base
+
+
+def test_a_fine_tuned_answer_tower_embeds_answers_but_not_rules() -> None:
+    scorer, base = tuned_scorer()
+    assert set(scorer.tower or {}) == {k for k in base.state_dict() if k.startswith("encoder.layer.1.")}
+    with torch.inference_mode():
+        frozen = scorer.embedder.windows("Fry the bacon.", 16, 4)
+        tuned = scorer.answers.windows("Fry the bacon.", 16, 4)
+    assert not torch.allclose(frozen, tuned)
+    scorer.score(["No pork."], "q", "Fry the bacon.")
+    assert torch.equal(scorer._rules["No pork."], scorer.embedder.one("No pork.", scorer.config.rule_tokens))
+
+
+def test_the_tuned_tower_round_trips_through_its_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scorer, base = tuned_scorer()
+    scorer.save(tmp_path, {"thresholds": {"forbids": 0.6}})
+    assert (tmp_path / TOWER_FILE).exists()
+    monkeypatch.setattr("cosa_guard.judges.rule_model.load_backbone", lambda: base)
+    loaded = RuleScorer.load(tmp_path, int8=False)
+    assert loaded.config.trainable_layers == 1 and loaded.tower is not None
+    expected = scorer.score(["No pork."], "q", "Fry the bacon in lard.")
+    assert loaded.score(["No pork."], "q", "Fry the bacon in lard.") == pytest.approx(expected, abs=2e-3)
+    # A head-only save removes a stale tower, so the frozen-backbone format loads as before.
+    tiny_scorer().save(tmp_path)
+    assert not (tmp_path / TOWER_FILE).exists()
+
+
+def test_tower_weights_must_match_the_config() -> None:
+    base = tiny_bert(num_hidden_layers=2)
+    with pytest.raises(ValueError, match="do not match trainable_layers=2"):
+        answer_tower(base, tower_state(base, 1), 2)
+    settings = ScorerConfig(dim=16, hidden=8, trainable_layers=1)
+    with pytest.raises(ValueError, match="needs its weights"):
+        RuleScorer(TextEmbedder(base, int8=False), RuleHead(settings), settings)
 
 
 def test_missing_weights_say_how_to_train_them(tmp_path: Path) -> None:

@@ -12,13 +12,18 @@ so a violation at the end of a long, harmless answer still counts. The rule's po
 part here: the score says whether the answer does the rule's subject, and
 `cosa_guard.judges.rules` decides what that means.
 
-Only the head ships (`head.safetensors`, float16, ~0.8 MB) with `rule_judge.json`, which records
-the data, command, thresholds and held-out figures (`cosa-guard train rules` trains it; the code is
-in training/cosa_guard_training/rule_judge).
+The answer tower may be fine-tuned (`ScorerConfig.trainable_layers`: its top layers, trained
+jointly with the head); rules and requests always go through the frozen backbone, so a config's
+rule embeddings stay computed once, and an answer costs one tower pass over its windows whatever
+the number of rules. What ships: the head (`head.safetensors`, float16, ~0.8 MB), the fine-tuned
+top layers of the answer tower when there are any (`answer_tower.safetensors`, float16, ~3.5 MB
+per layer), and `rule_judge.json`, which records the data, command, thresholds and held-out
+figures (`cosa-guard train rules` trains them; the code is in training/cosa_guard_training/rule_judge).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 from collections import OrderedDict
@@ -40,6 +45,7 @@ if TYPE_CHECKING:
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "data" / "rule_judge"
 HEAD_FILE = "head.safetensors"
+TOWER_FILE = "answer_tower.safetensors"
 CONFIG_FILE = "rule_judge.json"
 RULE_CACHE_SIZE = 4096  # rule texts kept embedded: far more than any deployment's configs hold
 
@@ -55,6 +61,7 @@ class ScorerConfig:
     request_tokens: int = 64
     rule_tokens: int = 96
     dropout: float = 0.1
+    trainable_layers: int = 0  # top layers of the answer tower fine-tuned (0: the frozen backbone)
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
@@ -91,6 +98,37 @@ class RuleHead(torch.nn.Module):
         return self.net(pair_features(rules, windows, requests)).squeeze(-1)  # type: ignore[no-any-return]
 
 
+def tower_layers(backbone: PreTrainedModel, trainable_layers: int) -> list[torch.nn.Module]:
+    """The top `trainable_layers` transformer layers of `backbone` (the answer tower's tuned part)."""
+    layers: Any = backbone.encoder.layer  # type: ignore[union-attr]
+    if not 0 <= trainable_layers <= len(layers):
+        raise ValueError(f"trainable_layers must be in 0..{len(layers)}, got {trainable_layers}")
+    return list(layers[len(layers) - trainable_layers :])
+
+
+def tower_state(backbone: PreTrainedModel, trainable_layers: int) -> dict[str, torch.Tensor]:
+    """The tensors of the tuned top layers, named as in `backbone.state_dict()` (what ships)."""
+    first = len(backbone.encoder.layer) - trainable_layers  # type: ignore[union-attr,arg-type]
+    prefixes = tuple(f"encoder.layer.{i}." for i in range(first, first + trainable_layers))
+    return {k: v for k, v in backbone.state_dict().items() if k.startswith(prefixes)}
+
+
+def answer_tower(
+    base: PreTrainedModel, state: Mapping[str, torch.Tensor], trainable_layers: int
+) -> PreTrainedModel:
+    """A copy of the frozen `base` with its top layers replaced by the shipped `state`."""
+    expected = set(tower_state(base, trainable_layers))
+    if set(state) != expected:
+        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+        raise ValueError(
+            f"answer tower weights do not match trainable_layers={trainable_layers} "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]}); retrain or reinstall"
+        )
+    tower = copy.deepcopy(base)
+    tower.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=False)
+    return tower
+
+
 class TextEmbedder:
     """Mean-pooled, L2-normalised backbone embeddings, each text in its own forward pass."""
 
@@ -125,9 +163,22 @@ class TextEmbedder:
 class RuleScorer:
     """Thread-safe scoring of an answer against a list of rule texts (blocking; call from a thread)."""
 
-    def __init__(self, embedder: TextEmbedder, head: RuleHead, config: ScorerConfig) -> None:
+    def __init__(
+        self,
+        embedder: TextEmbedder,
+        head: RuleHead,
+        config: ScorerConfig,
+        answers: TextEmbedder | None = None,
+        tower: Mapping[str, torch.Tensor] | None = None,
+    ) -> None:
+        """`embedder` embeds rules and requests; `answers` (default: `embedder`) the answer windows.
+        `tower`: the float32 tuned layers of `answers`, kept for `save` (its model may be int8)."""
         head.train(False)
+        if (config.trainable_layers > 0) != (tower is not None):
+            raise ValueError("a fine-tuned answer tower needs its weights (tower) and trainable_layers > 0")
         self.embedder = embedder
+        self.answers = answers if answers is not None else embedder
+        self.tower = dict(tower) if tower is not None else None
         self.head = head
         self.config = config
         self._rules: OrderedDict[str, torch.Tensor] = OrderedDict()
@@ -146,15 +197,26 @@ class RuleScorer:
         head = RuleHead(config)
         state = {k: v.to(torch.float32) for k, v in st.load_file(str(directory / HEAD_FILE)).items()}
         head.load_state_dict(state)
-        return cls(TextEmbedder(int8=int8), head, config)
+        if not config.trainable_layers:
+            return cls(TextEmbedder(int8=int8), head, config)
+        base = load_backbone()
+        tower = st.load_file(str(directory / TOWER_FILE))
+        answers = TextEmbedder(answer_tower(base, tower, config.trainable_layers), int8=int8)
+        return cls(TextEmbedder(base, int8=int8), head, config, answers, tower)
 
     def save(self, directory: str | Path, metadata: Mapping[str, Any] | None = None) -> Path:
-        """Write the head (float16) and the config, with `metadata` replacing the stored one."""
+        """Write the head and the tuned tower layers (float16) and the config, with `metadata`
+        replacing the stored one."""
         st = require("safetensors.torch", "embed", _PURPOSE)
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().to(torch.float16).contiguous() for k, v in self.head.state_dict().items()}
         st.save_file(state, str(out / HEAD_FILE))
+        if self.tower is not None:
+            tower = {k: v.detach().to(torch.float16).contiguous() for k, v in sorted(self.tower.items())}
+            st.save_file(tower, str(out / TOWER_FILE))
+        else:
+            (out / TOWER_FILE).unlink(missing_ok=True)  # a frozen-backbone head must not pick up stale layers
         config = (
             self.config if metadata is None else ScorerConfig(**{**asdict(self.config), "metadata": metadata})
         )
@@ -179,7 +241,7 @@ class RuleScorer:
             return []
         with self._lock, torch.inference_mode():
             r = torch.stack([self.rule_embedding(text) for text in rules])
-            w = self.embedder.windows(response, self.config.max_length, self.config.stride)
+            w = self.answers.windows(response, self.config.max_length, self.config.stride)
             q = self.embedder.one(request, self.config.request_tokens)
             n_rules, n_windows = r.shape[0], w.shape[0]
             logits = self.head(

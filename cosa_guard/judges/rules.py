@@ -17,6 +17,11 @@ applies the rules:
   `RuleThresholds.weak_other`) is dismissed when an allowing rule covers the answer: the category
   judge calls much allowed content `other` (violence, in 12 of 16 held-out answers that contain
   it), and a covering allows-rule is the stronger evidence of what the content is;
+- a *strong* cover (an allowing rule scored above `RuleThresholds.cover_floor`) also dismisses the
+  other allowable categories the floor finds (not `other`, not the deployment's floor categories):
+  the category judge often adds a second category to allowed content (16 of the 36 allowed
+  calibration answers it refused), and a rule that matches the answer that closely says what the
+  content is. 1.0 turns it off;
 - what is left complies.
 
 `RuleJudge.judge_rules` takes explicit rules; `RuleJudge.judge` (the Judge protocol) takes them from
@@ -37,7 +42,7 @@ from cosa_guard.errors import JudgeError
 from cosa_guard.judges.base import Judge
 from cosa_guard.judges.category import CategoryJudge, request_text
 from cosa_guard.rules import Rule, config_rules
-from cosa_guard.taxonomy import CATEGORY_IDS, OTHER
+from cosa_guard.taxonomy import ALLOWABLE_IDS, CATEGORY_IDS, OTHER
 from cosa_guard.types import Message, Verdict
 
 if TYPE_CHECKING:
@@ -53,9 +58,10 @@ class RuleThresholds:
     forbids: float = 0.5
     allows: float = 0.5
     weak_other: float = 0.0  # 0: `other` is never dismissed
+    cover_floor: float = 1.0  # 1.0: a covering rule never dismisses a floor category (scores are <= 1)
 
     def __post_init__(self) -> None:
-        for name in ("forbids", "allows", "weak_other"):
+        for name in ("forbids", "allows", "weak_other", "cover_floor"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"rule threshold {name} must be in [0, 1], got {value}")
@@ -63,7 +69,8 @@ class RuleThresholds:
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any]) -> RuleThresholds:
         stored = metadata.get("thresholds", {})
-        return cls(**{k: float(v) for k, v in stored.items() if k in ("forbids", "allows", "weak_other")})
+        names = ("forbids", "allows", "weak_other", "cover_floor")
+        return cls(**{k: float(v) for k, v in stored.items() if k in names})
 
 
 def in_force(
@@ -115,6 +122,9 @@ def decide(
         found.discard(OTHER)
     covered = frozenset(c for r in covering for c in r.categories)
     allowed = (frozenset(config.allow) | covered) - floor_set - {OTHER}
+    strong = bool(covering) and scores[covering[0].number] > thresholds.cover_floor
+    waived = (found & ALLOWABLE_IDS) - allowed - floor_set if strong else frozenset()
+    allowed |= waived
     refused = found - allowed
     lifted = {r.exception_of for r in rules if r.exception_of is not None and r.number in applying}
     open_scores = [scores[r.number] for r in rules if r.polarity == "forbids" and r.number not in lifted]
@@ -135,6 +145,8 @@ def decide(
         reasons.append("found " + ", ".join(sorted(found)) if found else "no risk category found")
         if dismissed:
             reasons.append(f"weak other ({category_scores[OTHER]:.2f}) dismissed by the covering rule")
+        if waived:
+            reasons.append(", ".join(sorted(waived)) + " dismissed by the strongly covering rule")
     if not rules:
         reasons.append("the config has no rules: categories only")
     if not reviewed:

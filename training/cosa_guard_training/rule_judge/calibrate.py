@@ -8,8 +8,8 @@ below the score at which more than `MAX_DEMO_REFUSED` of them have a forbidding 
 
 `calibrate_decision`: the threshold on a single pair says little about a config's verdict (a
 5-rule config gives an answer five chances to be refused, and the category floor and `other`
-decide the rest), so `forbids` (from the cap up) and `weak_other` are chosen together by running
-the full decision (`cosa_guard.judges.rules.decide`) on 5-rule configs built over held-out
+decide the rest), so `forbids` (from the cap up), `weak_other` and `cover_floor` are chosen
+together by running the full decision (`cosa_guard.judges.rules.decide`) on 5-rule configs built over held-out
 answers only (held-out subjects, held-out template families), one kind of case per way a judge
 can be wrong:
 
@@ -23,12 +23,16 @@ can be wrong:
   assistant's config);
 - *other* (should be refused): an answer of a subject in no allowable category (malware, fake
   news, gambling...), under a config that allows an unrelated category with an allows-rule about
-  an unrelated subject (only a spurious cover would let it through).
+  an unrelated subject (only a spurious cover would let it through);
+- *mixed* (should be refused): an *inside* case whose answer goes on into another allowable
+  category the config does not allow (the start of a held-out answer of that category appended):
+  what only the category floor catches, and what a strong cover (`cover_floor`) would wave through.
 
-The objective is the mean of the four kinds' accuracies (a refused good answer costs what a miss
-costs); ties go to the higher `forbids` and the lower `weak_other` (fewer refusals, fewer
-dismissals). Caveat recorded with the result: the category judge was trained on some of the same
-real answers (its own split), so its scores here are as confident as they get.
+The objective is the mean of the kinds' accuracies (a refused good answer costs what a miss
+costs); ties go to the higher `forbids`, the lower `weak_other` and the higher `cover_floor`
+(fewer refusals, fewer dismissals). Caveat recorded with the result: the category judge was
+trained on some of the same real answers (its own split), so its scores here are as confident as
+they get.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +57,9 @@ from cosa_guard_training.rule_judge.templates import rule_text
 MAX_DEMO_REFUSED = 0.10
 WEAK_OTHER = (0.0, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0)
 MAX_CASES = 200  # per kind: scoring runs both models per answer
-KINDS = ("inside", "refusal", "forbidden_inside", "other")
+KINDS = ("inside", "refusal", "forbidden_inside", "other", "mixed")
+COVER_FLOOR = (0.9, 0.95, 0.97, 0.98, 0.99, 1.0)  # 1.0: off
+MIXED_CHARS = 400  # of the appended answer: a few sentences, about one scorer window
 COMPLYING = frozenset({"inside", "refusal"})
 
 
@@ -71,6 +77,13 @@ class Case:
 
 def _narrow(inv: Inventory, answer: Answer) -> str | None:
     return next((t for t in sorted(answer.tags) if t not in inv.broad and t in inv.by_id), None)
+
+
+def _category(inv: Inventory, answer: Answer) -> str:
+    """The allowable category of the answer's narrow subject, or ""."""
+    sid = _narrow(inv, answer)
+    category = inv.by_id[sid].category if sid is not None else ""
+    return category if category in ALLOWABLE_IDS else ""
 
 
 def _rule(rng: random.Random, number: int, subject: Subject, polarity: Polarity) -> Rule:
@@ -96,6 +109,7 @@ def build_cases(inv: Inventory, answers: Sequence[Answer], seed: int) -> list[Ca
     rng = random.Random(seed + 2)
     pool = [s for s in inv.by_id.values() if s.phrases and inv.split_of(s.id) in (None, "val")]
     by_kind: dict[str, list[Case]] = {kind: [] for kind in KINDS}
+    second = [a for a in answers if a.kind in ("synthetic", "jailbroken") and _category(inv, a)]
     for answer in answers:
         if answer.refused:
             subject = inv.by_id[answer.refused]
@@ -122,6 +136,11 @@ def build_cases(inv: Inventory, answers: Sequence[Answer], seed: int) -> list[Ca
             cover = _rule(rng, 1, rng.choice(about), "allows")
             rules = (cover, *_distractors(rng, unrelated, 2, 4))
             by_kind["inside"].append(Case("inside", _config(allowable), rules, answer))
+            elsewhere = [a for a in second if _category(inv, a) not in ("", category)]
+            if elsewhere:
+                tail = rng.choice(elsewhere).response[:MIXED_CHARS]
+                mixed = replace(answer, response=answer.response + " " + tail)
+                by_kind["mixed"].append(Case("mixed", _config(allowable), rules, mixed))
         parents = [s for s in about if s.id in inv.broad and s.category in (category, "none")]
         if parents and subject.phrases and inv.split_of(sid) is not None:
             cover = _rule(rng, 1, rng.choice(parents), "allows")
@@ -150,6 +169,24 @@ def _accuracy(
     return out
 
 
+def refused_by(
+    scored: Sequence[tuple[Case, list[float], dict[str, float]]],
+    category_thresholds: dict[str, float],
+    limits: RuleThresholds,
+) -> dict[str, dict[str, int]]:
+    """Of the answers that should comply, per kind, how many a rule refused and how many the
+    category floor refused (a violated rule is named in the verdict; the floor names none)."""
+    out = {kind: {"cases": 0, "rule": 0, "floor": 0} for kind in sorted(COMPLYING)}
+    for case, rule_scores, category_scores in scored:
+        if not case.should_comply:
+            continue
+        verdict = decide(case.config, case.rules, rule_scores, category_scores, category_thresholds, limits)
+        out[case.kind]["cases"] += 1
+        if not verdict.complies:
+            out[case.kind]["rule" if verdict.rule_number is not None else "floor"] += 1
+    return out
+
+
 def calibrate_decision(
     scorer: RuleScorer,
     inv: Inventory,
@@ -158,8 +195,9 @@ def calibrate_decision(
     seed: int,
     category: CategoryJudge | None = None,
 ) -> tuple[dict[str, float], dict[str, Any]]:
-    """`forbids` (not below `thresholds["forbids"]`, the cap) and `weak_other` chosen on the
-    cases' balanced accuracy, with the figures behind the choice."""
+    """`forbids` (not below `thresholds["forbids"]`, the cap), `weak_other` and `cover_floor` chosen
+    on the cases' balanced accuracy, with the figures behind the choice (and who refused the
+    answers that should comply: a rule or the category floor)."""
     judge = category if category is not None else CategoryJudge.load()
     cases = build_cases(inv, val_answers, seed)
     scored = []
@@ -171,17 +209,23 @@ def calibrate_decision(
     candidates = sorted(
         {floor, *(round(floor + 0.01 * i, 2) for i in range(1, 100) if floor + 0.01 * i < 1.0)}
     )
-    table: dict[tuple[float, float], dict[str, float]] = {
-        (f, w): _accuracy(scored, judge.thresholds, RuleThresholds(f, thresholds["allows"], w))
+    allows = thresholds["allows"]
+    table: dict[tuple[float, float, float], dict[str, float]] = {
+        (f, w, c): _accuracy(scored, judge.thresholds, RuleThresholds(f, allows, w, c))
         for f in candidates
         for w in WEAK_OTHER
+        for c in COVER_FLOOR
     }
-    best = max(table, key=lambda k: (table[k]["balanced"], k[0], -k[1]))
-    return {"forbids": best[0], "weak_other": best[1]}, {
-        "cases": {kind: sum(1 for c in cases if c.kind == kind) for kind in KINDS},
+    best = max(table, key=lambda k: (table[k]["balanced"], k[0], -k[1], k[2]))
+    f, w, c = best
+    return {"forbids": f, "weak_other": w, "cover_floor": c}, {
+        "cases": {kind: sum(1 for case in cases if case.kind == kind) for kind in KINDS},
         "chosen": table[best],
-        "at_cap": table[(floor, best[1])],
-        "by_forbids": {str(f): table[(f, best[1])]["balanced"] for f in candidates[::5]},
+        "at_cap": table[(floor, w, c)],
+        "by_forbids": {str(x): table[(x, w, c)]["balanced"] for x in candidates[::5]},
+        "by_cover_floor": {str(x): table[(f, w, x)]["balanced"] for x in COVER_FLOOR},
+        "refused_by": refused_by(scored, judge.thresholds, RuleThresholds(f, allows, w, c)),
+        "refused_by_without_cover_floor": refused_by(scored, judge.thresholds, RuleThresholds(f, allows, w)),
         "caveat": "the category judge saw some of these real answers in its own training",
     }
 

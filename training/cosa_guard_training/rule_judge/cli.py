@@ -31,6 +31,18 @@ def register(steps: Any) -> None:
     )
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--trainable-layers",
+        type=int,
+        default=2,
+        help="top layers of the answer tower fine-tuned with the head (0: frozen backbone, head only)",
+    )
+    parser.add_argument("--tower-epochs", type=int, default=3)
+    parser.add_argument(
+        "--recalibrate",
+        action="store_true",
+        help="no training: choose the thresholds of the weights in --output again and rewrite their metadata",
+    )
     parser.set_defaults(func=run)
 
 
@@ -39,18 +51,26 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from cosa_guard.judges.rule_model import WEIGHTS_DIR
-    from cosa_guard_training.rule_judge.train import HeadSettings, train_rule_judge
+    from cosa_guard_training.rule_judge.tower import TowerSettings
+    from cosa_guard_training.rule_judge.train import HeadSettings, recalibrate, train_rule_judge
 
     data_dir = Path(args.data_dir)
     if not data_dir.is_dir():
         print(f"error: no shared data at {data_dir}; pass --data-dir", file=sys.stderr)
         return 2
     cache = Path(args.cache_dir) if args.cache_dir else Path(tempfile.gettempdir()) / "cosa_guard_rule_judge"
+    output = Path(args.output) if args.output else WEIGHTS_DIR
+    if args.recalibrate:
+        metadata = recalibrate(data_dir, output, cache, max_fpr=HeadSettings().max_fpr, seed=args.seed)
+        for name, value in metadata["thresholds"].items():
+            print(f"threshold_{name}={value}")
+        return 0
     metadata = train_rule_judge(
         data_dir,
-        Path(args.output) if args.output else WEIGHTS_DIR,
+        output,
         cache_dir=cache,
         settings=HeadSettings(epochs=args.epochs, seed=args.seed),
+        tower=TowerSettings(trainable_layers=args.trainable_layers, epochs=args.tower_epochs, seed=args.seed),
         command="cosa-guard " + " ".join(sys.argv[1:]),
     )
     held_out = metadata["held_out"]

@@ -288,8 +288,10 @@ def build_answers(
 
 
 def build_pairs(inv: Inventory, answers: Sequence[Answer], seed: int, negatives: int = 3) -> list[Pair]:
-    """Per answer, rules about its own subjects (label 1) and about `negatives` other subjects (label 0)."""
+    """Per answer, rules about its own subjects (label 1) and about `negatives` other subjects (label 0);
+    a refusal also gets a rule about the subject it declined (label 0, hard)."""
     rng = random.Random(seed + 1)
+    declined = random.Random(seed + 3)
     rule_subjects = {
         split: [s for s in inv.by_id.values() if s.phrases and inv.split_of(s.id) in (None, split)]
         for split in (TRAIN, VAL)
@@ -316,6 +318,13 @@ def build_pairs(inv: Inventory, answers: Sequence[Answer], seed: int, negatives:
             subject = rng.choice(source)
             text, family, polarity = rule_text(rng, _phrase(rng, subject, others), val)
             pairs.append(Pair(text, polarity, family, subject.id, answer.id, 0, source is hard, answer.split))
+        if answer.refused and inv.split_of(answer.refused) in (None, answer.split):
+            # A refusal names what it declines: against a rule about that subject it must score low
+            # (the frozen scorer refused 32 of 47 calibration refusals on exactly that rule). Its own
+            # generator, so adding these pairs leaves every other pair of the corpus as it was.
+            subject = inv.by_id[answer.refused]
+            text, family, polarity = rule_text(declined, _phrase(declined, subject, others), val)
+            pairs.append(Pair(text, polarity, family, subject.id, answer.id, 0, True, answer.split))
     return pairs
 
 

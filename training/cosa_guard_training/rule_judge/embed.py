@@ -66,9 +66,16 @@ def embed_corpus(
     cache_dir: Path | None,
     *,
     progress: bool = True,
+    answer_embedder: TextEmbedder | None = None,
 ) -> Embedded:
-    """Everything `pairs` needs embedded, from `cache_dir` where an earlier run embedded it."""
-    windows = TextCache(cache_dir, "windows", [config.max_length, config.stride])
+    """Everything `pairs` needs embedded, from `cache_dir` where an earlier run embedded it.
+
+    `answer_embedder` (a fine-tuned answer tower) embeds the answer windows instead of `embedder`;
+    those are not cached, since they change with the tower's weights."""
+    windows = TextCache(
+        cache_dir if answer_embedder is None else None, "windows", [config.max_length, config.stride]
+    )
+    answer_side = answer_embedder if answer_embedder is not None else embedder
     requests = TextCache(cache_dir, "request", [config.request_tokens])
     rules = TextCache(cache_dir, "rule", [config.rule_tokens])
     chunks: list[torch.Tensor] = []
@@ -77,7 +84,7 @@ def embed_corpus(
     start = 0
     with torch.inference_mode():
         for a in tqdm(answers, desc="embedding answers", disable=not progress):
-            w = windows.get(a.response, lambda t: embedder.windows(t, config.max_length, config.stride))
+            w = windows.get(a.response, lambda t: answer_side.windows(t, config.max_length, config.stride))
             chunks.append(w)
             spans[a.id] = (start, start + w.shape[0])
             start += w.shape[0]

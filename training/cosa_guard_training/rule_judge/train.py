@@ -4,7 +4,8 @@
 
 Steps: build the corpus (`corpus`), embed it once (`embed`, cached under --cache-dir), train
 `RuleHead` on the training split (multiple-instance: a pair's logit is the maximum over its
-answer's windows, as at serving time), score the held-out split (subjects and template families
+answer's windows, as at serving time), then, with `--trainable-layers`, fine-tune the answer
+tower's top layers jointly with that head (`tower`), score the held-out split (subjects and template families
 training never saw) with the float16-rounded head that ships, pick the thresholds there
 (`forbids`: the lowest score whose false-positive rate on held-out negatives is at most
 `--max-fpr`, since a 5-rule config multiplies it, raised to the real-config cap; `allows`: best
@@ -19,16 +20,26 @@ import random
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from cosa_guard.judges.rule_model import RuleHead, RuleScorer, ScorerConfig, TextEmbedder
-from cosa_guard_training.rule_judge.corpus import TRAIN, VAL, Answer, Pair, build_answers, build_pairs
+from cosa_guard.encoder import load_backbone
+from cosa_guard.judges.rule_model import RuleHead, RuleScorer, ScorerConfig, TextEmbedder, answer_tower
+from cosa_guard_training.rule_judge.corpus import (
+    TRAIN,
+    VAL,
+    Answer,
+    Inventory,
+    Pair,
+    build_answers,
+    build_pairs,
+)
 from cosa_guard_training.rule_judge.embed import Embedded, embed_corpus, near_duplicates
 from cosa_guard_training.rule_judge.templates import VAL_FAMILIES
+from cosa_guard_training.rule_judge.tower import TowerSettings, fine_tune, lower_states, with_windows
 
 
 @dataclass(frozen=True)
@@ -214,19 +225,91 @@ def report(
     return out
 
 
+OBJECTIVE = (
+    "forbids: lowest score with <= {max_fpr} of held-out negative pairs matched, raised until <= 10% of "
+    "the 25 CoSApien demonstration answers match a forbidding rule of their config "
+    "(held_out.real_config_cap), then with weak_other and cover_floor the best balanced accuracy of the "
+    "full decision on held-out 5-rule configs (held_out.decision_calibration); "
+    "allows: best F1 on held-out pairs"
+)
+
+
+def calibrate_thresholds(
+    scorer: RuleScorer,
+    data_dir: Path | None,
+    inv: Inventory,
+    answers: Sequence[Answer],
+    thresholds: dict[str, float],
+    scores: Sequence[float],
+    labels: Sequence[int],
+    held_out: dict[str, Any],
+    seed: int,
+) -> None:
+    """From the pair thresholds: the real-config cap on `forbids`, then the decision calibration
+    (`calibrate`); updates `thresholds` and records the figures in `held_out`."""
+    from cosa_guard_training.rule_judge.calibrate import calibrate_decision, cap_forbids_on_demos
+
+    if data_dir is not None and (data_dir / "cosa_configs").is_dir():
+        thresholds["forbids"], held_out["real_config_cap"] = cap_forbids_on_demos(
+            scorer, data_dir, thresholds["forbids"]
+        )
+        held_out["forbids_after_cap"] = {
+            k: round(v, 4) for k, v in rates(scores, labels, thresholds["forbids"]).items()
+        }
+    chosen, held_out["decision_calibration"] = calibrate_decision(
+        scorer, inv, [a for a in answers if a.split == VAL], thresholds, seed
+    )
+    thresholds.update(chosen)
+    held_out["forbids_at_chosen"] = {
+        k: round(v, 4) for k, v in rates(scores, labels, thresholds["forbids"]).items()
+    }
+
+
+def recalibrate(
+    data_dir: Path, weights: Path, cache_dir: Path | None, *, max_fpr: float, seed: int
+) -> dict[str, Any]:
+    """Choose the thresholds of saved weights again (after a change to the calibration, without
+    retraining): the held-out pairs are scored as serving scores them, then `calibrate_thresholds`;
+    the metadata is rewritten with the new thresholds and figures."""
+    torch.set_num_threads(1)
+    scorer = RuleScorer.load(weights)
+    inv, _ = build_answers(data_dir, seed)
+    inv, answers = build_answers(data_dir, seed, near_duplicates(inv, scorer.embedder))
+    val_pairs = [p for p in build_pairs(inv, answers, seed) if p.split == VAL]
+    used = {p.answer for p in val_pairs}
+    emb = embed_corpus(
+        scorer.embedder,
+        [a for a in answers if a.id in used],
+        val_pairs,
+        scorer.config,
+        cache_dir,
+        answer_embedder=scorer.answers if scorer.tower is not None else None,
+    )
+    scores = predict(scorer.head, pair_tensors(val_pairs, emb))
+    labels = [p.label for p in val_pairs]
+    thresholds = pick_thresholds(scores, labels, max_fpr)
+    metadata = dict(scorer.config.metadata)
+    held_out = dict(metadata.get("held_out", {}))
+    calibrate_thresholds(scorer, data_dir, inv, answers, thresholds, scores, labels, held_out, seed)
+    metadata.update(
+        thresholds=thresholds, held_out=held_out, threshold_objective=OBJECTIVE.format(max_fpr=max_fpr)
+    )
+    scorer.save(weights, metadata)
+    return metadata
+
+
 def train_rule_judge(
     data_dir: Path | None,
     output: Path,
     *,
     cache_dir: Path | None,
     settings: HeadSettings = HeadSettings(),
+    tower: TowerSettings | None = None,
     calibrate: bool = True,
     command: str = "",
     progress: bool = True,
 ) -> dict[str, Any]:
     """Build, embed, train, measure, calibrate and save; returns the metadata written."""
-    from cosa_guard_training.rule_judge.calibrate import calibrate_decision, cap_forbids_on_demos
-
     torch.set_num_threads(1)  # a shared 2-core box: one thread was as fast and left the other core free
     started = time.monotonic()
     config = ScorerConfig()
@@ -238,36 +321,25 @@ def train_rule_judge(
     train_pairs = [p for p in pairs if p.split == TRAIN]
     val_pairs = [p for p in pairs if p.split == VAL]
     head = fit_head(config, pair_tensors(train_pairs, emb), settings, progress=progress)
-    scores = predict(head, pair_tensors(val_pairs, emb))
     labels = [p.label for p in val_pairs]
+    scorer = RuleScorer(embedder, head, config)
+    tuning: dict[str, Any] = {}
+    if tower is not None and tower.trainable_layers:
+        scorer, emb, tuning = tune_tower(
+            embedder, head, config, answers, emb, train_pairs, val_pairs, tower, cache_dir, progress=progress
+        )
+    scores = predict(scorer.head, pair_tensors(val_pairs, emb))
     thresholds = pick_thresholds(scores, labels, settings.max_fpr)
     by_id = {a.id: a for a in answers}
     held_out = report(scores, val_pairs, by_id, thresholds)
-    scorer = RuleScorer(embedder, head, config)
-    if data_dir is not None and (data_dir / "cosa_configs").is_dir():
-        thresholds["forbids"], held_out["real_config_cap"] = cap_forbids_on_demos(
-            scorer, data_dir, thresholds["forbids"]
-        )
-        held_out["forbids_after_cap"] = {
-            k: round(v, 4) for k, v in rates(scores, labels, thresholds["forbids"]).items()
-        }
+    held_out.update(tuning)
     if calibrate:
-        chosen, held_out["decision_calibration"] = calibrate_decision(
-            scorer, inv, [a for a in answers if a.split == VAL], thresholds, settings.seed
+        calibrate_thresholds(
+            scorer, data_dir, inv, answers, thresholds, scores, labels, held_out, settings.seed
         )
-        thresholds.update(chosen)
-        held_out["forbids_at_chosen"] = {
-            k: round(v, 4) for k, v in rates(scores, labels, thresholds["forbids"]).items()
-        }
     metadata = {
         "thresholds": thresholds,
-        "threshold_objective": (
-            f"forbids: lowest score with <= {settings.max_fpr} of held-out negative pairs matched, raised "
-            "until <= 10% of the 25 CoSApien demonstration answers match a forbidding rule of their "
-            "config (held_out.real_config_cap), then with weak_other the best balanced accuracy of the "
-            "full decision on held-out 5-rule configs (held_out.decision_calibration); "
-            "allows: best F1 on held-out pairs"
-        ),
+        "threshold_objective": OBJECTIVE.format(max_fpr=settings.max_fpr),
         "held_out": held_out,
         "data": {
             "answers": len(answers),
@@ -279,6 +351,7 @@ def train_rule_judge(
         },
         "training": {
             **asdict(settings),
+            "tower": asdict(tower) if tower is not None else None,
             "torch": torch.__version__,
             "seconds": round(time.monotonic() - started, 1),
         },
@@ -286,3 +359,49 @@ def train_rule_judge(
     }
     scorer.save(output, metadata)
     return metadata
+
+
+def tune_tower(
+    embedder: TextEmbedder,
+    head: RuleHead,
+    config: ScorerConfig,
+    answers: Sequence[Answer],
+    emb: Embedded,
+    train_pairs: Sequence[Pair],
+    val_pairs: Sequence[Pair],
+    settings: TowerSettings,
+    cache_dir: Path | None,
+    *,
+    progress: bool = True,
+) -> tuple[RuleScorer, Embedded, dict[str, Any]]:
+    """Fine-tune the answer tower from the frozen-backbone `head`; the scorer that ships (int8
+    tower), the held-out answers re-embedded by it (as serving embeds them), and the held-out AUC
+    before (the frozen head) and per epoch."""
+    k = settings.trainable_layers
+    labels = [p.label for p in val_pairs]
+    used = {p.answer for p in (*train_pairs, *val_pairs)}
+    lower = lower_states(
+        embedder, [a for a in answers if a.id in used], config, k, cache_dir, progress=progress
+    )
+    val_ids = sorted({p.answer for p in val_pairs})
+
+    def held_out_auc(top: Any, tuned: RuleHead) -> float:
+        return auc(predict(tuned, pair_tensors(val_pairs, with_windows(emb, top, lower, val_ids))), labels)
+
+    frozen_auc = auc(predict(head, pair_tensors(val_pairs, emb)), labels)
+    base = load_backbone()
+    top, tuned, ratings = fine_tune(
+        base, head, lower, emb, train_pairs, settings, held_out_auc, progress=progress
+    )
+    state = top.state()
+    config = replace(config, trainable_layers=k)
+    scorer = RuleScorer(embedder, tuned, config, TextEmbedder(answer_tower(base, state, k)), state)
+    val_answers = [a for a in answers if a.id in set(val_ids)]
+    served = embed_corpus(
+        embedder, val_answers, val_pairs, config, cache_dir, progress=progress, answer_embedder=scorer.answers
+    )
+    return (
+        scorer,
+        served,
+        {"auc_frozen_backbone": round(frozen_auc, 4), "auc_by_tower_epoch": [round(r, 4) for r in ratings]},
+    )
