@@ -147,13 +147,19 @@ def window_vectors(top: Top, lower: LowerStates, rows: Sequence[int], batch: int
 
 def with_windows(emb: Embedded, top: Top, lower: LowerStates, answers: Sequence[str]) -> Embedded:
     """`emb` with the windows of `answers` re-embedded through `top` (other answers dropped)."""
+    rows, spans = answer_rows(lower, answers)
+    return Embedded(window_vectors(top, lower, rows), spans, emb.requests, emb.rules)
+
+
+def answer_rows(lower: LowerStates, answers: Sequence[str]) -> tuple[list[int], dict[str, tuple[int, int]]]:
+    """The rows of `lower` holding the windows of `answers`, and each answer's span in that list."""
     rows: list[int] = []
     spans: dict[str, tuple[int, int]] = {}
     for a in answers:
         start, end = lower.spans[a]
         spans[a] = (len(rows), len(rows) + end - start)
         rows.extend(range(start, end))
-    return Embedded(window_vectors(top, lower, rows), spans, emb.requests, emb.rules)
+    return rows, spans
 
 
 def fine_tune(
@@ -201,12 +207,7 @@ def fine_tune(
         steps = range(0, len(order), settings.answers_per_step)
         for b in tqdm(steps, desc=f"tower epoch {epoch + 1}", disable=not progress):
             batch = order[b : b + settings.answers_per_step]
-            window_rows: list[int] = []
-            local: dict[str, tuple[int, int]] = {}
-            for a in batch:
-                start, end = lower.spans[a]
-                local[a] = (len(window_rows), len(window_rows) + end - start)
-                window_rows.extend(range(start, end))
+            window_rows, local = answer_rows(lower, batch)
             index = torch.tensor(window_rows)
             windows = top(lower.states[index], lower.mask[index])
             batch_pairs = [p for a in batch for p in by_answer[a]]
