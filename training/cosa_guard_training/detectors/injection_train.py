@@ -652,8 +652,6 @@ def run(args: argparse.Namespace) -> int:
             teacher = EncoderClassifier.load(args.distil_from)
             delta = (Path(args.distil_from) / "delta.safetensors").read_bytes()
             metadata.update(
-                layers=args.layers,
-                trainable_layers=args.trainable_layers,
                 distil_from_delta_sha256=hashlib.sha256(delta).hexdigest(),
                 distil_windows=len(windows),
                 hard_weight=args.hard_weight,
