@@ -90,6 +90,15 @@ def _no_weight_bar(logging: Any) -> Iterator[None]:
                 logging.enable_progress_bar()
 
 
+def truncate(backbone: PreTrainedModel, layers: int) -> None:
+    """Keep the bottom `layers` transformer layers of a BERT-style backbone (in place)."""
+    stack: Any = backbone.encoder.layer  # type: ignore[union-attr]
+    if not 1 <= layers <= len(stack):
+        raise ValueError(f"layers must be in 1..{len(stack)}, got {layers}")
+    backbone.encoder.layer = stack[:layers]  # type: ignore[union-attr]
+    backbone.config.num_hidden_layers = layers
+
+
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Sentence-transformers pooling: the mean of the token vectors, padding excluded."""
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
@@ -103,6 +112,7 @@ class EncoderConfig:
     labels: tuple[str, ...] = ("positive",)
     multi_label: bool = True  # independent sigmoids; False: one softmax over `labels`
     trainable_layers: int = 2  # top transformer layers fine-tuned (and shipped); the rest stay frozen
+    layers: int | None = None  # keep only the backbone's bottom `layers` (a faster student); None: all
     max_length: int = 128  # tokens per window, special tokens included
     stride: int = 32  # tokens shared by consecutive windows
     dropout: float = 0.1
@@ -123,12 +133,18 @@ class EncoderConfig:
 
 
 class EncoderClassifier(torch.nn.Module):
-    """Backbone + mean pooling + linear head; only the top `trainable_layers` and the head train."""
+    """Backbone + mean pooling + linear head; only the top `trainable_layers` and the head train.
+
+    With `config.layers`, the backbone is cut to its bottom `layers` transformer layers (a
+    distilled student: each layer is about a sixth of a window's forward pass).
+    """
 
     def __init__(self, config: EncoderConfig, backbone: PreTrainedModel | None = None) -> None:
         super().__init__()
         self.config = config
         self.backbone = backbone if backbone is not None else load_backbone()
+        if config.layers is not None:
+            truncate(self.backbone, config.layers)
         hidden = int(self.backbone.config.hidden_size)
         self.dropout = torch.nn.Dropout(config.dropout)
         self.head = torch.nn.Linear(hidden, len(config.labels))

@@ -78,6 +78,36 @@ def test_load_rejects_a_delta_from_another_layout(tiny: EncoderClassifier, tmp_p
         EncoderClassifier.load(tmp_path)
 
 
+def test_a_student_keeps_only_its_bottom_layers_and_loads_and_scores(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(encoder, "load_backbone", tiny_backbone)
+    student = EncoderClassifier(
+        EncoderConfig(labels=("attack",), trainable_layers=1, layers=2, max_length=16, stride=4)
+    )
+    assert len(student.backbone.encoder.layer) == 2
+    assert student.backbone.config.num_hidden_layers == 2
+    # The trained delta is the student's own top layer (index 1), not the full backbone's top (2).
+    assert {n.split(".")[3] for n in student.trainable_state() if n.startswith("backbone.")} == {"1"}
+    student.save(tmp_path)
+    loaded = EncoderClassifier.load(tmp_path)
+    assert len(loaded.backbone.encoder.layer) == 2
+    ids, mask = torch.tensor([[101, 2000, 2001, 102]]), torch.ones((1, 4), dtype=torch.long)
+    student.train(False)
+    assert torch.allclose(student(ids, mask), loaded(ids, mask), atol=1e-3)  # fp16 delta
+    scores = EncoderPredictor.load(tmp_path).predict(["ignore the config", "plan a trip"])
+    assert all(0.0 <= s[0] <= 1.0 for s in scores)
+
+
+@pytest.mark.parametrize("layers", [0, 4])
+def test_a_student_deeper_than_its_backbone_or_empty_is_rejected(
+    monkeypatch: pytest.MonkeyPatch, layers: int
+) -> None:
+    monkeypatch.setattr(encoder, "load_backbone", tiny_backbone)
+    with pytest.raises(ValueError, match=r"layers must be in 1\.\.3"):
+        EncoderClassifier(EncoderConfig(trainable_layers=1, layers=layers))
+
+
 def test_mean_pool_ignores_padding() -> None:
     hidden = torch.tensor([[[1.0, 1.0], [3.0, 3.0], [100.0, 100.0]]])
     mask = torch.tensor([[1, 1, 0]])

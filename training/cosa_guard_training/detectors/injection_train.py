@@ -42,7 +42,11 @@ CALIBRATED = frozenset({"threshold", "window_discount", "screen_recall"})  # wha
 
 
 def detection_texts(rows: Sequence[corpus_mod.Row]) -> list[str]:
-    return [normalise(r.text).detection_text() for r in rows]
+    return detection_texts_of([r.text for r in rows])
+
+
+def detection_texts_of(texts: Sequence[str]) -> list[str]:
+    return [normalise(t).detection_text() for t in texts]
 
 
 def structural_flags(rows: Sequence[corpus_mod.Row]) -> list[bool]:
@@ -130,12 +134,19 @@ def fine_tune(
     progress: bool = True,
     backbone: Any = None,
     init: str | Path | None = None,
+    layers: int | None = None,
+    teacher: Any = None,
+    teacher_logits: Sequence[float] | None = None,
+    hard_weight: float = 0.5,
 ) -> Any:
     """Fine-tune an `EncoderClassifier` (returned, in eval mode, rounded to what `save` ships).
 
     Each text is truncated to its first `max_length` tokens for training; inference reads every
     window. `backbone` replaces the installed MiniLM (tests pass a tiny random one). `init` continues
-    from saved weights (same trainable layers) instead of the base model.
+    from saved weights (same trainable layers) instead of the base model. `layers` keeps only the
+    backbone's bottom layers (a student); `teacher` (a loaded classifier) then gives the student's
+    trainable layers and head their starting weights (`inherit`), and `teacher_logits` (one per
+    text) mix a distillation term into the loss with weight `1 - hard_weight` (`distil_loss`).
     """
     import torch
     from tqdm import tqdm
@@ -145,11 +156,19 @@ def fine_tune(
     torch.manual_seed(seed)
     rng = random.Random(seed)
     config = EncoderConfig(
-        labels=LABELS, trainable_layers=trainable_layers, max_length=max_length, metadata=metadata or {}
+        labels=LABELS,
+        trainable_layers=trainable_layers,
+        max_length=max_length,
+        layers=layers,
+        metadata=metadata or {},
     )
     model: Any = EncoderClassifier(config, backbone=backbone)
     if init is not None:
         model.load_state_dict(EncoderClassifier.load(init).trainable_state(), strict=False)
+    if teacher is not None:
+        inherit(model, teacher)
+    if teacher_logits is not None and len(teacher_logits) != len(texts):
+        raise ValueError(f"got {len(texts)} texts but {len(teacher_logits)} teacher logits")
     frozen = len(model.backbone.encoder.layer) - trainable_layers
     encoded = load_tokenizer()(list(texts), truncation=True, max_length=max_length)["input_ids"]
     lengths = [len(ids) for ids in encoded]
@@ -173,6 +192,9 @@ def fine_tune(
             target = torch.tensor([[float(labels[i])] for i in batch])
             logits = _top_logits(model, [states[i] for i in batch], frozen)
             loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight)
+            if teacher_logits is not None:
+                soft = distil_loss(logits, torch.tensor([[teacher_logits[i]] for i in batch]))
+                loss = hard_weight * loss + (1 - hard_weight) * soft
             loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(body + head, 1.0)
             optimiser.step()
@@ -184,6 +206,101 @@ def fine_tune(
     model.train(False)
     model.round_trip()
     return model
+
+
+DISTIL_TEMPERATURE = 2.0
+
+
+def distil_loss(logits: Any, teacher_logits: Any, temperature: float = DISTIL_TEMPERATURE) -> Any:
+    """Binary cross-entropy against the teacher's probabilities, both softened by `temperature`
+    (scaled by its square so the gradient keeps its size). Softening keeps the ranking among the
+    teacher's confident scores, which is where the calibrated threshold (~0.94) sits."""
+    import torch
+
+    target = torch.sigmoid(teacher_logits / temperature)
+    soft = torch.nn.functional.binary_cross_entropy_with_logits(logits / temperature, target)
+    return soft * temperature**2
+
+
+def inherit(student: Any, teacher: Any) -> None:
+    """Start the student's trainable layers as the teacher's top layers (in order) and its head as
+    the teacher's: with a 3-layer student training 2, the base's layer 0 then the teacher's
+    fine-tuned layers 4 and 5, which already map to the head the teacher learnt."""
+    trainable = student.config.trainable_layers
+    if trainable > teacher.config.trainable_layers:
+        raise ValueError(
+            f"the student trains {trainable} layers but the teacher fine-tuned only "
+            f"{teacher.config.trainable_layers}"
+        )
+    mine, theirs = student.backbone.encoder.layer, teacher.backbone.encoder.layer
+    for target, source in zip(mine[len(mine) - trainable :], theirs[len(theirs) - trainable :], strict=True):
+        target.load_state_dict(source.state_dict())
+    student.head.load_state_dict(teacher.head.state_dict())
+
+
+def _logits(model: Any, encoded: Sequence[list[int]], batch_size: int) -> list[float]:
+    """The model's logit (first label) for each token sequence, in length-sorted batches."""
+    import torch
+
+    out = [0.0] * len(encoded)
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            for i, logit in zip(batch, model(*_pad([encoded[i] for i in batch]))[:, 0].tolist(), strict=True):
+                out[i] = logit
+    return out
+
+
+def _cached(cache: str | Path | None, key: str, compute: Any) -> Any:
+    """`compute()`, kept as JSON in `cache` under `key` (recomputed when the key differs)."""
+    if cache is None:
+        return compute()
+    path = Path(cache)
+    if path.is_file():
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        if stored.get("key") == key and "value" in stored:
+            return stored["value"]
+    value = compute()
+    path.write_text(json.dumps({"key": key, "value": value}), encoding="utf-8")
+    return value
+
+
+def teacher_logits(
+    teacher_dir: str | Path, texts: Sequence[str], max_length: int, cache: str | Path | None = None
+) -> list[float]:
+    """The teacher's fp32 logit for the first `max_length` tokens of each text (what the student
+    trains on), cached under the digest of the teacher's weights and the texts."""
+    from cosa_guard.encoder import DELTA_FILE, EncoderClassifier, load_tokenizer
+
+    def compute() -> list[float]:
+        encoded = load_tokenizer()(list(texts), truncation=True, max_length=max_length)["input_ids"]
+        return _logits(EncoderClassifier.load(teacher_dir), encoded, 64)
+
+    weights = hashlib.sha256((Path(teacher_dir) / DELTA_FILE).read_bytes()).hexdigest()
+    key = hashlib.sha256(f"{weights}:{max_length}:".encode() + "\x00".join(texts).encode()).hexdigest()
+    return [float(x) for x in _cached(cache, key, compute)]
+
+
+def screened_windows(texts: Sequence[str], weights: str | Path) -> list[str]:
+    """The windows of `texts` that the window screen in `weights` passes to the encoder, as text:
+    the benign windows a student reads in serving, which the encoder's capped real cells hold
+    few of."""
+    from cosa_guard.encoder import load_tokenizer
+    from cosa_guard.injection.screen import WindowScreen
+
+    screen = WindowScreen.load(weights)
+    if screen is None:
+        raise ValueError(f"{weights} has no window screen")
+    config = json.loads((Path(weights) / "encoder.json").read_text(encoding="utf-8"))
+    tokenizer = load_tokenizer()
+    windows = screen_mod.window_ids(detection_texts_of(texts), config["max_length"], config["stride"])
+    return [
+        str(tokenizer.decode(ids))
+        for ws in windows
+        for ids, read in zip(ws, screen.escalate(ws), strict=True)
+        if read
+    ]
 
 
 def evaluate(
@@ -247,18 +364,9 @@ def _window_probabilities(texts: Sequence[str], out: str | Path, cache: str | Pa
         # each window the encoder reads in its own forward pass), from the files in `out`.
         return InjectionClassifier(out, threads=1).window_probabilities(texts)
 
-    if cache is None:
-        return score()
     screen = Path(out) / SCREEN_FILE
     weights = (Path(out) / DELTA_FILE).read_bytes() + (screen.read_bytes() if screen.is_file() else b"")
-    key = hashlib.sha256(weights + "\x00".join(texts).encode()).hexdigest()
-    if Path(cache).is_file():
-        stored = json.loads(Path(cache).read_text(encoding="utf-8"))
-        if stored["key"] == key:
-            return stored["probabilities"]
-    probs = score()
-    Path(cache).write_text(json.dumps({"key": key, "probabilities": probs}), encoding="utf-8")
-    return probs
+    return _cached(cache, hashlib.sha256(weights + "\x00".join(texts).encode()).hexdigest(), score)
 
 
 def calibrate_and_save(
@@ -342,7 +450,7 @@ def screen_and_save(
     def labels(rows: Sequence[corpus_mod.Row]) -> list[int]:
         return [int(r.label == corpus_mod.ATTACK) for r in rows]
 
-    texts = detection_texts(train_rows) + [normalise(t).detection_text() for t in benign]
+    texts = detection_texts(train_rows) + detection_texts_of(benign)
     screen = screen_mod.fit_screen(windows(texts), labels(train_rows) + [0] * len(benign)).rounded()
     held_texts = detection_texts(calibration_rows)
     held = windows(held_texts)
@@ -453,7 +561,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "pass to the encoder; the rest of its windows skip the encoder",
     )
     parser.add_argument("--scores-cache", help="keep the calibration rows' window probabilities in this file")
+    parser.add_argument(
+        "--layers",
+        type=int,
+        help="keep only the bottom LAYERS of the backbone (a faster student)",
+    )
+    parser.add_argument(
+        "--distil-from",
+        help="a teacher's weights directory: the student starts from its top layers and head and learns "
+        "its logits too (on the training rows and the real benign windows its screen passes)",
+    )
+    parser.add_argument(
+        "--hard-weight", type=float, default=0.5, help="with --distil-from: the weight of the labels' loss"
+    )
+    parser.add_argument("--teacher-cache", help="with --distil-from: keep the teacher's logits in this file")
     parser.add_argument("--no-progress", action="store_true")
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The options of this run that differ from the defaults, as one command (for the metadata)."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    defaults = vars(parser.parse_args([]))
+    parts = ["cosa-guard train injection"]
+    for name, value in vars(args).items():
+        if name in defaults and value != defaults[name]:
+            flag = "--" + name.replace("_", "-")
+            parts.append(flag if value is True else f"{flag} {value}")
+    return " ".join(parts)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -506,9 +641,27 @@ def run(args: argparse.Namespace) -> int:
         if args.init:
             delta = (Path(args.init) / "delta.safetensors").read_bytes()
             metadata["init_delta_sha256"] = hashlib.sha256(delta).hexdigest()
+        texts = detection_texts(train_rows)
+        labels = [int(r.label == corpus_mod.ATTACK) for r in train_rows]
+        teacher, logits = None, None
+        if args.distil_from:
+            # Real benign windows the teacher's screen passes: what the student reads in serving.
+            windows = screened_windows(real.screen_negatives(args.data_dir, args.seed), args.distil_from)
+            texts, labels = texts + windows, labels + [0] * len(windows)
+            logits = teacher_logits(args.distil_from, texts, args.max_length, args.teacher_cache)
+            teacher = EncoderClassifier.load(args.distil_from)
+            delta = (Path(args.distil_from) / "delta.safetensors").read_bytes()
+            metadata.update(
+                distil_from_delta_sha256=hashlib.sha256(delta).hexdigest(),
+                distil_windows=len(windows),
+                hard_weight=args.hard_weight,
+                distil_temperature=DISTIL_TEMPERATURE,
+            )
+            print(f"distilling: {len(windows)} screened real windows added, teacher logits ready")
+        metadata["command"] = command_line(args)
         model = fine_tune(
-            detection_texts(train_rows),
-            [int(r.label == corpus_mod.ATTACK) for r in train_rows],
+            texts,
+            labels,
             seed=args.seed,
             epochs=args.epochs,
             batch_size=args.batch_size,
@@ -517,6 +670,10 @@ def run(args: argparse.Namespace) -> int:
             metadata=metadata,
             progress=not args.no_progress,
             init=args.init,
+            layers=args.layers,
+            teacher=teacher,
+            teacher_logits=logits,
+            hard_weight=args.hard_weight,
         )
         # Written before calibration, so a calibration that fails can be redone with --recalibrate.
         model.save(args.out)
