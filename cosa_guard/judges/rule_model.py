@@ -129,6 +129,11 @@ def answer_tower(
     return tower
 
 
+def _half(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`state` as float16, contiguous: what ships (the scorer loads it back as float32)."""
+    return {k: v.detach().to(torch.float16).contiguous() for k, v in sorted(state.items())}
+
+
 class TextEmbedder:
     """Mean-pooled, L2-normalised backbone embeddings, each text in its own forward pass."""
 
@@ -210,11 +215,9 @@ class RuleScorer:
         st = require("safetensors.torch", "embed", _PURPOSE)
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().to(torch.float16).contiguous() for k, v in self.head.state_dict().items()}
-        st.save_file(state, str(out / HEAD_FILE))
+        st.save_file(_half(self.head.state_dict()), str(out / HEAD_FILE))
         if self.tower is not None:
-            tower = {k: v.detach().to(torch.float16).contiguous() for k, v in sorted(self.tower.items())}
-            st.save_file(tower, str(out / TOWER_FILE))
+            st.save_file(_half(self.tower), str(out / TOWER_FILE))
         else:
             (out / TOWER_FILE).unlink(missing_ok=True)  # a frozen-backbone head must not pick up stale layers
         config = (
