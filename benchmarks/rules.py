@@ -107,7 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.show_misses:
         for o in outcomes:
             if o.complies != o.case.complies:
-                print(f"# miss {o.case.id} ({o.case.kind}): judged complies={o.complies}", file=sys.stderr)
+                print(
+                    f"# miss {o.case.id} ({o.case.kind}): judged complies={o.complies} ({o.reason})",
+                    file=sys.stderr,
+                )
     if args.plot:
         plot(metrics, per_config, spec.kind, args.plot)
         print(f"# plot: {args.plot}", file=sys.stderr)

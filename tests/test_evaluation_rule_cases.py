@@ -116,7 +116,9 @@ async def test_metrics_of_a_scripted_judge() -> None:
         _case("c1", "category_violation"),
         _case("r1", "refusal"),
     ]
-    rule = Verdict(frozenset(), False, 1.0, rule_number=2, rule_text="No harm to animals")
+    rule = Verdict(
+        frozenset(), False, 1.0, reason="violates rule 2", rule_number=2, rule_text="No harm to animals"
+    )
     wrong_rule = Verdict(frozenset(), False, 1.0, rule_number=2, rule_text="No harm to animals.")
     ok = Verdict(frozenset(), True, 0.0)
     judge = ScriptedJudge([rule, ok, wrong_rule, ok, JudgeError("crash"), ok])
@@ -132,6 +134,7 @@ async def test_metrics_of_a_scripted_judge() -> None:
     assert metrics["partial_recall"] is None
     assert per_group_accuracy(outcomes, "kind")["allowed"] == 0.5
     assert judge.calls == [f"answer {c.id}" for c in cases]
+    assert [o.reason for o in outcomes[:1] + outcomes[4:5]] == ["violates rule 2", "judge error"]
 
 
 def test_metrics_without_named_rules_leave_the_hit_rate_undefined() -> None:

@@ -67,6 +67,7 @@ class Outcome:
     rule_text: str
     latency_ms: float
     error: bool = False
+    reason: str = ""  # the verdict's reason (judge-written, no request or answer text)
 
 
 def _squash(text: str) -> str:
@@ -140,10 +141,11 @@ async def judge_cases(judge: Judge, cases: Iterable[RuleCase]) -> list[Outcome]:
         try:
             verdict = await judge.judge(case.config, (Message("user", case.request),), case.answer)
         except JudgeError:
-            outcomes.append(Outcome(case, False, "", (time.perf_counter() - started) * 1000, error=True))
+            elapsed = (time.perf_counter() - started) * 1000
+            outcomes.append(Outcome(case, False, "", elapsed, error=True, reason="judge error"))
             continue
         latency_ms = (time.perf_counter() - started) * 1000
-        outcomes.append(Outcome(case, verdict.complies, verdict.rule_text, latency_ms))
+        outcomes.append(Outcome(case, verdict.complies, verdict.rule_text, latency_ms, reason=verdict.reason))
     return outcomes
 
 
