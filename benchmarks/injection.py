@@ -27,6 +27,11 @@ validation documents cut to 496 tokens, and 10,000-character pastes of validatio
 Hand-written (`benchmarks/data/injection_handwritten.jsonl`, never trained or calibrated on):
 `handwritten_fpr=` on everyday, developer, multilingual and forum messages, `handwritten_recall=`
 on config attacks unlike the generator's, and one line per kind.
+Matched (`--part matched`, and in `all`): recall of the attack sets no training read (public
+in-the-wild jailbreaks, all public attacks, attacks planted in real hosts, generated held-out
+families) at the classifier threshold that flags 0.1 / 0.2 / 0.5 / 1 % of the real benign
+validation texts (`matched_real_fpr_<rate>_recall_<set>=`): a comparison of two weights
+(`--weights`) at equal false-positive rates rather than at their own thresholds.
 `--quick` samples 12 texts per family and a few real texts per cell (a few minutes).
 """
 
@@ -36,12 +41,13 @@ import argparse
 import asyncio
 import functools
 import json
+import math
 import random
 import statistics
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +163,7 @@ def bipia_rows(data_dir: Path, limit: int) -> list[corpus.Row]:
     return rows
 
 
-async def real_traffic_rates(detector: InjectionDetector, rows: Sequence[corpus.Row]) -> None:
+async def real_traffic_rates(detector: InjectionDetector, rows: Sequence[corpus.Row]) -> list[TurnVerdict]:
     """FPR on the real validation split per language group, length bucket and kind; planted recall."""
     verdicts = await detector.scan([r.text for r in rows])
     benign: dict[str, list[bool]] = defaultdict(list)
@@ -168,8 +174,7 @@ async def real_traffic_rates(detector: InjectionDetector, rows: Sequence[corpus.
             planted["real_recall_planted"].append(v.attack)
             planted[f"real_recall_planted_len_{bucket}"].append(v.attack)
             continue
-        structural = any(f.score >= DECISIVE for f in v.findings if f.detector != "classifier")
-        benign["real_structural_fpr"].append(structural)
+        benign["real_structural_fpr"].append(decided_by_rules(v))
         for name in (
             "real_fpr",
             f"real_fpr_{real.group_of(r)}",
@@ -192,6 +197,62 @@ async def real_traffic_rates(detector: InjectionDetector, rows: Sequence[corpus.
     for name, hits in sorted(planted.items()):
         emit(name, sum(hits) / len(hits))
         emit(f"n_{name}", len(hits))
+    return verdicts
+
+
+def decided_by_rules(verdict: TurnVerdict) -> bool:
+    return any(f.score >= DECISIVE for f in verdict.findings if f.detector != "classifier")
+
+
+# Real-traffic false-positive rates at which `matched_rates` compares detectors.
+MATCHED_REAL_FPR = {"0_1pct": 0.001, "0_2pct": 0.002, "0_5pct": 0.005, "1pct": 0.01}
+
+
+def matched_rates(
+    rows: Sequence[corpus.Row],
+    verdicts: Sequence[TurnVerdict],
+    real_rows: Sequence[corpus.Row],
+    real_verdicts: Sequence[TurnVerdict],
+) -> None:
+    """Recall of attack sets the classifier never trained on, at the classifier threshold that flags
+    a given share of the real benign validation texts.
+
+    Recall at each detector's own threshold compares operating points, not detectors: the encoder
+    trained on generated data only reached 0.963 of in-the-wild jailbreaks at its threshold, but
+    that threshold flagged a quarter of real traffic. At an equal real false-positive rate the
+    comparison is fair; run this for two `--weights` to compare them.
+    """
+
+    def pairs(
+        rs: Sequence[corpus.Row], vs: Sequence[TurnVerdict], keep: Callable[[corpus.Row], bool]
+    ) -> list[tuple[bool, float]]:
+        return [
+            (decided_by_rules(v), v.classifier_score or 0.0) for r, v in zip(rs, vs, strict=True) if keep(r)
+        ]
+
+    benign = pairs(real_rows, real_verdicts, lambda r: r.label != corpus.ATTACK)
+    sets = {
+        "in_the_wild": pairs(rows, verdicts, lambda r: r.kind == "public_jailbreak_in_the_wild"),
+        "public": pairs(rows, verdicts, lambda r: r.label == corpus.ATTACK and r.source != "generated"),
+        "planted": pairs(real_rows, real_verdicts, lambda r: r.label == corpus.ATTACK),
+        "synthetic": pairs(rows, verdicts, lambda r: r.label == corpus.ATTACK and r.source == "generated"),
+    }
+    synthetic_benign = pairs(rows, verdicts, lambda r: r.label != corpus.ATTACK)
+
+    def flagged(items: Sequence[tuple[bool, float]], cut: float) -> float:
+        return sum(rule or score >= cut for rule, score in items) / max(1, len(items))
+
+    # Just above each benign score: that text and every lower one pass. Rules decide regardless
+    # of the cut, so where they alone flag more than the target no cut meets it (inf is printed).
+    cuts = sorted({0.0} | {math.nextafter(score, math.inf) for _, score in benign})
+    for name, target in MATCHED_REAL_FPR.items():
+        cut = next((c for c in cuts if flagged(benign, c) <= target), math.inf)
+        emit(f"matched_real_fpr_{name}_threshold", cut)
+        emit(f"matched_real_fpr_{name}_real_fpr", flagged(benign, cut))
+        for set_name, items in sets.items():
+            if items:
+                emit(f"matched_real_fpr_{name}_recall_{set_name}", flagged(items, cut))
+        emit(f"matched_real_fpr_{name}_synthetic_fpr", flagged(synthetic_benign, cut))
 
 
 def validation_documents(data_dir: Path) -> list[real_traffic.RealRow]:
@@ -236,14 +297,12 @@ def real_512_token_turns(data_dir: Path, count: int, rng: random.Random) -> list
 
 async def synthetic_rates(
     detector: InjectionDetector, rows: Sequence[corpus.Row], data_dir: Path, quick: bool
-) -> None:
+) -> list[TurnVerdict]:
     """Recall and FPR on the generated family-held-out validation split (and BIPIA, out of scope)."""
     verdicts: list[TurnVerdict] = []
     for start in range(0, len(rows), 64):
         verdicts += await detector.scan([r.text for r in rows[start : start + 64]])
-    structural = [
-        any(f.score >= DECISIVE for f in v.findings if f.detector != "classifier") for v in verdicts
-    ]
+    structural = [decided_by_rules(v) for v in verdicts]
     scores = [v.classifier_score or 0.0 for v in verdicts]
     labels = [int(r.label == corpus.ATTACK) for r in rows]
 
@@ -277,6 +336,7 @@ async def synthetic_rates(
     if indirect:
         found = await detector.scan([r.text for r in indirect])
         emit("recall_bipia_indirect_out_of_scope", sum(v.attack for v in found) / len(found))
+    return verdicts
 
 
 HANDWRITTEN = Path(__file__).resolve().parent / "data" / "injection_handwritten.jsonl"
@@ -307,7 +367,7 @@ async def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--weights", default=str(WEIGHTS_DIR), help="classifier weights directory")
     parser.add_argument(
         "--part",
-        choices=("all", "handwritten", "synthetic", "real", "latency"),
+        choices=("all", "handwritten", "synthetic", "real", "matched", "latency"),
         default="all",
         help="run one section only",
     )
@@ -340,13 +400,18 @@ async def main(argv: Sequence[str] | None = None) -> int:
             for kind in sorted(by_kind_rows)
             for r in rng.sample(by_kind_rows[kind], min(12, len(by_kind_rows[kind])))
         ]
-    if args.part in ("all", "synthetic"):
-        await synthetic_rates(detector, rows, Path(args.data_dir), args.quick)
-    if args.part in ("all", "real"):
+    verdicts: list[TurnVerdict] = []
+    real_rows: list[corpus.Row] = []
+    real_verdicts: list[TurnVerdict] = []
+    if args.part in ("all", "synthetic", "matched"):
+        verdicts = await synthetic_rates(detector, rows, Path(args.data_dir), args.quick)
+    if args.part in ("all", "real", "matched"):
         caps = real.QUICK_CAPS if args.quick else None
         real_rows = real_corpus(full, args.data_dir, meta["seed"], ("validation",), caps)["validation"]
         if real_rows:
-            await real_traffic_rates(detector, real_rows)
+            real_verdicts = await real_traffic_rates(detector, real_rows)
+    if verdicts and real_verdicts:
+        matched_rates(rows, verdicts, real_rows, real_verdicts)
     if args.part not in ("all", "latency"):
         return 0
     timed_texts = [r.text for r in rng.sample(rows, min(50 if args.quick else 400, len(rows)))]
