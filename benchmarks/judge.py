@@ -44,6 +44,10 @@ held-out groups, never trained on; no category allowed unless said):
                                                           are flagged / judged not jailbroken that pass
     real_compliance_accuracy, real_violation_recall_3cfg  every real row under the three configs above
     real_jbb_compliance_accuracy                          JailbreakBench rows only, three configs
+    real_jbb_handlabelled_compliance_accuracy             the same with hand-assigned categories per
+                                                          behaviour (benchmarks/data/
+                                                          jbb_behaviour_categories.yaml) in place of
+                                                          the one-category hint; real_jbb_handlabelled_rows
     handwritten_sensitive_flagged[_<kind>]                hand-written good answers to safe questions that
                                                           sound sensitive (benchmarks/data, never trained
                                                           or calibrated on) given any category, overall
@@ -61,9 +65,11 @@ import random
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import yaml
 from cosa_guard_training.detectors.judge_corpus import (
     VAL,
     Example,
@@ -93,6 +99,7 @@ CROSSFIT_REAL = (
     "real_violation_recall",
     "real_compliance_accuracy",
     "real_jbb_compliance_accuracy",
+    "real_jbb_handlabelled_compliance_accuracy",
 )
 HUMAN_SOURCES = {"gptfuzz_jailbreak_responses", "ailuminate_demo", "harmful_requests_misc"}
 
@@ -214,13 +221,43 @@ def real_metrics(
             out[name] = rate([bool(pred[i]) == flag for i in index])
     judged = [i for i, ex in enumerate(rows) if ex.kind != CONTROVERSIAL]
     jbb = [i for i in judged if rows[i].kind in (JAILBROKEN, NOT_JAILBROKEN)]
-    for prefix, index in (("real_", judged), ("real_jbb_", jbb)):
+    labelled = handlabelled(pairs, jbb, jbb_behaviour_categories())
+    hand = [ex for _, ex in labelled]
+    for prefix, index, part in (
+        ("real_", judged, [rows[i] for i in judged]),
+        ("real_jbb_", jbb, [rows[i] for i in jbb]),
+        ("real_jbb_handlabelled_", [i for i, _ in labelled], hand),
+    ):
         if index:
-            part = [rows[i] for i in index]
             metrics = compliance_metrics([pred[i] for i in index], part, compliance_cases(part))
             out[f"{prefix}compliance_accuracy"] = metrics["compliance_accuracy"]
             if prefix == "real_":
                 out["real_violation_recall_3cfg"] = metrics["violation_recall"]
+    if hand:
+        out["real_jbb_handlabelled_rows"] = float(len(hand))
+    return out
+
+
+JBB_CATEGORIES = Path(__file__).resolve().parent / "data" / "jbb_behaviour_categories.yaml"
+
+
+def jbb_behaviour_categories(path: Path = JBB_CATEGORIES) -> dict[str, frozenset[str]]:
+    """Hand-assigned categories per JailbreakBench behaviour (see benchmarks/data/README.md)."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return {str(name): frozenset(cats) for name, cats in data["behaviours"].items()}
+
+
+def handlabelled(
+    pairs: Sequence[tuple[RealRow, Example]], index: Sequence[int], labels: Mapping[str, frozenset[str]]
+) -> list[tuple[int, Example]]:
+    """The JailbreakBench rows of `index` whose behaviour has hand-assigned categories: jailbroken
+    answers carry those instead of the builder's one-category hint, refusals still carry none."""
+    out = []
+    for i in index:
+        row, ex = pairs[i]
+        cats = labels.get(str(row.meta.get("behavior", "")))
+        if cats is not None:
+            out.append((i, replace(ex, categories=tuple(sorted(cats))) if ex.kind == JAILBROKEN else ex))
     return out
 
 

@@ -52,3 +52,15 @@ def test_injection_messages_have_the_documented_labels_kinds_and_counts() -> Non
     assert families == ATTACK_FAMILIES
     assert sum(n for (label, kind), n in kinds.items() if kind in ATTACK_FAMILIES and label == "attack") == 23
     assert all(len(c["text"]) > 1000 for c in cases if c["kind"] == "forum_long")
+
+
+def test_jailbreakbench_behaviour_categories_are_taxonomy_ids() -> None:
+    import yaml
+
+    from cosa_guard.taxonomy import CATEGORY_IDS
+
+    data = yaml.safe_load((DATA_DIR / "jbb_behaviour_categories.yaml").read_text(encoding="utf-8"))
+    behaviours = data["behaviours"]
+    assert len(behaviours) == 19  # the behaviours of the real-traffic validation split (README)
+    assert all(cats and len(set(cats)) == len(cats) for cats in behaviours.values())
+    assert {c for cats in behaviours.values() for c in cats} <= set(CATEGORY_IDS)
