@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
+from benchmark_scripts import load_benchmark
 from cosa_guard_training.detectors.injection_corpus import ATTACK, BENIGN, Row
 
 from cosa_guard.injection.base import Finding
 from cosa_guard.injection.detector import TurnVerdict
 from cosa_guard.injection.structural import DECISIVE
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "injection.py"
-
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("injection_benchmark", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("injection")
 
 
 def _row(label: str, kind: str, source: str = "generated") -> Row:

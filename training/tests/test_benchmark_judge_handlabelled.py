@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
+from benchmark_scripts import load_benchmark
 from cosa_guard_training.detectors.judge_corpus import VAL, Example
 from cosa_guard_training.detectors.judge_real import JAILBROKEN, NOT_JAILBROKEN
 from cosa_guard_training.detectors.real_traffic import RealRow
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "judge.py"
-
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("judge_benchmark", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("judge")
 
 
 def _pair(behaviour: str, kind: str, hint: tuple[str, ...]) -> tuple[RealRow, Example]:
