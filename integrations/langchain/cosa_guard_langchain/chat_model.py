@@ -33,7 +33,7 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
 from pydantic import Field
 
 from cosa_guard.deployments import LoadedDeployment
@@ -113,7 +113,7 @@ class GuardedChatModel(BaseChatModel):
     raise_on_refusal: bool = False
     """Raise `GuardRefusalError` on a refusal instead of answering with the refusal text."""
     bound: Runnable[Any, Any] | None = Field(default=None, exclude=True)
-    """What runs for a call: `model` bound to tools or options; None: `model` itself."""
+    """What runs for a call in place of `model` (a provider's composite around it); None: `model`."""
 
     # --- construction -------------------------------------------------------------------------
 
@@ -211,9 +211,20 @@ class GuardedChatModel(BaseChatModel):
             )
         return self.model
 
-    def with_runnable(self, runnable: Runnable[Any, Any]) -> GuardedChatModel:
-        """This guarded model running `runnable` (the wrapped model bound to tools or options)."""
-        return self.model_copy(update={"bound": None if runnable is self.model else runnable})
+    def with_runnable(self, runnable: Runnable[Any, Any]) -> Runnable[LanguageModelInput, Any]:
+        """This guarded model running `runnable` (the wrapped model bound to tools or options).
+
+        A binding of the wrapped model (`bind_tools`, `bind`) stays a binding, of this guarded model
+        now: its options reach the wrapped model with each call, and code that reads a bound model's
+        tools from the binding (LangGraph's `create_react_agent`, LangChain's standard tests) finds
+        them; it would otherwise bind them again, dropping options such as `tool_choice`. Anything
+        else (a provider's own composite) runs in place of the wrapped model.
+        """
+        if runnable is self.model:
+            return self
+        if isinstance(runnable, RunnableBinding) and runnable.bound is self.model:
+            return runnable.model_copy(update={"bound": self})
+        return self.model_copy(update={"bound": runnable})
 
     # --- LangChain's model interface ----------------------------------------------------------
 

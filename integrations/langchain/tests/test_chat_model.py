@@ -17,7 +17,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, Sys
 from langchain_core.output_parsers import PydanticOutputParser, StrOutputParser
 from langchain_core.outputs import ChatResult
 from langchain_core.prompts import ChatPromptTemplate
-from langchain_core.runnables import RunnableLambda
+from langchain_core.runnables import RunnableBinding, RunnableLambda
 from langchain_core.tools import tool
 from lc_fixtures import (
     DEPLOYMENT,
@@ -310,13 +310,24 @@ def tool_call(city: str) -> AIMessage:
 async def test_bind_tools_is_delegated_and_tool_calls_survive(make_guarded: Any) -> None:
     model = fake_model(tool_call("Paris"))
     guarded = make_guarded(model).bind_tools([get_weather])
-    assert isinstance(guarded, GuardedChatModel)
     message = await guarded.ainvoke(QUESTION)
     assert message.tool_calls == [
         {"name": "get_weather", "args": {"city": "Paris"}, "id": "call-1", "type": "tool_call"}
     ]
     assert meta(message)["decision"] == "allowed"
     assert model.options[0]["tools"][0]["function"]["name"] == "get_weather"
+
+
+async def test_bind_tools_is_a_binding_of_the_guarded_model(make_guarded: Any) -> None:
+    # LangGraph's create_react_agent reads a bound model's tools from its binding; a guarded model
+    # that hid them there got them bound a second time, without the app's tool_choice.
+    model = fake_model(tool_call("Paris"))
+    guarded = make_guarded(model)
+    bound = guarded.bind_tools([get_weather], tool_choice="any")
+    assert isinstance(bound, RunnableBinding) and bound.bound is guarded
+    assert [t["function"]["name"] for t in bound.kwargs["tools"]] == ["get_weather"]
+    assert meta(await bound.ainvoke(QUESTION))["decision"] == "allowed"
+    assert model.options[0]["tool_choice"] == "any"
 
 
 async def test_a_violating_tool_call_is_refused_without_tool_calls(make_guarded: Any) -> None:
