@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
@@ -236,6 +236,13 @@ class GuardedChatModel(BaseChatModel):
     def _identifying_params(self) -> Mapping[str, Any]:
         inner = getattr(self.model, "_identifying_params", {}) if self.model is not None else {}
         return {"deployment_id": self.deployment_id, "model": dict(inner)}
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        """The wrapped model's tracing params (provider, model name, per-call `model=` override):
+        a trace names the model that answered, not the guard."""
+        if self.model is None:
+            return super()._get_ls_params(stop=stop, **kwargs)
+        return self.model._get_ls_params(stop=stop, **kwargs)
 
     def stream(
         self,

@@ -19,6 +19,7 @@ from langchain_core.outputs import ChatResult
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableBinding, RunnableLambda
 from langchain_core.tools import tool
+from langchain_openai import ChatOpenAI
 from lc_fixtures import (
     DEPLOYMENT,
     INJECTION,
@@ -31,7 +32,7 @@ from lc_fixtures import (
     meta,
     write_deployment,
 )
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from cosa_guard.backends.fake import ScriptedBackend
 from cosa_guard.errors import BackendError
@@ -406,6 +407,18 @@ async def test_history_with_tool_calls_reaches_the_model_intact(make_guarded: An
 
 
 # --- construction -------------------------------------------------------------------------------------
+
+
+def test_traces_name_the_wrapped_model(make_guarded: Any) -> None:
+    # LangSmith reads the provider and model name of each chat model run from these params.
+    guarded = make_guarded(ChatOpenAI(model="gpt-4o-mini", api_key=SecretStr("unused")))
+    params = guarded._get_ls_params(stop=["THE END"])
+    assert (params["ls_provider"], params["ls_model_name"], params["ls_stop"]) == (
+        "openai",
+        "gpt-4o-mini",
+        ["THE END"],
+    )
+    assert guarded._get_ls_params(model="gpt-4.1")["ls_model_name"] == "gpt-4.1"  # a per-call override
 
 
 async def test_from_guard_without_a_model_uses_the_guards_routes(tmp_path: Path) -> None:
