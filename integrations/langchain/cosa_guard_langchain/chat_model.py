@@ -357,7 +357,7 @@ class GuardedChatModel(BaseChatModel):
                     yield ChatGenerationChunk(message=AIMessageChunk(content=text))
         answer = fold.answer()  # IncompleteStreamError when the stream ended without a decision
         raise_for(answer.response, raise_on_refusal=self.raise_on_refusal)
-        yield ChatGenerationChunk(message=_last_chunk(answer))
+        yield ChatGenerationChunk(message=_last_chunk(answer, call.result if call is not None else None))
 
     def _call_and_steps(
         self, messages: list[BaseMessage], run_manager: Any, *, sync: bool
@@ -399,12 +399,20 @@ def _params(stop: list[str] | None, kwargs: Mapping[str, Any]) -> GenerationPara
     return GenerationParams.from_kwargs(**kwargs, **({"stop": stop} if stop else {}))
 
 
-def _last_chunk(answer: StreamedAnswer) -> AIMessageChunk:
-    meta = guarded_message(answer.response, None).response_metadata
+def _last_chunk(answer: StreamedAnswer, produced: BaseMessage | None) -> AIMessageChunk:
+    """The stream's last chunk: the decision and, when the model's own answer stands, its usage and
+    response metadata (model name, finish reason), once, as providers' streams end."""
+    message = guarded_message(answer.response, produced)
+    meta = message.response_metadata
     meta["cosa_guard"] = {
         **meta["cosa_guard"],
         "retracted": answer.retracted,
         "released_chars": len(answer.released),
     }
     # Nothing more when the answer stands; else the refusal (in place of any retracted text).
-    return AIMessageChunk(content=answer.closing, response_metadata=meta, chunk_position="last")
+    return AIMessageChunk(
+        content=answer.closing,
+        response_metadata=meta,
+        usage_metadata=message.usage_metadata,
+        chunk_position="last",
+    )

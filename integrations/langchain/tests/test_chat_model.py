@@ -25,6 +25,7 @@ from lc_fixtures import (
     INJECTION,
     MARKER,
     REFUSAL,
+    EchoToolModel,
     RecordingChatModel,
     StructuralInputGuard,
     fake_model,
@@ -299,6 +300,19 @@ async def test_a_stream_raises_instead_of_refusing_where_asked(
     assert all(REFUSAL not in c.text for c in chunks)
     if mode != "optimistic":
         assert all(MARKER not in c.text for c in chunks)
+
+
+def test_a_streamed_answer_ends_with_the_models_usage_and_name(make_guarded: Any) -> None:
+    guarded = make_guarded(EchoToolModel())
+    chunks = list(guarded.stream(QUESTION))
+    full = chunks[0] + chunks[1:]
+    assert full.text == "Echo: Tell me a story."
+    # Reported once, on the last chunk, as providers' streams do; the same usage as a plain call.
+    assert [c for c in chunks if c.usage_metadata] == [chunks[-1]]
+    assert full.usage_metadata == guarded.invoke(QUESTION).usage_metadata
+    assert full.usage_metadata is not None and full.usage_metadata["output_tokens"] == 5
+    assert full.response_metadata["model_name"] == "echo-tools-1"
+    assert meta(full)["decision"] == "allowed"
 
 
 # --- tools and structured output --------------------------------------------------------------------
