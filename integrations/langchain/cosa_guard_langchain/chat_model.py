@@ -18,7 +18,8 @@ that can produce tool calls (tools bound, structured output) are released as one
 the verdict, tool calls included.
 
 Tracing: the guard's steps are child runs of the guarded model's run (see `steps`), next to the
-wrapped model's own run.
+wrapped model's own run, which only tracers (LangSmith) see: other callback handlers (token
+forwarders, usage counters) see one model call, the guarded one, with the wrapped model's usage.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
+from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig, ensure_config
 from pydantic import Field
 
 from cosa_guard.deployments import LoadedDeployment
@@ -46,6 +47,7 @@ from cosa_guard_langchain._sync import iterate_in_thread, iterate_sync, run_sync
 from cosa_guard_langchain._walk import replace_chat_models
 from cosa_guard_langchain.backend import ChatModelBackend, ModelCall, use_call, whole_chunk
 from cosa_guard_langchain.errors import raise_for
+from cosa_guard_langchain.langchain_backend import tracers_only
 from cosa_guard_langchain.steps import RunSteps, run_steps
 
 __all__ = ["GuardedChatModel", "guard_metadata", "guarded_message", "keeps_produced"]
@@ -362,9 +364,13 @@ class GuardedChatModel(BaseChatModel):
     def _call_and_steps(
         self, messages: list[BaseMessage], run_manager: Any, *, sync: bool
     ) -> tuple[ModelCall | None, RunSteps | None]:
-        """The wrapped model's call and the guard's step observer, both nested under the model run."""
+        """The wrapped model's call and the guard's step observer, both nested under the model run.
+
+        The wrapped model's run is reported to tracers only (`tracers_only`).
+        """
         nested = nested_callbacks(run_manager)
-        return self._model_call(messages, nested, sync=sync), run_steps(nested)
+        ambient = nested if nested is not None else ensure_config().get("callbacks")
+        return self._model_call(messages, tracers_only(ambient), sync=sync), run_steps(nested)
 
     def _model_call(self, messages: list[BaseMessage], callbacks: Any, *, sync: bool) -> ModelCall | None:
         """What the guard's ChatModelBackend runs for this call; None (no model): a slot says so loudly.

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 from cosa_guard_langchain import ChatModelBackend, GuardedChatModel, GuardFailedError, GuardRefusalError
-from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.callbacks import BaseCallbackHandler, get_usage_metadata_callback
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.output_parsers import PydanticOutputParser, StrOutputParser
 from langchain_core.outputs import ChatResult
 from langchain_core.prompts import ChatPromptTemplate
-from langchain_core.runnables import RunnableBinding, RunnableLambda
+from langchain_core.runnables import RunnableBinding, RunnableConfig, RunnableLambda
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 from lc_fixtures import (
@@ -27,6 +27,7 @@ from lc_fixtures import (
     REFUSAL,
     EchoToolModel,
     RecordingChatModel,
+    RunTrees,
     StructuralInputGuard,
     fake_model,
     guard_options,
@@ -467,27 +468,56 @@ def test_cosalign_route_puts_the_model_first(tmp_path: Path) -> None:
     assert message.content == SAFE
 
 
+class ModelCallHandler(BaseCallbackHandler):
+    """What apps attach to model calls: a token forwarder (to a web client) and a call counter."""
+
+    def __init__(self) -> None:
+        self.tokens: list[str] = []
+        self.started: list[str] = []
+
+    def on_llm_new_token(self, token: str, **kw: Any) -> None:
+        self.tokens.append(token)
+
+    def on_chat_model_start(self, serialized: Any, messages: Any, **kw: Any) -> None:
+        self.started.append(kw.get("name") or serialized["name"])
+
+
 @pytest.mark.parametrize("sync", [True, False], ids=["invoke", "ainvoke"])
 async def test_tracers_see_the_inner_run_nested_under_the_guarded_one(make_guarded: Any, sync: bool) -> None:
-    class Tracer(BaseCallbackHandler):
-        def __init__(self) -> None:
-            self.runs: dict[Any, tuple[str, Any]] = {}
-
-        def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: Any, **kw: Any) -> None:
-            self.runs[run_id] = (
-                kw["name"] if kw.get("name") else serialized["name"],
-                kw.get("parent_run_id"),
-            )
-
-    tracer = Tracer()
+    tracer, handler = RunTrees(), ModelCallHandler()
     guarded = make_guarded(fake_model(SAFE))
+    config: RunnableConfig = {"callbacks": [tracer, handler]}
     if sync:
-        guarded.invoke(QUESTION, config={"callbacks": [tracer]})
+        guarded.invoke(QUESTION, config=config)
     else:
-        await guarded.ainvoke(QUESTION, config={"callbacks": [tracer]})
-    by_name = {name: (run_id, parent) for run_id, (name, parent) in tracer.runs.items()}
-    assert set(by_name) == {"GuardedChatModel", "RecordingChatModel"}
-    assert by_name["RecordingChatModel"][1] == by_name["GuardedChatModel"][0]
+        await guarded.ainvoke(QUESTION, config=config)
+    (root,) = tracer.roots
+    assert root.name == "GuardedChatModel"
+    assert [run.name for run in root.child_runs if run.run_type == "llm"] == ["RecordingChatModel"]
+    # Other handlers see one model call: the app's.
+    assert handler.started == ["GuardedChatModel"]
+
+
+@pytest.mark.parametrize("mode", ["buffer", "optimistic"])
+async def test_token_handlers_get_only_released_text(make_guarded: Any, mode: str) -> None:
+    # A handler forwarding on_llm_new_token to a client got the wrapped model's raw tokens too.
+    handler = ModelCallHandler()
+    guarded = make_guarded(fake_model(UNSAFE), mode)
+    released = [c.text async for c in guarded.astream(QUESTION, config={"callbacks": [handler]})]
+    assert "".join(handler.tokens) == "".join(released)
+    assert MARKER not in "".join(handler.tokens) or mode == "optimistic"
+    assert handler.started == ["GuardedChatModel"]
+
+
+def test_usage_callbacks_count_a_guarded_call_once(make_guarded: Any) -> None:
+    guarded = make_guarded(EchoToolModel())
+    with get_usage_metadata_callback() as usage:
+        message = guarded.invoke(QUESTION)
+    assert message.usage_metadata is not None
+    assert usage.usage_metadata == {"echo-tools-1": message.usage_metadata}
+    with get_usage_metadata_callback() as streamed:
+        list(guarded.stream(QUESTION))
+    assert streamed.usage_metadata == usage.usage_metadata
 
 
 async def test_concurrent_calls_through_one_slot_each_run_their_own_model(tmp_path: Path) -> None:
