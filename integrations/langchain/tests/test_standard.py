@@ -1,0 +1,83 @@
+"""LangChain's own standard test suites (`langchain-tests`) for `GuardedChatModel`.
+
+Every LangChain partner package proves that its chat model behaves like a chat model with these
+suites. Here the guarded model wraps `EchoToolModel`, a deterministic stand-in for a provider model
+with tool calling (and `tool_choice`), structured output through tool calling, stop sequences,
+usage metadata and per-call model overrides; the guard runs a real signed deployment with the
+structural input guard and a scripted judge. The capability flags say what the guarded model
+supports when its wrapped model does. Every test runs with sockets blocked: nothing reaches a
+network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cosa_guard_langchain import ChatModelBackend, GuardedChatModel
+from langchain_tests.integration_tests import ChatModelIntegrationTests
+from langchain_tests.unit_tests import ChatModelUnitTests
+from lc_fixtures import DEPLOYMENT, EchoToolModel, guard_options, write_deployment
+from pytest_socket import disable_socket, enable_socket
+
+from cosa_guard.guard import Guard
+
+
+class _GuardedEcho:
+    """The suites' shared setup: a guard over a freshly signed deployment, and the model's params."""
+
+    guard: Guard
+
+    @pytest.fixture(autouse=True)
+    def _signed_deployment(self, tmp_path: Path) -> Iterator[None]:
+        _, deployment = write_deployment(tmp_path)
+        # A slot backend: the guard runs whichever model the GuardedChatModel of the call wraps.
+        self.guard = Guard.single(deployment, fallback=ChatModelBackend(), **guard_options())
+        disable_socket(allow_unix_socket=True)  # an event loop's self-pipe is a unix socket pair
+        yield
+        enable_socket()
+
+    @property
+    def chat_model_class(self) -> type[GuardedChatModel]:
+        return GuardedChatModel
+
+    @property
+    def chat_model_params(self) -> dict[str, Any]:
+        return {"model": EchoToolModel(), "guard": self.guard, "deployment_id": DEPLOYMENT}
+
+    @property
+    def has_tool_calling(self) -> bool:
+        return True
+
+    @property
+    def has_tool_choice(self) -> bool:
+        # `bind_tools(tools, **kwargs)` hands `tool_choice` to the wrapped model's own.
+        return True
+
+    @property
+    def has_structured_output(self) -> bool:
+        return True
+
+    @property
+    def returns_usage_metadata(self) -> bool:
+        return True
+
+    @property
+    def model_override_value(self) -> str:
+        return "echo-tools-2"
+
+    # Left False: JSON mode, because EchoToolModel has none; the image, PDF and audio tests, because
+    # they download their inputs (the guard judges text only, and hands the wrapped model the app's
+    # own messages, content blocks included); Anthropic's formats, a provider's own. The suites skip
+    # those tests, as they skip serialization (a guard is not serializable) and init from env vars
+    # (GuardedChatModel reads none).
+
+
+class TestGuardedChatModelUnit(_GuardedEcho, ChatModelUnitTests):
+    pass
+
+
+class TestGuardedChatModelIntegration(_GuardedEcho, ChatModelIntegrationTests):
+    pass
