@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
+from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput, ModelProfile
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig, ensure_config
@@ -238,6 +238,19 @@ class GuardedChatModel(BaseChatModel):
     def _identifying_params(self) -> Mapping[str, Any]:
         inner = getattr(self.model, "_identifying_params", {}) if self.model is not None else {}
         return {"deployment_id": self.deployment_id, "model": dict(inner)}
+
+    @property
+    def model_name(self) -> str | None:
+        """The wrapped model's name. LangChain code reads a chat model's name from `model_name`,
+        else from `model`, which is the wrapped model itself here, no name (`create_agent` picks a
+        structured-output strategy by the name, and failed on the model)."""
+        if self.model is None:
+            return None
+        return str(self.model._get_ls_params().get("ls_model_name") or self.model._llm_type)
+
+    def _resolve_model_profile(self) -> ModelProfile | None:
+        """The wrapped model's profile (context window, structured output, ...): what it can do."""
+        return self.model.profile if self.model is not None else None
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         """The wrapped model's tracing params (provider, model name, per-call `model=` override):

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from cosa_guard_langchain import ChatModelBackend, GuardedChatModel, GuardFailedError, GuardRefusalError
+from langchain.agents import create_agent
 from langchain_core.callbacks import BaseCallbackHandler, get_usage_metadata_callback
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage
@@ -407,6 +408,21 @@ async def test_structured_output_with_raw_carries_the_decision(make_guarded: Any
     assert meta(allowed["raw"])["decision"] == "allowed"
     assert refused["parsed"] is None and refused["raw"].content == REFUSAL
     assert meta(refused["raw"])["decision"] == "refused:output_violation"
+
+
+async def test_an_agent_with_a_response_format_runs_on_a_guarded_model(make_guarded: Any) -> None:
+    # create_agent picks its structured-output strategy by the model's name, read from `model_name`
+    # or else `model`: the wrapped model, no name, on which it failed.
+    guarded = make_guarded(fake_model(weather("Rome", "sunny")))
+    agent = create_agent(model=guarded, tools=[], response_format=Weather)
+    result = await agent.ainvoke({"messages": QUESTION})
+    assert result["structured_response"] == Weather(city="Rome", forecast="sunny")
+
+
+def test_the_guarded_model_has_the_wrapped_models_name_and_profile(make_guarded: Any) -> None:
+    guarded = make_guarded(EchoToolModel(profile={"max_input_tokens": 1000, "tool_calling": True}))
+    assert guarded.model_name == "echo-tools-1"
+    assert guarded.profile == {"max_input_tokens": 1000, "tool_calling": True}
 
 
 async def test_history_with_tool_calls_reaches_the_model_intact(make_guarded: Any) -> None:
