@@ -17,6 +17,7 @@ from langchain_core.runnables import Runnable
 from langchain_core.tracers import BaseTracer
 from langchain_core.tracers.schemas import Run
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import Field
 
 from cosa_guard.config import SafetyConfig
 from cosa_guard.deployments import DeploymentRegistry, LoadedDeployment
@@ -82,6 +83,8 @@ class EchoToolModel(BaseChatModel):
     """
 
     model_name: str = "echo-tools-1"
+    sent: list[list[BaseMessage]] = Field(default_factory=list)
+    """What each call was sent, the app's message objects (content blocks and all)."""
 
     @property
     def _llm_type(self) -> str:
@@ -139,6 +142,7 @@ class EchoToolModel(BaseChatModel):
     def _answer(
         self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
     ) -> AIMessage:
+        self.sent.append(list(messages))
         last = messages[-1]
         prompt = next((m.text for m in reversed(messages) if m.type == "human"), "")
         tools = kwargs.get("tools") or []

@@ -425,6 +425,30 @@ def test_the_guarded_model_has_the_wrapped_models_name_and_profile(make_guarded:
     assert guarded.profile == {"max_input_tokens": 1000, "tool_calling": True}
 
 
+IMAGE = {"type": "image", "base64": "aGk=", "mime_type": "image/png"}
+
+
+@pytest.mark.parametrize(
+    "turns",
+    [
+        [HumanMessage([{"type": "text", "text": "Describe this picture."}, IMAGE])],
+        [
+            HumanMessage("Get a diagram with the tool and describe it."),
+            AIMessage("", tool_calls=[{"name": "diagram", "args": {}, "id": "1", "type": "tool_call"}]),
+            ToolMessage([IMAGE], tool_call_id="1", name="diagram"),
+        ],
+    ],
+    ids=["human", "tool"],
+)
+def test_content_blocks_reach_the_wrapped_model(make_guarded: Any, turns: list[Any]) -> None:
+    # The guard judges text; the model gets the app's own message objects, images included.
+    model = EchoToolModel()
+    assert meta(make_guarded(model).invoke(turns))["decision"] == "allowed"
+    [sent] = model.sent
+    assert sent[0].type == "system"
+    assert all(a is b for a, b in zip(sent[1:], turns, strict=True))
+
+
 async def test_history_with_tool_calls_reaches_the_model_intact(make_guarded: Any) -> None:
     model = fake_model("It is sunny in Paris.")
     guarded = make_guarded(model).bind_tools([get_weather])

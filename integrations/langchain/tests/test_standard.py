@@ -6,7 +6,7 @@ with tool calling (and `tool_choice`), structured output through tool calling, s
 usage metadata and per-call model overrides; the guard runs a real signed deployment with the
 structural input guard and a scripted judge. The capability flags say what the guarded model
 supports when its wrapped model does. Every test runs with sockets blocked: nothing reaches a
-network.
+network; the image, PDF and audio files the multimodal tests download are stand-in bytes.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from cosa_guard_langchain import ChatModelBackend, GuardedChatModel
 from langchain_tests.integration_tests import ChatModelIntegrationTests
@@ -31,10 +32,13 @@ class _GuardedEcho:
     guard: Guard
 
     @pytest.fixture(autouse=True)
-    def _signed_deployment(self, tmp_path: Path) -> Iterator[None]:
+    def _signed_deployment(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         _, deployment = write_deployment(tmp_path)
         # A slot backend: the guard runs whichever model the GuardedChatModel of the call wraps.
         self.guard = Guard.single(deployment, fallback=ChatModelBackend(), **guard_options())
+        # The multimodal tests fetch their files with httpx.get; the fake model never decodes them.
+        monkeypatch.setattr(httpx, "get", lambda url, **_: httpx.Response(200, content=url.encode()))
+        monkeypatch.setenv("LANGCHAIN_TESTS_USER_AGENT", "cosa-guard-tests")  # else a warning
         disable_socket(allow_unix_socket=True)  # an event loop's self-pipe is a unix socket pair
         yield
         enable_socket()
@@ -68,11 +72,36 @@ class _GuardedEcho:
     def model_override_value(self) -> str:
         return "echo-tools-2"
 
-    # Left False: JSON mode, because EchoToolModel has none; the image, PDF and audio tests, because
-    # they download their inputs (the guard judges text only, and hands the wrapped model the app's
-    # own messages, content blocks included); Anthropic's formats, a provider's own. The suites skip
-    # those tests, as they skip serialization (a guard is not serializable) and init from env vars
-    # (GuardedChatModel reads none).
+    # Image, PDF and audio content blocks, in human and tool messages: the guard judges the text
+    # and hands the wrapped model the app's own messages, blocks included (test_chat_model checks
+    # that they arrive).
+    @property
+    def supports_image_inputs(self) -> bool:
+        return True
+
+    @property
+    def supports_image_urls(self) -> bool:
+        return True
+
+    @property
+    def supports_pdf_inputs(self) -> bool:
+        return True
+
+    @property
+    def supports_audio_inputs(self) -> bool:
+        return True
+
+    @property
+    def supports_image_tool_message(self) -> bool:
+        return True
+
+    @property
+    def supports_pdf_tool_message(self) -> bool:
+        return True
+
+    # Left False: JSON mode, which EchoToolModel lacks, and Anthropic's own input formats. The
+    # suites skip those tests, as they skip serialization (a guard is not serializable), init from
+    # env vars (GuardedChatModel reads none) and the VCR-recorded timing test.
 
 
 class TestGuardedChatModelUnit(_GuardedEcho, ChatModelUnitTests):
