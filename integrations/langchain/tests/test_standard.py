@@ -99,9 +99,14 @@ class _GuardedEcho:
     def supports_pdf_tool_message(self) -> bool:
         return True
 
-    # Left False: JSON mode, which EchoToolModel lacks, and Anthropic's own input formats. The
-    # suites skip those tests, as they skip serialization (a guard is not serializable), init from
-    # env vars (GuardedChatModel reads none) and the VCR-recorded timing test.
+    @property
+    def supports_anthropic_inputs(self) -> bool:
+        # Anthropic's tool_use and signed thinking blocks reach the wrapped model as the app sent them.
+        return True
+
+    # Left False: JSON mode, which EchoToolModel lacks. The suites skip that test, as they skip
+    # serialization (a guard is not serializable), init from env vars (GuardedChatModel reads none)
+    # and the VCR-recorded timing test.
 
 
 class TestGuardedChatModelUnit(_GuardedEcho, ChatModelUnitTests):
