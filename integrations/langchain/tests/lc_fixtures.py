@@ -12,6 +12,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolCall
 from langchain_core.messages.ai import UsageMetadata
+from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tracers import BaseTracer
@@ -72,6 +73,7 @@ class RecordingChatModel(GenericFakeChatModel):
 
 _INTEGER = re.compile(r"-?\d+")
 _QUOTED = re.compile(r"'([^']+)'")
+JSON_MODE = {"type": "json_object"}
 
 
 class EchoToolModel(BaseChatModel):
@@ -79,7 +81,9 @@ class EchoToolModel(BaseChatModel):
 
     Tool arguments come from the schema and the prompt: an integer parameter gets the prompt's
     first integer, a string parameter its first quoted phrase (else the whole prompt). With
-    `tool_choice` "none" it answers in text; after a tool result it reports the result.
+    `tool_choice` "none" it answers in text; after a tool result it reports the result. In JSON
+    mode (`with_structured_output(..., method="json_mode")`) it answers a JSON object whose keys
+    are the prompt's quoted words, as a prompt names them for a provider's JSON mode.
     """
 
     model_name: str = "echo-tools-1"
@@ -96,6 +100,15 @@ class EchoToolModel(BaseChatModel):
         if tool_choice is not None:
             kwargs["tool_choice"] = tool_choice
         return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
+
+    def with_structured_output(self, schema: Any, **kwargs: Any) -> Runnable[Any, Any]:
+        if kwargs.get("method") != "json_mode" or kwargs.get("include_raw"):
+            return super().with_structured_output(schema, **kwargs)
+        parser: Runnable[Any, Any] = (
+            PydanticOutputParser(pydantic_object=schema) if isinstance(schema, type) else JsonOutputParser()
+        )
+        output_format = {"kwargs": {"method": "json_mode"}, "schema": schema}
+        return self.bind(response_format=JSON_MODE, ls_structured_output_format=output_format) | parser
 
     def _generate(
         self,
@@ -152,6 +165,8 @@ class EchoToolModel(BaseChatModel):
         if tools and last.type == "human" and choice != "none":
             tool = next((t for t in tools if t["function"]["name"] == choice), tools[0])
             tool_calls = [_tool_call(tool["function"], prompt, len(messages))]
+        elif kwargs.get("response_format") == JSON_MODE:
+            text = json.dumps({key: prompt for key in _QUOTED.findall(prompt)})
         elif last.type == "tool":
             text = f"The tool said: {last.text}"
         else:

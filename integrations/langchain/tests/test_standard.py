@@ -2,11 +2,12 @@
 
 Every LangChain partner package proves that its chat model behaves like a chat model with these
 suites. Here the guarded model wraps `EchoToolModel`, a deterministic stand-in for a provider model
-with tool calling (and `tool_choice`), structured output through tool calling, stop sequences,
-usage metadata and per-call model overrides; the guard runs a real signed deployment with the
-structural input guard and a scripted judge. The capability flags say what the guarded model
-supports when its wrapped model does. Every test runs with sockets blocked: nothing reaches a
-network; the image, PDF and audio files the multimodal tests download are stand-in bytes.
+with tool calling (and `tool_choice`), structured output through tool calling or JSON mode, stop
+sequences, usage metadata, per-call model overrides and content blocks of any kind; the guard runs
+a real signed deployment with the structural input guard and a scripted judge. The capability
+flags say what the guarded model supports when its wrapped model does. Every test runs with
+sockets blocked: nothing reaches a network; the image, PDF and audio files the multimodal tests
+download are stand-in bytes.
 """
 
 from __future__ import annotations
@@ -104,9 +105,12 @@ class _GuardedEcho:
         # Anthropic's tool_use and signed thinking blocks reach the wrapped model as the app sent them.
         return True
 
-    # Left False: JSON mode, which EchoToolModel lacks. The suites skip that test, as they skip
-    # serialization (a guard is not serializable), init from env vars (GuardedChatModel reads none)
-    # and the VCR-recorded timing test.
+    @property
+    def supports_json_mode(self) -> bool:
+        return True
+
+    # The suites skip serialization (a guard is not serializable), init from env vars
+    # (GuardedChatModel reads none) and the VCR-recorded timing test.
 
 
 class TestGuardedChatModelUnit(_GuardedEcho, ChatModelUnitTests):
