@@ -28,10 +28,10 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import aclosing
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput, ModelProfile
+from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig, ensure_config
@@ -49,6 +49,9 @@ from cosa_guard_langchain.backend import ChatModelBackend, ModelCall, use_call, 
 from cosa_guard_langchain.errors import raise_for
 from cosa_guard_langchain.langchain_backend import tracers_only
 from cosa_guard_langchain.steps import RunSteps, run_steps
+
+if TYPE_CHECKING:  # model profiles came with langchain-core 1.1; 1.0 never calls the hook below
+    from langchain_core.language_models import ModelProfile
 
 __all__ = ["GuardedChatModel", "guard_metadata", "guarded_message", "keeps_produced"]
 
