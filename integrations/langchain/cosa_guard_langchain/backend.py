@@ -12,7 +12,8 @@ the guard allows it.
 
 The inner model runs without the callback handlers that consume streams (`astream_events`,
 LangGraph's `stream_mode="messages"`), so its raw, unjudged tokens never reach a streaming
-client; tracers (LangSmith) still see the inner run, nested under the guarded one.
+client; tracers (LangSmith) still see the inner run, nested under the guarded one. Under a
+`GuardedChatModel` only tracers see it: any other handler would get its tokens too.
 """
 
 from __future__ import annotations

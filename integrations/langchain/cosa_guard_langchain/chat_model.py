@@ -18,7 +18,8 @@ that can produce tool calls (tools bound, structured output) are released as one
 the verdict, tool calls included.
 
 Tracing: the guard's steps are child runs of the guarded model's run (see `steps`), next to the
-wrapped model's own run.
+wrapped model's own run, which only tracers (LangSmith) see: other callback handlers (token
+forwarders, usage counters) see one model call, the guarded one, with the wrapped model's usage.
 """
 
 from __future__ import annotations
@@ -27,13 +28,13 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import aclosing
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig, ensure_config
 from pydantic import Field
 
 from cosa_guard.deployments import LoadedDeployment
@@ -46,7 +47,11 @@ from cosa_guard_langchain._sync import iterate_in_thread, iterate_sync, run_sync
 from cosa_guard_langchain._walk import replace_chat_models
 from cosa_guard_langchain.backend import ChatModelBackend, ModelCall, use_call, whole_chunk
 from cosa_guard_langchain.errors import raise_for
+from cosa_guard_langchain.langchain_backend import tracers_only
 from cosa_guard_langchain.steps import RunSteps, run_steps
+
+if TYPE_CHECKING:  # model profiles came with langchain-core 1.1; 1.0 never calls the hook below
+    from langchain_core.language_models import ModelProfile
 
 __all__ = ["GuardedChatModel", "guard_metadata", "guarded_message", "keeps_produced"]
 
@@ -113,7 +118,7 @@ class GuardedChatModel(BaseChatModel):
     raise_on_refusal: bool = False
     """Raise `GuardRefusalError` on a refusal instead of answering with the refusal text."""
     bound: Runnable[Any, Any] | None = Field(default=None, exclude=True)
-    """What runs for a call: `model` bound to tools or options; None: `model` itself."""
+    """What runs for a call in place of `model` (a provider's composite around it); None: `model`."""
 
     # --- construction -------------------------------------------------------------------------
 
@@ -211,9 +216,20 @@ class GuardedChatModel(BaseChatModel):
             )
         return self.model
 
-    def with_runnable(self, runnable: Runnable[Any, Any]) -> GuardedChatModel:
-        """This guarded model running `runnable` (the wrapped model bound to tools or options)."""
-        return self.model_copy(update={"bound": None if runnable is self.model else runnable})
+    def with_runnable(self, runnable: Runnable[Any, Any]) -> Runnable[LanguageModelInput, Any]:
+        """This guarded model running `runnable` (the wrapped model bound to tools or options).
+
+        A binding of the wrapped model (`bind_tools`, `bind`) stays a binding, of this guarded model
+        now: its options reach the wrapped model with each call, and code that reads a bound model's
+        tools from the binding (LangGraph's `create_react_agent`, LangChain's standard tests) finds
+        them; it would otherwise bind them again, dropping options such as `tool_choice`. Anything
+        else (a provider's own composite) runs in place of the wrapped model.
+        """
+        if runnable is self.model:
+            return self
+        if isinstance(runnable, RunnableBinding) and runnable.bound is self.model:
+            return runnable.model_copy(update={"bound": self})
+        return self.model_copy(update={"bound": runnable})
 
     # --- LangChain's model interface ----------------------------------------------------------
 
@@ -225,6 +241,26 @@ class GuardedChatModel(BaseChatModel):
     def _identifying_params(self) -> Mapping[str, Any]:
         inner = getattr(self.model, "_identifying_params", {}) if self.model is not None else {}
         return {"deployment_id": self.deployment_id, "model": dict(inner)}
+
+    @property
+    def model_name(self) -> str | None:
+        """The wrapped model's name. LangChain code reads a chat model's name from `model_name`,
+        else from `model`, which is the wrapped model itself here, no name (`create_agent` picks a
+        structured-output strategy by the name, and failed on the model)."""
+        if self.model is None:
+            return None
+        return str(self.model._get_ls_params().get("ls_model_name") or self.model._llm_type)
+
+    def _resolve_model_profile(self) -> ModelProfile | None:
+        """The wrapped model's profile (context window, structured output, ...): what it can do."""
+        return self.model.profile if self.model is not None else None
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        """The wrapped model's tracing params (provider, model name, per-call `model=` override):
+        a trace names the model that answered, not the guard."""
+        if self.model is None:
+            return super()._get_ls_params(stop=stop, **kwargs)
+        return self.model._get_ls_params(stop=stop, **kwargs)
 
     def stream(
         self,
@@ -339,14 +375,18 @@ class GuardedChatModel(BaseChatModel):
                     yield ChatGenerationChunk(message=AIMessageChunk(content=text))
         answer = fold.answer()  # IncompleteStreamError when the stream ended without a decision
         raise_for(answer.response, raise_on_refusal=self.raise_on_refusal)
-        yield ChatGenerationChunk(message=_last_chunk(answer))
+        yield ChatGenerationChunk(message=_last_chunk(answer, call.result if call is not None else None))
 
     def _call_and_steps(
         self, messages: list[BaseMessage], run_manager: Any, *, sync: bool
     ) -> tuple[ModelCall | None, RunSteps | None]:
-        """The wrapped model's call and the guard's step observer, both nested under the model run."""
+        """The wrapped model's call and the guard's step observer, both nested under the model run.
+
+        The wrapped model's run is reported to tracers only (`tracers_only`).
+        """
         nested = nested_callbacks(run_manager)
-        return self._model_call(messages, nested, sync=sync), run_steps(nested)
+        ambient = nested if nested is not None else ensure_config().get("callbacks")
+        return self._model_call(messages, tracers_only(ambient), sync=sync), run_steps(nested)
 
     def _model_call(self, messages: list[BaseMessage], callbacks: Any, *, sync: bool) -> ModelCall | None:
         """What the guard's ChatModelBackend runs for this call; None (no model): a slot says so loudly.
@@ -381,12 +421,20 @@ def _params(stop: list[str] | None, kwargs: Mapping[str, Any]) -> GenerationPara
     return GenerationParams.from_kwargs(**kwargs, **({"stop": stop} if stop else {}))
 
 
-def _last_chunk(answer: StreamedAnswer) -> AIMessageChunk:
-    meta = guarded_message(answer.response, None).response_metadata
+def _last_chunk(answer: StreamedAnswer, produced: BaseMessage | None) -> AIMessageChunk:
+    """The stream's last chunk: the decision and, when the model's own answer stands, its usage and
+    response metadata (model name, finish reason), once, as providers' streams end."""
+    message = guarded_message(answer.response, produced)
+    meta = message.response_metadata
     meta["cosa_guard"] = {
         **meta["cosa_guard"],
         "retracted": answer.retracted,
         "released_chars": len(answer.released),
     }
     # Nothing more when the answer stands; else the refusal (in place of any retracted text).
-    return AIMessageChunk(content=answer.closing, response_metadata=meta, chunk_position="last")
+    return AIMessageChunk(
+        content=answer.closing,
+        response_metadata=meta,
+        usage_metadata=message.usage_metadata,
+        chunk_position="last",
+    )

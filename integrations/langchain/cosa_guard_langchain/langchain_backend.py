@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,8 @@ from langchain_core.messages import (
 )
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import var_child_runnable_config
+from langchain_core.tracers import BaseTracer
+from langchain_core.tracers.context import _configure_hooks
 
 from cosa_guard.backends._stops import StopBuffer, cut_completion
 from cosa_guard.backends.base import Backend
@@ -59,6 +62,7 @@ __all__ = [
     "from_spec",
     "join_chunks",
     "to_langchain",
+    "tracers_only",
     "without_stream_consumers",
 ]
 
@@ -191,14 +195,30 @@ def is_stream_consumer(handler: Any) -> bool:
 
 def without_stream_consumers(callbacks: Any) -> Any:
     """A copy of `callbacks` (a callback manager or a list of handlers) without its stream consumers."""
+    return _keeping(callbacks, lambda handler: not is_stream_consumer(handler))
+
+
+def tracers_only(callbacks: Any) -> Any:
+    """A copy of `callbacks` with only its tracers (`BaseTracer`s that consume no stream: LangSmith's).
+
+    For a model run nested in a guarded chat model's run: the guarded run is the app's model call,
+    so handlers that act on model calls (token forwarders, usage counters) see it alone; a nested
+    model run would hand them its unjudged tokens and count its usage twice.
+    """
+    return _keeping(
+        callbacks, lambda handler: isinstance(handler, BaseTracer) and not is_stream_consumer(handler)
+    )
+
+
+def _keeping(callbacks: Any, keep: Callable[[Any], bool]) -> Any:
     if isinstance(callbacks, BaseCallbackManager):
         manager = callbacks.copy()
         for handler in [*manager.handlers, *manager.inheritable_handlers]:
-            if is_stream_consumer(handler):
+            if not keep(handler):
                 manager.remove_handler(handler)
         return manager
     if isinstance(callbacks, list):
-        return [h for h in callbacks if not is_stream_consumer(h)]
+        return [h for h in callbacks if keep(h)]
     return []
 
 
@@ -208,7 +228,9 @@ def detached_streams(callbacks: Any = None) -> Iterator[None]:
 
     LangChain reads a run's callbacks from a context variable and *adds* explicit ones to them, so
     only replacing that variable keeps an ambient stream consumer away from the model. Restored
-    by value, not by token: the block may span the yields of an async generator.
+    by value, not by token: the block may span the yields of an async generator. Given explicit
+    `callbacks`, the runs get only those: a handler that a context manager registers
+    (`get_usage_metadata_callback`) and that `callbacks` left out is not added back either.
     """
     previous = var_child_runnable_config.get()
     config = RunnableConfig(**(previous or {}))
@@ -216,10 +238,29 @@ def detached_streams(callbacks: Any = None) -> Iterator[None]:
         callbacks if callbacks is not None else config.get("callbacks")
     )
     var_child_runnable_config.set(config)
+    hidden = [] if callbacks is None else _hide_hook_handlers(config["callbacks"])
     try:
         yield
     finally:
         var_child_runnable_config.set(previous)
+        for var, handler in hidden:
+            var.set(handler)
+
+
+def _hide_hook_handlers(kept: Any) -> list[tuple[ContextVar[Any], Any]]:
+    """Unset the context variables of LangChain's configure hooks whose handler `kept` left out.
+
+    Each run's callback manager adds the handler such a variable holds; langchain-core lists the
+    variables only in `_configure_hooks` (stable since 0.1, and langchain-core is pinned below 2).
+    """
+    handlers = kept.handlers if isinstance(kept, BaseCallbackManager) else kept
+    hidden = []
+    for var, *_ in _configure_hooks:
+        handler = var.get()
+        if handler is not None and not any(h is handler for h in handlers):
+            hidden.append((var, handler))
+            var.set(None)
+    return hidden
 
 
 async def detached_first_step(chunks: AsyncIterator[Any], callbacks: Any = None) -> AsyncIterator[Any]:

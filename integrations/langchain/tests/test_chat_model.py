@@ -11,27 +11,31 @@ from typing import Any
 
 import pytest
 from cosa_guard_langchain import ChatModelBackend, GuardedChatModel, GuardFailedError, GuardRefusalError
-from langchain_core.callbacks import BaseCallbackHandler
+from langchain.agents import create_agent
+from langchain_core.callbacks import BaseCallbackHandler, get_usage_metadata_callback
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.output_parsers import PydanticOutputParser, StrOutputParser
 from langchain_core.outputs import ChatResult
 from langchain_core.prompts import ChatPromptTemplate
-from langchain_core.runnables import RunnableLambda
+from langchain_core.runnables import RunnableBinding, RunnableConfig, RunnableLambda
 from langchain_core.tools import tool
+from langchain_openai import ChatOpenAI
 from lc_fixtures import (
     DEPLOYMENT,
     INJECTION,
     MARKER,
     REFUSAL,
+    EchoToolModel,
     RecordingChatModel,
+    RunTrees,
     StructuralInputGuard,
     fake_model,
     guard_options,
     meta,
     write_deployment,
 )
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from cosa_guard.backends.fake import ScriptedBackend
 from cosa_guard.errors import BackendError
@@ -300,6 +304,19 @@ async def test_a_stream_raises_instead_of_refusing_where_asked(
         assert all(MARKER not in c.text for c in chunks)
 
 
+def test_a_streamed_answer_ends_with_the_models_usage_and_name(make_guarded: Any) -> None:
+    guarded = make_guarded(EchoToolModel())
+    chunks = list(guarded.stream(QUESTION))
+    full = chunks[0] + chunks[1:]
+    assert full.text == "Echo: Tell me a story."
+    # Reported once, on the last chunk, as providers' streams do; the same usage as a plain call.
+    assert [c for c in chunks if c.usage_metadata] == [chunks[-1]]
+    assert full.usage_metadata == guarded.invoke(QUESTION).usage_metadata
+    assert full.usage_metadata is not None and full.usage_metadata["output_tokens"] == 5
+    assert full.response_metadata["model_name"] == "echo-tools-1"
+    assert meta(full)["decision"] == "allowed"
+
+
 # --- tools and structured output --------------------------------------------------------------------
 
 
@@ -310,13 +327,24 @@ def tool_call(city: str) -> AIMessage:
 async def test_bind_tools_is_delegated_and_tool_calls_survive(make_guarded: Any) -> None:
     model = fake_model(tool_call("Paris"))
     guarded = make_guarded(model).bind_tools([get_weather])
-    assert isinstance(guarded, GuardedChatModel)
     message = await guarded.ainvoke(QUESTION)
     assert message.tool_calls == [
         {"name": "get_weather", "args": {"city": "Paris"}, "id": "call-1", "type": "tool_call"}
     ]
     assert meta(message)["decision"] == "allowed"
     assert model.options[0]["tools"][0]["function"]["name"] == "get_weather"
+
+
+async def test_bind_tools_is_a_binding_of_the_guarded_model(make_guarded: Any) -> None:
+    # LangGraph's create_react_agent reads a bound model's tools from its binding; a guarded model
+    # that hid them there got them bound a second time, without the app's tool_choice.
+    model = fake_model(tool_call("Paris"))
+    guarded = make_guarded(model)
+    bound = guarded.bind_tools([get_weather], tool_choice="any")
+    assert isinstance(bound, RunnableBinding) and bound.bound is guarded
+    assert [t["function"]["name"] for t in bound.kwargs["tools"]] == ["get_weather"]
+    assert meta(await bound.ainvoke(QUESTION))["decision"] == "allowed"
+    assert model.options[0]["tool_choice"] == "any"
 
 
 async def test_a_violating_tool_call_is_refused_without_tool_calls(make_guarded: Any) -> None:
@@ -382,6 +410,45 @@ async def test_structured_output_with_raw_carries_the_decision(make_guarded: Any
     assert meta(refused["raw"])["decision"] == "refused:output_violation"
 
 
+async def test_an_agent_with_a_response_format_runs_on_a_guarded_model(make_guarded: Any) -> None:
+    # create_agent picks its structured-output strategy by the model's name, read from `model_name`
+    # or else `model`: the wrapped model, no name, on which it failed.
+    guarded = make_guarded(fake_model(weather("Rome", "sunny")))
+    agent = create_agent(model=guarded, tools=[], response_format=Weather)
+    result = await agent.ainvoke({"messages": QUESTION})
+    assert result["structured_response"] == Weather(city="Rome", forecast="sunny")
+
+
+def test_the_guarded_model_has_the_wrapped_models_name_and_profile(make_guarded: Any) -> None:
+    guarded = make_guarded(EchoToolModel(profile={"max_input_tokens": 1000, "tool_calling": True}))
+    assert guarded.model_name == "echo-tools-1"
+    assert guarded.profile == {"max_input_tokens": 1000, "tool_calling": True}
+
+
+IMAGE = {"type": "image", "base64": "aGk=", "mime_type": "image/png"}
+
+
+@pytest.mark.parametrize(
+    "turns",
+    [
+        [HumanMessage([{"type": "text", "text": "Describe this picture."}, IMAGE])],
+        [
+            HumanMessage("Get a diagram with the tool and describe it."),
+            AIMessage("", tool_calls=[{"name": "diagram", "args": {}, "id": "1", "type": "tool_call"}]),
+            ToolMessage([IMAGE], tool_call_id="1", name="diagram"),
+        ],
+    ],
+    ids=["human", "tool"],
+)
+def test_content_blocks_reach_the_wrapped_model(make_guarded: Any, turns: list[Any]) -> None:
+    # The guard judges text; the model gets the app's own message objects, images included.
+    model = EchoToolModel()
+    assert meta(make_guarded(model).invoke(turns))["decision"] == "allowed"
+    [sent] = model.sent
+    assert sent[0].type == "system"
+    assert all(a is b for a, b in zip(sent[1:], turns, strict=True))
+
+
 async def test_history_with_tool_calls_reaches_the_model_intact(make_guarded: Any) -> None:
     model = fake_model("It is sunny in Paris.")
     guarded = make_guarded(model).bind_tools([get_weather])
@@ -395,6 +462,18 @@ async def test_history_with_tool_calls_reaches_the_model_intact(make_guarded: An
 
 
 # --- construction -------------------------------------------------------------------------------------
+
+
+def test_traces_name_the_wrapped_model(make_guarded: Any) -> None:
+    # LangSmith reads the provider and model name of each chat model run from these params.
+    guarded = make_guarded(ChatOpenAI(model="gpt-4o-mini", api_key=SecretStr("unused")))
+    params = guarded._get_ls_params(stop=["THE END"])
+    assert (params["ls_provider"], params["ls_model_name"], params["ls_stop"]) == (
+        "openai",
+        "gpt-4o-mini",
+        ["THE END"],
+    )
+    assert guarded._get_ls_params(model="gpt-4.1")["ls_model_name"] == "gpt-4.1"  # a per-call override
 
 
 async def test_from_guard_without_a_model_uses_the_guards_routes(tmp_path: Path) -> None:
@@ -429,27 +508,56 @@ def test_cosalign_route_puts_the_model_first(tmp_path: Path) -> None:
     assert message.content == SAFE
 
 
+class ModelCallHandler(BaseCallbackHandler):
+    """What apps attach to model calls: a token forwarder (to a web client) and a call counter."""
+
+    def __init__(self) -> None:
+        self.tokens: list[str] = []
+        self.started: list[str] = []
+
+    def on_llm_new_token(self, token: str, **kw: Any) -> None:
+        self.tokens.append(token)
+
+    def on_chat_model_start(self, serialized: Any, messages: Any, **kw: Any) -> None:
+        self.started.append(kw.get("name") or serialized["name"])
+
+
 @pytest.mark.parametrize("sync", [True, False], ids=["invoke", "ainvoke"])
 async def test_tracers_see_the_inner_run_nested_under_the_guarded_one(make_guarded: Any, sync: bool) -> None:
-    class Tracer(BaseCallbackHandler):
-        def __init__(self) -> None:
-            self.runs: dict[Any, tuple[str, Any]] = {}
-
-        def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: Any, **kw: Any) -> None:
-            self.runs[run_id] = (
-                kw["name"] if kw.get("name") else serialized["name"],
-                kw.get("parent_run_id"),
-            )
-
-    tracer = Tracer()
+    tracer, handler = RunTrees(), ModelCallHandler()
     guarded = make_guarded(fake_model(SAFE))
+    config: RunnableConfig = {"callbacks": [tracer, handler]}
     if sync:
-        guarded.invoke(QUESTION, config={"callbacks": [tracer]})
+        guarded.invoke(QUESTION, config=config)
     else:
-        await guarded.ainvoke(QUESTION, config={"callbacks": [tracer]})
-    by_name = {name: (run_id, parent) for run_id, (name, parent) in tracer.runs.items()}
-    assert set(by_name) == {"GuardedChatModel", "RecordingChatModel"}
-    assert by_name["RecordingChatModel"][1] == by_name["GuardedChatModel"][0]
+        await guarded.ainvoke(QUESTION, config=config)
+    (root,) = tracer.roots
+    assert root.name == "GuardedChatModel"
+    assert [run.name for run in root.child_runs if run.run_type == "llm"] == ["RecordingChatModel"]
+    # Other handlers see one model call: the app's.
+    assert handler.started == ["GuardedChatModel"]
+
+
+@pytest.mark.parametrize("mode", ["buffer", "optimistic"])
+async def test_token_handlers_get_only_released_text(make_guarded: Any, mode: str) -> None:
+    # A handler forwarding on_llm_new_token to a client got the wrapped model's raw tokens too.
+    handler = ModelCallHandler()
+    guarded = make_guarded(fake_model(UNSAFE), mode)
+    released = [c.text async for c in guarded.astream(QUESTION, config={"callbacks": [handler]})]
+    assert "".join(handler.tokens) == "".join(released)
+    assert MARKER not in "".join(handler.tokens) or mode == "optimistic"
+    assert handler.started == ["GuardedChatModel"]
+
+
+def test_usage_callbacks_count_a_guarded_call_once(make_guarded: Any) -> None:
+    guarded = make_guarded(EchoToolModel())
+    with get_usage_metadata_callback() as usage:
+        message = guarded.invoke(QUESTION)
+    assert message.usage_metadata is not None
+    assert usage.usage_metadata == {"echo-tools-1": message.usage_metadata}
+    with get_usage_metadata_callback() as streamed:
+        list(guarded.stream(QUESTION))
+    assert streamed.usage_metadata == usage.usage_metadata
 
 
 async def test_concurrent_calls_through_one_slot_each_run_their_own_model(tmp_path: Path) -> None:
