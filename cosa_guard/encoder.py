@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from cosa_guard._optional import require
 
@@ -310,21 +310,60 @@ def gelu_in_place(model: torch.nn.Module) -> None:
             module.intermediate_act_fn = _GeluInPlace()
 
 
-class EncoderPredictor:
-    """Thread-safe CPU inference: windows → forward → max over each text's windows."""
+class Forward(Protocol):
+    """One engine's forward pass: token windows in, one row of label probabilities per window out."""
 
-    def __init__(self, model: EncoderClassifier, *, int8: bool = True, batch_size: int = 32) -> None:
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor: ...
+
+
+ENGINES = ("torch", "onnx")
+
+
+class TorchForward:
+    """The torch engine: `model` with int8 linear layers (or fp32) and GELU in place."""
+
+    def __init__(self, model: EncoderClassifier, *, int8: bool = True) -> None:
         model.train(False)
-        self.config = model.config
         self.model = quantize_int8(model) if int8 else model
         gelu_in_place(self.model)
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model.probabilities(self.model(input_ids, attention_mask))
+
+
+class EncoderPredictor:
+    """Thread-safe CPU inference: windows → forward → max over each text's windows.
+
+    `engine` picks only the forward pass; windows, screens and aggregation are the same code for
+    both. "torch": torch dynamic int8 (`int8=False`: fp32, the reference). "onnx": ONNX Runtime
+    with int8 weights (`encoder_onnx`, exported and cached on first use; int8 only), which scores
+    a window 1.3-1.5x faster but not identically: thresholds hold for the engine they were
+    calibrated on.
+    """
+
+    def __init__(
+        self, model: EncoderClassifier, *, int8: bool = True, batch_size: int = 32, engine: str = "torch"
+    ) -> None:
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+        if engine == "onnx" and not int8:
+            raise ValueError("the onnx engine runs int8 weights only; use engine='torch' for int8=False")
+        model.train(False)
+        self.config = model.config
+        self.engine = engine
+        if engine == "onnx":
+            from cosa_guard.encoder_onnx import onnx_forward
+
+            self.forward: Forward = onnx_forward(model)
+        else:
+            self.forward = TorchForward(model, int8=int8)
         self.tokenizer = load_tokenizer()
         self.batch_size = batch_size
         self._lock = threading.Lock()  # quantised modules are not re-entrant across threads
 
     @classmethod
-    def load(cls, directory: str | Path, *, int8: bool = True) -> EncoderPredictor:
-        return cls(EncoderClassifier.load(directory), int8=int8)
+    def load(cls, directory: str | Path, *, int8: bool = True, engine: str = "torch") -> EncoderPredictor:
+        return cls(EncoderClassifier.load(directory), int8=int8, engine=engine)
 
     def predict(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[list[float]]:
         """Per text (or text pair), one probability per label (maximum over the windows)."""
@@ -341,8 +380,7 @@ class EncoderPredictor:
                 win = encode_windows(
                     self.tokenizer, chunk, self.config.max_length, self.config.stride, pair_chunk
                 )
-                logits = self.model(win.input_ids, win.attention_mask)
-                probs = self.model.probabilities(logits).tolist()
+                probs = self.forward(win.input_ids, win.attention_mask).tolist()
                 for owner, row in zip(win.owner, probs, strict=True):
                     i = start + owner
                     out[i] = row if not seen[i] else [max(a, b) for a, b in zip(out[i], row, strict=True)]
@@ -398,8 +436,7 @@ class EncoderPredictor:
                         self.tokenizer, [text], self.config.max_length, self.config.stride, pair
                     )
                     if keep is None:
-                        probs = self.model.probabilities(self.model(win.input_ids, win.attention_mask))
-                        out.append(probs.tolist())
+                        out.append(self.forward(win.input_ids, win.attention_mask).tolist())
                     else:
                         out.append(self._kept_windows(win, keep(win.content_ids())))
             finally:
@@ -411,5 +448,5 @@ class EncoderPredictor:
         for i, (length, read) in enumerate(zip(win.lengths(), kept, strict=True)):
             if read:
                 ids, mask = win.input_ids[i : i + 1, :length], win.attention_mask[i : i + 1, :length]
-                rows.append(self.model.probabilities(self.model(ids, mask))[0].tolist())
+                rows.append(self.forward(ids, mask)[0].tolist())
         return rows
