@@ -23,11 +23,13 @@ Needs the `embed` extra (onnxruntime is in it); nothing imports this module unti
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import shutil
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,15 +84,40 @@ def export_int8(model: EncoderClassifier, out: Path) -> None:
             opset_version=17,
             dynamo=False,
         )
-    quantization.quantize_dynamic(
-        str(fp32),
-        str(out / MODEL_FILE),
-        weight_type=quantization.QuantType.QInt8,
-        per_channel=False,
-        # Quantise tensors whose type shape inference leaves unknown as float too, not skip them.
-        extra_options={"DefaultTensorType": 1},
-    )
+    with _quiet_quantizer():
+        quantization.quantize_dynamic(
+            str(fp32),
+            str(out / MODEL_FILE),
+            weight_type=quantization.QuantType.QInt8,
+            per_channel=False,
+            # Quantise tensors whose type shape inference leaves unknown as float too, not skip them.
+            extra_options={"DefaultTensorType": 1},
+        )
     fp32.unlink()
+
+
+@contextlib.contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    """Keep the quantiser's chatter off the app's root logger, and its root logger unconfigured.
+
+    The quantiser logs through `logging.info` / `logging.warning` (a line per layer, and advice
+    to pre-process), and `logging.warning` on a root logger without handlers runs `basicConfig`,
+    which would leave a stderr handler on the application's root logger for good. A null handler
+    makes that a no-op; a filter drops the quantiser's own records below ERROR.
+    """
+    root = logging.getLogger()
+    null = logging.NullHandler()
+
+    def not_the_quantizer(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or "onnxruntime" not in record.pathname
+
+    root.addHandler(null)
+    root.addFilter(not_the_quantizer)
+    try:
+        yield
+    finally:
+        root.removeFilter(not_the_quantizer)
+        root.removeHandler(null)
 
 
 def _eager_copy(model: EncoderClassifier) -> EncoderClassifier:

@@ -75,8 +75,11 @@ def test_onnx_and_torch_agree_on_every_window(tiny: EncoderClassifier) -> None:
 
 def test_the_export_is_cached_and_reused(tiny: EncoderClassifier, monkeypatch: pytest.MonkeyPatch) -> None:
     built = exports(monkeypatch)
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])  # an app that configured no logging
     first = EncoderPredictor(tiny, engine="onnx").predict_windows(TEXTS)
     assert len(built) == 1
+    # The quantiser's `logging.warning` would otherwise configure the app's root logger.
+    assert logging.getLogger().handlers == []
     no_export(monkeypatch)
     assert EncoderPredictor(tiny, engine="onnx").predict_windows(TEXTS) == first
     (folder,) = encoder_onnx.cache_root().glob("encoder-onnx-*")
