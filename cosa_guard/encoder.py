@@ -7,7 +7,9 @@ float16) next to a JSON description; `EncoderClassifier.load` rebuilds the model
 installed base plus that delta. `EncoderPredictor` is the inference path: long texts are cut into
 overlapping token windows, a text's score is the maximum over its windows (any window that looks
 like an attack or a harm makes the text one), and the linear layers run as int8 (torch dynamic
-quantisation) by default, which measured ~2x faster than fp32 on CPU at the same decisions.
+quantisation) by default, which measured ~2x faster than fp32 on CPU at the same decisions; the
+injection classifier runs the same model on ONNX Runtime int8 instead (`encoder_onnx`,
+`EncoderPredictor(engine="onnx")`).
 
 Importing this module needs the `embed` extra (it raises MissingExtraError naming it otherwise);
 nothing in `cosa_guard/__init__` imports it, so `import cosa_guard` stays light.
@@ -132,6 +134,13 @@ class EncoderConfig:
         return cls(**data)
 
 
+def label_probabilities(config: EncoderConfig, logits: torch.Tensor) -> torch.Tensor:
+    """Label probabilities from logits: independent sigmoids, or one softmax (`config.multi_label`)."""
+    if config.multi_label:
+        return torch.sigmoid(logits)
+    return torch.softmax(logits, dim=-1)
+
+
 class EncoderClassifier(torch.nn.Module):
     """Backbone + mean pooling + linear head; only the top `trainable_layers` and the head train.
 
@@ -168,9 +177,7 @@ class EncoderClassifier(torch.nn.Module):
         return self.head(self.dropout(mean_pool(hidden, attention_mask)))  # type: ignore[no-any-return]
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        if self.config.multi_label:
-            return torch.sigmoid(logits)
-        return torch.softmax(logits, dim=-1)
+        return label_probabilities(self.config, logits)
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """The tensors training changed: the head and the unfrozen layers (what gets shipped)."""
@@ -311,7 +318,7 @@ def gelu_in_place(model: torch.nn.Module) -> None:
 
 
 class Forward(Protocol):
-    """One engine's forward pass: token windows in, one row of label probabilities per window out."""
+    """One engine's forward pass: token windows in, one row of logits per window out."""
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor: ...
 
@@ -328,7 +335,7 @@ class TorchForward:
         gelu_in_place(self.model)
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model.probabilities(self.model(input_ids, attention_mask))
+        return self.model(input_ids, attention_mask)  # type: ignore[no-any-return]
 
 
 class EncoderPredictor:
@@ -338,7 +345,7 @@ class EncoderPredictor:
     both. "torch": torch dynamic int8 (`int8=False`: fp32, the reference). "onnx": ONNX Runtime
     with int8 weights (`encoder_onnx`, exported and cached on first use; int8 only), which scores
     a window 1.3-1.5x faster but not identically: thresholds hold for the engine they were
-    calibrated on.
+    calibrated on. The ONNX session always runs one intra-op thread; `threads` below sets torch's.
     """
 
     def __init__(
@@ -365,6 +372,13 @@ class EncoderPredictor:
     def load(cls, directory: str | Path, *, int8: bool = True, engine: str = "torch") -> EncoderPredictor:
         return cls(EncoderClassifier.load(directory), int8=int8, engine=engine)
 
+    def probabilities(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Label probabilities of each window, in one forward pass of the engine.
+
+        Unlocked: the predict methods call it under the predictor's lock; other callers keep to one thread.
+        """
+        return label_probabilities(self.config, self.forward(input_ids, attention_mask))
+
     def predict(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[list[float]]:
         """Per text (or text pair), one probability per label (maximum over the windows)."""
         if not texts:
@@ -380,7 +394,7 @@ class EncoderPredictor:
                 win = encode_windows(
                     self.tokenizer, chunk, self.config.max_length, self.config.stride, pair_chunk
                 )
-                probs = self.forward(win.input_ids, win.attention_mask).tolist()
+                probs = self.probabilities(win.input_ids, win.attention_mask).tolist()
                 for owner, row in zip(win.owner, probs, strict=True):
                     i = start + owner
                     out[i] = row if not seen[i] else [max(a, b) for a, b in zip(out[i], row, strict=True)]
@@ -436,7 +450,7 @@ class EncoderPredictor:
                         self.tokenizer, [text], self.config.max_length, self.config.stride, pair
                     )
                     if keep is None:
-                        out.append(self.forward(win.input_ids, win.attention_mask).tolist())
+                        out.append(self.probabilities(win.input_ids, win.attention_mask).tolist())
                     else:
                         out.append(self._kept_windows(win, keep(win.content_ids())))
             finally:
@@ -448,5 +462,5 @@ class EncoderPredictor:
         for i, (length, read) in enumerate(zip(win.lengths(), kept, strict=True)):
             if read:
                 ids, mask = win.input_ids[i : i + 1, :length], win.attention_mask[i : i + 1, :length]
-                rows.append(self.forward(ids, mask)[0].tolist())
+                rows.append(self.probabilities(ids, mask)[0].tolist())
         return rows

@@ -15,8 +15,7 @@ the same file lock and atomic rename as the embedded model). The digest covers e
 the model and its config, so the folder follows the weights whether they were read from files or
 are still in memory (training scores its model before it ships it), plus the torch and onnxruntime
 versions (an export from one pair is not trusted under another). A folder that does not load is
-rebuilt. Outputs are logits; the probabilities come from `EncoderClassifier.probabilities`, so both
-engines share that step.
+rebuilt. Outputs are logits; `EncoderPredictor` turns either engine's logits into probabilities.
 
 Needs the `embed` extra (onnxruntime is in it); nothing imports this module until an ORT engine is asked for.
 """
@@ -24,6 +23,7 @@ Needs the `embed` extra (onnxruntime is in it); nothing imports this module unti
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import logging
@@ -36,14 +36,16 @@ from typing import TYPE_CHECKING, Any
 from cosa_guard._optional import require
 from cosa_guard.embedded import cache_root, cached_build
 
-if TYPE_CHECKING:
-    import torch
+_PURPOSE = "the ONNX Runtime engine of the trained text encoder"
+require("torch", "embed", _PURPOSE)
+import torch  # noqa: E402  (after the check, so a missing extra names itself)
 
+if TYPE_CHECKING:
+    # Type-only: `encoder` imports this module (lazily), so a runtime import back would be a cycle.
     from cosa_guard.encoder import EncoderClassifier
 
 __all__ = ["MODEL_FILE", "OnnxForward", "export_int8", "model_digest", "onnx_forward"]
 
-_PURPOSE = "the ONNX Runtime engine of the trained text encoder"
 MODEL_FILE = "model.int8.onnx"
 _FORMAT = 1  # bump when the export or quantisation recipe changes: older folders are rebuilt
 _INPUTS = ("input_ids", "attention_mask")
@@ -63,8 +65,6 @@ def model_digest(model: EncoderClassifier) -> str:
 
 def export_int8(model: EncoderClassifier, out: Path) -> None:
     """Write `out/MODEL_FILE`: `model` (logits out, batch and sequence dynamic) with int8 weights."""
-    import torch
-
     quantization = require("onnxruntime.quantization", "embed", _PURPOSE)
     exported = _eager_copy(model)
     ids = torch.ones(2, model.config.max_length, dtype=torch.long)
@@ -122,8 +122,6 @@ def _quiet_quantizer() -> Iterator[None]:
 
 def _eager_copy(model: EncoderClassifier) -> EncoderClassifier:
     """`model` in eval mode on eager attention, without touching the caller's model."""
-    import copy
-
     clone = copy.deepcopy(model)
     clone.train(False)
     clone.backbone.set_attn_implementation("eager")
@@ -131,25 +129,23 @@ def _eager_copy(model: EncoderClassifier) -> EncoderClassifier:
 
 
 class OnnxForward:
-    """The ORT engine's forward: (input ids, attention mask) → label probabilities, as torch tensors."""
+    """The ORT engine's forward: (input ids, attention mask) → logits, as a torch tensor.
 
-    def __init__(self, session: Any, model: EncoderClassifier) -> None:
+    It keeps the session only, not the torch model it was exported from (90 MB of fp32 weights).
+    """
+
+    def __init__(self, session: Any) -> None:
         self._session = session
-        self._probabilities = model.probabilities
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        import torch
-
         feed = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()}
         (logits,) = self._session.run(["logits"], feed)
-        return self._probabilities(torch.from_numpy(logits))
+        return torch.from_numpy(logits)
 
 
 def onnx_forward(model: EncoderClassifier, *, cache_dir: str | Path | None = None) -> OnnxForward:
     """The ORT int8 forward of `model`, exporting it on first use (see the module docstring)."""
     ort = require("onnxruntime", "embed", _PURPOSE)
-    import torch
-
     digest = model_digest(model)
     manifest = {
         "format": _FORMAT,
@@ -161,7 +157,7 @@ def onnx_forward(model: EncoderClassifier, *, cache_dir: str | Path | None = Non
 
     def build(out: Path) -> None:
         _log.info(
-            "exporting the text encoder to ONNX int8 once, into %s", (Path(cache_dir or cache_root())) / name
+            "exporting the text encoder to ONNX int8 once, into %s", Path(cache_dir or cache_root()) / name
         )
         export_int8(model, out)
 
@@ -173,7 +169,7 @@ def onnx_forward(model: EncoderClassifier, *, cache_dir: str | Path | None = Non
         shutil.rmtree(folder, ignore_errors=True)
         folder = cached_build(name, manifest, MODEL_FILE, build, cache_dir=cache_dir)
         session = _session(ort, folder / MODEL_FILE)
-    return OnnxForward(session, model)
+    return OnnxForward(session)
 
 
 def _session(ort: Any, path: Path) -> Any:
