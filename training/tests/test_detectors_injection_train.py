@@ -179,6 +179,7 @@ def test_screen_and_save_keeps_the_recall_it_was_asked_for(
     from cosa_guard.injection.screen import WindowScreen
 
     monkeypatch.setattr(encoder, "load_backbone", tiny_backbone)
+    monkeypatch.setenv("COSA_GUARD_CACHE", str(tmp_path / "cache"))  # the ONNX export, not the user's
     # A random encoder flags nothing reliably: count every window of an attack as flagged.
     monkeypatch.setattr(injection_screen, "ENCODER_ATTACK", 0.0)
     model = EncoderClassifier(EncoderConfig(labels=("attack",), trainable_layers=1, max_length=16, stride=4))
