@@ -165,7 +165,7 @@ class InjectionClassifier:
         return await asyncio.get_running_loop().run_in_executor(None, self.predict, list(texts))
 
     def warm_up(self) -> None:
-        """Load the model now (first use otherwise pays ~1 s)."""
+        """Load the model now (first use otherwise pays ~1 s, and the one-time ONNX export if not cached)."""
         self.predict(["warm up"])
 
 
