@@ -96,7 +96,7 @@ def test_only_kept_windows_are_read_each_alone(monkeypatch: pytest.MonkeyPatch) 
     with torch.inference_mode():
         for row, i in zip(rows, read, strict=True):
             ids, mask = win.input_ids[i : i + 1, : lengths[i]], win.attention_mask[i : i + 1, : lengths[i]]
-            alone = tiny.predictor.model.probabilities(tiny.predictor.model(ids, mask))[0].tolist()
+            alone = tiny.predictor.probabilities(ids, mask)[0].tolist()
             assert row == pytest.approx(alone, abs=1e-6)
     assert tiny.predictor.predict_windows([text], keep=lambda ws: [False] * len(ws)) == [[]]
     with pytest.raises(ValueError, match="pairs"):

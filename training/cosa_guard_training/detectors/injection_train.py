@@ -7,11 +7,12 @@ and the real-traffic rows (`injection_real.py`: real benign turns, documents and
 attacks planted in them), fine-tune the top layers of the shared MiniLM encoder and a linear head
 on the *normalised* detection text of each training row, then score the calibration rows (the
 generated family-held-out validation split and the real calibration part) through the shipped
-inference path (fp16 round trip, int8, windows) and fit the window discount and the threshold under
-false-positive budgets for the whole detector (decisive structural findings OR classifier score
->= threshold; `injection_calibration.py`). The delta weights, threshold, discount, input digests and
-calibration metrics go into `--out`. Single-threaded with fixed seeds, so the same inputs and
-versions rebuild the same bytes. The real validation split is read only by the benchmark.
+inference path (fp16 round trip, int8 on the engine serving picks, windows) and fit the window
+discount and the threshold under false-positive budgets for the whole detector (decisive
+structural findings OR classifier score >= threshold; `injection_calibration.py`). The delta
+weights, threshold, discount, engine, input digests and calibration metrics go into `--out`.
+Single-threaded with fixed seeds, so the same inputs and versions rebuild the same bytes. The
+real validation split is read only by the benchmark.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from cosa_guard_training.detectors.injection_calibration import Budget, fit_wind
 from cosa_guard_training.detectors.real_traffic import length_bucket, stable_fraction
 
 LABELS = ("attack",)
-CALIBRATED = frozenset({"threshold", "window_discount", "screen_recall"})  # what --recalibrate redoes
+# What --recalibrate redoes; `engine` records which encoder engine the scores came from.
+CALIBRATED = frozenset({"threshold", "window_discount", "screen_recall", "engine"})
 
 
 def detection_texts(rows: Sequence[corpus_mod.Row]) -> list[str]:
@@ -354,19 +356,27 @@ def budgets(
     return [Budget(name, tuple(members[name]), limits[name]) for name in sorted(members)]
 
 
-def _window_probabilities(texts: Sequence[str], out: str | Path, cache: str | Path | None) -> Any:
+def _window_probabilities(
+    texts: Sequence[str], out: str | Path, cache: str | Path | None
+) -> tuple[str, list[list[float]]]:
+    """The engine the serving path picks for `out`, and each text's read windows' probabilities."""
     from cosa_guard.encoder import DELTA_FILE
     from cosa_guard.injection.classifier import InjectionClassifier
     from cosa_guard.injection.screen import SCREEN_FILE
 
+    classifier = InjectionClassifier(out, threads=1)
+
     def score() -> list[list[float]]:
-        # The serving path exactly: what `InjectionClassifier.predict` aggregates (screen, int8,
-        # each window the encoder reads in its own forward pass), from the files in `out`.
-        return InjectionClassifier(out, threads=1).window_probabilities(texts)
+        # The serving path exactly: what `InjectionClassifier.predict` aggregates (screen, int8 on
+        # the engine serving picks, each window the encoder reads in its own forward pass), from
+        # the files in `out`.
+        return classifier.window_probabilities(texts)
 
     screen = Path(out) / SCREEN_FILE
     weights = (Path(out) / DELTA_FILE).read_bytes() + (screen.read_bytes() if screen.is_file() else b"")
-    return _cached(cache, hashlib.sha256(weights + "\x00".join(texts).encode()).hexdigest(), score)
+    # The engine is part of the key: torch and ONNX Runtime scores differ near the boundary.
+    key = weights + classifier.engine().encode() + "\x00".join(texts).encode()
+    return classifier.engine(), _cached(cache, hashlib.sha256(key).hexdigest(), score)
 
 
 def calibrate_and_save(
@@ -391,7 +401,7 @@ def calibrate_and_save(
     """
     model.save(out)
     texts = detection_texts(rows)
-    probs = _window_probabilities(texts, out, cache)
+    engine, probs = _window_probabilities(texts, out, cache)
     flags = structural_flags(rows)
     labels = [int(r.label == corpus_mod.ATTACK) for r in rows]
     rule, candidates = fit_window_rule(probs, labels, flags, budgets(rows, *targets))
@@ -406,6 +416,7 @@ def calibrate_and_save(
         **evaluate_on(False),
         "target_fpr": targets[0],
         "window_discount": rule.discount,
+        "engine": engine,
         "real_calibration": {
             "target_fpr": targets[1],
             "cell_target_fpr": targets[2],
@@ -421,7 +432,7 @@ def calibrate_and_save(
         ],
         **({"screen": screen} if screen is not None else {}),
     }  # fmt: skip
-    calibrated = {"threshold": rule.threshold, "window_discount": rule.discount}
+    calibrated = {"threshold": rule.threshold, "window_discount": rule.discount, "engine": engine}
     model.config = replace(model.config, metadata={**metadata, **calibrated})
     directory = model.save(out)
     (directory / "metrics.json").write_text(
@@ -442,6 +453,7 @@ def screen_and_save(
     on the calibration rows so that `recall` of the attacks the rules leave and the encoder flags
     still reach the encoder, and write it to `out`. Returns what the metrics file records."""
     from cosa_guard.encoder import EncoderPredictor
+    from cosa_guard.injection.classifier import InjectionClassifier
     from cosa_guard.injection.screen import WindowScreen
 
     def windows(texts: Sequence[str]) -> list[list[list[int]]]:
@@ -458,7 +470,10 @@ def screen_and_save(
     attacks = [i for i, r in enumerate(calibration_rows) if r.label == corpus_mod.ATTACK and not decided[i]]
     # Which windows the encoder finds attack-like, each text in one batch: a proxy at a loose 0.5,
     # so the int8 batch effect on a window's probability (a few hundredths) does not matter here.
-    encoder = EncoderPredictor(model, int8=True).predict_windows([held_texts[i] for i in attacks], threads=1)
+    # On the engine serving picks, so the screen keeps the windows that engine finds attack-like.
+    engine = InjectionClassifier(out).engine()
+    predictor = EncoderPredictor(model, int8=True, engine=engine)
+    encoder = predictor.predict_windows([held_texts[i] for i in attacks], threads=1)
     relevant = [[p[0] >= screen_mod.ENCODER_ATTACK for p in ps] for ps in encoder]
     threshold = screen_mod.screen_threshold(screen, [held[i] for i in attacks], relevant, recall)
     screen = WindowScreen(screen.weight, screen.bias, threshold)
