@@ -299,11 +299,16 @@ class Guard:
 
         The server awaits it in its lifespan (before it reports ready), `cosa-guard chat` and
         `cosa-guard eval` before their first prompt. Backends that load lazily (`Preloadable`)
-        load here; the rest have nothing to do.
+        load here; the rest have nothing to do. So does the input guard when a deployment runs its
+        classifier (the shipped one exports its ONNX model on a fresh cache, ~7 s, then loads).
         """
         for backend in list(self._pool.backends.values()):
             if isinstance(backend, Preloadable):
                 await backend.load()
+        guard = self._pipeline.input_guard
+        specs = (self._registry.get(i).spec.injection for i in self._registry.ids())
+        if any(s.enabled and s.classifier for s in specs) and isinstance(guard, Preloadable):
+            await guard.load()
 
     # --- one call ----------------------------------------------------------------------------------
 

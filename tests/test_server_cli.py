@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -373,4 +374,55 @@ async def test_warm_up_loads_each_local_model_once(tmp_path: Path) -> None:
     guard = Guard(DeploymentRegistry.load(path), backend_factory=build)
     await guard.warm_up()
     assert loaded == ["models/small"]  # shared by both deployments; the remote model is not touched
+    await guard.aclose()
+
+
+class _WarmScorer:
+    """A classifier that records what it scored (or fails, with `error`)."""
+
+    threshold = 0.5
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.scored: list[list[str]] = []
+        self.error = error
+
+    async def score(self, texts: Any) -> list[float]:
+        self.scored.append(list(texts))
+        if self.error is not None:
+            raise self.error
+        return [0.0 for _ in texts]
+
+
+@pytest.mark.parametrize("classifier", [True, False])
+async def test_warm_up_loads_the_injection_classifier_when_a_deployment_runs_it(
+    tmp_path: Path, classifier: bool
+) -> None:
+    from cosa_guard.deployments import DeploymentRegistry
+    from cosa_guard.guard import Guard
+    from cosa_guard.injection.detector import InjectionDetector
+
+    scorer = _WarmScorer()
+    path, _ = write_signed_deployment(
+        tmp_path, CONFIG, judge={"kind": "scripted"}, injection={"classifier": classifier}
+    )
+    guard = Guard(DeploymentRegistry.load(path), input_guard=InjectionDetector(scorer))
+    await guard.warm_up()
+    assert scorer.scored == ([["warm up"]] if classifier else [])
+    await guard.aclose()
+
+
+async def test_a_classifier_that_cannot_load_at_warm_up_is_logged_and_the_guard_still_starts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from cosa_guard.deployments import DeploymentRegistry
+    from cosa_guard.guard import Guard
+    from cosa_guard.injection.detector import InjectionDetector
+
+    scorer = _WarmScorer(ImportError("no module named onnxruntime"))
+    path, _ = write_signed_deployment(tmp_path, CONFIG, judge={"kind": "scripted"})
+    guard = Guard(DeploymentRegistry.load(path), input_guard=InjectionDetector(scorer))
+    with caplog.at_level("WARNING", logger="cosa_guard.injection.detector"):
+        await guard.warm_up()
+    assert scorer.scored == [["warm up"]]
+    assert "did not load at warm-up (ImportError: no module named onnxruntime)" in caplog.text
     await guard.aclose()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -29,6 +30,8 @@ from cosa_guard.injection.structural import DECISIVE, scan
 from cosa_guard.normalise import Normalised, normalise
 from cosa_guard.settings import InjectionSpec
 from cosa_guard.types import Message, RefusalReason
+
+_log = logging.getLogger(__name__)
 
 REMOVED_SPAN = "[removed]"  # neutral on purpose: the remainder is scanned again
 REMOVED_TURN = "[removed: this turn looked like an attempt to change the assistant's safety configuration]"
@@ -61,6 +64,17 @@ class InjectionDetector:
         if self._classifier is None:
             self._classifier = InjectionClassifier()
         return self._classifier
+
+    async def load(self) -> None:
+        """Load the classifier now (`Guard.warm_up`), not on the first turn that needs it.
+
+        A classifier that cannot load is logged, not raised: the server still starts, and each turn
+        that needs it fails closed with the reason, as it would without a warm-up.
+        """
+        try:
+            await self.classifier.score(["warm up"])
+        except Exception as exc:
+            _log.warning("the injection classifier did not load at warm-up (%s: %s)", type(exc).__name__, exc)
 
     async def _classify(self, texts: Sequence[str]) -> list[float]:
         keys = [_digest(t) for t in texts]
