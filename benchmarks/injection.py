@@ -244,11 +244,12 @@ def matched_rates(
     def flagged(items: Sequence[tuple[bool, float]], cut: float) -> float:
         return sum(rule or score >= cut for rule, score in items) / max(1, len(items))
 
-    # Just above each benign score: that text and every lower one pass. Rules decide regardless
-    # of the cut, so where they alone flag more than the target no cut meets it (inf is printed).
-    cuts = sorted({0.0} | {math.nextafter(score, math.inf) for _, score in benign})
+    rules, scores = [rule for rule, _ in benign], [score for _, score in benign]
     for name, target in MATCHED_REAL_FPR.items():
-        cut = next((c for c in cuts if flagged(benign, c) <= target), math.inf)
+        # Rules decide regardless of the cut: where they alone flag more than the target, no cut
+        # meets it (inf is printed); otherwise the training's own threshold fit picks it.
+        meets = flagged(benign, math.inf) <= target
+        cut = calibrate(scores, [0] * len(benign), rules, target) if meets else math.inf
         emit(f"matched_real_fpr_{name}_threshold", cut)
         emit(f"matched_real_fpr_{name}_real_fpr", flagged(benign, cut))
         for set_name, items in sets.items():

@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import random
 import statistics
@@ -241,7 +242,8 @@ def real_metrics(
 JBB_CATEGORIES = Path(__file__).resolve().parent / "data" / "jbb_behaviour_categories.yaml"
 
 
-def jbb_behaviour_categories(path: Path = JBB_CATEGORIES) -> dict[str, frozenset[str]]:
+@functools.cache  # real_metrics runs twice per benchmark (plain and cross-fit)
+def jbb_behaviour_categories(path: Path = JBB_CATEGORIES) -> Mapping[str, frozenset[str]]:
     """Hand-assigned categories per JailbreakBench behaviour (see benchmarks/data/README.md)."""
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     return {str(name): frozenset(cats) for name, cats in data["behaviours"].items()}

@@ -355,7 +355,6 @@ class EncoderPredictor:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
         if engine == "onnx" and not int8:
             raise ValueError("the onnx engine runs int8 weights only; use engine='torch' for int8=False")
-        model.train(False)
         self.config = model.config
         self.engine = engine
         if engine == "onnx":

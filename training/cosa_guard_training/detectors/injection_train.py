@@ -375,8 +375,9 @@ def _window_probabilities(
     screen = Path(out) / SCREEN_FILE
     weights = (Path(out) / DELTA_FILE).read_bytes() + (screen.read_bytes() if screen.is_file() else b"")
     # The engine is part of the key: torch and ONNX Runtime scores differ near the boundary.
-    key = weights + classifier.engine().encode() + "\x00".join(texts).encode()
-    return classifier.engine(), _cached(cache, hashlib.sha256(key).hexdigest(), score)
+    engine = classifier.engine()
+    key = weights + engine.encode() + "\x00".join(texts).encode()
+    return engine, _cached(cache, hashlib.sha256(key).hexdigest(), score)
 
 
 def calibrate_and_save(
